@@ -1,0 +1,109 @@
+"""Structural checks on a lowered diagram: usage of every leg, kinds of writers, cycles, size.
+
+Each check is a plain function ``check(diagram) -> list[Diagnostic]``; the driver runs them all,
+so independent mistakes are reported together.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from . import ir
+from .diagnostics import Diagnostic, Label
+
+# Beyond these a diagram is refused rather than planned (E501): they bound compile time and memory.
+MAX_STATEMENTS = 10_000
+MAX_LEAVES = 12
+
+
+def _diag(diagram: ir.Diagram, code: str, message: str, span: object, **extra: object) -> Diagnostic:
+    return Diagnostic(code, message, span, diagram.source, **extra)  # type: ignore[arg-type]
+
+
+def check_usage(diagram: ir.Diagram) -> list[Diagnostic]:
+    """Inputs must be read, outputs written, internal edges both written and read."""
+    read = {ref.leg for s in diagram.statements for ref in s.leaves}
+    written = {s.target for s in diagram.statements}
+    problems = []
+    for leg in diagram.legs:
+        if leg.role == "input" and leg.name not in read:
+            problems.append(_diag(diagram, "E104", f"input `{leg.name}` is never used", leg.span,
+                                  label="declared here", hint=f"use `{leg.name}` in a statement or remove it"))
+        elif leg.role == "output" and leg.name not in written:
+            problems.append(_diag(diagram, "E107", f"output `{leg.name}` is never written", leg.span,
+                                  label="declared here", hint=f"add a statement such as `x -> {leg.name}`"))
+        elif leg.role == "internal" and leg.name not in written:
+            problems.append(_diag(diagram, "E101", f"edge `{leg.name}` is declared but never written",
+                                  leg.span, hint=f"write it with a statement `... -> {leg.name}`"))
+        elif leg.role == "internal" and leg.name not in read:
+            problems.append(_diag(diagram, "E104", f"internal edge `{leg.name}` is written but never used",
+                                  leg.span, label="dangling edge",
+                                  hint=f"read `{leg.name}` in another statement, or declare it "
+                                       f"`output {leg.name}` to return it"))
+    return problems
+
+
+def check_writer_kinds(diagram: ir.Diagram) -> list[Diagnostic]:
+    """An inferred internal edge written by several statements must get them of one kind.
+
+    Its irreps and multiplicities are inferred from its writers; writers of different arity or
+    channel mode would make that ambiguous, so the user declares the edge instead."""
+    problems = []
+    for leg in diagram.legs:
+        writers = diagram.writers(leg.name)
+        if leg.role != "internal" or leg.declared or len(writers) < 2:
+            continue
+        kinds = {(w.kind, w.channels) for w in writers}
+        if len(kinds) > 1:
+            first, other = writers[0], next(w for w in writers if (w.kind, w.channels) != (writers[0].kind, writers[0].channels))
+            problems.append(_diag(
+                diagram, "E103", f"edge `{leg.name}` is written by a {other.kind} ({other.channels}) and a "
+                f"{first.kind} ({first.channels})", other.span, label="different kind of writer",
+                related=(Label(first.span, "first written here"),),
+                hint=f"declare its irreps, e.g. `edge {leg.name} : 8x(0e + 1o)`, so the writers add up "
+                     "into fixed slots"))
+    return problems
+
+
+def dependency_graph(diagram: ir.Diagram) -> nx.DiGraph:
+    """Legs as nodes, an edge ``leaf → target`` for every statement."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(leg.name for leg in diagram.legs)
+    for statement in diagram.statements:
+        for ref in statement.leaves:
+            graph.add_edge(ref.leg, statement.target, statement=statement.index)
+    return graph
+
+
+def check_cycles(diagram: ir.Diagram) -> list[Diagnostic]:
+    """Edges must not depend on themselves (a fusion diagram is a directed acyclic network)."""
+    graph = dependency_graph(diagram)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return []
+    # Report at the statement written last: the one that closed the cycle.
+    closing = max(graph.edges[edge]["statement"] for edge in cycle)
+    start = next(i for i, edge in enumerate(cycle) if graph.edges[edge]["statement"] == closing)
+    rotated = cycle[start + 1:] + cycle[:start + 1]
+    names = [u for u, _ in rotated] + [rotated[0][0]]
+    statement = next(s for s in diagram.statements if s.index == closing)
+    return [_diag(diagram, "E109", "edges depend on themselves: " + " -> ".join(names), statement.span,
+                  label="closes the cycle", hint="a fusion diagram flows one way; write the result into a new edge")]
+
+
+def check_size(diagram: ir.Diagram) -> list[Diagnostic]:
+    """Refuse diagrams too large to plan in reasonable time."""
+    problems = []
+    if len(diagram.statements) > MAX_STATEMENTS:
+        problems.append(_diag(diagram, "E501", f"{len(diagram.statements)} statements (at most {MAX_STATEMENTS})",
+                              diagram.span, hint="split the diagram into several"))
+    for statement in diagram.statements:
+        if statement.arity > MAX_LEAVES:
+            problems.append(_diag(diagram, "E501", f"a fusion tree with {statement.arity} leaves (at most "
+                                  f"{MAX_LEAVES})", statement.span,
+                                  hint="fuse in stages through internal edges"))
+    return problems
+
+
+STRUCTURE_CHECKS = (check_usage, check_writer_kinds, check_cycles, check_size)

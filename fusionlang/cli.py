@@ -1,0 +1,228 @@
+"""The ``fusionc`` command line (also ``python -m fusionlang``).
+
+Exit codes: 0 success, 1 diagnostics (the input has errors), 2 bad usage.
+Every subcommand takes ``-`` for standard input and, where a machine reads the output,
+``--format json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .diagnostics import Diagnostic, FusionError, diagnostics_json, render_all
+from .source import Source
+
+EPILOG = """\
+examples:
+  fusionc check examples/spins.fusion          report errors rustc-style (exit 1 if any)
+  fusionc check --format json model.fusion     the same diagnostics as JSON
+  fusionc ir examples/product_basis.fusion     inferred irreps of every edge and path counts
+  fusionc compile examples/fc_tp.fusion -o fc_tp.py   write a PyTorch module
+  fusionc explain examples/tree4.fusion        contraction plan: FLOPs, order, parameters
+  fusionc render examples/spins.fusion -o spins.svg   draw the diagram
+  fusionc fmt --check examples/*.fusion        is every file canonically formatted?
+  cat model.fusion | fusionc check -           read standard input
+"""
+
+
+class UsageError(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+def read_inputs(paths: Sequence[str]) -> list[Source]:
+    """Sources for the command-line FILE arguments (``-`` is standard input)."""
+    sources = []
+    for path in paths:
+        if path == "-":
+            sources.append(Source(sys.stdin.read(), "<stdin>"))
+            continue
+        try:
+            sources.append(Source(Path(path).read_text(encoding="utf-8"), path))
+        except (OSError, UnicodeDecodeError) as failure:
+            raise FusionError([Diagnostic("E901", f"cannot read `{path}`: {failure.__class__.__name__}: "
+                                          f"{getattr(failure, 'strerror', None) or failure}",
+                                          hint="check the path and that the file is UTF-8 text")]) from None
+    return sources
+
+
+def _emit_diagnostics(diagnostics: Sequence[Diagnostic], fmt: str) -> None:
+    if fmt == "json":
+        print(diagnostics_json(diagnostics))
+    elif diagnostics:
+        print(render_all(diagnostics), file=sys.stderr)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Parse, check and infer; print diagnostics."""
+    from .frontend import check_source
+
+    found: list[Diagnostic] = []
+    for source in read_inputs(args.files):
+        found += check_source(source).diagnostics
+    _emit_diagnostics(found, args.format)
+    if args.format == "text" and not found:
+        print(f"ok: {len(args.files)} file{'s' if len(args.files) != 1 else ''} checked", file=sys.stderr)
+    return 1 if any(d.severity == "error" for d in found) else 0
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    """Print the inferred irreps of every edge and the path counts of every statement."""
+    from .frontend import check_source
+    from .report import ir_report, ir_text
+
+    reports, found = [], []
+    for source in read_inputs(args.files):
+        result = check_source(source)
+        found += result.diagnostics
+        reports += [ir_report(d) for d in result.diagrams if args.diagram in (None, d.name)]
+    if found:
+        _emit_diagnostics(found, args.format)
+        return 1
+    print(json.dumps({"diagrams": reports}, indent=2) if args.format == "json" else ir_text(reports))
+    return 0
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    """Canonical formatting: print, rewrite in place, or ``--check``."""
+    from .fmt import format_source
+
+    status = 0
+    for source in read_inputs(args.files):
+        formatted = format_source(source.text, source.name)
+        if args.check:
+            if formatted != source.text:
+                print(f"would reformat {source.name}", file=sys.stderr)
+                status = 1
+        elif args.in_place and source.name != "<stdin>":
+            if formatted != source.text:
+                _write_atomically(Path(source.name), formatted)
+        else:
+            sys.stdout.write(formatted)
+    return status
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Compile one file to a Python module."""
+    from . import api
+
+    (source,) = read_inputs([args.file])
+    result = api.compile(source)
+    if args.output in (None, "-"):
+        sys.stdout.write(result.source_code)
+    else:
+        _write_atomically(Path(args.output), result.source_code)
+        print(f"wrote {args.output}: {', '.join(result.classes)}", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """Show the contraction plan of every diagram."""
+    from . import api
+
+    (source,) = read_inputs([args.file])
+    result = api.compile(source)
+    names = [d.name for d in result.diagrams if args.diagram in (None, d.name)]
+    if args.format == "json":
+        print(json.dumps({"diagrams": [result.plan(n).to_dict() for n in names]}, indent=2))
+    else:
+        print("\n\n".join(result.plan(n).explain() for n in names))
+    return 0
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and a rename, so a failure leaves nothing half-written."""
+    temporary = path.with_name(f".{path.name}.fusionc-tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+    except OSError as failure:
+        temporary.unlink(missing_ok=True)
+        raise FusionError([Diagnostic("E901", f"cannot write `{path}`: {failure.strerror or failure}",
+                                      hint="check that the folder exists and is writable")]) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fusionc", description="Compile SU(2)/O(3) fusion diagrams into equivariant PyTorch modules.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fusionc {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, handler, configure, example in _COMMANDS:
+        sub = commands.add_parser(name, help=handler.__doc__, description=handler.__doc__,
+                                  epilog=f"example:\n  {example}",
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        configure(sub)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def _files(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("files", nargs="+", metavar="FILE", help="`.fusion` files, or - for stdin")
+
+
+def _format(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+
+
+def _configure_check(sub: argparse.ArgumentParser) -> None:
+    _files(sub)
+    _format(sub)
+
+
+def _configure_ir(sub: argparse.ArgumentParser) -> None:
+    _files(sub)
+    _format(sub)
+    sub.add_argument("--diagram", help="only this diagram")
+
+
+def _configure_fmt(sub: argparse.ArgumentParser) -> None:
+    _files(sub)
+    sub.add_argument("--check", action="store_true", help="exit 1 if a file is not formatted")
+    sub.add_argument("-i", "--in-place", action="store_true", help="rewrite the files")
+
+
+def _configure_compile(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
+    sub.add_argument("-o", "--output", metavar="OUT.py", help="where to write the module (default stdout)")
+
+
+def _configure_explain(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
+    sub.add_argument("--diagram", help="only this diagram")
+    _format(sub)
+
+
+Configure = Callable[[argparse.ArgumentParser], None]
+_COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], Configure, str]] = [
+    ("check", cmd_check, _configure_check, "fusionc check examples/spins.fusion --format json"),
+    ("ir", cmd_ir, _configure_ir, "fusionc ir examples/product_basis.fusion"),
+    ("compile", cmd_compile, _configure_compile, "fusionc compile examples/fc_tp.fusion -o fc_tp.py"),
+    ("explain", cmd_explain, _configure_explain, "fusionc explain examples/tree4.fusion --format json"),
+    ("fmt", cmd_fmt, _configure_fmt, "fusionc fmt --check examples/*.fusion"),
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``fusionc``; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return _run(args.handler, args)
+
+
+def _run(handler: Callable[[argparse.Namespace], int], args: Any) -> int:
+    try:
+        return handler(args)
+    except FusionError as failure:
+        _emit_diagnostics(failure.diagnostics, getattr(args, "format", "text"))
+        return 1
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,115 @@
+"""The front-end driver: text → syntax tree → IR → checks → inference.
+
+``PASSES`` is the ordered tuple of checks run on every lowered diagram; each is a plain function
+returning diagnostics, and all of them run so that independent errors are reported together.
+Inference runs only on diagrams whose structure is sound.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import checks, ir
+from .diagnostics import Diagnostic, FusionError, raise_if_errors, render_all, sort_key
+from .infer import infer
+from .lower import lower_file
+from .source import Source
+
+Check = Callable[[ir.Diagram], list[Diagnostic]]
+PASSES: tuple[Check, ...] = checks.STRUCTURE_CHECKS
+
+SourceLike = str | os.PathLike[str] | Source
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What checking a file gives: the checked diagrams and every diagnostic, as data."""
+
+    source: Source
+    diagrams: tuple[ir.Diagram, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+    def diagram(self, name: str | None = None) -> ir.Diagram:
+        """One diagram by name (the only one when ``name`` is None)."""
+        return select_diagram(self.diagrams, name, self.source)
+
+    def raise_for_errors(self) -> CheckResult:
+        raise_if_errors(self.diagnostics)
+        return self
+
+    def render(self) -> str:
+        return render_all(self.diagnostics)
+
+
+def read_source(source: SourceLike, name: str | None = None) -> Source:
+    """A :class:`Source` from text, a path (``pathlib.Path``), or a Source.
+
+    Plain strings are source text; pass a ``Path`` to read a file."""
+    if isinstance(source, Source):
+        return source
+    if isinstance(source, os.PathLike):
+        path = Path(source)
+        try:
+            return Source(path.read_text(encoding="utf-8"), name or str(source))
+        except (OSError, UnicodeDecodeError) as failure:
+            raise FusionError([Diagnostic("E901", f"cannot read `{path}`: {failure}",
+                                          hint="check the path and that the file is UTF-8 text")]) from None
+    return Source(source, name or "<string>")
+
+
+def check_source(source: SourceLike, name: str | None = None) -> CheckResult:
+    """Parse, lower, check and infer every diagram; never raises for user errors.
+
+    >>> result = check_source("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }")
+    >>> result.ok, [len(s.paths) for s in result.diagram("d").statements]
+    (True, [2])
+    """
+    from .parse import parse
+
+    text = read_source(source, name)
+    try:
+        tree = parse(text)
+    except FusionError as failure:
+        return CheckResult(text, (), failure.diagnostics)
+    lowered, problems = lower_file(tree)
+    broken = {d.name for d in lowered if _has_errors(problems, d)}
+    diagrams = []
+    for diagram in lowered:
+        inferred, found = check_diagram(diagram, infer_irreps=diagram.name not in broken)
+        problems += found
+        if inferred is not None:
+            diagrams.append(inferred)
+    return CheckResult(text, tuple(diagrams), tuple(sorted(problems, key=sort_key)))
+
+
+def check_diagram(diagram: ir.Diagram, infer_irreps: bool = True) -> tuple[ir.Diagram | None, list[Diagnostic]]:
+    """Run every pass on one lowered diagram, then inference if the structure is sound."""
+    problems = [d for check in PASSES for d in check(diagram)]
+    if not infer_irreps or any(d.severity == "error" for d in problems):
+        return None, problems
+    return infer(diagram)
+
+
+def _has_errors(problems: list[Diagnostic], diagram: ir.Diagram) -> bool:
+    """Did lowering report an error inside this diagram's block?"""
+    return any(d.severity == "error" and d.span is not None
+               and diagram.span.start <= d.span.start <= diagram.span.end for d in problems)
+
+
+def select_diagram(diagrams: Sequence[ir.Diagram], name: str | None, source: Source) -> ir.Diagram:
+    """The diagram called ``name``, or the only one; a :class:`FusionError` otherwise."""
+    if name is None and len(diagrams) == 1:
+        return diagrams[0]
+    names = [d.name for d in diagrams]
+    if name in names:
+        return diagrams[names.index(name)]
+    what = f"no diagram `{name}`" if name else f"{len(diagrams)} diagrams: choose one"
+    raise FusionError([Diagnostic("E113", f"{what} in {source.name}",
+                                  hint=f"the diagrams are {', '.join(names) or '(none)'}")])

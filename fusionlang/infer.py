@@ -1,0 +1,359 @@
+"""Irreps inference and path enumeration.
+
+Three sweeps over the statements in dependency order:
+
+1. forward: which irreps can reach every edge from the inputs (selection rules at each vertex,
+   ``lmax`` and declared irreps as filters);
+2. backward: which of those can still reach a declared output (arc consistency on each tree,
+   which is exact on trees), pruning dead paths;
+3. paths: every assignment of irreps to a statement's edges, with the multiplicities its channel
+   mode implies; inferred edges get one entry per irrep, in e3nn's sorted order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+
+from . import ir
+from .checks import dependency_graph
+from .diagnostics import Diagnostic
+from .groups import Irrep, Irreps, MulIrrep, selection_problem
+
+# A statement with more paths than this is refused (E501) rather than compiled.
+MAX_PATHS = 100_000
+
+IrrepSet = frozenset[Irrep]
+
+
+@dataclass
+class _Inference:
+    diagram: ir.Diagram
+    problems: list[Diagnostic] = field(default_factory=list)
+    readable: dict[str, IrrepSet] = field(default_factory=dict)   # irreps a reader can see
+    produced: dict[str, set[Irrep]] = field(default_factory=dict)  # irreps writers deliver
+    needed: dict[str, set[Irrep]] = field(default_factory=dict)    # irreps some output needs
+    failed: set[int] = field(default_factory=set)                  # statements already diagnosed
+
+    def report(self, code: str, message: str, span: object, **extra: object) -> None:
+        self.problems.append(Diagnostic(code, message, span, self.diagram.source, **extra))  # type: ignore[arg-type]
+
+
+def statement_order(diagram: ir.Diagram) -> list[ir.Statement]:
+    """Statements in dependency order (every edge is complete before it is read), stable."""
+    graph = dependency_graph(diagram)
+    rank = {name: i for i, name in enumerate(nx.lexicographical_topological_sort(
+        graph, key=lambda n: _declaration_rank(diagram, n)))}
+    return sorted(diagram.statements, key=lambda s: (rank[s.target], s.index))
+
+
+def _declaration_rank(diagram: ir.Diagram, name: str) -> int:
+    return next(i for i, leg in enumerate(diagram.legs) if leg.name == name)
+
+
+def infer(diagram: ir.Diagram) -> tuple[ir.Diagram | None, list[Diagnostic]]:
+    """Fill in the irreps of inferred edges and the paths of every statement."""
+    state = _Inference(diagram)
+    order = statement_order(diagram)
+    _forward(state, order)
+    _backward(state, order)
+    legs = _final_irreps(state, order)
+    if legs is None or state.problems:
+        return None, state.problems
+    diagram = replace(diagram, legs=legs)
+    statements = {s.index: replace(s, paths=_paths(diagram, s, state)) for s in order}
+    if state.problems:
+        return None, state.problems
+    return replace(diagram, statements=tuple(statements[s.index] for s in diagram.statements)), []
+
+
+# -- forward -------------------------------------------------------------------------------------
+
+def _forward(state: _Inference, order: list[ir.Statement]) -> None:
+    for leg in state.diagram.legs:
+        if leg.irreps is not None:
+            state.readable[leg.name] = frozenset(leg.irreps.irreps)
+    for statement in order:
+        target = state.diagram.leg(statement.target)
+        sets = node_sets(statement.tree, state.readable)
+        root = sets[id(statement.tree)]
+        admissible = _admissible(target, root)
+        if not root & admissible and _reads_failed_edge(state, statement):
+            state.failed.add(statement.index)  # already reported where the edge failed
+        elif not root & admissible:
+            _no_path(state, statement, sets, admissible)
+        state.produced.setdefault(target.name, set()).update(root & admissible)
+        if not target.declared:
+            state.readable[target.name] = frozenset(state.produced[target.name])
+
+
+def _reads_failed_edge(state: _Inference, statement: ir.Statement) -> bool:
+    return any(w.index in state.failed for ref in statement.leaves for w in state.diagram.writers(ref.leg))
+
+
+def node_sets(tree: ir.Node, readable: dict[str, IrrepSet]) -> dict[int, IrrepSet]:
+    """Bottom-up: the irreps each node of a tree can carry (keyed by ``id(node)``)."""
+    sets: dict[int, IrrepSet] = {}
+
+    def visit(node: ir.Node) -> IrrepSet:
+        if isinstance(node, ir.LeafRef):
+            result = readable.get(node.leg, frozenset())
+        else:
+            left, right = visit(node.left), visit(node.right)
+            result = frozenset(c for a in left for b in right for c in a * b)
+        sets[id(node)] = result
+        return result
+
+    visit(tree)
+    return sets
+
+
+def _admissible(target: ir.Leg, root: IrrepSet) -> IrrepSet:
+    if target.irreps is not None:
+        return frozenset(target.irreps.irreps)
+    if target.lmax is not None:
+        return frozenset(ir_ for ir_ in root if ir_.j <= target.lmax)
+    return root
+
+
+def _no_path(state: _Inference, statement: ir.Statement, sets: dict[int, IrrepSet],
+             admissible: IrrepSet) -> None:
+    state.failed.add(statement.index)
+    root = sets[id(statement.tree)]
+    target = state.diagram.leg(statement.target)
+    reachable = _listing(root)
+    if isinstance(statement.tree, ir.Fuse) and statement.arity == 2 and admissible:
+        code, label = _selection_reason(sets[id(statement.tree.left)], sets[id(statement.tree.right)], admissible)
+        state.report(code, f"coupling violates the {state.diagram.group} selection rule", statement.span,
+                     label=label, hint=f"allowed outputs are {reachable}" if root else "")
+    elif target.lmax is not None and not target.declared:
+        state.report("E301", f"edge `{target.name}` has no admissible irreps: its writer gives "
+                     f"{reachable}, all above `lmax {target.lmax}`", statement.span,
+                     hint=f"raise the edge's lmax to at least {min(i.j for i in root)}" if root else "")
+    else:
+        wanted = _listing(admissible)
+        state.report("E302", f"no path of this statement reaches `{target.name}` ({wanted})",
+                     statement.span, label=f"reaches {reachable or 'nothing'}",
+                     hint=f"`{target.name}` would need one of {reachable}" if root else
+                     "check the irreps of the arguments")
+
+
+def _selection_reason(left: IrrepSet, right: IrrepSet, wanted: IrrepSet) -> tuple[str, str]:
+    """The rule that rules out ``wanted`` from ``left ⊗ right``, and a caret label."""
+    reasons = Counter()
+    for a in sorted(left):
+        for b in sorted(right):
+            for c in sorted(wanted):
+                problem = selection_problem(a, b, c)
+                if problem is not None:
+                    reasons[problem[0]] += 1
+    code = next((c for c in ("E202", "E203") if reasons[c] and reasons[c] == sum(reasons.values())), "E201")
+    if code == "E201" and reasons["E202"]:
+        code = "E202" if reasons["E201"] == 0 else code
+    return code, f"{_listing(wanted)} is not in {_listing(left)} ⊗ {_listing(right)}"
+
+
+def _listing(irreps: IrrepSet | set[Irrep]) -> str:
+    return " + ".join(str(i) for i in sorted(irreps)) if len(irreps) < 2 else \
+        "(" + " + ".join(str(i) for i in sorted(irreps)) + ")"
+
+
+# -- backward ------------------------------------------------------------------------------------
+
+def _backward(state: _Inference, order: list[ir.Statement]) -> None:
+    for leg in state.diagram.outputs:
+        state.needed[leg.name] = set(leg.irreps.irreps if leg.irreps else state.produced.get(leg.name, ()))
+    for statement in reversed(order):
+        target = statement.target
+        wanted = state.needed.get(target, set()) & set(state.readable.get(target, frozenset()))
+        sets = node_sets(statement.tree, state.readable)
+        for leaf, live in _live_leaves(statement.tree, sets, frozenset(wanted)):
+            state.needed.setdefault(leaf.leg, set()).update(live)
+
+
+def _live_leaves(tree: ir.Node, sets: dict[int, IrrepSet],
+                 wanted: IrrepSet) -> Iterator[tuple[ir.LeafRef, IrrepSet]]:
+    """Top-down arc consistency: the irreps of each leaf that take part in a complete path."""
+    live = sets[id(tree)] & wanted
+    if isinstance(tree, ir.LeafRef):
+        yield tree, live
+        return
+    left, right = sets[id(tree.left)], sets[id(tree.right)]
+    left_live = frozenset(a for a in left if any(c in live for b in right for c in a * b))
+    right_live = frozenset(b for b in right if any(c in live for a in left_live for c in a * b))
+    yield from _live_leaves(tree.left, sets, left_live)
+    yield from _live_leaves(tree.right, sets, right_live)
+
+
+# -- final irreps and paths ----------------------------------------------------------------------
+
+def _final_irreps(state: _Inference, order: list[ir.Statement]) -> tuple[ir.Leg, ...] | None:
+    legs = {leg.name: leg for leg in state.diagram.legs}
+    for statement in order:
+        leg = legs[statement.target]
+        if leg.declared or leg.name in _done(legs):
+            continue
+        kept = state.produced.get(leg.name, set()) & (state.needed.get(leg.name, set()) if leg.role == "internal"
+                                                      else state.produced.get(leg.name, set()))
+        if not kept:
+            _dead_edge(state, leg)
+            continue
+        muls = _inferred_muls(state, leg, frozenset(kept), legs)
+        if muls is None:
+            continue
+        entries = [MulIrrep(muls[i], i) for i in sorted(kept)]
+        legs[leg.name] = replace(leg, irreps=Irreps(entries, state.diagram.group))
+    return tuple(legs.values()) if not state.problems else None
+
+
+def _done(legs: dict[str, ir.Leg]) -> set[str]:
+    return {name for name, leg in legs.items() if leg.irreps is not None}
+
+
+def _dead_edge(state: _Inference, leg: ir.Leg) -> None:
+    neighbours = state.diagram.writers(leg.name) + state.diagram.readers(leg.name)
+    if any(s.index in state.failed for s in neighbours):
+        return
+    produced = _listing(state.produced.get(leg.name, set()))
+    state.report("E301", f"edge `{leg.name}` has no admissible irreps: none of {produced} reaches an output",
+                 leg.span, label="dead edge",
+                 hint="check the outputs' irreps, or the statements that read this edge")
+
+
+def _inferred_muls(state: _Inference, leg: ir.Leg, kept: IrrepSet,
+                   legs: dict[str, ir.Leg]) -> dict[Irrep, int] | None:
+    """Multiplicity of each irrep of an inferred edge, from the channel modes of its writers."""
+    found: dict[Irrep, set[int]] = {}
+    draft = {**legs, leg.name: replace(leg, irreps=Irreps([MulIrrep(1, i) for i in sorted(kept)],
+                                                          state.diagram.group))}
+    for writer in state.diagram.writers(leg.name):
+        for path in _raw_paths(writer, draft, kept, state):
+            muls = [draft[ref.leg].irreps[entry].mul for ref, entry in zip(writer.leaves, path[0])]  # type: ignore[index]
+            found.setdefault(path[2], set()).add(output_multiplicity(writer, muls) or muls[0])
+    clashes = {i: m for i, m in found.items() if len(m) > 1}
+    if clashes:
+        irrep, muls_ = next(iter(sorted(clashes.items())))
+        state.report("E402", f"edge `{leg.name}` gets {irrep} with multiplicities "
+                     f"{', '.join(map(str, sorted(muls_)))} from different paths", leg.span,
+                     hint=f"declare it, e.g. `edge {leg.name} : {max(muls_)}x{irrep}`, so paths add into one slot")
+        return None
+    return {i: min(m) for i, m in found.items()}
+
+
+def output_multiplicity(statement: ir.Statement, muls: list[int]) -> int | None:
+    """The output multiplicity a channel mode implies for leaf multiplicities ``muls``.
+
+    None means free (weights mix channels into any multiplicity the target declares)."""
+    if statement.channels == "uuu" or (statement.channels == "uvu" and len(muls) > 0):
+        return muls[0]
+    if statement.weights == "none":
+        product = 1
+        for mul in muls:
+            product *= mul
+        return product
+    return None
+
+
+def _raw_paths(statement: ir.Statement, legs: dict[str, ir.Leg], allowed: IrrepSet,
+               state: _Inference) -> list[tuple[tuple[int, ...], tuple[Irrep, ...], Irrep]]:
+    """All (leaf entries, vertex irreps, root irrep) of a statement whose root is allowed."""
+    readable = {name: frozenset(leg.irreps.irreps) for name, leg in legs.items() if leg.irreps is not None}
+    sets = node_sets(statement.tree, readable)
+    pruned = dict(_pruned_sets(statement.tree, sets, allowed))
+    out = list(_combos(statement.tree, legs, pruned))
+    if len(out) > MAX_PATHS:
+        state.report("E501", f"this statement has {len(out)} paths (at most {MAX_PATHS})", statement.span,
+                     hint="lower the irreps of the arguments or constrain intermediate edges with lmax")
+        return []
+    return out
+
+
+def _pruned_sets(tree: ir.Node, sets: dict[int, IrrepSet], wanted: IrrepSet) -> Iterator[tuple[int, IrrepSet]]:
+    live = sets[id(tree)] & wanted
+    yield id(tree), live
+    if isinstance(tree, ir.Fuse):
+        left, right = sets[id(tree.left)], sets[id(tree.right)]
+        left_live = frozenset(a for a in left if any(c in live for b in right for c in a * b))
+        right_live = frozenset(b for b in right if any(c in live for a in left_live for c in a * b))
+        yield from _pruned_sets(tree.left, sets, left_live)
+        yield from _pruned_sets(tree.right, sets, right_live)
+
+
+def _combos(node: ir.Node, legs: dict[str, ir.Leg],
+            pruned: dict[int, IrrepSet]) -> Iterator[tuple[tuple[int, ...], tuple[Irrep, ...], Irrep]]:
+    live = pruned[id(node)]
+    if isinstance(node, ir.LeafRef):
+        irreps = legs[node.leg].irreps
+        assert irreps is not None
+        for entry, item in enumerate(irreps):
+            if item.irrep in live:
+                yield (entry,), (), item.irrep
+        return
+    rights = list(_combos(node.right, legs, pruned))
+    for l_entries, l_inner, a in _combos(node.left, legs, pruned):
+        for r_entries, r_inner, b in rights:
+            for c in a * b:
+                if c in live:
+                    yield l_entries + r_entries, l_inner + r_inner + (c,), c
+
+
+def _paths(diagram: ir.Diagram, statement: ir.Statement, state: _Inference) -> tuple[ir.Path, ...]:
+    legs = {leg.name: leg for leg in diagram.legs}
+    target = diagram.irreps(statement.target)
+    slots: dict[Irrep, list[int]] = {}
+    for index, item in enumerate(target):
+        slots.setdefault(item.irrep, []).append(index)
+    paths = []
+    for entries, inner, root in _raw_paths(statement, legs, frozenset(slots), state):
+        muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries)]  # type: ignore[index]
+        for slot in slots[root]:
+            if _channels_fit(diagram, statement, muls, target[slot], state):
+                paths.append(ir.Path(entries, inner, slot))
+    if not paths and statement.index not in state.failed and not state.problems:
+        state.report("E302", f"no path of this statement reaches `{statement.target}`", statement.span,
+                     hint="its arguments' irreps cannot produce any irrep the target carries")
+    _unreached_slots(diagram, statement, state)
+    return tuple(sorted(paths, key=lambda p: (p.leaves, p.inner, p.output)))
+
+
+def _channels_fit(diagram: ir.Diagram, statement: ir.Statement, muls: list[int], slot: MulIrrep,
+                  state: _Inference) -> bool:
+    if statement.channels == "uuu" and len(set(muls)) > 1:
+        _report_once(state, statement, "E401", f"`channels = uuu` wires one channel index through every leg, "
+                     f"but the legs have multiplicities {', '.join(map(str, muls))}",
+                     "use `channels = uvw` (weights mix channels) or give the legs equal multiplicities")
+        return False
+    wanted = output_multiplicity(statement, muls)
+    if wanted is not None and wanted != slot.mul:
+        _report_once(state, statement, "E402", f"`{statement.target}` has {slot} but `channels = "
+                     f"{statement.channels}, weights = {statement.weights}` gives multiplicity {wanted}",
+                     f"declare `{statement.target}` with {wanted}x{slot.irrep}, or use weights to mix channels")
+        return False
+    return True
+
+
+def _report_once(state: _Inference, statement: ir.Statement, code: str, message: str, hint: str) -> None:
+    if statement.index in state.failed:
+        return
+    state.failed.add(statement.index)
+    state.report(code, message, statement.span, hint=hint)
+
+
+def _unreached_slots(diagram: ir.Diagram, statement: ir.Statement, state: _Inference) -> None:
+    """After the last writer of a declared leg: every declared irrep must be reached by some path."""
+    leg = diagram.leg(statement.target)
+    writers = diagram.writers(leg.name)
+    if not leg.declared or statement is not writers[-1] or any(w.index in state.failed for w in writers):
+        return
+    produced = state.produced.get(leg.name, set())
+    missing = [str(item.irrep) for item in leg.irreps or () if item.irrep not in produced]
+    if missing:
+        everything = set().union(*(node_sets(w.tree, state.readable)[id(w.tree)] for w in writers))
+        state.report("E302", f"`{leg.name}` declares {', '.join(missing)} but no path reaches "
+                     f"{'it' if len(missing) == 1 else 'them'}", leg.span,
+                     label=f"reachable: {_listing(everything) or 'nothing'}",
+                     hint=f"remove {', '.join(missing)} from `{leg.name}`, or add arguments that reach "
+                          f"{'it' if len(missing) == 1 else 'them'}")

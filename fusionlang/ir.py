@@ -1,0 +1,175 @@
+"""The semantic IR of a checked diagram: legs with irreps, statements as binary fusion trees,
+and the paths through every statement.
+
+Everything is a frozen, slotted dataclass rewritten with :func:`dataclasses.replace`; spans are
+excluded from equality. The networkx graph (:mod:`fusionlang.graph`) is a view built from this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Literal, Union
+
+from .groups import Group, Irrep, Irreps
+from .source import Source, Span
+
+Role = Literal["input", "output", "internal"]
+Channels = Literal["uvw", "uvu", "uuu"]
+Weights = Literal["none", "path", "channel", "external"]
+CHANNEL_MODES: tuple[Channels, ...] = ("uvw", "uvu", "uuu")
+WEIGHT_MODES: tuple[Weights, ...] = ("none", "path", "channel", "external")
+_NO_SPAN = Span(0, 0)
+
+
+def _span() -> Span:
+    return field(default=_NO_SPAN, compare=False, repr=False)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    """A named edge of the diagram: an input, an output, or an internal edge.
+
+    ``irreps`` is what the user declared or, for internal edges and untyped outputs, what
+    inference found (None before inference). ``lmax`` constrains an inferred edge."""
+
+    name: str
+    role: Role
+    irreps: Irreps | None
+    declared: bool
+    lmax: int | Fraction | None = None
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class LeafRef:
+    """A leaf of a fusion tree: the leg it reads, and its position among the statement's leaves."""
+
+    leg: str
+    position: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Fuse:
+    """A trivalent coupling vertex: ``left ⊗ right`` → one irrep per path."""
+
+    left: Node
+    right: Node
+    span: Span = _span()
+
+
+Node = Union[LeafRef, Fuse]
+
+
+def leaves(node: Node) -> tuple[LeafRef, ...]:
+    """The leaves of a tree, left to right."""
+    if isinstance(node, LeafRef):
+        return (node,)
+    return leaves(node.left) + leaves(node.right)
+
+
+def fuse_nodes(node: Node) -> tuple[Fuse, ...]:
+    """The vertices of a tree in post-order (children before parents, the root last)."""
+    if isinstance(node, LeafRef):
+        return ()
+    return fuse_nodes(node.left) + fuse_nodes(node.right) + (node,)
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    """One assignment of irreps to every edge of a statement that satisfies every vertex.
+
+    ``leaves[k]`` indexes the irreps entry of leaf ``k``'s leg; ``inner[n]`` is the irrep of the
+    n-th vertex in post-order (the last one is the root, equal to the output irrep);
+    ``output`` indexes the target leg's irreps entry."""
+
+    leaves: tuple[int, ...]
+    inner: tuple[Irrep, ...]
+    output: int
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """``ARGS -> target [channels, weights]`` lowered to a binary fusion tree."""
+
+    index: int
+    tree: Node
+    target: str
+    channels: Channels
+    weights: Weights
+    paths: tuple[Path, ...] = ()
+    span: Span = _span()
+    line: int = field(default=0, compare=False)
+
+    @property
+    def leaves(self) -> tuple[LeafRef, ...]:
+        return leaves(self.tree)
+
+    @property
+    def vertices(self) -> tuple[Fuse, ...]:
+        return fuse_nodes(self.tree)
+
+    @property
+    def arity(self) -> int:
+        return len(self.leaves)
+
+    @property
+    def is_linear(self) -> bool:
+        return isinstance(self.tree, LeafRef)
+
+    @property
+    def kind(self) -> str:
+        """``linear``, ``coupling`` (one vertex) or ``tree`` (several vertices)."""
+        return {1: "linear", 2: "coupling"}.get(self.arity, "tree")
+
+
+@dataclass(frozen=True, slots=True)
+class Diagram:
+    """A lowered (and, after the passes, checked and inferred) diagram."""
+
+    name: str
+    group: Group
+    legs: tuple[Leg, ...]
+    statements: tuple[Statement, ...]
+    span: Span = _span()
+    source: Source | None = field(default=None, compare=False, repr=False)
+
+    def leg(self, name: str) -> Leg:
+        for leg in self.legs:
+            if leg.name == name:
+                return leg
+        raise KeyError(name)
+
+    def irreps(self, name: str) -> Irreps:
+        """The irreps of a leg (after inference)."""
+        irreps = self.leg(name).irreps
+        if irreps is None:
+            raise ValueError(f"irreps of {name!r} are not inferred yet")
+        return irreps
+
+    def legs_of(self, role: Role) -> tuple[Leg, ...]:
+        return tuple(leg for leg in self.legs if leg.role == role)
+
+    @property
+    def inputs(self) -> tuple[Leg, ...]:
+        return self.legs_of("input")
+
+    @property
+    def outputs(self) -> tuple[Leg, ...]:
+        return self.legs_of("output")
+
+    def writers(self, name: str) -> tuple[Statement, ...]:
+        """The statements whose target is ``name``."""
+        return tuple(s for s in self.statements if s.target == name)
+
+    def readers(self, name: str) -> tuple[Statement, ...]:
+        """The statements that read ``name`` on at least one leaf."""
+        return tuple(s for s in self.statements if any(r.leg == name for r in s.leaves))
+
+    def path_irreps(self, statement: Statement, path: Path) -> Iterator[tuple[str, Irrep]]:
+        """(leg name, irrep) of every leaf and of the target along one path."""
+        for ref, entry in zip(statement.leaves, path.leaves):
+            yield ref.leg, self.irreps(ref.leg)[entry].irrep
+        yield statement.target, self.irreps(statement.target)[path.output].irrep

@@ -1,0 +1,244 @@
+"""Lowering: the surface syntax tree of one diagram → the semantic IR (:mod:`fusionlang.ir`).
+
+Resolves the group, declarations, names and options, and turns argument lists into binary fusion
+trees (left-associative unless parentheses give the shape). Irreps of internal edges are left for
+:mod:`fusionlang.infer`.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import ir, syntax
+from .diagnostics import Diagnostic, FusionError, Label
+from .groups import GROUPS, Group, Irreps
+from .source import Source, Span
+
+DEFAULT_CHANNELS: ir.Channels = "uvw"
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` did you mean `x`?`` for the closest candidate, or an empty string."""
+    close = difflib.get_close_matches(word, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""
+
+
+@dataclass
+class _Lowering:
+    """The state of lowering one diagram: what was declared so far and what went wrong."""
+
+    source: Source
+    group: Group | None = None
+    legs: dict[str, ir.Leg] = field(default_factory=dict)
+    problems: list[Diagnostic] = field(default_factory=list)
+
+    def report(self, code: str, message: str, span: Span | None, **extra: object) -> None:
+        self.problems.append(Diagnostic(code, message, span, self.source, **extra))  # type: ignore[arg-type]
+
+
+def lower_file(tree: syntax.File) -> tuple[list[ir.Diagram], list[Diagnostic]]:
+    """Lower every diagram of a file; diagrams with errors are left out of the result."""
+    diagrams, problems = [], []
+    seen: dict[str, syntax.Name] = {}
+    for block in tree.diagrams:
+        if block.name.text in seen:
+            problems.append(Diagnostic(
+                "E110", f"diagram `{block.name.text}` is defined twice", block.name.span, tree.source,
+                label="second definition", related=(Label(seen[block.name.text].span, "first defined here"),),
+                hint="rename one of the diagrams"))
+        seen.setdefault(block.name.text, block.name)
+        diagram, found = lower_diagram(block, tree.source)
+        problems += found
+        if diagram is not None:
+            diagrams.append(diagram)
+    return diagrams, problems
+
+
+def lower_diagram(block: syntax.Diagram, source: Source) -> tuple[ir.Diagram | None, list[Diagnostic]]:
+    """Lower one ``diagram`` block.
+
+    Statements with errors stay in the IR (with default options) so that the structural checks
+    still see every use of every name; the caller skips inference when there are errors.
+    Returns None only when the diagram has no group or no statement at all."""
+    state = _Lowering(source)
+    state.group = _group(block, state)
+    for decl in _items(block, syntax.LegDecl):
+        _declare(decl, state)
+    statements = _statements(block, state)
+    if state.group is None:
+        return None, state.problems
+    if not statements:
+        state.report("E114", f"diagram `{block.name.text}` has no statements", block.name.span,
+                     hint="write a statement such as `x, y -> z`")
+        return None, state.problems
+    legs = tuple(state.legs.values())
+    return ir.Diagram(block.name.text, state.group, legs, tuple(statements), block.span, source), state.problems
+
+
+def _items(block: syntax.Diagram, kind: type) -> list:  # type: ignore[type-arg]
+    return [item for item in block.items if isinstance(item, kind)]
+
+
+def _group(block: syntax.Diagram, state: _Lowering) -> Group | None:
+    decls = _items(block, syntax.GroupDecl)
+    if not decls:
+        state.report("E105", f"diagram `{block.name.text}` does not say its group", block.name.span,
+                     label="no `group` line", hint="add `group O3` (or SO3, SU2) as the first line")
+        return None
+    for extra in decls[1:]:
+        state.report("E106", "the group is declared twice", extra.span, label="second declaration",
+                     related=(Label(decls[0].span, "first declared here"),), hint="keep one `group` line")
+    name = decls[0].group
+    group = GROUPS.get(name.text)
+    if group is None:
+        hint = did_you_mean(name.text.upper(), GROUPS) or "the groups are SU2, SO3 and O3"
+        state.report("E022", f"unknown group `{name.text}`", name.span, label="not a group", hint=hint)
+    return group
+
+
+def _declare(decl: syntax.LegDecl, state: _Lowering) -> None:
+    for option in decl.options:
+        state.report("E111", f"declarations take no option `{option.key.text}`", option.span,
+                     hint="options belong to statements: `x, y -> z [channels = uvw]`")
+    irreps, lmax = _declared_type(decl, state)
+    role: ir.Role = "internal" if decl.kind == "edge" else decl.kind  # type: ignore[assignment]
+    for name in decl.names:
+        if name.text in state.legs:
+            first = state.legs[name.text]
+            state.report("E102", f"`{name.text}` is declared twice", name.span, label="declared again",
+                         related=(Label(first.span, "first declared here"),),
+                         hint="every input, output and edge needs its own name")
+            continue
+        state.legs[name.text] = ir.Leg(name.text, role, irreps, irreps is not None, lmax, name.span)
+
+
+def _declared_type(decl: syntax.LegDecl, state: _Lowering) -> tuple[Irreps | None, int | None]:
+    if isinstance(decl.type, syntax.Lmax):
+        if decl.kind != "edge":
+            state.report("E006", f"`lmax` constrains internal edges, not an {decl.kind}", decl.type.span,
+                         hint=f"give the {decl.kind} its irreps, e.g. `{decl.kind} x : 0e + 1o`")
+        return None, decl.type.value
+    if decl.type is None:
+        if decl.kind == "input":
+            state.report("E008", "an input needs its irreps", decl.span,
+                         hint=f"write `input {decl.names[0].text} : 16x0e + 16x1o`")
+        return None, None
+    return parse_irreps(decl.type, state), None
+
+
+def parse_irreps(text: syntax.IrrepsText, state: _Lowering) -> Irreps | None:
+    """Irreps text of the file in the diagram's group; errors point into the file."""
+    if state.group is None:
+        return None
+    try:
+        irreps = Irreps(text.text, state.group)
+    except FusionError as failure:
+        state.problems += [d.located(state.source, text.span.start) for d in failure.diagnostics]
+        return None
+    if not len(irreps):
+        state.report("E020", "empty irreps", text.span, hint="write at least one irrep, e.g. `0e`")
+        return None
+    return irreps
+
+
+def _statements(block: syntax.Diagram, state: _Lowering) -> list[ir.Statement]:
+    written = {s.target.text for s in _items(block, syntax.Statement)}
+    return [_statement(index, stmt, written, state)
+            for index, stmt in enumerate(_items(block, syntax.Statement))]
+
+
+def _statement(index: int, stmt: syntax.Statement, written: set[str], state: _Lowering) -> ir.Statement:
+    tree = _tree(stmt.args, _Counter(), stmt.span)
+    known = set(state.legs) | written
+    for leaf in ir.leaves(tree):
+        _resolve(leaf, known, state)
+    _target(stmt.target, state)
+    channels, weights = _options(stmt, tree, state)
+    line = state.source.position(stmt.span.start).line
+    return ir.Statement(index, tree, stmt.target.text, channels, weights, (), stmt.span, line)
+
+
+class _Counter:
+    """Numbers the leaves of one statement left to right."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self) -> int:
+        self.next += 1
+        return self.next - 1
+
+
+def _tree(args: tuple[syntax.Arg, ...], counter: _Counter, span: Span) -> ir.Node:
+    """Left-associative fold of an argument list; parentheses give their own subtree."""
+    nodes = [_arg(arg, counter) for arg in args]
+    tree = nodes[0]
+    for node in nodes[1:]:
+        tree = ir.Fuse(tree, node, _node_span(tree).join(_node_span(node)))
+    return tree
+
+
+def _arg(arg: syntax.Arg, counter: _Counter) -> ir.Node:
+    if isinstance(arg, syntax.Leaf):
+        return ir.LeafRef(arg.name.text, counter.take(), arg.name.span)
+    tree = _tree(arg.items, counter, arg.span)
+    return ir.Fuse(tree.left, tree.right, arg.span) if isinstance(tree, ir.Fuse) else tree
+
+
+def _node_span(node: ir.Node) -> Span:
+    return node.span
+
+
+def _resolve(leaf: ir.LeafRef, known: set[str], state: _Lowering) -> None:
+    if leaf.leg not in known:
+        hint = did_you_mean(leaf.leg, known) or f"declare it: `input {leaf.leg} : 0e + 1o`"
+        state.report("E101", f"unknown name `{leaf.leg}`", leaf.span, label="not declared or written",
+                     hint=hint)
+
+
+def _target(name: syntax.Name, state: _Lowering) -> None:
+    leg = state.legs.get(name.text)
+    if leg is not None and leg.role == "input":
+        state.report("E108", f"`{name.text}` is an input and cannot be written", name.span,
+                     label="written here", related=(Label(leg.span, "declared as an input here"),),
+                     hint="write the result into an output or a new internal edge")
+    elif leg is None:
+        state.legs[name.text] = ir.Leg(name.text, "internal", None, False, None, name.span)
+
+
+_OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES}
+
+
+def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> tuple[ir.Channels, ir.Weights]:
+    """The statement's channel and weight modes; bad options are reported and defaulted."""
+    chosen: dict[str, str] = {}
+    for option in stmt.options:
+        _option(option, chosen, state)
+    linear = isinstance(tree, ir.LeafRef)
+    weights = chosen.get("weights", "path" if linear else "none")
+    if linear and weights == "none":
+        span = next((o.span for o in stmt.options if o.key.text == "weights"), stmt.span)
+        state.report("E112", "a linear map (one argument) needs weights", span,
+                     label="`weights = none` leaves nothing to learn",
+                     hint="use `weights = path`, `channel` or `external`, or couple with a second argument")
+        weights = "path"
+    return chosen.get("channels", DEFAULT_CHANNELS), weights  # type: ignore[return-value]
+
+
+def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
+    key, value = option.key.text, option.value.text
+    if key not in _OPTIONS:
+        hint = did_you_mean(key, _OPTIONS) or "statements take `channels` and `weights`"
+        state.report("E111", f"unknown option `{key}`", option.key.span, hint=hint)
+        return
+    if value not in _OPTIONS[key]:
+        allowed = " | ".join(_OPTIONS[key])
+        hint = did_you_mean(value, _OPTIONS[key]) or f"`{key}` is one of {allowed}"
+        state.report("E111", f"`{value}` is not a value of `{key}`", option.value.span,
+                     label=f"expected {allowed}", hint=hint)
+    elif key in chosen:
+        state.report("E111", f"option `{key}` is given twice", option.span, hint="keep one")
+    else:
+        chosen[key] = value

@@ -1,0 +1,143 @@
+"""The surface syntax tree of a ``.fusion`` file: frozen dataclasses with spans.
+
+This is what the parser produces and what the formatter prints. It records what the user wrote
+(names, irreps text, the shape of parentheses, comments) and nothing the compiler infers.
+Spans and comments are excluded from equality, so ``parse(format(tree)) == tree``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .source import Source, Span
+
+_NO_SPAN = Span(0, 0)
+
+
+def _span() -> Span:
+    return field(default=_NO_SPAN, compare=False, repr=False)  # type: ignore[return-value]
+
+
+def _comments() -> tuple[str, ...]:
+    return field(default=(), compare=False, repr=False)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    """An identifier as written, e.g. ``s12``."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class IrrepsText:
+    """Irreps exactly as written after ``:`` (parsed later, once the group is known)."""
+
+    text: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Lmax:
+    """The constraint ``lmax N`` on an internal edge."""
+
+    value: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """``key = value`` inside ``[...]`` after a statement or a declaration."""
+
+    key: Name
+    value: Name
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDecl:
+    """``group SU2``."""
+
+    group: Name
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+    trailing: str = field(default="", compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class LegDecl:
+    """``input a, b : 8x0e``, ``output z : 0e + 1o``, ``edge ab : lmax 2``.
+
+    ``kind`` is ``"input"``, ``"output"`` or ``"edge"``; ``type`` is None when omitted
+    (allowed for outputs and edges, whose irreps are then inferred)."""
+
+    kind: str
+    names: tuple[Name, ...]
+    type: IrrepsText | Lmax | None
+    options: tuple[Option, ...] = ()
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+    trailing: str = field(default="", compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One argument leg of a statement: a name."""
+
+    name: Name
+
+    @property
+    def span(self) -> Span:
+        return self.name.span
+
+
+@dataclass(frozen=True, slots=True)
+class Paren:
+    """A parenthesised group of arguments, ``(a, b)``: it fixes the shape of the fusion tree."""
+
+    items: tuple[Arg, ...]
+    span: Span = _span()
+
+
+Arg = Union[Leaf, Paren]
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """``ARGS -> target [options]``: a linear map (one argument), a coupling (two) or a tree."""
+
+    args: tuple[Arg, ...]
+    target: Name
+    options: tuple[Option, ...] = ()
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+    trailing: str = field(default="", compare=False, repr=False)
+
+
+Item = Union[GroupDecl, LegDecl, Statement]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagram:
+    """``diagram NAME { ... }``."""
+
+    name: Name
+    items: tuple[Item, ...]
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+    # Comments after the last item, before the closing brace.
+    closing_comments: tuple[str, ...] = _comments()
+    # The comment after `{` on the `diagram NAME {` line.
+    trailing: str = field(default="", compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class File:
+    """A whole ``.fusion`` file: its diagrams and the source they came from."""
+
+    diagrams: tuple[Diagram, ...]
+    source: Source = field(default_factory=lambda: Source(""), compare=False, repr=False)
+    # Comments after the last diagram.
+    closing_comments: tuple[str, ...] = _comments()
