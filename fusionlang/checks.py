@@ -53,9 +53,9 @@ def check_writer_kinds(diagram: ir.Diagram) -> list[Diagnostic]:
         writers = diagram.writers(leg.name)
         if leg.role != "internal" or leg.declared or len(writers) < 2:
             continue
-        kinds = {(w.kind, w.channels) for w in writers}
-        if len(kinds) > 1:
-            first, other = writers[0], next(w for w in writers if (w.kind, w.channels) != (writers[0].kind, writers[0].channels))
+        first = writers[0]
+        other = next((w for w in writers if (w.kind, w.channels) != (first.kind, first.channels)), None)
+        if other is not None:
             problems.append(_diag(
                 diagram, "E103", f"edge `{leg.name}` is written by a {other.kind} ({other.channels}) and a "
                 f"{first.kind} ({first.channels})", other.span, label="different kind of writer",

@@ -76,7 +76,8 @@ def cmd_ir(args: argparse.Namespace) -> int:
     from .frontend import check_source
     from .report import ir_report, ir_text
 
-    reports, found = [], []
+    reports: list[dict[str, Any]] = []
+    found: list[Diagnostic] = []
     for source in read_inputs(args.files):
         result = check_source(source)
         found += result.diagnostics

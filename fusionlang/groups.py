@@ -7,10 +7,11 @@ SO(3) and spins such as ``3/2`` for SU(2).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, Union, overload
+from typing import TYPE_CHECKING, overload
 
 from .diagnostics import Diagnostic, FusionError
 from .source import Source, Span
@@ -46,7 +47,7 @@ SU2 = Group("SU2")
 SO3 = Group("SO3")
 O3 = Group("O3")
 GROUPS = {g.name: g for g in (SU2, SO3, O3)}
-GroupLike = Union[Group, str]
+GroupLike = Group | str
 
 
 def as_group(group: GroupLike) -> Group:
@@ -101,8 +102,7 @@ class Irrep:
 
     def __mul__(self, other: Irrep) -> tuple[Irrep, ...]:
         """All irreps in ``self ⊗ other`` (each once), in increasing spin."""
-        lo, hi = abs(self.two_j - other.two_j), self.two_j + other.two_j
-        return tuple(Irrep(two_j, self.parity * other.parity, self.group) for two_j in range(lo, hi + 1, 2))
+        return _product(self.two_j, self.parity, other.two_j, other.parity, self.group)
 
     def __str__(self) -> str:
         if self.group.has_parity:
@@ -111,6 +111,13 @@ class Irrep:
 
     def __repr__(self) -> str:
         return f"Irrep({str(self)!r}, {self.group})"
+
+
+@functools.lru_cache(maxsize=4096)
+def _product(two_j: int, parity: int, other_two_j: int, other_parity: int, group: Group) -> tuple[Irrep, ...]:
+    # Cached: inference multiplies the same few irreps millions of times on large diagrams.
+    lo, hi = abs(two_j - other_two_j), two_j + other_two_j
+    return tuple(Irrep(j, parity * other_parity, group) for j in range(lo, hi + 1, 2))
 
 
 def spin_text(two_j: int) -> str:
@@ -156,7 +163,7 @@ class Irreps:
 
     >>> x = Irreps("16x(0e + 1o) + 2e")
     >>> x.dim, x.lmax, str(x)
-    (66, 2, '16x(0e + 1o) + 2e')
+    (69, 2, '16x(0e + 1o) + 2e')
     >>> str(Irreps("0 + 1/2 + 3x3/2", "SU2"))
     '0 + 1/2 + 3x3/2'
     """

@@ -12,7 +12,8 @@ Three sweeps over the statements in dependency order:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import ChainMap, Counter
+from collections.abc import Mapping
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
@@ -37,6 +38,22 @@ class _Inference:
     produced: dict[str, set[Irrep]] = field(default_factory=dict)  # irreps writers deliver
     needed: dict[str, set[Irrep]] = field(default_factory=dict)    # irreps some output needs
     failed: set[int] = field(default_factory=set)                  # statements already diagnosed
+    _writers: dict[str, tuple[ir.Statement, ...]] = field(default_factory=dict)
+    _legs: dict[str, ir.Leg] = field(default_factory=dict)
+
+    def leg(self, name: str) -> ir.Leg:
+        if not self._legs:
+            self._legs = {leg.name: leg for leg in self.diagram.legs}
+        return self._legs[name]
+
+    def writers(self, name: str) -> tuple[ir.Statement, ...]:
+        """The statements writing ``name`` (indexed once: diagrams may have thousands)."""
+        if not self._writers:
+            index: dict[str, list[ir.Statement]] = {}
+            for statement in self.diagram.statements:
+                index.setdefault(statement.target, []).append(statement)
+            self._writers = {name: tuple(found) for name, found in index.items()}
+        return self._writers.get(name, ())
 
     def report(self, code: str, message: str, span: object, **extra: object) -> None:
         self.problems.append(Diagnostic(code, message, span, self.diagram.source, **extra))  # type: ignore[arg-type]
@@ -45,13 +62,10 @@ class _Inference:
 def statement_order(diagram: ir.Diagram) -> list[ir.Statement]:
     """Statements in dependency order (every edge is complete before it is read), stable."""
     graph = dependency_graph(diagram)
+    declared = {leg.name: i for i, leg in enumerate(diagram.legs)}
     rank = {name: i for i, name in enumerate(nx.lexicographical_topological_sort(
-        graph, key=lambda n: _declaration_rank(diagram, n)))}
+        graph, key=lambda n: declared.get(n, len(declared))))}
     return sorted(diagram.statements, key=lambda s: (rank[s.target], s.index))
-
-
-def _declaration_rank(diagram: ir.Diagram, name: str) -> int:
-    return next(i for i, leg in enumerate(diagram.legs) if leg.name == name)
 
 
 def infer(diagram: ir.Diagram) -> tuple[ir.Diagram | None, list[Diagnostic]]:
@@ -64,7 +78,8 @@ def infer(diagram: ir.Diagram) -> tuple[ir.Diagram | None, list[Diagnostic]]:
     if legs is None or state.problems:
         return None, state.problems
     diagram = replace(diagram, legs=legs)
-    statements = {s.index: replace(s, paths=_paths(diagram, s, state)) for s in order}
+    by_name = {leg.name: leg for leg in legs}
+    statements = {s.index: replace(s, paths=_paths(diagram, by_name, s, state)) for s in order}
     if state.problems:
         return None, state.problems
     return replace(diagram, statements=tuple(statements[s.index] for s in diagram.statements)), []
@@ -77,7 +92,7 @@ def _forward(state: _Inference, order: list[ir.Statement]) -> None:
         if leg.irreps is not None:
             state.readable[leg.name] = frozenset(leg.irreps.irreps)
     for statement in order:
-        target = state.diagram.leg(statement.target)
+        target = state.leg(statement.target)
         sets = node_sets(statement.tree, state.readable)
         root = sets[id(statement.tree)]
         admissible = _admissible(target, root)
@@ -91,7 +106,7 @@ def _forward(state: _Inference, order: list[ir.Statement]) -> None:
 
 
 def _reads_failed_edge(state: _Inference, statement: ir.Statement) -> bool:
-    return any(w.index in state.failed for ref in statement.leaves for w in state.diagram.writers(ref.leg))
+    return any(w.index in state.failed for ref in statement.leaves for w in state.writers(ref.leg))
 
 
 def node_sets(tree: ir.Node, readable: dict[str, IrrepSet]) -> dict[int, IrrepSet]:
@@ -123,7 +138,7 @@ def _no_path(state: _Inference, statement: ir.Statement, sets: dict[int, IrrepSe
              admissible: IrrepSet) -> None:
     state.failed.add(statement.index)
     root = sets[id(statement.tree)]
-    target = state.diagram.leg(statement.target)
+    target = state.leg(statement.target)
     reachable = _listing(root)
     if isinstance(statement.tree, ir.Fuse) and statement.arity == 2 and admissible:
         code, label = _selection_reason(sets[id(statement.tree.left)], sets[id(statement.tree.right)], admissible)
@@ -143,7 +158,7 @@ def _no_path(state: _Inference, statement: ir.Statement, sets: dict[int, IrrepSe
 
 def _selection_reason(left: IrrepSet, right: IrrepSet, wanted: IrrepSet) -> tuple[str, str]:
     """The rule that rules out ``wanted`` from ``left ⊗ right``, and a caret label."""
-    reasons = Counter()
+    reasons: Counter[str] = Counter()
     for a in sorted(left):
         for b in sorted(right):
             for c in sorted(wanted):
@@ -214,7 +229,7 @@ def _done(legs: dict[str, ir.Leg]) -> set[str]:
 
 
 def _dead_edge(state: _Inference, leg: ir.Leg) -> None:
-    neighbours = state.diagram.writers(leg.name) + state.diagram.readers(leg.name)
+    neighbours = state.writers(leg.name) + state.diagram.readers(leg.name)
     if any(s.index in state.failed for s in neighbours):
         return
     produced = _listing(state.produced.get(leg.name, set()))
@@ -227,11 +242,11 @@ def _inferred_muls(state: _Inference, leg: ir.Leg, kept: IrrepSet,
                    legs: dict[str, ir.Leg]) -> dict[Irrep, int] | None:
     """Multiplicity of each irrep of an inferred edge, from the channel modes of its writers."""
     found: dict[Irrep, set[int]] = {}
-    draft = {**legs, leg.name: replace(leg, irreps=Irreps([MulIrrep(1, i) for i in sorted(kept)],
-                                                          state.diagram.group))}
-    for writer in state.diagram.writers(leg.name):
+    draft = ChainMap({leg.name: replace(leg, irreps=Irreps([MulIrrep(1, i) for i in sorted(kept)],
+                                                           state.diagram.group))}, legs)
+    for writer in state.writers(leg.name):
         for path in _raw_paths(writer, draft, kept, state):
-            muls = [draft[ref.leg].irreps[entry].mul for ref, entry in zip(writer.leaves, path[0])]  # type: ignore[index]
+            muls = [draft[ref.leg].irreps[entry].mul for ref, entry in zip(writer.leaves, path[0], strict=False)]  # type: ignore[index]
             found.setdefault(path[2], set()).add(output_multiplicity(writer, muls) or muls[0])
     clashes = {i: m for i, m in found.items() if len(m) > 1}
     if clashes:
@@ -257,10 +272,11 @@ def output_multiplicity(statement: ir.Statement, muls: list[int]) -> int | None:
     return None
 
 
-def _raw_paths(statement: ir.Statement, legs: dict[str, ir.Leg], allowed: IrrepSet,
+def _raw_paths(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: IrrepSet,
                state: _Inference) -> list[tuple[tuple[int, ...], tuple[Irrep, ...], Irrep]]:
     """All (leaf entries, vertex irreps, root irrep) of a statement whose root is allowed."""
-    readable = {name: frozenset(leg.irreps.irreps) for name, leg in legs.items() if leg.irreps is not None}
+    readable = {ref.leg: frozenset(legs[ref.leg].irreps.irreps) for ref in statement.leaves  # type: ignore[union-attr]
+                if legs[ref.leg].irreps is not None}
     sets = node_sets(statement.tree, readable)
     pruned = dict(_pruned_sets(statement.tree, sets, allowed))
     out = list(_combos(statement.tree, legs, pruned))
@@ -282,7 +298,7 @@ def _pruned_sets(tree: ir.Node, sets: dict[int, IrrepSet], wanted: IrrepSet) -> 
         yield from _pruned_sets(tree.right, sets, right_live)
 
 
-def _combos(node: ir.Node, legs: dict[str, ir.Leg],
+def _combos(node: ir.Node, legs: Mapping[str, ir.Leg],
             pruned: dict[int, IrrepSet]) -> Iterator[tuple[tuple[int, ...], tuple[Irrep, ...], Irrep]]:
     live = pruned[id(node)]
     if isinstance(node, ir.LeafRef):
@@ -300,15 +316,16 @@ def _combos(node: ir.Node, legs: dict[str, ir.Leg],
                     yield l_entries + r_entries, l_inner + r_inner + (c,), c
 
 
-def _paths(diagram: ir.Diagram, statement: ir.Statement, state: _Inference) -> tuple[ir.Path, ...]:
-    legs = {leg.name: leg for leg in diagram.legs}
-    target = diagram.irreps(statement.target)
+def _paths(diagram: ir.Diagram, legs: dict[str, ir.Leg], statement: ir.Statement,
+           state: _Inference) -> tuple[ir.Path, ...]:
+    target = legs[statement.target].irreps
+    assert target is not None
     slots: dict[Irrep, list[int]] = {}
     for index, item in enumerate(target):
         slots.setdefault(item.irrep, []).append(index)
     paths = []
     for entries, inner, root in _raw_paths(statement, legs, frozenset(slots), state):
-        muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries)]  # type: ignore[index]
+        muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries, strict=False)]  # type: ignore[index]
         for slot in slots[root]:
             if _channels_fit(diagram, statement, muls, target[slot], state):
                 paths.append(ir.Path(entries, inner, slot))
@@ -344,8 +361,8 @@ def _report_once(state: _Inference, statement: ir.Statement, code: str, message:
 
 def _unreached_slots(diagram: ir.Diagram, statement: ir.Statement, state: _Inference) -> None:
     """After the last writer of a declared leg: every declared irrep must be reached by some path."""
-    leg = diagram.leg(statement.target)
-    writers = diagram.writers(leg.name)
+    leg = state.leg(statement.target)
+    writers = state.writers(leg.name)
     if not leg.declared or statement is not writers[-1] or any(w.index in state.failed for w in writers):
         return
     produced = state.produced.get(leg.name, set())

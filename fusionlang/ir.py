@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal, Union
+from typing import Literal
 
 from .groups import Group, Irrep, Irreps
 from .source import Source, Span
@@ -60,7 +60,7 @@ class Fuse:
     span: Span = _span()
 
 
-Node = Union[LeafRef, Fuse]
+Node = LeafRef | Fuse
 
 
 def leaves(node: Node) -> tuple[LeafRef, ...]:
@@ -170,6 +170,6 @@ class Diagram:
 
     def path_irreps(self, statement: Statement, path: Path) -> Iterator[tuple[str, Irrep]]:
         """(leg name, irrep) of every leaf and of the target along one path."""
-        for ref, entry in zip(statement.leaves, path.leaves):
+        for ref, entry in zip(statement.leaves, path.leaves, strict=False):
             yield ref.leg, self.irreps(ref.leg)[entry].irrep
         yield statement.target, self.irreps(statement.target)[path.output].irrep

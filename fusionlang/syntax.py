@@ -8,7 +8,6 @@ Spans and comments are excluded from equality, so ``parse(format(tree)) == tree`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from .source import Source, Span
 
@@ -101,7 +100,7 @@ class Paren:
     span: Span = _span()
 
 
-Arg = Union[Leaf, Paren]
+Arg = Leaf | Paren
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +115,7 @@ class Statement:
     trailing: str = field(default="", compare=False, repr=False)
 
 
-Item = Union[GroupDecl, LegDecl, Statement]
+Item = GroupDecl | LegDecl | Statement
 
 
 @dataclass(frozen=True, slots=True)
