@@ -209,23 +209,44 @@ def _final_irreps(state: _Inference, order: list[ir.Statement]) -> tuple[ir.Leg,
     legs = {leg.name: leg for leg in state.diagram.legs}
     for statement in order:
         leg = legs[statement.target]
-        if leg.declared or leg.name in _done(legs):
+        if leg.declared or leg.irreps is not None:
             continue
         kept = state.produced.get(leg.name, set()) & (state.needed.get(leg.name, set()) if leg.role == "internal"
                                                       else state.produced.get(leg.name, set()))
         if not kept:
             _dead_edge(state, leg)
             continue
-        muls = _inferred_muls(state, leg, frozenset(kept), legs)
-        if muls is None:
-            continue
-        entries = [MulIrrep(muls[i], i) for i in sorted(kept)]
-        legs[leg.name] = replace(leg, irreps=Irreps(entries, state.diagram.group))
+        if statement.paths_mode == "split":
+            entries = _split_entries(state, leg, frozenset(kept), legs)
+        else:
+            muls = _inferred_muls(state, leg, frozenset(kept), legs)
+            entries = None if muls is None else [MulIrrep(muls[i], i) for i in sorted(kept)]
+        if entries is not None:
+            legs[leg.name] = replace(leg, irreps=Irreps(entries, state.diagram.group))
     return tuple(legs.values()) if not state.problems else None
 
 
-def _done(legs: dict[str, ir.Leg]) -> set[str]:
-    return {name for name, leg in legs.items() if leg.irreps is not None}
+def _split_entries(state: _Inference, leg: ir.Leg, kept: IrrepSet,
+                   legs: Mapping[str, ir.Leg]) -> list[MulIrrep] | None:
+    """An edge written with ``paths = split``: one entry per path, in e3nn's sorted order."""
+    writers = state.writers(leg.name)
+    if len(writers) > 1:
+        state.report("E103", f"edge `{leg.name}` is written with `paths = split` and by other statements",
+                     writers[1].span, hint="with `paths = split` every path needs its own entry: give the "
+                     "other statements their own edge and add the edges afterwards")
+        return None
+    return [entry for _, entry in _split_slots(writers[0], legs, kept, state)]
+
+
+def _split_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: IrrepSet,
+                 state: _Inference) -> list[tuple[tuple[tuple[int, ...], tuple[Irrep, ...]], MulIrrep]]:
+    """Each path of a splitting statement with the entry it gets, ordered like e3nn's ``sort()``."""
+    raw = sorted(_raw_paths(statement, legs, allowed, state), key=lambda p: (p[0], p[1]))
+    slots = []
+    for entries, inner, root in raw:
+        muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries, strict=True)]  # type: ignore[index]
+        slots.append(((entries, inner), MulIrrep(output_multiplicity(statement, muls) or muls[0], root)))
+    return sorted(slots, key=lambda slot: (slot[1].irrep.two_j, slot[1].irrep.parity))
 
 
 def _dead_edge(state: _Inference, leg: ir.Leg) -> None:
@@ -320,6 +341,8 @@ def _paths(diagram: ir.Diagram, legs: dict[str, ir.Leg], statement: ir.Statement
            state: _Inference) -> tuple[ir.Path, ...]:
     target = legs[statement.target].irreps
     assert target is not None
+    if statement.paths_mode == "split":
+        return _split_paths(legs, statement, target, state)
     slots: dict[Irrep, list[int]] = {}
     for index, item in enumerate(target):
         slots.setdefault(item.irrep, []).append(index)
@@ -333,6 +356,20 @@ def _paths(diagram: ir.Diagram, legs: dict[str, ir.Leg], statement: ir.Statement
         state.report("E302", f"no path of this statement reaches `{statement.target}`", statement.span,
                      hint="its arguments' irreps cannot produce any irrep the target carries")
     _unreached_slots(diagram, statement, state)
+    return tuple(sorted(paths, key=lambda p: (p.leaves, p.inner, p.output)))
+
+
+def _split_paths(legs: dict[str, ir.Leg], statement: ir.Statement, target: Irreps,
+                 state: _Inference) -> tuple[ir.Path, ...]:
+    """Path k of a splitting statement writes entry k of the target (which must match exactly)."""
+    slots = _split_slots(statement, legs, frozenset(target.irreps), state)
+    expected = Irreps([entry for _, entry in slots], target.group)
+    if expected != target and legs[statement.target].declared:
+        _report_once(state, statement, "E402", f"with `paths = split`, `{statement.target}` gets one entry per "
+                     f"path: {expected or 'nothing'}, not {target}",
+                     f"declare `{statement.target} : {expected}`, or drop its irreps to have them inferred")
+        return ()
+    paths = [ir.Path(entries, inner, slot) for slot, ((entries, inner), _) in enumerate(slots)]
     return tuple(sorted(paths, key=lambda p: (p.leaves, p.inner, p.output)))
 
 

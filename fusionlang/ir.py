@@ -20,6 +20,8 @@ Channels = Literal["uvw", "uvu", "uuu"]
 Weights = Literal["none", "path", "channel", "external"]
 CHANNEL_MODES: tuple[Channels, ...] = ("uvw", "uvu", "uuu")
 WEIGHT_MODES: tuple[Weights, ...] = ("none", "path", "channel", "external")
+PathsMode = Literal["sum", "split"]
+PATHS_MODES: tuple[PathsMode, ...] = ("sum", "split")
 _NO_SPAN = Span(0, 0)
 
 
@@ -102,6 +104,9 @@ class Statement:
     paths: tuple[Path, ...] = ()
     span: Span = _span()
     line: int = field(default=0, compare=False)
+    # "sum": a path adds into every target entry of its irrep; "split": every path has its own
+    # entry (e3nn's FullTensorProduct and MACE's `irreps_mid`), in e3nn's sorted order.
+    paths_mode: PathsMode = "sum"
 
     @property
     def leaves(self) -> tuple[LeafRef, ...]:

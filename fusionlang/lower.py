@@ -155,9 +155,9 @@ def _statement(index: int, stmt: syntax.Statement, written: set[str], state: _Lo
     for leaf in ir.leaves(tree):
         _resolve(leaf, known, state)
     _target(stmt.target, state)
-    channels, weights = _options(stmt, tree, state)
+    channels, weights, paths = _options(stmt, tree, state)
     line = state.source.position(stmt.span.start).line
-    return ir.Statement(index, tree, stmt.target.text, channels, weights, (), stmt.span, line)
+    return ir.Statement(index, tree, stmt.target.text, channels, weights, (), stmt.span, line, paths)
 
 
 class _Counter:
@@ -208,10 +208,12 @@ def _target(name: syntax.Name, state: _Lowering) -> None:
         state.legs[name.text] = ir.Leg(name.text, "internal", None, False, None, name.span)
 
 
-_OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES}
+_OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES,
+                                        "paths": ir.PATHS_MODES}
 
 
-def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> tuple[ir.Channels, ir.Weights]:
+def _options(stmt: syntax.Statement, tree: ir.Node,
+             state: _Lowering) -> tuple[ir.Channels, ir.Weights, ir.PathsMode]:
     """The statement's channel and weight modes; bad options are reported and defaulted."""
     chosen: dict[str, str] = {}
     for option in stmt.options:
@@ -224,13 +226,14 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> tuple[i
                      label="`weights = none` leaves nothing to learn",
                      hint="use `weights = path`, `channel` or `external`, or couple with a second argument")
         weights = "path"
-    return chosen.get("channels", DEFAULT_CHANNELS), weights  # type: ignore[return-value]
+    channels = chosen.get("channels", DEFAULT_CHANNELS)
+    return channels, weights, chosen.get("paths", "sum")  # type: ignore[return-value]
 
 
 def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
     key, value = option.key.text, option.value.text
     if key not in _OPTIONS:
-        hint = did_you_mean(key, _OPTIONS) or "statements take `channels` and `weights`"
+        hint = did_you_mean(key, _OPTIONS) or "statements take `channels`, `weights` and `paths`"
         state.report("E111", f"unknown option `{key}`", option.key.span, hint=hint)
         return
     if value not in _OPTIONS[key]:

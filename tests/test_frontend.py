@@ -163,3 +163,32 @@ def test_large_generated_diagram_checks_quickly() -> None:
     assert result.ok, result.render()
     assert len(result.diagram().statements) == 500
     assert elapsed < 10, elapsed
+
+
+@pytest.mark.parametrize("irreps_1,irreps_2", [("2x0e + 2x1o", "0e + 1o"), ("3x1o + 2x2e", "1o + 2e + 3o")])
+def test_split_paths_give_e3nn_full_tensor_product_layout(irreps_1: str, irreps_2: str) -> None:
+    o3 = pytest.importorskip("e3nn.o3")
+    source = f"diagram d {{ group O3\n input x : {irreps_1}\n input y : {irreps_2}\n output z\n x, y -> z [paths = split]\n}}"
+    diagram = check_source(source).raise_for_errors().diagram()
+    assert diagram.irreps("z").to_e3nn() == str(o3.FullTensorProduct(irreps_1, irreps_2).irreps_out)
+    assert sorted(p.output for p in diagram.statements[0].paths) == list(range(len(diagram.irreps("z"))))
+
+
+def test_split_paths_match_mace_irreps_mid() -> None:
+    """MACE's interaction: uvu paths, each with its own entry, sorted (e3nn's irreps_mid)."""
+    o3 = pytest.importorskip("e3nn.o3")
+    node, edge = "8x0e + 8x1o + 8x2e", "0e + 1o + 2e + 3o"
+    source = (f"diagram d {{ group O3\n input h : {node}\n input Y : {edge}\n output A\n"
+              " h, Y -> A [channels = uvu, weights = external, paths = split]\n}")
+    diagram = check_source(source).raise_for_errors().diagram()
+    expected = []
+    for mul, ir_in in o3.Irreps(node):
+        for _, ir_edge in o3.Irreps(edge):
+            expected += [(mul, ir_out) for ir_out in ir_in * ir_edge]
+    assert diagram.irreps("A").to_e3nn() == str(o3.Irreps(expected).sort().irreps)
+
+
+def test_split_paths_check_a_declared_target() -> None:
+    source = "diagram d { group O3\n input x : 0e + 1o\n output z : 0e + 1o\n x, x -> z [paths = split]\n}"
+    (diagnostic,) = check_source(source).diagnostics
+    assert diagnostic.code == "E402" and "`z : 0e + 0e + 1o + 1o`" in diagnostic.hint
