@@ -343,6 +343,9 @@ class _IrrepsParser:
         return entries
 
     def _multiplicity(self, digits: str, start: int) -> int:
+        if len(digits.lstrip("0")) > 9:
+            raise _syntax_error(self.text, start, self.pos, "multiplicity is too large", code="E024",
+                                hint="multiplicities are at most 999999999")
         if int(digits) == 0:
             raise _syntax_error(self.text, start, self.pos, "multiplicity must be at least 1",
                                 code="E024", hint="drop the entry or write a positive multiplicity")
@@ -355,6 +358,9 @@ class _IrrepsParser:
             self._fail("expected an irrep" if self.pos < len(self.text) else "irreps end too early",
                        _HINTS[self.group.name])
         assert digits is not None
+        if len(digits.lstrip("0")) > 6:
+            raise _syntax_error(self.text, start, self.pos, "spin is too large", code="E020",
+                                hint="spins are at most 999999")
         two_j = 2 * int(digits)
         if self._peek(skip=False) == "/":
             two_j = self._half(digits, start)

@@ -42,10 +42,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _install_wheel(wheel: Path, purelib: Path, env_dir: Path) -> None:
-    """Install with this interpreter's pip into the new environment (no network, no deps)."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet",
-                    "--prefix", str(env_dir), "--no-warn-script-location", str(wheel)],
-                   check=True, capture_output=True)
+    """Install with this interpreter's pip into the new environment (no network, no deps);
+    ``--python`` makes the console scripts start the new environment's interpreter."""
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(env_dir / "bin" / "python"), "install",
+                    "--no-deps", "--no-index", "--quiet", str(wheel)], check=True, capture_output=True)
 
 
 def run(env_dir: Path, *args: str, cwd: Path, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
