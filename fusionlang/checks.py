@@ -22,11 +22,14 @@ def _diag(diagram: ir.Diagram, code: str, message: str, span: object, **extra: o
 
 def check_usage(diagram: ir.Diagram) -> list[Diagnostic]:
     """Inputs must be read, outputs written, internal edges both written and read."""
-    read = {ref.leg for s in diagram.statements for ref in s.leaves}
+    read = {ref.leg for s in diagram.statements for ref in s.leaves} | {s.per for s in diagram.statements}
     written = {s.target for s in diagram.statements}
     problems = []
     for leg in diagram.legs:
-        if leg.role == "input" and leg.name not in read:
+        if leg.role == "index" and leg.name not in read:
+            problems.append(_diag(diagram, "E104", f"index input `{leg.name}` is never used", leg.span,
+                                  label="declared here", hint=f"select weights with it: `[per = {leg.name}]`"))
+        elif leg.role == "input" and leg.name not in read:
             problems.append(_diag(diagram, "E104", f"input `{leg.name}` is never used", leg.span,
                                   label="declared here", hint=f"use `{leg.name}` in a statement or remove it"))
         elif leg.role == "output" and leg.name not in written:

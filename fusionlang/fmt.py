@@ -111,15 +111,19 @@ def _code(item: sx.Item, group: str | None) -> str:
     """The code of an item; a statement's options come later (they are aligned)."""
     if isinstance(item, sx.GroupDecl):
         return f"group {item.group.text}"
+    if isinstance(item, sx.BasisDecl):
+        return f"basis {item.basis.text}"
     if isinstance(item, sx.Statement):
         return ", ".join(_arg(a) for a in item.args) + f" -> {item.target.text}"
     names = ", ".join(name.text for name in item.names)
     return f"{item.kind:<{KEYWORD_WIDTH}} {names}" + _type(item.type, group) + _options(item.options)
 
 
-def _type(leg_type: sx.IrrepsText | sx.Lmax | None, group: str | None) -> str:
+def _type(leg_type: sx.IrrepsText | sx.Lmax | sx.Count | None, group: str | None) -> str:
     if leg_type is None:
         return ""
+    if isinstance(leg_type, sx.Count):
+        return f" : {leg_type.value}"
     if isinstance(leg_type, sx.Lmax):
         return f" : lmax {leg_type.value}"
     return f" : {_irreps(leg_type.text, group)}"
@@ -148,7 +152,7 @@ def _group_name(diagram: sx.Diagram) -> str | None:
 
 def _arg(arg: sx.Arg) -> str:
     if isinstance(arg, sx.Leaf):
-        return arg.name.text
+        return arg.name.text if arg.via is None else f"{arg.via.text}({arg.name.text})"
     return "(" + ", ".join(_arg(item) for item in arg.items) + ")"
 
 

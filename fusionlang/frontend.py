@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import checks, ir
 from .diagnostics import Diagnostic, FusionError, raise_if_errors, render_all, sort_key
+from .domains import resolve_domains
 from .infer import infer
 from .lower import lower_file
 from .source import Source
@@ -93,6 +94,9 @@ def check_diagram(diagram: ir.Diagram, infer_irreps: bool = True) -> tuple[ir.Di
     """Run every pass on one lowered diagram, then inference if the structure is sound."""
     problems = [d for check in PASSES for d in check(diagram)]
     if not infer_irreps or any(d.severity == "error" for d in problems):
+        return None, problems
+    diagram, problems = resolve_domains(diagram)
+    if problems:
         return None, problems
     return infer(diagram)
 

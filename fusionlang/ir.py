@@ -15,7 +15,11 @@ from typing import Literal
 from .groups import Group, Irrep, Irreps
 from .source import Source, Span
 
-Role = Literal["input", "output", "internal"]
+Role = Literal["input", "output", "internal", "index"]
+Domain = Literal["batch", "nodes", "edges"]
+Via = Literal["", "sender", "receiver", "neighbours"]
+VIAS: tuple[Via, ...] = ("sender", "receiver", "neighbours")
+Basis = Literal["real", "complex"]
 Channels = Literal["uvw", "uvu", "uuu"]
 Weights = Literal["none", "path", "channel", "external"]
 CHANNEL_MODES: tuple[Channels, ...] = ("uvw", "uvu", "uuu")
@@ -42,6 +46,10 @@ class Leg:
     declared: bool
     lmax: int | Fraction | None = None
     span: Span = _span()
+    # Where the feature lives: one value per sample ("batch"), per graph node or per graph edge.
+    domain: Domain = "batch"
+    # The number of classes of an index input (role "index"), e.g. 3 species.
+    classes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +59,9 @@ class LeafRef:
     leg: str
     position: int
     span: Span = _span()
+    # How a graph statement reaches the leg: "" directly, "sender"/"receiver" gather a node feature
+    # onto edges, "neighbours" takes it from one edge of a tuple of distinct incoming edges.
+    via: Via = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +118,10 @@ class Statement:
     # "sum": a path adds into every target entry of its irrep; "split": every path has its own
     # entry (e3nn's FullTensorProduct and MACE's `irreps_mid`), in e3nn's sorted order.
     paths_mode: PathsMode = "sum"
+    # Graphs: "sum" adds an edge statement's values into the receiving nodes; `per` names an
+    # index input whose value selects the weights (per-species weights).
+    aggregate: bool = False
+    per: str | None = None
 
     @property
     def leaves(self) -> tuple[LeafRef, ...]:
@@ -140,6 +155,18 @@ class Diagram:
     statements: tuple[Statement, ...]
     span: Span = _span()
     source: Source | None = field(default=None, compare=False, repr=False)
+    # SO(3) features in the complex spherical basis (Cormorant) instead of e3nn's real one.
+    basis: Basis = "real"
+
+    @property
+    def is_graph(self) -> bool:
+        """Does the module take a graph (``edge_index``)?"""
+        return any(leg.domain == "edges" for leg in self.legs) or any(
+            ref.via for s in self.statements for ref in s.leaves)
+
+    @property
+    def indices(self) -> tuple[Leg, ...]:
+        return self.legs_of("index")
 
     def leg(self, name: str) -> Leg:
         for leg in self.legs:

@@ -64,6 +64,7 @@ def lower_diagram(block: syntax.Diagram, source: Source) -> tuple[ir.Diagram | N
     Returns None only when the diagram has no group or no statement at all."""
     state = _Lowering(source)
     state.group = _group(block, state)
+    basis = _basis(block, state)
     for decl in _items(block, syntax.LegDecl):
         _declare(decl, state)
     statements = _statements(block, state)
@@ -74,7 +75,8 @@ def lower_diagram(block: syntax.Diagram, source: Source) -> tuple[ir.Diagram | N
                      hint="write a statement such as `x, y -> z`")
         return None, state.problems
     legs = tuple(state.legs.values())
-    return ir.Diagram(block.name.text, state.group, legs, tuple(statements), block.span, source), state.problems
+    diagram = ir.Diagram(block.name.text, state.group, legs, tuple(statements), block.span, source, basis)
+    return diagram, state.problems
 
 
 def _items(block: syntax.Diagram, kind: type) -> list:  # type: ignore[type-arg]
@@ -98,11 +100,27 @@ def _group(block: syntax.Diagram, state: _Lowering) -> Group | None:
     return group
 
 
+def _basis(block: syntax.Diagram, state: _Lowering) -> ir.Basis:
+    decls = _items(block, syntax.BasisDecl)
+    for extra in decls[1:]:
+        state.report("E116", "the basis is declared twice", extra.span, hint="keep one `basis` line")
+    if not decls:
+        return "real"
+    value = decls[0].basis.text
+    if value not in ("real", "complex"):
+        hint = did_you_mean(value, ("real", "complex")) or "the bases are `real` (e3nn's) and `complex`"
+        state.report("E116", f"unknown basis `{value}`", decls[0].basis.span, hint=hint)
+        return "real"
+    if value == "complex" and state.group is not None and state.group.name != "SO3":
+        state.report("E116", f"`basis complex` is for SO3, not {state.group}", decls[0].span,
+                     hint="SU2 is always complex; O3 features use e3nn's real basis")
+    return value  # type: ignore[return-value]
+
+
 def _declare(decl: syntax.LegDecl, state: _Lowering) -> None:
-    for option in decl.options:
-        state.report("E111", f"declarations take no option `{option.key.text}`", option.span,
-                     hint="options belong to statements: `x, y -> z [channels = uvw]`")
+    domain = _domain(decl, state)
     irreps, lmax = _declared_type(decl, state)
+    classes = decl.type.value if isinstance(decl.type, syntax.Count) else 0
     role: ir.Role = "internal" if decl.kind == "edge" else decl.kind  # type: ignore[assignment]
     for name in decl.names:
         if name.text in state.legs:
@@ -111,10 +129,31 @@ def _declare(decl: syntax.LegDecl, state: _Lowering) -> None:
                          related=(Label(first.span, "first declared here"),),
                          hint="every input, output and edge needs its own name")
             continue
-        state.legs[name.text] = ir.Leg(name.text, role, irreps, irreps is not None, lmax, name.span)
+        declared = irreps is not None or role == "index"
+        state.legs[name.text] = ir.Leg(name.text, role, irreps, declared, lmax, name.span, domain, classes)
+
+
+def _domain(decl: syntax.LegDecl, state: _Lowering) -> ir.Domain:
+    """The ``[on = nodes | edges]`` option of a declaration ("batch" when absent)."""
+    domain: ir.Domain = "batch"
+    for option in decl.options:
+        if option.key.text != "on":
+            hint = did_you_mean(option.key.text, ("on",)) or "declarations take `[on = nodes]` or `[on = edges]`"
+            state.report("E111", f"declarations take no option `{option.key.text}`", option.key.span, hint=hint)
+        elif option.value.text not in ("nodes", "edges"):
+            hint = did_you_mean(option.value.text, ("nodes", "edges")) or "`on` is `nodes` or `edges`"
+            state.report("E111", f"`{option.value.text}` is not a value of `on`", option.value.span, hint=hint)
+        else:
+            domain = option.value.text  # type: ignore[assignment]
+    return domain
 
 
 def _declared_type(decl: syntax.LegDecl, state: _Lowering) -> tuple[Irreps | None, int | None]:
+    if decl.kind == "index" or isinstance(decl.type, syntax.Count):
+        if decl.kind != "index" or not isinstance(decl.type, syntax.Count) or decl.type.value < 1:
+            state.report("E006", "an index input is declared `index NAME : COUNT` with COUNT >= 1", decl.span,
+                         hint="e.g. `index species : 3`")
+        return None, None
     if isinstance(decl.type, syntax.Lmax):
         if decl.kind != "edge":
             state.report("E006", f"`lmax` constrains internal edges, not an {decl.kind}", decl.type.span,
@@ -155,9 +194,11 @@ def _statement(index: int, stmt: syntax.Statement, written: set[str], state: _Lo
     for leaf in ir.leaves(tree):
         _resolve(leaf, known, state)
     _target(stmt.target, state)
-    channels, weights, paths = _options(stmt, tree, state)
+    chosen = _options(stmt, tree, state)
     line = state.source.position(stmt.span.start).line
-    return ir.Statement(index, tree, stmt.target.text, channels, weights, (), stmt.span, line, paths)
+    return ir.Statement(index, tree, stmt.target.text, chosen["channels"], chosen["weights"],  # type: ignore[arg-type]
+                        (), stmt.span, line, chosen["paths"], "aggregate" in chosen,  # type: ignore[arg-type]
+                        chosen.get("per"))
 
 
 class _Counter:
@@ -182,7 +223,9 @@ def _tree(args: tuple[syntax.Arg, ...], counter: _Counter, span: Span) -> ir.Nod
 
 def _arg(arg: syntax.Arg, counter: _Counter) -> ir.Node:
     if isinstance(arg, syntax.Leaf):
-        return ir.LeafRef(arg.name.text, counter.take(), arg.name.span)
+        via = arg.via.text if arg.via is not None else ""
+        span = arg.name.span if arg.via is None else arg.via.span.join(arg.name.span)
+        return ir.LeafRef(arg.name.text, counter.take(), span, via)  # type: ignore[arg-type]
     tree = _tree(arg.items, counter, arg.span)
     return ir.Fuse(tree.left, tree.right, arg.span) if isinstance(tree, ir.Fuse) else tree
 
@@ -192,6 +235,13 @@ def _node_span(node: ir.Node) -> Span:
 
 
 def _resolve(leaf: ir.LeafRef, known: set[str], state: _Lowering) -> None:
+    if leaf.via and leaf.via not in ir.VIAS:
+        hint = did_you_mean(leaf.via, ir.VIAS) or "the graph functions are sender, receiver and neighbours"
+        state.report("E115", f"unknown graph function `{leaf.via}`", leaf.span, hint=hint)
+    leg = state.legs.get(leaf.leg)
+    if leg is not None and leg.role == "index":
+        state.report("E705", f"`{leaf.leg}` is an index input: it selects weights, it is not a feature",
+                     leaf.span, hint=f"use it as `[per = {leaf.leg}]` on a statement")
     if leaf.leg not in known:
         hint = did_you_mean(leaf.leg, known) or f"declare it: `input {leaf.leg} : 0e + 1o`"
         state.report("E101", f"unknown name `{leaf.leg}`", leaf.span, label="not declared or written",
@@ -209,11 +259,10 @@ def _target(name: syntax.Name, state: _Lowering) -> None:
 
 
 _OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES,
-                                        "paths": ir.PATHS_MODES}
+                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": ()}
 
 
-def _options(stmt: syntax.Statement, tree: ir.Node,
-             state: _Lowering) -> tuple[ir.Channels, ir.Weights, ir.PathsMode]:
+def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[str, str]:
     """The statement's channel and weight modes; bad options are reported and defaulted."""
     chosen: dict[str, str] = {}
     for option in stmt.options:
@@ -226,15 +275,20 @@ def _options(stmt: syntax.Statement, tree: ir.Node,
                      label="`weights = none` leaves nothing to learn",
                      hint="use `weights = path`, `channel` or `external`, or couple with a second argument")
         weights = "path"
-    channels = chosen.get("channels", DEFAULT_CHANNELS)
-    return channels, weights, chosen.get("paths", "sum")  # type: ignore[return-value]
+    if "per" in chosen and weights in ("none", "external"):
+        state.report("E705", f"`per = {chosen['per']}` selects learned weights, but this statement has "
+                     f"`weights = {weights}`", stmt.span, hint="use `weights = path` or `channel` with `per`")
+    return {"channels": DEFAULT_CHANNELS, "paths": "sum", **chosen, "weights": weights}
 
 
 def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
     key, value = option.key.text, option.value.text
     if key not in _OPTIONS:
-        hint = did_you_mean(key, _OPTIONS) or "statements take `channels`, `weights` and `paths`"
+        hint = did_you_mean(key, _OPTIONS) or "statements take `channels`, `weights`, `paths`, `aggregate` and `per`"
         state.report("E111", f"unknown option `{key}`", option.key.span, hint=hint)
+        return
+    if key == "per":
+        _per(option, chosen, state)
         return
     if value not in _OPTIONS[key]:
         allowed = " | ".join(_OPTIONS[key])
@@ -245,3 +299,17 @@ def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> 
         state.report("E111", f"option `{key}` is given twice", option.span, hint="keep one")
     else:
         chosen[key] = value
+
+
+def _per(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
+    """``per = NAME``: weights chosen by the value of the index input NAME (e.g. a species)."""
+    name = option.value.text
+    leg = state.legs.get(name)
+    if leg is None or leg.role != "index":
+        indices = [n for n, candidate in state.legs.items() if candidate.role == "index"]
+        hint = did_you_mean(name, indices) or f"declare it: `index {name} : 3` (the number of classes)"
+        state.report("E705", f"`per = {name}` needs an index input `{name}`", option.value.span, hint=hint)
+    elif "per" in chosen:
+        state.report("E111", "option `per` is given twice", option.span, hint="keep one")
+    else:
+        chosen["per"] = name

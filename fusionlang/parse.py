@@ -57,8 +57,8 @@ from .source import Source, Span
 
 __all__ = ["CATALOGUE", "KEYWORDS", "MAX_DEPTH", "MAX_ERRORS", "explain_first_error", "parse"]
 
-KEYWORDS = frozenset({"diagram", "group", "input", "output", "edge", "lmax"})
-ITEM_KEYWORDS = ("group", "input", "output", "edge")
+KEYWORDS = frozenset({"diagram", "group", "basis", "input", "output", "edge", "index", "lmax"})
+ITEM_KEYWORDS = ("group", "basis", "input", "output", "edge", "index")
 MAX_DEPTH = 64  # parentheses in arguments or irreps
 MAX_ERRORS = 20  # syntax errors reported in one run
 MAX_LMAX_DIGITS = 6
@@ -781,10 +781,11 @@ class _Builder:
                           _span(tree))
 
     def item(self, tree: Tree) -> sx.Item:
-        if tree.data == "group_decl":
+        if tree.data in ("group_decl", "basis_decl"):
             token = tree.children[0]
             assert isinstance(token, Token)
-            return sx.GroupDecl(self.name(token), _span(tree))
+            kind = sx.GroupDecl if tree.data == "group_decl" else sx.BasisDecl
+            return kind(self.name(token), _span(tree))
         if tree.data == "statement":
             return self.statement(tree)
         return self.leg_decl(tree)
@@ -799,7 +800,9 @@ class _Builder:
         return sx.LegDecl(kind, names, self.leg_type(typed[0]) if typed else None, options,
                           _span(tree))
 
-    def leg_type(self, node: Node) -> sx.IrrepsText | sx.Lmax:
+    def leg_type(self, node: Node) -> sx.IrrepsText | sx.Lmax | sx.Count:
+        if isinstance(node, Token) and node.type == "INT":
+            return self.count(node)
         if isinstance(node, Token):
             self.check_depth(node)
             return sx.IrrepsText(str(node), _token_span(node))
@@ -811,6 +814,13 @@ class _Builder:
             return sx.Lmax(0, _span(node))
         return sx.Lmax(int(digits), _span(node))
 
+    def count(self, digits: Token) -> sx.Count:
+        if len(digits) > MAX_LMAX_DIGITS:
+            self.report("E006", f"`{digits[:12]}...` classes are too many", _token_span(digits),
+                        "too many digits", "an index input has a small number of classes, e.g. 3")
+            return sx.Count(0, _token_span(digits))
+        return sx.Count(int(digits), _token_span(digits))
+
     def statement(self, tree: Tree) -> sx.Statement:
         args_tree, target, *rest = tree.children
         assert isinstance(args_tree, Tree) and isinstance(target, Token)
@@ -821,6 +831,10 @@ class _Builder:
     def arg(self, node: Node, depth: int) -> sx.Arg:
         if isinstance(node, Token):
             return sx.Leaf(self.name(node))
+        if node.data == "call":
+            via, name = node.children
+            assert isinstance(via, Token) and isinstance(name, Token)
+            return sx.Leaf(self.name(name), sx.Name(str(via), _token_span(via)))
         if depth > MAX_DEPTH:
             self.diagnostics.append(_too_deep(self.source, _span(node)))
             return sx.Paren((), _span(node))

@@ -66,15 +66,34 @@ class GroupDecl:
 
 
 @dataclass(frozen=True, slots=True)
+class Count:
+    """The number of classes of an index input: ``index species : 3``."""
+
+    value: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class BasisDecl:
+    """``basis complex`` (or ``basis real``): the basis of SO(3) features."""
+
+    basis: Name
+    span: Span = _span()
+    comments: tuple[str, ...] = _comments()
+    trailing: str = field(default="", compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class LegDecl:
     """``input a, b : 8x0e``, ``output z : 0e + 1o``, ``edge ab : lmax 2``.
 
-    ``kind`` is ``"input"``, ``"output"`` or ``"edge"``; ``type`` is None when omitted
-    (allowed for outputs and edges, whose irreps are then inferred)."""
+    ``kind`` is ``"input"``, ``"output"``, ``"edge"`` or ``"index"`` (an integer input such as a
+    species, ``index z : 3``); ``type`` is None when omitted (allowed for outputs and edges, whose
+    irreps are then inferred)."""
 
     kind: str
     names: tuple[Name, ...]
-    type: IrrepsText | Lmax | None
+    type: IrrepsText | Lmax | Count | None
     options: tuple[Option, ...] = ()
     span: Span = _span()
     comments: tuple[str, ...] = _comments()
@@ -83,9 +102,11 @@ class LegDecl:
 
 @dataclass(frozen=True, slots=True)
 class Leaf:
-    """One argument leg of a statement: a name."""
+    """One argument leg of a statement: a name, possibly reached through a graph function
+    (``sender(h)``, ``receiver(h)``, ``neighbours(m)``), which is then ``via``."""
 
     name: Name
+    via: Name | None = None
 
     @property
     def span(self) -> Span:
@@ -115,7 +136,7 @@ class Statement:
     trailing: str = field(default="", compare=False, repr=False)
 
 
-Item = GroupDecl | LegDecl | Statement
+Item = GroupDecl | BasisDecl | LegDecl | Statement
 
 
 @dataclass(frozen=True, slots=True)

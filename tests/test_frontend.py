@@ -192,3 +192,40 @@ def test_split_paths_check_a_declared_target() -> None:
     source = "diagram d { group O3\n input x : 0e + 1o\n output z : 0e + 1o\n x, x -> z [paths = split]\n}"
     (diagnostic,) = check_source(source).diagnostics
     assert diagnostic.code == "E402" and "`z : 0e + 0e + 1o + 1o`" in diagnostic.hint
+
+
+GRAPH = """diagram block {
+    group O3
+    input  h : 8x(0e + 1o)  [on = nodes]
+    input  Y : 0e + 1o + 2e  [on = edges]
+    index  species : 3
+    output B : 8x(0e + 1o)
+    sender(h), Y -> A                   [channels = uvu, weights = external, aggregate = sum]
+    sender(h), Y -> m                   [channels = uvu, weights = external]
+    A, A, A -> B                        [channels = uuu, weights = channel, per = species]
+    h, neighbours(m), neighbours(m) -> B  [channels = uuu, weights = channel]
+}
+"""
+
+
+def test_graph_domains_are_resolved() -> None:
+    from fusionlang.domains import statement_domain
+    from fusionlang.fmt import format_source
+
+    diagram = check_source(GRAPH).raise_for_errors().diagram()
+    domains = {leg.name: leg.domain for leg in diagram.legs}
+    assert domains == {"h": "nodes", "Y": "edges", "species": "nodes", "B": "nodes", "A": "nodes", "m": "edges"}
+    assert [statement_domain(diagram, s) for s in diagram.statements] == ["edges", "edges", "nodes", "nodes"]
+    assert diagram.is_graph and diagram.statements[2].per == "species" and diagram.statements[0].aggregate
+    assert [r.via for r in diagram.statements[3].leaves] == ["", "neighbours", "neighbours"]
+    assert format_source(format_source(GRAPH)) == format_source(GRAPH)
+
+
+def test_complex_basis() -> None:
+    source = "diagram c { group SO3\n basis complex\n input x : 2x(0 + 1)\n output y : 2x1\n x, x -> y [channels = uuu] }"
+    assert check_source(source).raise_for_errors().diagram().basis == "complex"
+
+
+def test_plain_diagrams_stay_batched() -> None:
+    assert {leg.domain for leg in checked("fc_tp").legs} == {"batch"}
+    assert not checked("fc_tp").is_graph
