@@ -17,7 +17,7 @@ Severity = Literal["error", "warning", "note"]
 
 # Every code fusionlang can emit, with its one-line title (the registry mypy-style tools keep).
 # Ranges: E0xx text (syntax, irreps strings), E1xx names and structure, E2xx selection rules,
-# E3xx irreps inference, E4xx channels and weights, E5xx limits, E9xx files and tools.
+# E3xx irreps inference, E4xx channels and weights, E5xx limits, E7xx graphs, E9xx files and tools.
 CODES: dict[str, str] = {
     "E001": "unexpected character",
     "E002": "unexpected token",
@@ -51,6 +51,8 @@ CODES: dict[str, str] = {
     "E112": "a linear map needs weights",
     "E113": "unknown diagram",
     "E114": "empty diagram",
+    "E115": "unknown graph function",
+    "E116": "basis does not fit the group",
     "E201": "coupling violates the triangle rule",
     "E202": "coupling violates parity",
     "E203": "coupling violates integrality of j1 + j2 + j3",
@@ -59,6 +61,16 @@ CODES: dict[str, str] = {
     "E401": "channel mode needs equal multiplicities",
     "E402": "output multiplicity does not match the channel mode",
     "E501": "diagram too large",
+    "E701": "node feature read directly in a statement on edges",
+    "E702": "graph function applied to the wrong kind of leg",
+    "E703": "edge statement and node target need `aggregate = sum`",
+    "E704": "malformed fusion over neighbour tuples",
+    "E705": "per-class weights need an index input",
+    "E706": "domain of an edge does not match its writer",
+    "E707": "the number of nodes is unknown",
+    "E601": "statement beyond the planner's limits",
+    "E602": "generated code does not compile (internal error)",
+    "E603": "output entry is identically zero after the symmetric reduction",
     "E901": "cannot read or write a file",
     "E902": "graphviz `dot` is not installed",
     "E903": "bad command-line usage",
