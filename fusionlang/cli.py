@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .cli_render import EXAMPLE as _RENDER_EXAMPLE
+from .cli_render import cmd_render, configure_render
 from .diagnostics import Diagnostic, FusionError, diagnostics_json, render_all
 from .source import Source
 
@@ -205,6 +207,7 @@ _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], Configure, str]]
     ("ir", cmd_ir, _configure_ir, "fusionc ir examples/product_basis.fusion"),
     ("compile", cmd_compile, _configure_compile, "fusionc compile examples/fc_tp.fusion -o fc_tp.py"),
     ("explain", cmd_explain, _configure_explain, "fusionc explain examples/tree4.fusion --format json"),
+    ("render", cmd_render, configure_render, _RENDER_EXAMPLE),
     ("fmt", cmd_fmt, _configure_fmt, "fusionc fmt --check examples/*.fusion"),
 ]
 

@@ -155,8 +155,8 @@ def _declared_type(decl: syntax.LegDecl, state: _Lowering) -> tuple[Irreps | Non
                          hint="e.g. `index species : 3`")
         return None, None
     if isinstance(decl.type, syntax.Lmax):
-        if decl.kind != "edge":
-            state.report("E006", f"`lmax` constrains internal edges, not an {decl.kind}", decl.type.span,
+        if decl.kind not in ("edge", "output"):
+            state.report("E006", f"`lmax` constrains inferred edges and outputs, not an {decl.kind}", decl.type.span,
                          hint=f"give the {decl.kind} its irreps, e.g. `{decl.kind} x : 0e + 1o`")
         return None, decl.type.value
     if decl.type is None:

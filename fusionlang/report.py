@@ -28,7 +28,8 @@ def _leg(leg: ir.Leg) -> dict[str, Any]:
     irreps = leg.irreps
     return {"name": leg.name, "role": leg.role, "irreps": str(irreps) if irreps is not None else None,
             "declared": leg.declared, "dim": irreps.dim if irreps is not None else None,
-            "lmax": str(leg.lmax) if leg.lmax is not None else None}
+            "lmax": str(leg.lmax) if leg.lmax is not None else None, "domain": leg.domain,
+            "classes": leg.classes or None}
 
 
 def _statement(diagram: ir.Diagram, statement: ir.Statement) -> dict[str, Any]:
@@ -37,6 +38,7 @@ def _statement(diagram: ir.Diagram, statement: ir.Statement) -> dict[str, Any]:
     return {"line": statement.line, "kind": statement.kind, "arity": statement.arity,
             "target": statement.target, "args": _tree_text(statement.tree),
             "channels": statement.channels, "weights": statement.weights,
+            "paths_mode": statement.paths_mode, "aggregate": statement.aggregate, "per": statement.per,
             "paths": len(statement.paths),
             "paths_per_output": {k: per_output[k] for k in sorted(per_output, key=_irrep_order(target))}}
 
@@ -48,7 +50,7 @@ def _irrep_order(irreps: Any) -> Any:
 
 def _tree_text(node: ir.Node, top: bool = True) -> str:
     if isinstance(node, ir.LeafRef):
-        return node.leg
+        return f"{node.via}({node.leg})" if node.via else node.leg
     text = f"{_tree_text(node.left, False)}, {_tree_text(node.right, False)}"
     return text if top else f"({text})"
 
@@ -63,10 +65,17 @@ def _diagram_text(report: dict[str, Any]) -> str:
     width = max(len(leg["name"]) for leg in report["legs"])
     for leg in report["legs"]:
         how = "declared" if leg["declared"] else "inferred"
-        lines.append(f"    {leg['role']:<8} {leg['name']:<{width}}  {leg['irreps']:<30} dim {leg['dim']:<5} {how}")
+        where = "" if leg["domain"] == "batch" else f"  on {leg['domain']}"
+        if leg["role"] == "index":
+            lines.append(f"    {'index':<8} {leg['name']:<{width}}  {leg['classes']} classes{where}")
+            continue
+        lines.append(f"    {leg['role']:<8} {leg['name']:<{width}}  {leg['irreps']:<30} dim {leg['dim']:<5} "
+                     f"{how}{where}")
     lines.append("  statements:")
     for s in report["statements"]:
         counts = ", ".join(f"{k}: {v}" for k, v in s["paths_per_output"].items())
+        extra = "".join(f", {k} {s[k]}" for k in ("paths_mode", "per") if s[k] not in (None, "sum"))
+        extra += ", aggregate sum" if s["aggregate"] else ""
         lines.append(f"    line {s['line']:<3} {s['args']} -> {s['target']}  [{s['kind']}, {s['channels']}, "
-                     f"weights {s['weights']}]  {s['paths']} paths ({counts})")
+                     f"weights {s['weights']}{extra}]  {s['paths']} paths ({counts})")
     return "\n".join(lines)

@@ -1,0 +1,109 @@
+"""``fusionc render``: draw a diagram, or its contraction plan, as SVG, PNG or DOT.
+
+Wired into :mod:`fusionlang.cli` as ``("render", cmd_render, configure_render, EXAMPLE)``.
+Exit codes: 0 written, 1 diagnostics (errors in the file, E902 without graphviz, E901 on a failed
+write), 2 bad usage (E903, e.g. PNG without ``-o``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .diagnostics import Diagnostic, FusionError, render_all
+from .source import Source
+
+EXAMPLE = "fusionc render examples/spins.fusion -o spins.svg"
+FORMATS = ("svg", "png", "dot")
+_SUFFIXES = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
+
+
+class _Usage(Exception):
+    """Bad command-line usage (exit code 2)."""
+
+
+def configure_render(sub: argparse.ArgumentParser) -> None:
+    """Arguments of ``fusionc render``."""
+    sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
+    sub.add_argument("-o", "--output", metavar="OUT.svg",
+                     help="where to write (default stdout for svg and dot; required for png)")
+    sub.add_argument("--diagram", metavar="NAME", help="the diagram to draw (needed when the file has several)")
+    sub.add_argument("--plan", action="store_true", help="draw the contraction plan instead of the diagram")
+    sub.add_argument("--format", choices=FORMATS, default=None,
+                     help="svg, png or dot (default: from the suffix of -o, else svg)")
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Draw a diagram (or, with --plan, its contraction plan) as SVG, PNG or DOT."""
+    try:
+        return _render(args)
+    except FusionError as failure:
+        print(render_all(failure.diagnostics), file=sys.stderr)
+        return 1
+    except _Usage as problem:
+        print(Diagnostic("E903", str(problem), hint="see `fusionc render --help`").render(), file=sys.stderr)
+        return 2
+
+
+def output_format(args: argparse.Namespace) -> str:
+    """``--format``, else the suffix of ``-o``, else svg."""
+    if args.format:
+        return str(args.format)
+    if args.output not in (None, "-"):
+        return _SUFFIXES.get(Path(args.output).suffix.lower(), "svg")
+    return "svg"
+
+
+def _render(args: argparse.Namespace) -> int:
+    fmt = output_format(args)
+    to_stdout = args.output in (None, "-")
+    if fmt == "png" and to_stdout:
+        raise _Usage("PNG output needs a file: add `-o OUT.png`")
+    from .cli import read_inputs
+
+    (source,) = read_inputs([args.file])
+    name, drawing = _drawing(source, args.diagram, args.plan, fmt)
+    if to_stdout:
+        sys.stdout.write(drawing if isinstance(drawing, str) else drawing.decode("utf-8"))
+    else:
+        write_atomically(Path(args.output), drawing)
+        what = "plan of diagram" if args.plan else "diagram"
+        print(f"wrote {args.output}: {what} {name} as {fmt}", file=sys.stderr)
+    return 0
+
+
+def _drawing(source: Source, name: str | None, plan: bool, fmt: str) -> tuple[str, str | bytes]:
+    """The name of the diagram and its drawing (or its plan's), after checking the file."""
+    from . import render
+    from .frontend import check_source
+
+    result = check_source(source)
+    if not result.ok:
+        raise FusionError(result.diagnostics)
+    if result.diagnostics:
+        print(result.render(), file=sys.stderr)
+    diagram = result.diagram(name)
+    if not plan:
+        return diagram.name, render.render(diagram, render.as_format(fmt))
+    from .plan import plan_diagram
+
+    return diagram.name, render.render_plan(plan_diagram(diagram), render.as_format(fmt))
+
+
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write through a temporary file next to ``path`` and a rename: never half a file."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.fusionc-tmp")
+    try:
+        temporary.write_bytes(payload)
+        temporary.replace(path)
+    except OSError as failure:
+        temporary.unlink(missing_ok=True)
+        raise _write_error(path, failure) from None
+
+
+def _write_error(path: Path, failure: OSError) -> FusionError:
+    return FusionError([Diagnostic("E901", f"cannot write `{path}`: {failure.strerror or failure}",
+                                   hint="check that the folder exists and is writable")])
