@@ -275,9 +275,9 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[st
                      label="`weights = none` leaves nothing to learn",
                      hint="use `weights = path`, `channel` or `external`, or couple with a second argument")
         weights = "path"
-    if "per" in chosen and weights in ("none", "external"):
-        state.report("E705", f"`per = {chosen['per']}` selects learned weights, but this statement has "
-                     f"`weights = {weights}`", stmt.span, hint="use `weights = path` or `channel` with `per`")
+    if "per" in chosen and weights != "channel":
+        state.report("E705", f"`per = {chosen['per']}` selects a table of per-channel weights, but this "
+                     f"statement has `weights = {weights}`", stmt.span, hint="write `weights = channel` with `per`")
     return {"channels": DEFAULT_CHANNELS, "paths": "sum", **chosen, "weights": weights}
 
 

@@ -558,8 +558,9 @@ def _declaration(f: _Failure) -> _Report | None:
 
 def _irreps_expected(f: _Failure, word: str) -> _Report:
     if f.kind == "lmax":
-        return _Report("E006", f"`lmax` only constrains internal edges, not an `{word}`", f.span,
-                       "only after `edge NAME :`", f"give the {word} irreps, e.g. `{word} x : 8x0e`")
+        return _Report("E006", f"`lmax` only constrains internal edges and outputs, not an `{word}`", f.span,
+                       "only after `edge NAME :` or `output NAME :`",
+                       f"give the {word} irreps, e.g. `{word} x : 8x0e`")
     if f.kind in ("_SEP", "}"):
         return _Report("E006", "missing irreps after `:`", f.at_line_end(), "expected irreps",
                        _IRREPS_HINT)

@@ -319,7 +319,7 @@ def diagram_graph(diagram: ir.Diagram) -> DotGraph:
     """The drawing of a checked diagram as a :class:`DotGraph` (see :func:`to_dot`)."""
     view = to_networkx(diagram)
     build = _Builder()
-    for side, legs in (("in", diagram.inputs), ("out", diagram.outputs)):
+    for side, legs in (("in", diagram.inputs + diagram.indices), ("out", diagram.outputs)):
         for leg in legs:
             _draw_free_end(build, leg, side)
         build.rank("min" if side == "in" else "max", [f"{side}:{leg.name}" for leg in legs], ordered=True)
@@ -347,13 +347,17 @@ def to_dot(diagram: ir.Diagram) -> str:
 
 
 def _irreps_text(leg: ir.Leg) -> str:
-    return str(leg.irreps) if leg.irreps is not None else ""
+    if leg.role == "index":
+        return f"{leg.classes} classes"
+    text = str(leg.irreps) if leg.irreps is not None else ""
+    return text + (" on edges" if leg.domain == "edges" else "")
 
 
 def _leg_tooltip(leg: ir.Leg) -> str:
     how = "declared" if leg.declared else "inferred"
     dim = f", dim {leg.irreps.dim}" if leg.irreps is not None else ""
-    return f"{leg.role} {leg.name} : {_irreps_text(leg)} ({how}{dim})"
+    where = f", on {leg.domain}" if leg.domain != "batch" else ""
+    return f"{leg.role} {leg.name} : {_irreps_text(leg)} ({how}{dim}{where})"
 
 
 def _draw_free_end(build: _Builder, leg: ir.Leg, side: str) -> None:
@@ -444,7 +448,7 @@ def _muted(leg: ir.Leg) -> dict[str, Value]:
 
 def _source(diagram: ir.Diagram, leg: ir.Leg) -> str:
     """The node a leg's value leaves from: its free end, its ⊕ node or its writer's root."""
-    if leg.role == "input":
+    if leg.role in ("input", "index"):
         return f"in:{leg.name}"
     writers = diagram.writers(leg.name)
     if len(writers) > 1:
@@ -452,11 +456,14 @@ def _source(diagram: ir.Diagram, leg: ir.Leg) -> str:
     return vertex_id(writers[0], writers[0].tree)
 
 
-def _consumers(diagram: ir.Diagram, leg: ir.Leg) -> list[str]:
-    """The nodes that read a leg: every leaf's vertex (in statement order), and its free end."""
-    found = [vertex_id(s, _parent(s.tree, ref)) for s in diagram.statements for ref in s.leaves
+def _consumers(diagram: ir.Diagram, leg: ir.Leg) -> list[tuple[str, str]]:
+    """(node, how) of every reader of a leg: each leaf's vertex in statement order with its graph
+    function (``sender``, ``neighbours``, ...), the weighted root of ``per`` statements, and the
+    leg's free end."""
+    found = [(vertex_id(s, _parent(s.tree, ref)), ref.via) for s in diagram.statements for ref in s.leaves
              if ref.leg == leg.name]
-    return found + ([f"out:{leg.name}"] if leg.role == "output" else [])
+    found += [(vertex_id(s, s.tree), "per") for s in diagram.statements if s.per == leg.name]
+    return found + ([(f"out:{leg.name}", "")] if leg.role == "output" else [])
 
 
 def _parent(tree: ir.Node, leaf: ir.LeafRef) -> ir.Node:
@@ -474,15 +481,21 @@ def _parent(tree: ir.Node, leaf: ir.LeafRef) -> ir.Node:
 def _draw_leg(build: _Builder, diagram: ir.Diagram, leg: ir.Leg) -> None:
     """One labelled line per leg; a leg read several times forks after its label."""
     source, consumers = _source(diagram, leg), _consumers(diagram, leg)
-    label, tooltip = _leg_html(leg.name, _irreps_text(leg), not leg.declared), _leg_tooltip(leg)
-    if len(consumers) == 1:
-        build.edge(source, consumers[0], id=f"leg-{leg.name}", label=label, tooltip=tooltip, **_muted(leg))
+    name = leg.name + (" Σ" if any(w.aggregate for w in diagram.writers(leg.name)) else "")
+    label, tooltip = _leg_html(name, _irreps_text(leg), not leg.declared), _leg_tooltip(leg)
+    style = {"style": "dashed"} if leg.role == "index" else {}
+    if len(consumers) == 1 and not consumers[0][1]:
+        build.edge(source, consumers[0][0], id=f"leg-{leg.name}", label=label, tooltip=tooltip, **style,
+                   **_muted(leg))
         return
     fork = f"fork:{leg.name}"
     build.node(fork, id=f"fork-{leg.name}", shape="point", width=0.05, tooltip=tooltip, **_muted(leg))
-    build.edge(source, fork, id=f"leg-{leg.name}", label=label, arrowhead="none", tooltip=tooltip, **_muted(leg))
-    for k, consumer in enumerate(consumers):
-        build.edge(fork, consumer, id=f"leg-{leg.name}-{k}", tooltip=tooltip, **_muted(leg))
+    build.edge(source, fork, id=f"leg-{leg.name}", label=label, arrowhead="none", tooltip=tooltip, **style,
+               **_muted(leg))
+    for k, (consumer, how) in enumerate(consumers):
+        marks = {"label": Html(font(escape(how), 9, MUTED, italic=True))} if how else {}
+        build.edge(fork, consumer, id=f"leg-{leg.name}-{k}", tooltip=f"{how} {tooltip}".strip(), **marks,
+                   **style, **_muted(leg))
 
 
 # ---------------------------------------------------------------------------------------------

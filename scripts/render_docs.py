@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from fusionlang import render  # noqa: E402
 from fusionlang.frontend import check_source  # noqa: E402
+from fusionlang.graphs import needs_orchestrator  # noqa: E402
 from fusionlang.plan import plan_diagram  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
@@ -31,7 +32,8 @@ def drawings() -> Iterator[tuple[str, str]]:
         result = check_source(path).raise_for_errors()
         for diagram in result.diagrams:
             yield f"{diagram.name}.svg", render.render_svg(diagram)
-            yield f"{diagram.name}.plan.svg", render.render_plan(plan_diagram(diagram), "svg")
+            if not needs_orchestrator(diagram):
+                yield f"{diagram.name}.plan.svg", render.render_plan(plan_diagram(diagram), "svg")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -86,7 +86,7 @@ def test_ir_text_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     spins = str(ROOT / "examples" / "spins.fusion")
     code, out, _ = run(["ir", spins], capsys)
     assert code == 0 and "s12" in out and "0 + 1" in out and "(1/2: 2, 3/2: 1)" in out
-    code, out, _ = run(["ir", "--format", "json", spins], capsys)
+    code, out, _ = run(["ir", "--format", "json", "--diagram", "spins", spins], capsys)
     (diagram,) = json.loads(out)["diagrams"]
     assert diagram["statements"][1]["paths_per_output"] == {"1/2": 2, "3/2": 1}
 

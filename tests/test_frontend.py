@@ -34,7 +34,7 @@ def test_every_example_checks() -> None:
 
 
 def test_spins_paths_and_inferred_edge() -> None:
-    spins = checked("spins")
+    spins = checked("spins", "spins")
     assert spins.irreps("s12") == Irreps("0 + 1", "SU2")
     assert not spins.leg("s12").declared
     assert paths_per_output(spins, 0) == {"0": 1, "1": 1}
@@ -127,7 +127,7 @@ def test_select_unknown_diagram() -> None:
 
 
 def test_graph_view() -> None:
-    spins = checked("spins")
+    spins = checked("spins", "spins")
     graph = to_networkx(spins)
     assert isinstance(graph, nx.MultiDiGraph)
     kinds = sorted(kind for _, kind in graph.nodes(data="kind"))

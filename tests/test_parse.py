@@ -15,6 +15,7 @@ from fusionlang.diagnostics import CODES, FusionError
 from fusionlang.parse import CATALOGUE, KEYWORDS, MAX_DEPTH, MAX_ERRORS, explain_first_error, parse
 from fusionlang.source import Source, Span
 from fusionlang.syntax import (
+    BasisDecl,
     Diagram,
     File,
     GroupDecl,
@@ -80,14 +81,15 @@ def test_every_example_parses_with_spans_on_its_text(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     file = parse(text, path.name)
     assert file.source.text == text and file.source.name == path.name
-    assert [d.name.text for d in file.diagrams] == [path.stem]
+    names = [d.name.text for d in file.diagrams]
+    assert names and len(set(names)) == len(names)
     for diagram in file.diagrams:
         assert file.source.snippet(diagram.span).startswith("diagram ")
         assert file.source.snippet(diagram.span).endswith("}")
         for item in diagram.items:
             snippet = file.source.snippet(item.span)
             assert "\n" not in snippet and snippet == snippet.strip()
-            assert snippet.split()[0] in ("group", "input", "output", "edge") or "->" in snippet
+            assert snippet.split()[0] in ("group", "basis", "input", "output", "edge", "index") or "->" in snippet
         for name in _names(diagram):
             assert file.source.snippet(name.span) == name.text
 
@@ -97,17 +99,19 @@ def _names(diagram: Diagram) -> list[Name]:
     for item in diagram.items:
         if isinstance(item, GroupDecl):
             found.append(item.group)
+        elif isinstance(item, BasisDecl):
+            found.append(item.basis)
         elif isinstance(item, LegDecl):
             found += item.names
         else:
             found += [item.target, *_arg_names(item.args)]
-        if not isinstance(item, GroupDecl):
+        if not isinstance(item, (GroupDecl, BasisDecl)):
             found += [name for o in item.options for name in (o.key, o.value)]
     return found
 
 
 def _arg_names(args: tuple) -> list[Name]:
-    return [name for a in args for name in ([a.name] if isinstance(a, Leaf) else _arg_names(a.items))]
+    return [name for a in args for name in ([a.name, *([a.via] if a.via else [])] if isinstance(a, Leaf) else _arg_names(a.items))]
 
 
 def test_tree4_parses_to_the_expected_tree() -> None:
@@ -342,7 +346,7 @@ NEGATIVE = [
     ("diagram d {\n    input a\n}", "E006", 2, 12),
     ("diagram d {\n    input a :\n}", "E006", 2, 14),
     ("diagram d {\n    input : 0e\n}", "E006", 2, 11),
-    ("diagram d {\n    output y : lmax 3\n}", "E006", 2, 16),
+    ("diagram d {\n    input y : lmax 3\n}", "E006", 2, 15),
     ("diagram d {\n    edge e : lmax\n}", "E006", 2, 18),
     ("diagram d {\n    edge e : lmax 12345678\n}", "E006", 2, 19),
     ("diagram d {\n    group O(3)\n}", "E006", 2, 12),

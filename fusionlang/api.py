@@ -1,0 +1,176 @@
+"""The public compile API: ``.fusion`` source → checked diagrams → plans → one Python module.
+
+>>> result = compile("diagram d { group O3\\n input x : 2x1o\\n output y : 3x1o\\n x -> y }")
+>>> module = result.module_class()()
+>>> import torch
+>>> module(torch.randn(5, 6)).shape
+torch.Size([5, 9])
+
+Everything here is a pure function of its input apart from two caches (generated modules in
+``sys.modules``, guarded by a lock in :mod:`fusionlang.runtime`; and :func:`_compile_cached`),
+so compiling from several threads is safe.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from . import ir
+from .codegen import Unit, class_name, file_label, generate_source, module_name, plan_unit
+from .diagnostics import Diagnostic, FusionError
+from .frontend import SourceLike, check_source, read_source, select_diagram
+from .plan import PlanReport, Program
+from .source import Source
+
+__all__ = ["CompileResult", "compile", "compile_file", "explain"]
+
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[str, str], CompileResult] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """A compiled ``.fusion`` file: the generated module and what led to it.
+
+    ``source_code`` is the generated Python text; ``classes`` maps every diagram's name to its
+    ``nn.Module`` class (importable: the module is registered in ``sys.modules`` as
+    ``module.__name__``); ``diagrams`` are the checked IR; ``diagnostics`` the warnings;
+    ``units`` what each diagram compiled to (its planned programs: one, or one per contraction
+    of a graph diagram, which an orchestrator class calls).
+    """
+
+    source: Source
+    source_code: str
+    module: ModuleType
+    classes: dict[str, type]
+    diagrams: tuple[ir.Diagram, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    units: tuple[Unit, ...]
+
+    @property
+    def programs(self) -> tuple[Program, ...]:
+        """Every planned program, in class order."""
+        return tuple(p for unit in self.units for p in unit.programs)
+
+    def unit(self, name: str | None = None) -> Unit:
+        """What one diagram compiled to."""
+        wanted = self.diagram(name).name
+        return next(u for u in self.units if u.diagram.name == wanted)
+
+    def diagram(self, name: str | None = None) -> ir.Diagram:
+        """The checked diagram called ``name`` (the only one when None)."""
+        return select_diagram(self.diagrams, name, self.source)
+
+    def module_class(self, name: str | None = None) -> type:
+        """The ``nn.Module`` class of one diagram (the only one when ``name`` is None)."""
+        return self.classes[self.diagram(name).name]
+
+    def plan(self, name: str | None = None) -> PlanReport:
+        """The planner's report for one diagram (graph diagrams: all their contractions)."""
+        return self.unit(name).report
+
+    def program(self, name: str | None = None) -> Program:
+        """The full plan (steps, tables, weights) of one plain diagram; for a graph diagram,
+        see :meth:`unit` (one program per contraction)."""
+        unit = self.unit(name)
+        if unit.orchestrator is not None:
+            raise ValueError(f"`{unit.diagram.name}` is a graph diagram compiled as {len(unit.programs)} "
+                             "contractions: use .unit(name).programs")
+        return unit.programs[0]
+
+    def graph(self, name: str | None = None) -> Any:
+        """The networkx view of one diagram (:func:`fusionlang.graph.to_networkx`)."""
+        from .graph import to_networkx
+
+        return to_networkx(self.diagram(name))
+
+
+def compile(source: SourceLike, *, name: str | None = None) -> CompileResult:  # noqa: A001
+    """Compile ``.fusion`` source (text, a ``pathlib.Path``, or a :class:`Source`) to modules.
+
+    ``name`` names text sources in diagnostics and ``# FILE:LINE`` comments. Raises
+    :class:`FusionError` for user errors; nothing is written anywhere.
+
+    >>> compile("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }").classes
+    {'d': <class '_fusionlang_generated.source_....d'>}
+    """
+    text = read_source(source, name)
+    key = (text.name, text.text)
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    result = _compile(text)
+    with _cache_lock:
+        _cache[key] = result
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    return result
+
+
+def _compile(text: Source) -> CompileResult:
+    from .runtime import load_generated
+
+    checked = check_source(text).raise_for_errors()
+    if not checked.diagrams:
+        raise FusionError([Diagnostic("E114", f"{text.name} has no diagram", hint="write `diagram NAME { ... }`")])
+    units = tuple(plan_unit(d, file_label(text)) for d in checked.diagrams)
+    source_code = generate_source(text, units)
+    module = load_generated(module_name(text.name, source_code), source_code)
+    classes = {d.name: getattr(module, class_name(d.name)) for d in checked.diagrams}
+    for diagram in checked.diagrams:
+        classes[diagram.name].__fusion_diagram__ = diagram  # type: ignore[attr-defined]
+    warnings = tuple(d for d in checked.diagnostics if d.severity != "error")
+    warnings += tuple(w for unit in units for p in unit.programs for w in p.warnings)
+    return CompileResult(text, source_code, module, classes, checked.diagrams, warnings, units)
+
+
+def compile_file(path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> CompileResult:
+    """Compile the ``.fusion`` file ``path`` and write the generated module to ``out_path``.
+
+    The file is written atomically (a temporary file in the same folder, then ``os.replace``):
+    readers see the old file or the complete new one, never half of it; on any error nothing
+    is written.
+    """
+    result = compile(Path(path))
+    target = Path(out_path)
+    try:
+        _atomic_write(target, result.source_code)
+    except OSError as failure:
+        raise FusionError([Diagnostic("E901", f"cannot write `{target}`: {failure}",
+                                      hint="check that the folder exists and is writable")]) from None
+    return result
+
+
+def _atomic_write(target: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with builtins.open(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(text)
+        os.replace(temporary, target)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def explain(source: SourceLike, name: str | None = None, *, diagram: str | None = None) -> str:
+    """The planner's report as text, for every diagram of ``source`` (or only ``diagram``).
+
+    ``name`` names text sources, as in :func:`compile`.
+
+    >>> print(explain("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }"))  # doctest: +ELLIPSIS
+    plan of d: ...
+    """
+    checked = check_source(read_source(source, name)).raise_for_errors()
+    diagrams = checked.diagrams if diagram is None else (checked.diagram(diagram),)
+    return "\n\n".join(plan_unit(d, file_label(checked.source)).report.explain() for d in diagrams)

@@ -1,0 +1,326 @@
+"""Code generation: planned diagrams → the source of one Python module, compiled to classes.
+
+The logic is here (a plain render model: names, einsum strings, shapes, ordered steps); the
+layout is in ``templates/module.py.jinja``. Generated modules import only ``torch`` and
+:mod:`fusionlang.runtime`; every source is passed through ``compile()`` before it is returned,
+and the same input always gives the same bytes.
+
+>>> from fusionlang.frontend import check_source
+>>> checked = check_source("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }", "d.fusion")
+>>> text = generate_source(checked.source, [plan_unit(d) for d in checked.diagrams])
+>>> "class d(runtime.CompiledModule):" in text
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import keyword
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import PurePath
+from typing import Any
+
+from . import ir
+from ._version import __version__
+from .diagnostics import Diagnostic, FusionError
+from .plan import PlanReport, Program, Step, Table, block_literal, combined_report, kept_paths, plan_diagram
+from .source import Source
+
+__all__ = ["Unit", "class_name", "explain_report", "generate_source", "module_name", "plan_unit", "render_model"]
+
+TEMPLATE = "module.py.jinja"
+_MANY_PIECES = 3  # more output pieces than this are written one per line
+
+
+def class_name(diagram: str) -> str:
+    """The class of a diagram: its name, made a valid identifier deterministically.
+
+    >>> class_name("fc_tp"), class_name("2body-x"), class_name("class")
+    ('fc_tp', '_2body_x', 'class_')
+    """
+    text = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in diagram) or "_"
+    if not text.isidentifier():
+        text = "_" + text
+    if keyword.iskeyword(text) or text in ("torch", "runtime"):
+        text += "_"
+    return text
+
+
+def module_name(file: str, source_code: str) -> str:
+    """The deterministic ``sys.modules`` name of a generated source.
+
+    >>> module_name("examples/fc_tp.fusion", "x = 1\\n")
+    '_fusionlang_generated.fc_tp_...'
+    """
+    stem = class_name(PurePath(file).stem if not file.startswith("<") else "source")
+    digest = hashlib.sha256(source_code.encode("utf-8")).hexdigest()[:16]
+    return f"_fusionlang_generated.{stem}_{digest}"
+
+
+def file_label(source: Source) -> str:
+    """The file name used in comments: the base name (stable across checkouts)."""
+    return source.name if source.name.startswith("<") else PurePath(source.name).name
+
+
+# -- units: what one diagram compiles to -------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Unit:
+    """One diagram's classes: a planned class, or (graph diagrams and per-class weights) an
+    orchestrator (:mod:`fusionlang.graphs`) over one planned class per contraction."""
+
+    diagram: ir.Diagram                      # as checked
+    programs: tuple[Program, ...]
+    orchestrator: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return class_name(self.diagram.name)
+
+    @property
+    def report(self) -> PlanReport:
+        if self.orchestrator is None:
+            return self.programs[0].report
+        return combined_report(self.diagram.name, self.programs)
+
+
+def plan_unit(diagram: ir.Diagram, file: str | None = None) -> Unit:
+    """Plan one checked diagram (each contraction of a graph diagram on its own).
+
+    ``basis complex`` SO(3) diagrams are planned as SU(2) diagrams with integer spins."""
+    from .graphs import as_complex_su2, graph_model, needs_orchestrator, orchestrator_model
+
+    planned = as_complex_su2(diagram)
+    label = file or _diagram_file(diagram)
+    if not needs_orchestrator(planned):
+        return Unit(diagram, (plan_diagram(planned, label),))
+    model = graph_model(planned, kept_paths)
+    programs = {call.attr: plan_diagram(call.diagram, label) for call in model.calls}
+    orchestrator = orchestrator_model(model, programs, label)
+    return Unit(diagram, tuple(programs[call.attr] for call in model.calls), orchestrator)
+
+
+def _diagram_file(diagram: ir.Diagram) -> str:
+    return file_label(diagram.source) if diagram.source is not None else "<string>"
+
+
+# -- the render model ------------------------------------------------------------------------------
+
+def render_model(source: Source, units: Sequence[Unit]) -> dict[str, Any]:
+    """Everything the template substitutes, as plain data."""
+    from .graphs import render_orchestrator
+
+    file = file_label(source)
+    classes: list[dict[str, Any]] = []
+    for unit in units:
+        classes += [_class_model(file, program) for program in unit.programs]
+        if unit.orchestrator is not None:
+            classes.append({"name": unit.name, "text": render_orchestrator(unit.orchestrator).rstrip("\n")})
+    names = [unit.name for unit in units]
+    return {
+        "version": __version__,
+        "file": file,
+        "sha256": hashlib.sha256(source.text.encode("utf-8")).hexdigest(),
+        "summary": f"PyTorch modules compiled from {file}: {', '.join(names)}.",
+        "public": names,
+        "classes": classes,
+    }
+
+
+def _class_model(file: str, program: Program) -> dict[str, Any]:
+    diagram = program.diagram
+    lines = {s.index: s.line for s in diagram.statements}
+    complex_weights = diagram.group.is_complex and bool(program.parameters or program.weight_inputs)
+    numel = {w.name: w.numel for w in (*program.parameters, *program.weight_inputs)}
+    return {
+        "name": class_name(diagram.name),
+        "text": "",
+        "diagram": diagram.name,
+        "doc": _docstring(file, program),
+        "weights_map": _literal({p.statement: p.name for p in program.parameters}),
+        "weight_inputs_map": _literal({w.statement: w.name for w in program.weight_inputs}),
+        "kept_map": _literal({k: v for k, v in program.kept_paths if v != tuple(range(_paths(program, k)))}),
+        "parameters": [{"name": p.name, "numel": p.numel, "comment": p.comment,
+                        "where": f"{file}:{lines[p.statement]}"} for p in program.parameters],
+        "tables": [_table_model(file, t, lines) for t in program.tables],
+        "indices": [{"name": i.name, "starts": _literal(i.starts), "size": i.size} for i in program.indices],
+        "arguments": [io.var for io in program.inputs] + [w.name for w in program.weight_inputs],
+        "returns": _returns(len(program.outputs)),
+        "batch_source": program.inputs[0].var,
+        "complex_weights": complex_weights,
+        "steps": [_step_model(file, s, numel, complex_weights) for s in program.steps],
+        "results": [io.var for io in program.outputs],
+    }
+
+
+def _paths(program: Program, statement: int) -> int:
+    return next(len(s.paths) for s in program.diagram.statements if s.index == statement)
+
+
+def _returns(count: int) -> str:
+    return "torch.Tensor" if count == 1 else "tuple[" + ", ".join(["torch.Tensor"] * count) + "]"
+
+
+def _docstring(file: str, program: Program) -> list[str]:
+    diagram = program.diagram
+    args = [io.var for io in program.inputs] + [w.name for w in program.weight_inputs]
+    outs = ", ".join(io.var for io in program.outputs)
+    lines = [f"`{diagram.name}` ({diagram.group}) from {file}.", "",
+             f"forward({', '.join(args)}) -> {outs}"]
+    lines += [f"    {io.var}: {io.irreps}, [..., {io.dim}]" for io in program.inputs]
+    lines += [f"    {w.name}: external weights of statement {w.statement}, [..., {w.numel}]"
+              for w in program.weight_inputs]
+    lines += [f"    -> {io.var}: {io.irreps}, [..., {io.dim}]" for io in program.outputs]
+    if diagram.group.is_complex:
+        lines += ["Features are complex (Condon-Shortley basis); weights are real."]
+    if program.parameters:
+        lines += ["", "Weights (standard normal at construction):"]
+        lines += [f"    {p.name}: {p.numel} numbers" + (f" ({p.redundant_numel} without the symmetric reduction)"
+                                                          if p.redundant_numel != p.numel else "")
+                  for p in program.parameters]
+    return lines
+
+
+def _table_model(file: str, table: Table, lines: dict[int, int]) -> dict[str, Any]:
+    spec = table.spec
+    return {
+        "name": table.name, "group": spec.group, "shape": _literal(spec.shape),
+        "blocks": [_literal(block_literal(b)) for b in spec.blocks],
+        "path_axes": _literal(spec.path_axes) if spec.path_axes else "",
+        "symmetrize": _literal(spec.symmetrize) if spec.symmetrize else "",
+        "comment": table.comment, "where": f"{file}:{lines[table.statement]}",
+    }
+
+
+def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: bool) -> dict[str, Any]:
+    model: dict[str, Any] = {
+        "kind": step.kind, "target": step.target, "args": list(step.args), "equation": step.equation,
+        "shape": list(step.shape), "start": step.start, "stop": step.stop, "index": step.index, "axis": step.axis,
+        "comment": step.comment, "where": f"{file}:{step.line}",
+    }
+    if step.kind == "weights":
+        model["weights"] = _weights_expression(step, numel, complex_weights)
+    if step.kind == "output":
+        model["layout"] = _layout_expression(step)
+    if step.kind == "mul":
+        model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views))
+        model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
+    return model
+
+
+def _aligned(var: str, view: tuple[tuple[int, ...], tuple[int, ...]]) -> str:
+    permutation, shape = view
+    text = var + (f".permute({', '.join(map(str, permutation))})" if permutation else "")
+    return text + f".view({', '.join(map(str, shape))})"
+
+
+def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool) -> str:
+    """``self.w[a:b].view(...)`` (or a gather), cast to complex for SU(2), times a scale."""
+    name = step.source.removeprefix("self.")
+    external = not step.source.startswith("self.")
+    if step.index:
+        text = f"torch.index_select({step.source}, -1, {step.index})"
+    elif (step.start, step.stop) == (0, numel[name]):
+        text = step.source
+    else:
+        text = f"{step.source}[{':, ' if external else ''}{step.start}:{step.stop}]"
+    text += f".view({', '.join(map(str, step.shape))})"
+    if complex_weights:
+        text += ".to(cdtype)"
+    if step.scale is not None:
+        text += f" * {step.scale!r}"
+    return text
+
+
+def _layout_expression(step: Step) -> str:
+    pieces = [f"{arg}.reshape(-1, {width})" for arg, width in zip(step.args, step.widths)]
+    if len(pieces) == 1:
+        return step.args[0]
+    if len(pieces) <= _MANY_PIECES:
+        return f"torch.cat([{', '.join(pieces)}], -1)"
+    inner = "".join(f"\n            {p}," for p in pieces)
+    return f"torch.cat([{inner}\n        ], -1)"
+
+
+def _literal(value: Any) -> str:
+    """A Python literal with double-quoted strings (deterministic, like the rest of the module)."""
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        inner = ", ".join(_literal(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in sorted(value.items())) + "}"
+    return repr(value)
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _template() -> Any:
+    import jinja2
+
+    from ._resources import read_resource
+
+    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                                     keep_trailing_newline=True, autoescape=False)
+    return environment.from_string(read_resource("templates", TEMPLATE))
+
+
+def generate_source(source: Source, units: Sequence[Unit]) -> str:
+    """The Python source of one module: one class per planned diagram, and for graph diagrams
+    the planned classes of their terms followed by the orchestrator; checked by ``compile()``.
+
+    Raises :class:`FusionError` (E602) if the generated text is not valid Python (a bug).
+    """
+    text = _template().render(**render_model(source, units))
+    try:
+        compile(text, f"<fusionlang-generated {file_label(source)}>", "exec")
+    except SyntaxError as failure:
+        raise FusionError([Diagnostic("E602", f"generated code for {source.name} does not compile: {failure}",
+                                      hint="this is a bug in fusionlang; please report it")]) from failure
+    return text
+
+
+# -- explain ---------------------------------------------------------------------------------------
+
+def explain_report(report: PlanReport) -> str:
+    """A plain-text table of a :class:`PlanReport`.
+
+    Per statement: the strategy, naive and planned per-sample FLOPs, operations and parameters;
+    per output: totals, the peak intermediate and the shared intermediates.
+    """
+    rows = [("statement", "strategy", "paths", "naive", "planned", "setup", "ops", "params")]
+    for s in report.statements:
+        params = f"{s.parameters}" + (f" (of {s.redundant_parameters})" if s.redundant_parameters != s.parameters
+                                      else "")
+        paths = f"{s.kept_paths}/{s.paths}" if s.kept_paths != s.paths else f"{s.paths}"
+        rows.append((f"{s.line}: {s.text}", s.strategy, paths, f"{s.naive_flops:,}", f"{s.planned_flops:,}",
+                     f"{s.setup_flops:,}", str(s.operations), params))
+    lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
+             f"({report.table_numbers:,} numbers); FLOPs per sample", ""]
+    lines += _table(rows)
+    for out in report.outputs:
+        ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
+        lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "
+                  f"({ratio:.2f}x), setup {out.setup_flops:,} per call, peak intermediate "
+                  f"{out.peak_intermediate:,} numbers per sample, parameters {out.parameters:,}"
+                  + (f" (redundant basis: {out.redundant_parameters:,})"
+                     if out.redundant_parameters != out.parameters else "")]
+        lines += [f"  order: {o}" for o in dict.fromkeys(out.orders)]
+        if out.shared:
+            lines.append(f"  shared: {', '.join(out.shared)}")
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    out = []
+    for number, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
+                             for k, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        if number == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
