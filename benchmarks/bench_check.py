@@ -30,7 +30,7 @@ def inferred_tree(vertices: int) -> str:
     count = 0
     while len(level) > 1:
         following = []
-        for left, right in zip(level[0::2], level[1::2]):
+        for left, right in zip(level[0::2], level[1::2], strict=False):
             name = "y" if len(level) == 2 else f"t{count}"
             if name != "y":
                 lines.append(f" edge {name} : lmax 3")

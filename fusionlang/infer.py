@@ -13,8 +13,7 @@ Three sweeps over the statements in dependency order:
 from __future__ import annotations
 
 from collections import ChainMap, Counter
-from collections.abc import Mapping
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 import networkx as nx

@@ -460,8 +460,8 @@ def _consumers(diagram: ir.Diagram, leg: ir.Leg) -> list[tuple[str, str]]:
     """(node, how) of every reader of a leg: each leaf's vertex in statement order with its graph
     function (``sender``, ``neighbours``, ...), the weighted root of ``per`` statements, and the
     leg's free end."""
-    found = [(vertex_id(s, _parent(s.tree, ref)), ref.via) for s in diagram.statements for ref in s.leaves
-             if ref.leg == leg.name]
+    found: list[tuple[str, str]] = [(vertex_id(s, _parent(s.tree, ref)), str(ref.via))
+                                    for s in diagram.statements for ref in s.leaves if ref.leg == leg.name]
     found += [(vertex_id(s, s.tree), "per") for s in diagram.statements if s.per == leg.name]
     return found + ([(f"out:{leg.name}", "")] if leg.role == "output" else [])
 

@@ -59,7 +59,7 @@ def test_check_reports_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     path.write_text(BAD)
     code, out, err = run(["check", str(path)], capsys)
     assert code == 1 and out == ""
-    assert f"error[E202]" in err and f"{path}:5:5" in err and "^" in err and "= help:" in err
+    assert "error[E202]" in err and f"{path}:5:5" in err and "^" in err and "= help:" in err
 
 
 def test_check_reports_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -168,7 +168,8 @@ def test_large_generated_diagram_checks_quickly() -> None:
 @pytest.mark.parametrize("irreps_1,irreps_2", [("2x0e + 2x1o", "0e + 1o"), ("3x1o + 2x2e", "1o + 2e + 3o")])
 def test_split_paths_give_e3nn_full_tensor_product_layout(irreps_1: str, irreps_2: str) -> None:
     o3 = pytest.importorskip("e3nn.o3")
-    source = f"diagram d {{ group O3\n input x : {irreps_1}\n input y : {irreps_2}\n output z\n x, y -> z [paths = split]\n}}"
+    source = (f"diagram d {{ group O3\n input x : {irreps_1}\n input y : {irreps_2}\n output z\n"
+              " x, y -> z [paths = split]\n}")
     diagram = check_source(source).raise_for_errors().diagram()
     assert diagram.irreps("z").to_e3nn() == str(o3.FullTensorProduct(irreps_1, irreps_2).irreps_out)
     assert sorted(p.output for p in diagram.statements[0].paths) == list(range(len(diagram.irreps("z"))))
@@ -222,7 +223,8 @@ def test_graph_domains_are_resolved() -> None:
 
 
 def test_complex_basis() -> None:
-    source = "diagram c { group SO3\n basis complex\n input x : 2x(0 + 1)\n output y : 2x1\n x, x -> y [channels = uuu] }"
+    source = ("diagram c { group SO3\n basis complex\n input x : 2x(0 + 1)\n output y : 2x1\n"
+              " x, x -> y [channels = uuu] }")
     assert check_source(source).raise_for_errors().diagram().basis == "complex"
 
 

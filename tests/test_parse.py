@@ -111,7 +111,8 @@ def _names(diagram: Diagram) -> list[Name]:
 
 
 def _arg_names(args: tuple) -> list[Name]:
-    return [name for a in args for name in ([a.name, *([a.via] if a.via else [])] if isinstance(a, Leaf) else _arg_names(a.items))]
+    return [name for a in args
+            for name in ([a.name, *([a.via] if a.via else [])] if isinstance(a, Leaf) else _arg_names(a.items))]
 
 
 def test_tree4_parses_to_the_expected_tree() -> None:

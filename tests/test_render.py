@@ -376,7 +376,8 @@ def test_cli_writes_svg_png_and_dot(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert code == 0 and out == "" and f"wrote {tmp_path / name}: diagram spins" in err
         assert check in (tmp_path / name).read_bytes()[:400]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["spins.dot", "spins.png", "spins.svg"]  # no temp files
-    code, _, _ = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / "as-dot.txt"), "--format", "dot"], capsys)
+    code, _, _ = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / "as-dot.txt"), "--format", "dot"],
+                                capsys)
     assert code == 0 and (tmp_path / "as-dot.txt").read_text().startswith("digraph")
 
 
@@ -414,7 +415,8 @@ def test_cli_usage_and_diagnostics(tmp_path: Path, capsys: pytest.CaptureFixture
     assert code == 1 and out == "" and "E202" in err
     code, _, err = fusionc_render([str(tmp_path / "missing.fusion")], capsys)
     assert code == 1 and "E901" in err
-    code, _, err = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / "no" / "such" / "dir.dot")], capsys)
+    code, _, err = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / "no" / "such" / "dir.dot")],
+                                  capsys)
     assert code == 1 and "E901" in err and not (tmp_path / "no").exists()
 
 
