@@ -17,7 +17,8 @@ from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
 from .groups import O3, SO3, SU2, Group, Irrep, Irreps, MulIrrep, coupling
 
-# public name -> (module, attribute), imported lazily
+# public name -> (module, attribute), imported lazily. Names of submodules (parse, render) are
+# not re-exported: importing the submodule would replace the attribute.
 _LAZY = {
     "check": ("fusionlang.frontend", "check_source"),
     "CheckResult": ("fusionlang.frontend", "CheckResult"),
@@ -25,16 +26,14 @@ _LAZY = {
     "compile_file": ("fusionlang.api", "compile_file"),
     "explain": ("fusionlang.api", "explain"),
     "CompileResult": ("fusionlang.api", "CompileResult"),
-    "parse": ("fusionlang.parse", "parse"),
     "format_source": ("fusionlang.fmt", "format_source"),
-    "render": ("fusionlang.render", "render"),
     "to_networkx": ("fusionlang.graph", "to_networkx"),
 }
 
 __all__ = [
     "O3", "SO3", "SU2", "CheckResult", "CompileResult", "Diagnostic", "FusionError", "Group", "Irrep", "Irreps",
-    "MulIrrep", "__version__", "check", "compile", "compile_file", "coupling", "explain", "format_source", "parse",
-    "render", "to_networkx",
+    "MulIrrep", "__version__", "check", "compile", "compile_file", "coupling", "explain", "format_source",
+    "to_networkx",
 ]
 
 
