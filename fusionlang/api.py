@@ -93,6 +93,16 @@ class CompileResult:
 
         return to_networkx(self.diagram(name))
 
+    def svg(self, name: str | None = None) -> str:
+        """The drawing of one diagram as SVG text (needs graphviz's ``dot``)."""
+        from .render import render_svg
+
+        return render_svg(self.diagram(name))
+
+    def _repr_svg_(self) -> str:
+        """Jupyter shows a compile result as the drawings of its diagrams, one after the other."""
+        return "".join(self.svg(diagram.name) for diagram in self.diagrams)
+
 
 def compile(source: SourceLike, *, name: str | None = None) -> CompileResult:  # noqa: A001
     """Compile ``.fusion`` source (text, a ``pathlib.Path``, or a :class:`Source`) to modules.

@@ -87,9 +87,13 @@ def _drawing(source: Source, name: str | None, plan: bool, fmt: str) -> tuple[st
     diagram = result.diagram(name)
     if not plan:
         return diagram.name, render.render(diagram, render.as_format(fmt))
-    from .plan import plan_diagram
+    from .codegen import plan_unit
 
-    return diagram.name, render.render_plan(plan_diagram(diagram), render.as_format(fmt))
+    unit = plan_unit(diagram)
+    if unit.orchestrator is None:
+        return diagram.name, render.render_plan(unit.programs[0], render.as_format(fmt))
+    dot = render.dot_text(render.plans_graph(unit.programs, f"plan of {diagram.name}"))
+    return diagram.name, render.from_dot(dot, render.as_format(fmt))
 
 
 def write_atomically(path: Path, data: str | bytes) -> None:

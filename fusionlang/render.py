@@ -558,7 +558,8 @@ def as_format(text: str) -> Format:
     raise ValueError(f"unknown format {text!r}; choose one of {', '.join(FORMATS)}")
 
 
-def _from_dot(text: str, format: Format) -> str | bytes:
+def from_dot(text: str, format: Format) -> str | bytes:
+    """DOT text laid out as SVG text or PNG bytes (or returned as it is for ``dot``)."""
     if format == "dot":
         return text
     if format == "svg":
@@ -584,7 +585,7 @@ def render(diagram: ir.Diagram, format: Format = "svg") -> str | bytes:
     >>> render(d, "dot").startswith("digraph")
     True
     """
-    return _from_dot(to_dot(diagram), format)
+    return from_dot(to_dot(diagram), format)
 
 
 def render_svg(diagram: ir.Diagram) -> str:
@@ -636,6 +637,32 @@ def plan_graph(plan: Program) -> DotGraph:
     graph = build.graph(f"plan of {program.report.diagram}", Html(_plan_title(view)), _PLAN_ATTRS)
     return replace(graph, clusters=tuple(_statement_cluster(program.report, index, names)
                                          for index, names in sorted(clusters.items())))
+
+
+def plans_graph(programs: Sequence[Program], title: str) -> DotGraph:
+    """The plans of several programs side by side (a graph diagram: one per contraction).
+
+    Every program's nodes are renamed with a prefix, so the drawings never share a node."""
+    graphs = [_prefixed(plan_graph(program), f"c{k}/") for k, program in enumerate(programs)]
+    return DotGraph(title, graphs[0].attrs[:-1] + (("label", Html(font(escape(title), 14, bold=True))),),
+                    tuple(n for g in graphs for n in g.nodes), tuple(e for g in graphs for e in g.edges),
+                    tuple(r for g in graphs for r in g.ranks), graphs[0].node_defaults, graphs[0].edge_defaults,
+                    tuple(c for g in graphs for c in g.clusters))
+
+
+def _prefixed(graph: DotGraph, prefix: str) -> DotGraph:
+    def attrs(values: Attrs) -> Attrs:
+        return tuple((k, prefix + v if k == "id" and isinstance(v, str) else v) for k, v in values)
+
+    return replace(
+        graph,
+        nodes=tuple(DotNode(prefix + n.name, attrs(n.attrs)) for n in graph.nodes),
+        edges=tuple(DotEdge(prefix + e.tail, prefix + e.head, attrs(e.attrs)) for e in graph.edges),
+        ranks=tuple(replace(r, names=tuple(prefix + n for n in r.names),
+                            cluster=prefix + r.cluster if r.cluster else "") for r in graph.ranks),
+        clusters=tuple(replace(c, name=f"cluster_{prefix.strip('/')}_{c.name.removeprefix('cluster_')}",
+                               names=tuple(prefix + n for n in c.names)) for c in graph.clusters),
+    )
 
 
 _PLAN_ATTRS: Attrs = _GRAPH_ATTRS[:3] + (("nodesep", 0.15), ("ranksep", 0.35)) + _GRAPH_ATTRS[5:]
@@ -796,4 +823,4 @@ def render_plan(plan: Program, format: Format) -> str | bytes: ...
 
 def render_plan(plan: Program, format: Format = "svg") -> str | bytes:
     """The drawing of a contraction plan: SVG or DOT text, or PNG bytes."""
-    return _from_dot(plan_to_dot(plan), format)
+    return from_dot(plan_to_dot(plan), format)

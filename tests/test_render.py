@@ -438,3 +438,29 @@ def test_cli_table_wiring(capsys: pytest.CaptureFixture[str]) -> None:
         pytest.skip("`render` is not in cli._COMMANDS yet")
     assert cli.main(["render", str(ROOT / "examples" / "spins.fusion"), "--diagram", "spins", "--format", "dot"]) == 0
     assert capsys.readouterr().out.startswith('digraph "spins"')
+
+
+@needs_dot
+def test_compile_result_draws_itself_for_jupyter() -> None:
+    from fusionlang import api
+
+    result = api.compile(ROOT / "examples" / "spins.fusion")
+    assert result.svg("chain4") == render.render_svg(example(ROOT / "examples" / "spins.fusion", "chain4"))
+    shown = result._repr_svg_()
+    assert shown.count("<svg") == len(result.diagrams) == 4
+
+
+@needs_dot
+def test_plan_of_a_graph_diagram_draws_every_contraction(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fusionlang.codegen import plan_unit
+
+    path = ROOT / "examples" / "fusion_block.fusion"
+    code, out, _ = fusionc_render([str(path), "--diagram", "fusion_block_k2", "--plan", "--format", "dot"], capsys)
+    assert code == 0
+    unit = plan_unit(example(path, "fusion_block_k2"))
+    assert len(unit.programs) == 3
+    for k, program in enumerate(unit.programs):
+        assert all(f'"c{k}/in:{io.var}"' in out for io in program.inputs)
+    svg = tmp_path / "plan.svg"
+    assert fusionc_render([str(path), "--diagram", "fusion_block_k2", "--plan", "-o", str(svg)], capsys)[0] == 0
+    ET.fromstring(svg.read_text())
