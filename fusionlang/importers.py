@@ -330,7 +330,7 @@ def to_module_layout(module: Any, diagram: ir.Diagram, statement: int, flat: tor
 
 # -- mace-torch's SymmetricContraction ------------------------------------------------------------
 
-def from_mace_symmetric_contraction(sc: Any, diagram_or_module: Any) -> dict[int, torch.Tensor]:
+def from_mace_symmetric_contraction(sc: Any, module: Any) -> dict[int, torch.Tensor]:
     """Per-class weights that make a compiled product basis compute what mace-torch's
     ``SymmetricContraction`` ``sc`` computes, keyed by statement index: ``[classes, numel]``
     (float64, the kept paths' blocks in path order, as the module's ``weights_<target>_<index>``).
@@ -343,17 +343,18 @@ def from_mace_symmetric_contraction(sc: Any, diagram_or_module: Any) -> dict[int
     gives ``U = Σ_p D_p M[p, q]`` exactly (a residual above round-off raises ``ValueError``), and our
     weights are ``W[s, p, c] = Σ_q M[p, q] W_mace[s, q, c]``.
 
-    >>> from_mace_symmetric_contraction(sc, module)[2].shape  # doctest: +SKIP
-    torch.Size([3, 336])
+    >>> from_mace_symmetric_contraction(sc, module)[2].shape  # examples/mace.fusion  # doctest: +SKIP
+    torch.Size([3, 320])
     """
-    diagram = diagram_of(diagram_or_module)
+    if isinstance(module, ir.Diagram):
+        raise TypeError("pass the compiled module: its KEPT_PATHS say which paths carry weights")
+    diagram = diagram_of(module)
     source, target, statements = _product_basis(diagram)
     _check_irreps(diagram, source, sc.irreps_in, "irreps_in")
     _check_irreps(diagram, target, sc.irreps_out, "irreps_out")
     contractions = list(sc.contractions)
     _check_mace_orders(contractions, statements)
-    return {stmt.index: _import_order(diagram, diagram_or_module, stmt, contractions)
-            for stmt in statements.values()}
+    return {stmt.index: _import_order(diagram, module, stmt, contractions) for stmt in statements.values()}
 
 
 def load_mace_symmetric_contraction(module: Any, sc: Any) -> Any:
@@ -394,13 +395,15 @@ def _product_basis(diagram: ir.Diagram) -> tuple[str, str, dict[int, ir.Statemen
             raise ValueError(f"statement {stmt.index} is `channels = {stmt.channels}, weights = {stmt.weights}`; "
                              "mace's product basis is `channels = uuu, weights = channel`")
         if stmt.arity in found:
-            raise ValueError(f"statements {found[stmt.arity].index} and {stmt.index} both have correlation {stmt.arity}")
+            raise ValueError(f"statements {found[stmt.arity].index} and {stmt.index} both have "
+                             f"correlation {stmt.arity}")
         found[stmt.arity] = stmt
     if not found:
         raise ValueError(f"{diagram.name} has no product-basis statement (`A, A -> B [per = species]`)")
     pairs = {(s.leaves[0].leg, s.target) for s in found.values()}
     if len(pairs) != 1:
-        raise ValueError(f"the product-basis statements of {diagram.name} read or write different legs: {sorted(pairs)}")
+        raise ValueError(f"the product-basis statements of {diagram.name} read or write different legs: "
+                         f"{sorted(pairs)}")
     source, target = pairs.pop()
     return source, target, found
 
