@@ -133,7 +133,7 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
     diagram = program.diagram
     lines = {s.index: s.line for s in diagram.statements}
     complex_weights = diagram.group.is_complex and bool(program.parameters or program.weight_inputs)
-    numel = {w.name: w.numel for w in (*program.parameters, *program.weight_inputs)}
+    numel = {p.name: p.numel for p in program.parameters} | {w.name: w.numel for w in program.weight_inputs}
     return {
         "name": class_name(diagram.name),
         "text": "",
@@ -145,7 +145,8 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
         "parameters": [{"name": p.name, "numel": p.numel, "comment": p.comment,
                         "where": f"{file}:{lines[p.statement]}"} for p in program.parameters],
         "tables": [_table_model(file, t, lines) for t in program.tables],
-        "indices": [{"name": i.name, "starts": _literal(i.starts), "size": i.size} for i in program.indices],
+        "indices": [{"name": i.name, "starts": _literal(i.starts), "size": i.size, "comment": i.comment,
+                     "where": f"{file}:{i.line}"} for i in program.indices],
         "arguments": [io.var for io in program.inputs] + [w.name for w in program.weight_inputs],
         "returns": _returns(len(program.outputs)),
         "batch_source": program.inputs[0].var,
@@ -205,7 +206,7 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
     if step.kind == "output":
         model["layout"] = _layout_expression(step)
     if step.kind == "mul":
-        model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views))
+        model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
     return model
 
@@ -235,7 +236,7 @@ def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool
 
 
 def _layout_expression(step: Step) -> str:
-    pieces = [f"{arg}.reshape(-1, {width})" for arg, width in zip(step.args, step.widths)]
+    pieces = [f"{arg}.reshape(-1, {width})" for arg, width in zip(step.args, step.widths, strict=False)]
     if len(pieces) == 1:
         return step.args[0]
     if len(pieces) <= _MANY_PIECES:
@@ -320,7 +321,7 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
     out = []
     for number, row in enumerate(rows):
         out.append("  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
-                             for k, (cell, w) in enumerate(zip(row, widths))).rstrip())
+                             for k, (cell, w) in enumerate(zip(row, widths, strict=False))).rstrip())
         if number == 0:
             out.append("  ".join("-" * w for w in widths))
     return out

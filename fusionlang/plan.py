@@ -39,7 +39,7 @@ from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
 from . import ir
 from .diagnostics import Diagnostic, FusionError
@@ -60,10 +60,9 @@ DP_LIMIT = 8
 # bench_tensor_products.py --strategies; 2 threads). Only the ranking uses it: reported numbers
 # are exact FLOP counts.
 REFERENCE_BATCH = 1024
-FLOP_RATE = 3.6e11        # FLOP/s of contractions torch runs as one large matrix product
-BATCHED_FLOP_RATE = 3e10  # FLOP/s of batched small matrix products (batch index on both operands)
-BYTE_RATE = 7e9           # B/s of memory traffic: every operation reads its operands, writes its result
-OP_OVERHEAD = 4e-5        # s per emitted operation (dispatch and allocation)
+FLOP_RATE = 1.7e11        # FLOP/s of the contractions
+BYTE_RATE = 1.35e10       # B/s of memory traffic: every operation reads its operands, writes its result
+OP_OVERHEAD = 7e-5        # s per emitted operation (dispatch, allocation, small-tensor inefficiency)
 BYTES_PER_NUMBER = 4
 
 # Relative tolerance of the rank test that drops linearly dependent symmetrised paths (the
@@ -95,7 +94,7 @@ class Cost:
         return Cost(self.per_sample + other.per_sample, self.setup + other.setup, max(self.peak, other.peak))
 
 
-Tree = Union[int, tuple["Tree", "Tree"]]
+Tree = int | tuple["Tree", "Tree"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +105,7 @@ class Network:
 
     >>> net = Network(("ni", "ij", "nj"), "n", (("i", 3), ("j", 4)))
     >>> optimal_tree(net)
-    (((0, 1), 2), Cost(per_sample=36, setup=0, peak=4))
+    ((0, (1, 2)), Cost(per_sample=30, setup=0, peak=3))
     """
 
     inputs: tuple[str, ...]
@@ -143,10 +142,10 @@ def optimal_tree(net: Network) -> tuple[Tree, Cost]:
 
     >>> optimal_tree(Network(("nui", "nvj", "ijk", "uvw"), "nwk",
     ...                      (("u", 8), ("v", 1), ("w", 8), ("i", 3), ("j", 3), ("k", 1))))[0]
-    (((0, (1, 2)), 3)
+    ((0, (1, 2)), 3)
     """
     if len(net.inputs) == 1:
-        return 0, Cost()
+        return 0, tree_cost(net, 0)
     if len(net.inputs) > DP_LIMIT:
         return greedy_tree(net)
     return _subset_dp(net)
@@ -168,7 +167,13 @@ def _subset_dp(net: Network) -> tuple[Tree, Cost]:
     output = sum(bit[i] for i in set(net.output))
     keep = [unions[m] & (output | unions[full ^ m]) for m in range(full + 1)]
     numel = _bitset_numel(sizes)
-    best: dict[int, tuple[tuple[int, int, int], Tree]] = {1 << k: ((0, 0, 0), k) for k in range(count)}
+    best: dict[int, tuple[tuple[int, int, int], Tree]] = {}
+    for k in range(count):
+        reduced = keep[1 << k] != tensors[k]  # indices nobody else needs: summed first
+        flops = numel(tensors[k]) if reduced else 0
+        batched = bool(tensors[k] & batch_bit)
+        peak = numel(keep[1 << k]) if reduced and batched else 0
+        best[1 << k] = ((flops, 0, peak) if batched else (0, flops, 0), k)
     for mask in sorted(range(1, full + 1), key=lambda m: (bin(m).count("1"), m)):
         if mask not in best:
             best[mask] = _best_split_bits(mask, best, keep, numel, batch_bit)
@@ -215,13 +220,19 @@ def greedy_tree(net: Network) -> tuple[Tree, Cost]:
     """Contract, again and again, the cheapest pair (pairs sharing an index first).
 
     >>> greedy_tree(Network(("ni", "ij", "jk"), "nk", (("i", 2), ("j", 2), ("k", 2))))[0]
-    ((1, 2), 0)
+    (0, (1, 2))
     """
-    live: dict[int, tuple[str, Tree, Cost]] = {k: (s, k, Cost()) for k, s in enumerate(net.inputs)}
+    live: dict[int, tuple[str, Tree, Cost]] = {}
+    for k, indices in enumerate(net.inputs):
+        others = set(net.output).union(*(s for j, s in enumerate(net.inputs) if j != k))
+        kept = "".join(i for i in indices if i in others)
+        steps: list[Contraction] = []
+        _reduce_leaf(net, k, frozenset(others), steps, itertools.count())
+        live[k] = (kept, k, steps[0].cost if steps else Cost())
     fresh = len(net.inputs)
     while len(live) > 1:
         a, b, result, step = _cheapest_pair(net, live)
-        (ia, ta, ca), (ib, tb, cb) = live.pop(a), live.pop(b)
+        (_, ta, ca), (_, tb, cb) = live.pop(a), live.pop(b)
         live[fresh] = (result, (ta, tb), ca + cb + step)
         fresh += 1
     _, tree, cost = next(iter(live.values()))
@@ -251,10 +262,11 @@ def tree_cost(net: Network, tree: Tree) -> Cost:
 @dataclass(frozen=True, slots=True)
 class Contraction:
     """One pairwise contraction of a tree: operand positions (inputs are ``0..n-1``, results
-    continue the numbering), their indices, the result's indices and the cost."""
+    continue the numbering), their indices, the result's indices and the cost. A leaf with
+    indices nothing else needs is first summed over them alone (``right == -1``)."""
 
     left: int
-    right: int
+    right: int          # -1 for a reduction of ``left`` alone
     equation: str
     cost: Cost
 
@@ -271,7 +283,7 @@ def contraction_steps(net: Network, tree: Tree) -> list[Contraction]:
 
     def visit(node: Tree, outside: frozenset[str]) -> tuple[int, str]:
         if isinstance(node, int):
-            return node, net.inputs[node]
+            return _reduce_leaf(net, node, outside, steps, counter)
         left_leaves, right_leaves = _tree_leaves(node[0]), _tree_leaves(node[1])
         left_out = outside | _indices_of(net, right_leaves)
         right_out = outside | _indices_of(net, left_leaves)
@@ -284,6 +296,20 @@ def contraction_steps(net: Network, tree: Tree) -> list[Contraction]:
 
     visit(tree, frozenset(net.output))
     return steps
+
+
+def _reduce_leaf(net: Network, k: int, outside: frozenset[str], steps: list[Contraction],
+                 counter: Iterator[int]) -> tuple[int, str]:
+    """A leaf, summed over the indices no other tensor and not the output has (one add each)."""
+    indices = net.inputs[k]
+    kept = "".join(i for i in indices if i in outside)
+    if kept == indices:
+        return k, indices
+    flops = net.numel(indices)
+    batched = net.batch in indices
+    cost = Cost(flops, 0, net.numel(kept) if batched else 0) if batched else Cost(0, flops, 0)
+    steps.append(Contraction(k, -1, f"{indices}->{kept}", cost))
+    return next(counter), kept
 
 
 def _tree_leaves(node: Tree) -> list[int]:
@@ -303,7 +329,7 @@ def _result_order(result: str, output: str, batch: str) -> str:
 
 # -- coupling tables -------------------------------------------------------------------------------
 
-TreeSpec = Union[str, tuple["TreeSpec", "TreeSpec", str]]
+TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,6 +472,8 @@ class IndexBuffer:
     name: str
     starts: tuple[int, ...]
     size: int
+    comment: str = ""
+    line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -565,7 +593,7 @@ class _Statement:
 def _leg_entries(diagram: ir.Diagram, leg: str) -> tuple[_Entry, ...]:
     irreps = diagram.irreps(leg)
     return tuple(_Entry(leg, k, item, where.start)
-                 for k, (item, where) in enumerate(zip(irreps, irreps.slices())))
+                 for k, (item, where) in enumerate(zip(irreps, irreps.slices(), strict=False)))
 
 
 def _tree_spec(node: ir.Node, leaves: Sequence[Irrep], inner: Iterator[Irrep]) -> TreeSpec:
@@ -606,7 +634,7 @@ def _fan_ins(diagram: ir.Diagram) -> dict[tuple[str, int], int]:
     totals: Counter[tuple[str, int]] = Counter()
     for statement in diagram.statements:
         for path in statement.paths:
-            muls = [diagram.irreps(r.leg)[e].mul for r, e in zip(statement.leaves, path.leaves)]
+            muls = [diagram.irreps(r.leg)[e].mul for r, e in zip(statement.leaves, path.leaves, strict=False)]
             totals[(statement.target, path.output)] += path_fan_in(statement, muls)
     return dict(totals)
 
@@ -616,7 +644,7 @@ def _raw_paths(diagram: ir.Diagram, statement: ir.Statement, fan_ins: dict[tuple
     out: list[_Path] = []
     offset = 0
     for position, path in enumerate(statement.paths):
-        leaves = tuple(entries[r.leg][e] for r, e in zip(statement.leaves, path.leaves))
+        leaves = tuple(entries[r.leg][e] for r, e in zip(statement.leaves, path.leaves, strict=False))
         output = entries[statement.target][path.output]
         tree = _tree_spec(statement.tree, [e.irrep for e in leaves], iter(path.inner))
         block = weight_block(statement, [e.mul for e in leaves], output.mul)
@@ -672,7 +700,7 @@ def _independent_paths(group: str, paths: Sequence[_Path], stacks: dict[int, _St
         problem = tuple((tuple(stacks[k].offset(e) for k, e in enumerate(p.leaves)), p.tree, p.fan_in)
                         for p in members)
         keep = _independent_columns(group, dims, members[0].output.dim, problem, groups)
-        kept += [p for p, flag in zip(members, keep) if flag]
+        kept += [p for p, flag in zip(members, keep, strict=False) if flag]
     return sorted(kept, key=lambda p: p.position)
 
 
@@ -682,14 +710,19 @@ def _independent_columns(group: str, dims: tuple[int, ...], out_dim: int,
     arity = len(dims)
     blocks = tuple(Block(offsets + (number, 0), tree, fan_in)
                    for number, (offsets, tree, fan_in) in enumerate(problem))
-    table = table_tensor(TableSpec(group, dims + (len(problem), out_dim), blocks, (arity,), groups))
+    shape = dims + (len(problem), out_dim)
+    raw = table_tensor(TableSpec(group, shape, blocks, (arity,)))
+    scale = raw.movedim(arity, -1).reshape(-1, len(problem)).abs().norm(dim=0)
+    table = table_tensor(TableSpec(group, shape, blocks, (arity,), groups))
     columns = table.movedim(arity, -1).reshape(-1, len(problem))
     columns = columns[columns.abs().sum(dim=1) > 0]
-    return _gram_schmidt_flags(columns)
+    return _gram_schmidt_flags(columns, [float(x) for x in scale])
 
 
-def _gram_schmidt_flags(columns: Any) -> tuple[bool, ...]:
-    """Which columns add a direction to the earlier ones.
+def _gram_schmidt_flags(columns: Any, scales: Sequence[float] | None = None) -> tuple[bool, ...]:
+    """Which columns add a direction to the earlier ones, by more than ``RANK_TOLERANCE`` times
+    their scale (``scales[k]``: the norm of the path's tensor before symmetrisation, so that a
+    path whose symmetrised tensor is round-off zero is dropped; default: the column's norm).
 
     One Gram matrix ``G = M^H M`` (float64), then an incremental Cholesky factorisation in column
     order that skips dependent columns: column ``k``'s squared residual against the kept ones is
@@ -709,7 +742,8 @@ def _gram_schmidt_flags(columns: Any) -> tuple[bool, ...]:
             residual2 = norm2 - float((y.conj() @ y).real)
         else:
             y, residual2 = gram.new_zeros(0), norm2
-        flags.append(norm2 > 0.0 and residual2 > (RANK_TOLERANCE ** 2) * norm2)
+        scale2 = norm2 if scales is None else scales[k] ** 2
+        flags.append(norm2 > 0.0 and residual2 > (RANK_TOLERANCE ** 2) * scale2)
         if flags[-1]:
             factor = _extend_cholesky(factor, y, residual2 ** 0.5)
             kept.append(k)
@@ -717,7 +751,6 @@ def _gram_schmidt_flags(columns: Any) -> tuple[bool, ...]:
 
 
 def _extend_cholesky(factor: Any, row: Any, diagonal: float) -> Any:
-    import torch
 
     size = factor.shape[0]
     grown = factor.new_zeros((size + 1, size + 1))
@@ -732,7 +765,7 @@ def kept_paths(diagram: ir.Diagram, statement: int = 0) -> tuple[int, ...]:
     every path unless the statement reads one leg on several leaves).
 
     >>> from fusionlang.frontend import check_source
-    >>> d = check_source("diagram d { group O3\n input x : 1o\n output y : 0e + 1e\n"
+    >>> d = check_source("diagram d { group O3\\n input x : 1o\\n output y : 0e + 1e\\n"
     ...                  " x, x -> y [channels = uuu, weights = channel] }").diagram()
     >>> kept_paths(d)
     (0,)
@@ -894,10 +927,10 @@ class _Builder:
         self.users.setdefault(table.name, set()).add(self.group_id)
         return f"self.{table.name}"
 
-    def index_buffer(self, starts: tuple[int, ...], size: int, hint: str) -> str:
+    def index_buffer(self, starts: tuple[int, ...], size: int, hint: str, comment: str = "") -> str:
         key = (starts, size)
         if key not in self.indices:
-            self.indices[key] = IndexBuffer(self.fresh(hint), starts, size)
+            self.indices[key] = IndexBuffer(self.fresh(hint), starts, size, comment, self.line)
         return f"self.{self.indices[key].name}"
 
 
@@ -997,7 +1030,7 @@ def _flat_input_view(b: _Builder, stack: _Stack) -> Step | None:
     """A mul-1 stack of consecutive entries of an input is a plain view of the input."""
     leg = b.diagram.leg(stack.leg)
     entries = stack.entries
-    consecutive = all(e2.index == e1.index + 1 for e1, e2 in zip(entries, entries[1:]))
+    consecutive = all(e2.index == e1.index + 1 for e1, e2 in zip(entries, entries[1:], strict=False))
     if leg.role != "input" or stack.mul != 1 or not consecutive:
         return None
     start, stop = entries[0].start, entries[-1].start + entries[-1].item.dim
@@ -1065,16 +1098,17 @@ def _assemble(b: _Builder, leg: str) -> dict[int, _Piece]:
                 piece = _Piece(result.var, offset, dim, result.channels, result.width)
             pieces.setdefault(entry, []).append(piece)
     assembled = {entry: _sum_pieces(b, leg, entry, found) for entry, found in sorted(pieces.items())}
-    for entry in _leg_entries(b.diagram, leg):
-        if entry.index not in assembled:
-            assembled[entry.index] = _zeros(b, entry)
+    for item in _leg_entries(b.diagram, leg):
+        if item.index not in assembled:
+            assembled[item.index] = _zeros(b, item)
     return assembled
 
 
 def _zeros(b: _Builder, entry: _Entry) -> _Piece:
     """An entry no kept path reaches (its couplings vanish under the symmetric reduction)."""
     like = _input_var(b, b.diagram.inputs[0].name)
-    var = b.value(("zeros", entry.leg, entry.index), f"{entry.leg}_{_irrep_hint(entry, _leg_entries(b.diagram, entry.leg))}",
+    hint = f"{entry.leg}_{_irrep_hint(entry, _leg_entries(b.diagram, entry.leg))}"
+    var = b.value(("zeros", entry.leg, entry.index), hint,
                   lambda t: Step(t, "zeros", (like,), shape=(entry.mul, entry.dim), size=entry.item.dim,
                                  comment=f"{entry.leg}[{entry.item}] is zero: its paths vanish when symmetrised"))
     b.zero_entries.append(entry)
@@ -1092,11 +1126,14 @@ def _merge_equal_results(b: _Builder, leg: str, results: list[_Result]) -> list[
             continue
         args = tuple(r.var for r in group)
         size = math.prod(group[0].channels) * group[0].width
-        var = b.value(("add",) + args, f"{leg}_sum", lambda t, a=args, s=size: Step(
-            t, "add", a, comment=f"{leg}: {len(a)} contributions with the same layout", flops=s * (len(a) - 1),
-            size=s))
+        var = b.value(("add",) + args, f"{leg}_sum", _add_maker(args, size, f"{leg}: {len(args)} contributions "
+                                                                 "with the same layout"))
         merged.append(replace(group[0], var=var))
     return merged
+
+
+def _add_maker(args: tuple[str, ...], size: int, comment: str) -> Callable[[str], Step]:
+    return lambda target: Step(target, "add", args, comment=comment, flops=size * (len(args) - 1), size=size)
 
 
 def _sum_pieces(b: _Builder, leg: str, entry: int, pieces: list[_Piece]) -> _Piece:
@@ -1186,9 +1223,20 @@ def _emit_network(b: _Builder, group: _GroupPlan, hint: str, comment: str, state
     for number, step in enumerate(steps):
         last = number == len(steps) - 1
         text = comment if last else f"{comment} (step {number + 1} of {len(steps)})"
+        if step.right < 0:
+            values.append(_reduce(b, hint, values[step.left], step, text, statement))
+            continue
         values.append(_contract(b, hint, (values[step.left], values[step.right]), step.equation, group.net,
                                 text, statement))
     return values[-1]
+
+
+def _reduce(b: _Builder, hint: str, var: str, step: Contraction, comment: str, statement: int) -> str:
+    """A one-operand einsum that sums indices no other operand needs."""
+    key = ("einsum", _canonical_equation(step.equation), var)
+    return b.value(key, hint, lambda t: Step(t, "einsum", (var,), equation=step.equation, comment=comment,
+                                             statement=statement, flops=step.cost.per_sample,
+                                             setup_flops=step.cost.setup, size=step.cost.peak))
 
 
 def _canonical_equation(equation: str) -> str:
@@ -1272,7 +1320,7 @@ def _entry_key(model: _Statement, path: _Path) -> tuple[Any, ...]:
     entries = [e.index for e in path.leaves]
     for group in model.symmetric_groups:
         ordered = sorted(entries[k] for k in group)
-        for k, value in zip(group, ordered):
+        for k, value in zip(group, ordered, strict=False):
             entries[k] = value
     return tuple(entries)
 
@@ -1469,8 +1517,8 @@ def _group_permutations(groups: tuple[tuple[int, ...], ...], arity: int) -> Iter
     choices = [list(itertools.permutations(g)) for g in groups]
     for picked in itertools.product(*choices):
         sigma = list(range(arity))
-        for group, image in zip(groups, picked):
-            for source, target in zip(group, image):
+        for group, image in zip(groups, picked, strict=False):
+            for source, target in zip(group, image, strict=False):
                 sigma[source] = target
         yield tuple(sigma)
 
@@ -1485,7 +1533,7 @@ def _chain_tables(b: _Builder, model: _Statement, paths: Sequence[_Path], stacks
     for number, vertex in enumerate(vertices):
         root = number == len(vertices) - 1
         spec, indices = _vertex_table(b, model, vertex, number, paths, stacks, slots, layout, path_axis, root)
-        for letter, size in zip(indices, spec.shape):
+        for letter, size in zip(indices, spec.shape, strict=False):
             sizes[letter] = size
         name = b.table(spec, f"cg_{statement.target}_{statement.index}_v{number}",
                        f"{_statement_text(statement)}: vertex {number} of {len(paths)} paths", statement.index)
@@ -1519,11 +1567,11 @@ def _vertex_table(b: _Builder, model: _Statement, vertex: ir.Fuse, number: int, 
     else:
         out_letters = _INNER[number]
         shape = (left_axis[1], right_axis[1], _slots_dim(slots[number]))
-    blocks = {}
+    blocks: dict[tuple[int, ...], Block] = {}
     for index, path in enumerate(paths):
         inner = str(path.path.inner[number])
         tree = (_child_irrep(statement, vertex.left, path), _child_irrep(statement, vertex.right, path), inner)
-        offsets = (left_axis[2](path), right_axis[2](path))
+        offsets: tuple[int, ...] = (left_axis[2](path), right_axis[2](path))
         if root:
             offsets += ((index,) if path_axis else ()) + (_out_offset(layout, path),)
             blocks[offsets] = Block(offsets, tree, path.fan_in)
@@ -1581,7 +1629,7 @@ def _weight_value(b: _Builder, model: _Statement, paths: Sequence[_Path], scale:
     block = paths[0].block
     starts = tuple(p.offset for p in paths)
     size = paths[0].block_size
-    consecutive = all(s2 == s1 + size for s1, s2 in zip(starts, starts[1:]))
+    consecutive = all(s2 == s1 + size for s1, s2 in zip(starts, starts[1:], strict=False))
     shape = ((-1,) if model.external else ()) + (split or (len(paths),)) + block
     source = model.weight_source
     statement = model.statement
@@ -1591,7 +1639,8 @@ def _weight_value(b: _Builder, model: _Statement, paths: Sequence[_Path], scale:
         return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
             t, "weights", (), source=source, start=starts[0], stop=starts[0] + size * len(paths), shape=shape,
             scale=scale, comment=comment, statement=statement.index, size=0))
-    index = b.index_buffer(starts, size, f"idx_{statement.target}_{statement.index}")
+    index = b.index_buffer(starts, size, f"idx_{statement.target}_{statement.index}",
+                           f"where the weights of {_paths_text(paths)} start ({size} numbers each)")
     return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
         t, "weights", (), source=source, index=index, shape=shape, scale=scale, comment=comment,
         statement=statement.index, size=0))
@@ -1650,9 +1699,10 @@ def _q_run(b: _Builder, model: _Statement, layout: _Layout, positions: list[list
     width = count * per * dim
     chan_shape = tuple(chan_sizes[c] for c in channels)
     view_shape = (-1,) + chan_shape + (count, per, dim)
-    view = b.value(("narrow", coupled, start, width, view_shape), f"{statement.target}_q",
+    text = f"the coupled paths into {statement.target}[{entries[0].item}] x {count}, entry by entry"
+    view = b.value(("narrow", coupled, start, width, view_shape), f"{statement.target}_paths",
                    lambda t: Step(t, "narrow", (coupled,), start=start, stop=start + width, shape=view_shape,
-                                  size=math.prod(chan_shape) * width))
+                                  size=math.prod(chan_shape) * width, comment=text))
     paths = [layout.slots[k][0] for p in positions for k in p]
     weights = _weight_value(b, model, [p for p in paths if p is not None], split=(count, per))
     w_indices = (BATCH if model.external else "") + "ep" + _weight_letters(statement)
@@ -1686,9 +1736,10 @@ def _q_entry(b: _Builder, model: _Statement, layout: _Layout, positions: list[in
     width = len(positions) * entry.dim
     chan_shape = tuple(chan_sizes[c] for c in channels)
     view_shape = (-1,) + chan_shape + (len(positions), entry.dim)
-    view = b.value(("narrow", coupled, start, width, view_shape), f"{statement.target}_q",
+    text = f"the {len(positions)} coupled path{'s' * (len(positions) != 1)} into {statement.target}[{entry.item}]"
+    view = b.value(("narrow", coupled, start, width, view_shape), f"{statement.target}_paths",
                    lambda t: Step(t, "narrow", (coupled,), start=start, stop=start + width, shape=view_shape,
-                                  size=math.prod(chan_shape) * width))
+                                  size=math.prod(chan_shape) * width, comment=text))
     weights = _weight_value(b, model, [p for p in paths if p is not None])
     w_indices = (BATCH if model.external else "") + "p" + _weight_letters(statement)
     out_chan = _out_channels(statement)
@@ -1729,7 +1780,8 @@ def _emit_linear(b: _Builder, model: _Statement, paths: list[_Path]) -> str:
         args = tuple(terms)
         size = entry.mul * entry.dim
         var = b.value(("add",) + args, f"{statement.target}_{statement.index}_sum", lambda t: Step(
-            t, "add", args, comment=f"{len(args)} paths into {statement.target}[{entry.item}]", statement=statement.index,
+            t, "add", args, comment=f"{len(args)} paths into {statement.target}[{entry.item}]",
+            statement=statement.index,
             flops=size * (len(args) - 1), size=size))
     else:
         var = terms[0]
@@ -1801,7 +1853,7 @@ def naive_flops(diagram: ir.Diagram, statement: ir.Statement) -> int:
     >>> from fusionlang.frontend import check_source
     >>> d = check_source("diagram d { group O3\\n input x, y : 1o\\n output z : 0e\\n x, y -> z }").diagram()
     >>> naive_flops(d, d.statements[0])
-    21
+    27
     """
     fan_ins = _fan_ins(diagram)
     paths = _raw_paths(diagram, statement, fan_ins)
@@ -1844,9 +1896,7 @@ def traffic(steps: Sequence[Step]) -> int:
 def _estimate(steps: Sequence[Step]) -> float:
     """Estimated seconds at :data:`REFERENCE_BATCH` (the ranking model)."""
     seconds = sum(OP_OVERHEAD for step in steps if step.is_op)
-    for step in steps:
-        rate = BATCHED_FLOP_RATE if step.batched else FLOP_RATE
-        seconds += step.flops * REFERENCE_BATCH / rate + step.setup_flops / FLOP_RATE
+    seconds += sum(step.flops * REFERENCE_BATCH + step.setup_flops for step in steps) / FLOP_RATE
     return seconds + traffic(steps) * BYTES_PER_NUMBER * REFERENCE_BATCH / BYTE_RATE
 
 
@@ -1992,8 +2042,9 @@ def _file_name(diagram: ir.Diagram) -> str:
 
 
 def _check_limits(diagram: ir.Diagram) -> None:
-    graph = any(leg.domain != "batch" for leg in diagram.legs) or any(
-        ref.via for s in diagram.statements for ref in s.leaves) or any(s.per or s.aggregate for s in diagram.statements)
+    graph = (any(leg.domain != "batch" for leg in diagram.legs)
+             or any(ref.via for s in diagram.statements for ref in s.leaves)
+             or any(s.per or s.aggregate for s in diagram.statements))
     if graph:
         raise FusionError([Diagnostic("E601", f"`{diagram.name}` is a graph diagram (or has per-class weights): "
                                       "plan each of its contractions", diagram.span, diagram.source,

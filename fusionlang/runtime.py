@@ -23,15 +23,15 @@ import math
 import sys
 import threading
 import types
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any, Callable, Union
+from typing import Any
 
 import torch
 
 __all__ = ["CompiledModule", "TreeSpec", "coupling_table", "index_table", "load_generated", "rebuild"]
 
-TreeSpec = Union[str, tuple["TreeSpec", "TreeSpec", str]]
+TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
 
 _LOCK = threading.Lock()
@@ -63,7 +63,7 @@ def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec]
             tensor = tensor.permute(*permutation, len(permutation)) * (numerator / denominator)
         for axis in sorted(path_axes):
             tensor = tensor.unsqueeze(axis)
-        region = tuple(slice(start, start + size) for start, size in zip(offsets, tensor.shape))
+        region = tuple(slice(start, start + size) for start, size in zip(offsets, tensor.shape, strict=False))
         table[region] += tensor
     for axes in symmetrize:
         table = _symmetrized(table, tuple(axes))
@@ -79,7 +79,7 @@ def _symmetrized(table: torch.Tensor, axes: tuple[int, ...]) -> torch.Tensor:
     perms = list(itertools.permutations(axes))
     for perm in perms:
         order = list(range(table.dim()))
-        for source, destination in zip(axes, perm):
+        for source, destination in zip(axes, perm, strict=False):
             order[destination] = source
         total += table.permute(order)
     return total / len(perms)
@@ -170,6 +170,10 @@ class CompiledModule(torch.nn.Module):
         self.register_parameter(name, torch.nn.Parameter(weights))
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        # The working tables are derived from the masters below: keep them out of the conversion
+        # (it would round them, or drop the imaginary part of complex ones).
+        for name in self._float64_tables:
+            self._buffers.pop(name, None)
         result = super()._apply(fn, recurse)
         probe = fn(torch.zeros((), dtype=self._real_dtype, device=self._device))
         if probe.is_floating_point():

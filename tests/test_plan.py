@@ -1,0 +1,294 @@
+"""The planner: contraction orders against opt_einsum, plans against naive contraction, sharing,
+the reduced symmetric basis and the report.
+
+opt_einsum is an oracle only (a test dependency): the planner never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import string
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusionlang import plan as P
+from fusionlang.codegen import plan_unit
+from fusionlang.diagnostics import FusionError
+from fusionlang.frontend import check_source
+from fusionlang.testing import random_diagram
+
+opt_einsum = pytest.importorskip("opt_einsum")
+
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.fusion"))
+BIG_BATCH = 10**6  # opt_einsum needs a number for the batch: large, so per-sample cost dominates
+
+
+# -- random networks -------------------------------------------------------------------------------
+
+def random_network(rng: random.Random, tensors: int, batch: bool, lone: bool = True) -> P.Network:
+    """An einsum network with sizes 2..6 (no size-1 index, so FLOP conventions agree); without
+    ``lone``, every summed index is on two tensors at least (no single-tensor reductions, which
+    opt_einsum charges twice as much as fusionlang's one add per number)."""
+    letters = [c for c in string.ascii_lowercase if c != "n"]
+    count = rng.randint(tensors, tensors + 4)
+    indices = letters[:count]
+    sizes = {i: rng.randint(2, 6) for i in indices}
+    inputs: list[str] = ["" for _ in range(tensors)]
+    for k, index in enumerate(indices):  # every index on 1..3 tensors, and every tensor used
+        owners = rng.sample(range(tensors), rng.randint(1 if lone else 2, min(3, tensors)))
+        if k < tensors:
+            owners = sorted(set(owners) | {k})
+        for owner in owners:
+            inputs[owner] += index
+    if batch:
+        for k in rng.sample(range(tensors), rng.randint(1, tensors)):
+            inputs[k] = "n" + inputs[k]
+    out = "".join(i for i in indices if rng.random() < 0.25 and sum(i in s for s in inputs) == 1)
+    output = ("n" if batch else "") + out
+    return P.Network(tuple(inputs), output, tuple(sorted(sizes.items())))
+
+
+def opt_einsum_tree(net: P.Network) -> P.Tree:
+    """opt_einsum's ``optimal`` path on ``net`` as a contraction tree."""
+    sizes = dict(net.sizes) | {net.batch: BIG_BATCH}
+    shapes = [tuple(sizes[i] for i in s) for s in net.inputs]
+    path, _ = opt_einsum.contract_path(",".join(net.inputs) + "->" + net.output, *shapes, shapes=True,
+                                       optimize="optimal")
+    live: list[P.Tree] = list(range(len(net.inputs)))
+    for pair in path:
+        picked = [live[k] for k in pair]
+        live = [t for k, t in enumerate(live) if k not in pair]
+        tree = picked[0]
+        for other in picked[1:]:
+            tree = (tree, other)
+        live.append(tree)
+    return live[0]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_optimal_order_is_never_worse_than_opt_einsum(seed: int) -> None:
+    rng = random.Random(seed)
+    net = random_network(rng, rng.randint(2, P.DP_LIMIT), batch=seed % 2 == 0)
+    _, ours = P.optimal_tree(net)
+    theirs = P.tree_cost(net, opt_einsum_tree(net))
+    assert (ours.per_sample, ours.setup) <= (theirs.per_sample, theirs.setup)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cost_model_is_opt_einsums_and_never_worse(seed: int) -> None:
+    """Without a batch index and single-tensor sums both count FLOPs alike: opt_einsum's paths
+    cost, under fusionlang's model, exactly what opt_einsum reports; fusionlang's exact dynamic
+    programming is never worse than any of opt_einsum's optimisers (its ``optimal`` search is
+    not always exhaustive: its own ``dp`` sometimes beats it)."""
+    rng = random.Random(1000 + seed)
+    net = random_network(rng, rng.randint(2, 6), batch=False, lone=False)
+    _, ours = P.optimal_tree(net)
+    sizes = dict(net.sizes)
+    shapes = [tuple(sizes[i] for i in s) for s in net.inputs]
+    equation = ",".join(net.inputs) + "->" + net.output
+    for method in ("optimal", "dp", "branch-all"):
+        _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=method)
+        assert ours.setup <= int(info.opt_cost)
+    _, info = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize="optimal")
+    assert P.tree_cost(net, opt_einsum_tree(net)).setup == int(info.opt_cost)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_contraction_steps_compute_the_network(seed: int) -> None:
+    """Executing the pairwise steps (DP or greedy) equals one big einsum."""
+    rng = random.Random(seed)
+    tensors = P.DP_LIMIT + 2 if seed % 2 else rng.randint(3, P.DP_LIMIT)
+    net = random_network(rng, tensors, batch=True)
+    sizes = dict(net.sizes) | {"n": 3}
+    operands = [torch.randn(*(sizes[i] for i in s), dtype=torch.float64) for s in net.inputs]
+    tree, cost = P.optimal_tree(net)
+    values = list(operands)
+    for step in P.contraction_steps(net, tree):
+        values.append(torch.einsum(step.equation, values[step.left], values[step.right]))
+    expected = torch.einsum(",".join(net.inputs) + "->" + net.output, *operands)
+    assert torch.allclose(values[-1], expected, rtol=1e-9, atol=1e-9)
+    assert cost == P.tree_cost(net, tree)
+
+
+def test_greedy_beyond_the_dp_limit() -> None:
+    net = random_network(random.Random(7), P.DP_LIMIT + 3, batch=True)
+    tree, cost = P.optimal_tree(net)
+    assert (tree, cost) == P.greedy_tree(net)
+
+
+# -- plans of diagrams -----------------------------------------------------------------------------
+
+def diagrams_of(source: str | Path) -> list:  # type: ignore[type-arg]
+    return list(check_source(source).raise_for_errors().diagrams)
+
+
+@pytest.fixture(scope="module")
+def recorded_networks() -> list[tuple[P.Network, P.Cost]]:
+    """Every network the planner orders while planning seeded random diagrams."""
+    found: list[tuple[P.Network, P.Cost]] = []
+    original = P._plan_network
+
+    def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+        group = original(*args, **kwargs)
+        found.append((group.net, group.cost))
+        return group
+
+    P._plan_network = record  # type: ignore[assignment]
+    try:
+        for seed in range(25):
+            for diagram in diagrams_of(random_diagram(seed)):
+                plan_unit(diagram)
+    finally:
+        P._plan_network = original  # type: ignore[assignment]
+    return found
+
+
+def test_planned_networks_are_never_worse_than_opt_einsum(recorded_networks) -> None:  # type: ignore[no-untyped-def]
+    """Every network the generated code contracts is ordered at least as well as opt_einsum's
+    ``optimal`` path on the same network (FLOPs per sample, then per call)."""
+    assert len(recorded_networks) > 50
+    for net, cost in recorded_networks:
+        theirs = P.tree_cost(net, opt_einsum_tree(net))
+        assert (cost.per_sample, cost.setup) <= (theirs.per_sample, theirs.setup), net
+
+
+@pytest.mark.parametrize("source", [*EXAMPLES, *(random_diagram(s) for s in range(30))],
+                         ids=[p.stem for p in EXAMPLES] + [f"random{s}" for s in range(30)])
+def test_planned_flops_at_most_naive(source: str | Path) -> None:
+    for diagram in diagrams_of(source):
+        report = plan_unit(diagram).report
+        for statement in report.statements:
+            assert statement.planned_flops <= statement.naive_flops, statement
+        for output in report.outputs:
+            assert output.planned_flops <= output.naive_flops
+
+
+def test_naive_counts_every_path_in_its_natural_order() -> None:
+    d = diagrams_of("diagram d { group O3\n input x : 2x1o\n input y : 1o\n output z : 2x0e\n x, y -> z }")[0]
+    # x[2,3]·y[1,3] outer: 18; ·C[3,3,1]: 2·2·3·3 = 36
+    assert P.naive_flops(d, d.statements[0]) == 18 + 36
+
+
+def test_the_big_statements_gain_from_planning() -> None:
+    (fc,) = diagrams_of(EXAMPLES[[p.stem for p in EXAMPLES].index("fc_tp")])
+    (pb,) = diagrams_of(EXAMPLES[[p.stem for p in EXAMPLES].index("product_basis")])
+    assert plan_unit(fc).report.operations <= 16
+    three = pb.statements[2]
+    statement = next(s for s in plan_unit(pb).report.statements if s.index == three.index)
+    assert statement.planned_flops * 2 < statement.naive_flops
+
+
+# -- sharing, forms, grouping ------------------------------------------------------------------------
+
+def test_intermediates_are_shared_across_statements() -> None:
+    text = """diagram d { group O3
+        input a, b : 4x(0e + 1o)
+        output y : 4x(0e + 1o)
+        output z : 4x(0e + 1o + 1e)
+        a, b -> y [channels = uuu, weights = channel]
+        a, b -> z [channels = uuu, weights = channel] }"""
+    program = P.plan_diagram(diagrams_of(text)[0])
+    assert program.report.shared
+    stacks = [s for s in program.steps if s.kind in ("cat", "entry") and s.target.startswith("a")]
+    assert len({s.target for s in stacks}) == len(stacks)  # each stack of `a` built once
+
+
+def test_every_strategy_is_considered_and_u_and_chain_both_available() -> None:
+    text = ("diagram d { group O3\n input a, b, c : 2x(0e + 1o)\n output z : 2x(0e + 1o)\n"
+            " a, b, c -> z [channels = uuu] }")
+    d = diagrams_of(text)[0]
+    model = P._statement_model(d, d.statements[0], P._fan_ins(d), "")
+    labels = {s.label for s in P._strategies(model)}
+    assert {"full/U/joint", "full/chain/joint", "blocks/U/entry", "single/chain/entry"} <= labels
+
+
+# -- the reduced symmetric basis -------------------------------------------------------------------
+
+def symmetrised(tensor: torch.Tensor, axes: int) -> torch.Tensor:
+    import itertools
+
+    perms = list(itertools.permutations(range(axes)))
+    return sum(tensor.permute(*p, *range(axes, tensor.dim())) for p in perms) / len(perms)
+
+
+def test_kept_paths_are_a_basis_of_the_symmetrised_couplings() -> None:
+    from fusionlang.testing import path_coupling
+
+    text = ("diagram d { group O3\n input A : 0e + 1o + 2e\n output B : 0e + 1o + 2e\n"
+            " A, A, A -> B [channels = uuu, weights = channel] }")
+    d = diagrams_of(text)[0]
+    statement = d.statements[0]
+    kept = P.kept_paths(d)
+    dims = [e.dim for e in d.irreps("A")]
+    starts = [sum(dims[:k]) for k in range(len(dims))]
+
+    def dense(position: int) -> torch.Tensor:
+        path = statement.paths[position]
+        out = torch.zeros(sum(dims), sum(dims), sum(dims), sum(e.dim for e in d.irreps("B")), dtype=torch.float64)
+        o = sum(e.dim for e in list(d.irreps("B"))[:path.output])
+        block = path_coupling(d, statement, path)
+        region = tuple(slice(starts[e], starts[e] + dims[e]) for e in path.leaves)
+        out[region + (slice(o, o + block.shape[-1]),)] = block
+        return symmetrised(out, 3).reshape(-1)
+
+    everything = torch.stack([dense(k) for k in range(len(statement.paths))])
+    chosen = everything[list(kept)]
+    rank = int(torch.linalg.matrix_rank(everything))
+    assert len(kept) < len(statement.paths)
+    assert int(torch.linalg.matrix_rank(chosen)) == len(kept) == rank
+
+
+def test_a_symmetrised_coupling_that_vanishes_is_dropped() -> None:
+    """Sym^3(3o) holds 1o once: one path, however many exist."""
+    d = diagrams_of("diagram d { group O3\n input x : 3o\n output y : 1o\n"
+                    " x, x, x -> y [channels = uuu, weights = channel] }")[0]
+    assert len(d.statements[0].paths) > 1
+    assert len(P.kept_paths(d)) == 1
+
+
+def test_reduction_reports_both_parameter_counts_and_warns_about_zero_entries() -> None:
+    text = ("diagram d { group O3\n input A : 2x(0e + 1o)\n output B : 2x(0e + 1o + 1e)\n"
+            " A, A -> B [channels = uuu, weights = channel] }")
+    program = P.plan_diagram(diagrams_of(text)[0])
+    (statement,) = program.report.statements
+    assert statement.parameters < statement.redundant_parameters
+    assert [w.code for w in program.warnings] == ["E603"]  # 1o x 1o -> 1e is antisymmetric
+    assert any(s.kind == "zeros" for s in program.steps)
+
+
+def test_no_reduction_when_channels_do_not_permute_along() -> None:
+    d = diagrams_of("diagram d { group O3\n input A : 2x(0e + 1o)\n output B : 2x0e\n"
+                    " A, A -> B [channels = uvw, weights = path] }")[0]
+    assert P.kept_paths(d) == tuple(range(len(d.statements[0].paths)))
+
+
+# -- the report and errors -------------------------------------------------------------------------
+
+def test_report_explains_and_serialises() -> None:
+    (d,) = diagrams_of(EXAMPLES[[p.stem for p in EXAMPLES].index("tree4")])
+    report = plan_unit(d).report
+    text = report.explain()
+    assert "naive" in text and "planned" in text and "out" in text
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["diagram"] == "tree4"
+    assert data["outputs"][0]["parameters"] == sum(s["parameters"] for s in data["statements"])
+    assert data["outputs"][0]["peak_intermediate"] > 0
+
+
+def test_graph_diagrams_are_planned_per_contraction() -> None:
+    (d, *_) = diagrams_of(EXAMPLES[[p.stem for p in EXAMPLES].index("tfn")])
+    with pytest.raises(FusionError) as caught:
+        P.plan_diagram(d)
+    assert caught.value.diagnostics[0].code == "E601"
+    assert len(plan_unit(d).programs) == len(d.statements)
+
+
+def test_planning_is_deterministic() -> None:
+    (d,) = diagrams_of(EXAMPLES[[p.stem for p in EXAMPLES].index("product_basis")])
+    first, second = P.plan_diagram(d), P.plan_diagram(d)
+    assert first.steps == second.steps and first.tables == second.tables
+    assert math.isclose(P._estimate(first.steps), P._estimate(second.steps))
