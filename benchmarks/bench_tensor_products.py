@@ -75,19 +75,10 @@ def e3nn_fc_tp() -> Any:
 
 def e3nn_uvu() -> Any:
     """MACE's convolution tensor product: uvu into every reachable irrep, outputs sorted."""
-    from e3nn import o3
+    from fusionlang.testing import e3nn_channelwise_product
 
-    irreps_in, sh = o3.Irreps("32x0e + 32x1o + 32x2e"), o3.Irreps("0e + 1o + 2e + 3o")
-    outs, instructions = [], []
-    for i, (mul, ir_in) in enumerate(irreps_in):
-        for j, (_, ir_sh) in enumerate(sh):
-            for ir_out in ir_in * ir_sh:
-                instructions.append((i, j, len(outs), "uvu", True))
-                outs.append((mul, ir_out))
-    irreps_out, permutation, _ = o3.Irreps(outs).sort()
-    instructions = [(i, j, permutation[k], mode, w) for i, j, k, mode, w in instructions]
-    return o3.TensorProduct(irreps_in, sh, irreps_out, instructions, shared_weights=False,
-                            internal_weights=False)
+    return e3nn_channelwise_product("32x0e + 32x1o + 32x2e", "0e + 1o + 2e + 3o", shared_weights=False,
+                                    internal_weights=False)
 
 
 def e3nn_three() -> Any:

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import math
@@ -806,3 +807,41 @@ def _as_group(irreps: Irreps, group: Group) -> Irreps:
     if irreps.group == group:
         return irreps
     return Irreps([MulIrrep(e.mul, Irrep(e.irrep.two_j, 0, group)) for e in irreps], group)
+
+
+# -- peers -----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """Temporarily change torch's default dtype, e.g. to build e3nn modules whose ``wigner_3j``
+    buffers are made in the default dtype (``.double()`` would only cast float32 values up).
+
+    >>> with default_dtype(torch.float64):
+    ...     torch.zeros(1).dtype
+    torch.float64
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def e3nn_channelwise_product(irreps_in: str, irreps_edge: str, **options: Any) -> Any:
+    """e3nn's channelwise ``uvu`` tensor product built as MACE and NequIP build it: one output
+    entry per instruction, sorted (fusionlang's ``paths = split``). Needs e3nn (a test dependency);
+    ``options`` go to ``e3nn.o3.TensorProduct`` (e.g. ``shared_weights=False``)."""
+    from e3nn import o3
+
+    first, second = o3.Irreps(irreps_in), o3.Irreps(irreps_edge)
+    entries: list[tuple[int, Any]] = []
+    instructions: list[tuple[int, int, int, str, bool]] = []
+    for i1, (mul, ir1) in enumerate(first):
+        for i2, (_, ir2) in enumerate(second):
+            for ir_out in ir1 * ir2:
+                instructions.append((i1, i2, len(entries), "uvu", True))
+                entries.append((mul, ir_out))
+    out, permutation, _ = o3.Irreps(entries).sort()
+    instructions = [(i1, i2, permutation[k], mode, w) for i1, i2, k, mode, w in instructions]
+    return o3.TensorProduct(first, second, out, instructions, **options)

@@ -18,15 +18,14 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import torch
 
-from fusionlang import api, coupling, ir
+from fusionlang import api, coupling, ir, testing
 from fusionlang import plan as P
 from fusionlang._version import __version__
 from fusionlang.diagnostics import FusionError
@@ -281,23 +280,13 @@ def test_every_strategy_computes_the_same(label: str, monkeypatch: pytest.Monkey
             assert_close(ours, dense, 1e-10)
 
 
-@contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def test_fc_tp_equals_e3nn_fully_connected_tensor_product() -> None:
     """(e3nn is built under float64: its own coupling buffers are float32 otherwise, and
     ``.double()`` would only cast them up.)"""
     o3 = pytest.importorskip("e3nn.o3")
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     module = result.module_class()(dtype=torch.float64)
-    with default_dtype(torch.float64):
+    with testing.default_dtype(torch.float64):
         tp = o3.FullyConnectedTensorProduct("32x0e + 32x1o + 32x2e", "0e + 1o + 2e", "32x0e + 32x1o + 32x2e")
     with torch.no_grad():
         module.weight_z_0.copy_(tp.weight)
@@ -308,7 +297,7 @@ def test_fc_tp_equals_e3nn_fully_connected_tensor_product() -> None:
 
 def test_weightless_coupling_equals_e3nn_full_tensor_product() -> None:
     o3 = pytest.importorskip("e3nn.o3")
-    with default_dtype(torch.float64):
+    with testing.default_dtype(torch.float64):
         full = o3.FullTensorProduct("2x1o", "1o + 2e")
     text = (f"diagram full {{ group O3\n input x : 2x1o\n input y : 1o + 2e\n output z : {full.irreps_out}\n"
             " x, y -> z }")
@@ -421,7 +410,7 @@ def test_tables_are_exact_in_float64(group: str) -> None:
     assert torch.equal(table(single), expected.to(table(single).dtype))   # float64 rounded once
     assert torch.equal(table(single.double()), expected)                  # exact, not float32 upcast
     assert torch.equal(table(single.float().to(torch.float64)), expected)
-    with default_dtype(torch.float64):
+    with testing.default_dtype(torch.float64):
         assert torch.equal(table(module_class()), expected)
 
 

@@ -4,14 +4,12 @@ interaction block's e3nn tensor product summed into the receivers, and the param
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from fusionlang import api
+from fusionlang import api, testing
 from fusionlang.importers import (
     from_e3nn_tensor_product,
     from_mace_symmetric_contraction,
@@ -46,19 +44,9 @@ def product_basis(compiled: api.CompileResult) -> torch.nn.Module:
     return compiled.module_class("mace_product_basis")(dtype=torch.float64)
 
 
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(previous)
-
-
 def mace_contraction(correlation: int = 3, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.nn.Module:
     """mace-torch's SymmetricContraction with standard-normal weights (its U tensors in ``dtype``)."""
-    with default_dtype(dtype):
+    with testing.default_dtype(dtype):
         sc = symmetric_contraction.SymmetricContraction(o3.Irreps(IRREPS_IN), o3.Irreps(IRREPS_OUT),
                                                         correlation=correlation, num_elements=SPECIES)
     generator = torch.Generator().manual_seed(seed)
@@ -252,7 +240,7 @@ def test_interaction_equals_mace_tensor_product(compiled: api.CompileResult, cas
     target_irreps = o3.Irreps(" + ".join(f"{CHANNELS}x{ir}" for ir in target.split(" + ")))
     irreps_mid, instructions = irreps_tools.tp_out_irreps_with_instructions(h_irreps, sh_irreps, target_irreps)
     assert irreps_mid == e3nn_irreps(diagram.irreps("A"))
-    with default_dtype(torch.float64):  # e3nn's wigner_3j buffers are made in the default dtype
+    with testing.default_dtype(torch.float64):  # e3nn's wigner_3j buffers are made in the default dtype
         tp = o3.TensorProduct(h_irreps, sh_irreps, irreps_mid, instructions=instructions,
                               shared_weights=False, internal_weights=False)
     generator = torch.Generator().manual_seed(10)
@@ -327,7 +315,7 @@ def test_parameter_counts_against_maces_reduced_basis(product_basis: torch.nn.Mo
 
     if not getattr(cg, "CUET_AVAILABLE", False):
         pytest.skip("cuequivariance is not installed: mace-torch's use_reduced_cg falls back to the full U")
-    with default_dtype(torch.float64):
+    with testing.default_dtype(torch.float64):
         sc = symmetric_contraction.SymmetricContraction(o3.Irreps(IRREPS_IN), o3.Irreps(IRREPS_OUT), correlation=3,
                                                         num_elements=SPECIES, use_reduced_cg=True)
     theirs = sum(p.numel() for p in sc.parameters() if p.requires_grad)

@@ -4,8 +4,6 @@ e3nn's tensor products with weights imported by fusionlang.importers."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -91,15 +89,7 @@ def _compare_with_reference(text: str, seed: int, batch: int = 3, name: str | No
     return _relative_error(ours, testing.reference_forward(diagram, inputs, weights))
 
 
-@contextlib.contextmanager
-def _float64_default() -> Iterator[None]:
-    """Build e3nn modules in float64 (their wigner_3j buffers are made in the default dtype)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
+
 
 
 # -- the reference contraction ------------------------------------------------------------------------
@@ -209,7 +199,7 @@ def test_fc_tp_equals_e3nn_fully_connected_tensor_product() -> None:
     o3 = pytest.importorskip("e3nn.o3")
     text = (Path(__file__).parent.parent / "examples" / "fc_tp.fusion").read_text()
     module, diagram = _compiled(text)
-    with _float64_default():
+    with testing.default_dtype(torch.float64):
         tp = o3.FullyConnectedTensorProduct("32x0e + 32x1o + 32x2e", "0e + 1o + 2e", "32x0e + 32x1o + 32x2e")
     load_e3nn_weights(module, tp)  # the compiled class knows its diagram
     g = torch.Generator().manual_seed(4)
@@ -220,19 +210,9 @@ def test_fc_tp_equals_e3nn_fully_connected_tensor_product() -> None:
 
 def uvu_tensor_product(irreps1: str, irreps2: str) -> Any:
     """e3nn's channelwise uvu product: one output entry per instruction, sorted (as MACE builds it)."""
-    o3 = pytest.importorskip("e3nn.o3")
-    in1, in2 = o3.Irreps(irreps1), o3.Irreps(irreps2)
-    entries: list[tuple[int, object]] = []
-    instructions: list[tuple[int, int, int, str, bool]] = []
-    for i1, (mul, ir1) in enumerate(in1):
-        for i2, (_, ir2) in enumerate(in2):
-            for ir_out in ir1 * ir2:
-                instructions.append((i1, i2, len(entries), "uvu", True))
-                entries.append((mul, ir_out))
-    out, permutation, _ = o3.Irreps(entries).sort()
-    instructions = [(i1, i2, permutation[k], mode, w) for i1, i2, k, mode, w in instructions]
-    with _float64_default():
-        return o3.TensorProduct(in1, in2, out, instructions)
+    pytest.importorskip("e3nn.o3")
+    with testing.default_dtype(torch.float64):
+        return testing.e3nn_channelwise_product(irreps1, irreps2)
 
 
 def test_channelwise_uvu_equals_e3nn_tensor_product() -> None:
@@ -267,7 +247,7 @@ diagram lin {
 }
 """
     module, diagram = _compiled(text)
-    with _float64_default():
+    with testing.default_dtype(torch.float64):
         linear = o3.Linear("8x0e + 4x1o + 2x2e", "4x0e + 8x1o")
     load_e3nn_weights(module, linear, diagram=diagram)
     x = testing.random_features(diagram.irreps("x"), (4,), generator=torch.Generator().manual_seed(6))

@@ -4,10 +4,8 @@ fusionlang.importers against e3nn through the reference contraction (no compiler
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-from collections.abc import Iterator
 
 import pytest
 import sympy
@@ -32,15 +30,7 @@ def _close(actual: object, expected: torch.Tensor, tol: float) -> bool:
     return True
 
 
-@contextlib.contextmanager
-def _float64_default() -> Iterator[None]:
-    """Build e3nn modules in float64 (their wigner_3j buffers are made in the default dtype)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        yield
-    finally:
-        torch.set_default_dtype(old)
+
 
 
 _RANDOM = torch.Generator().manual_seed(1234)
@@ -243,7 +233,7 @@ def test_reference_single_o3_coupling_equals_wigner_3j_and_e3nn() -> None:
     x, y = _randn(5, 8, generator=g), _randn(5, 9, generator=g)
     ours = reference_forward(diagram, [x, y], {})
     assert _close(ours, _wigner_3j_full_tp(x, y), 1e-12)
-    with _float64_default():
+    with testing.default_dtype(torch.float64):
         e3nn_tp = o3.FullTensorProduct("2x0e + 2x1o", "3x1o")
     assert str(e3nn_tp.irreps_out) == "6x0e+6x1o+6x1e+6x2e"
     assert _close(ours, e3nn_tp(x, y), 1e-10)
@@ -407,7 +397,7 @@ def test_reference_fc_tp_equals_e3nn_fully_connected() -> None:
     from fusionlang.importers import from_e3nn_tensor_product
 
     diagram = _examples_fc_tp()
-    with _float64_default():
+    with testing.default_dtype(torch.float64):
         tp = o3.FullyConnectedTensorProduct("32x0e + 32x1o + 32x2e", "0e + 1o + 2e", "32x0e + 32x1o + 32x2e")
     weights = from_e3nn_tensor_product(tp, diagram)
     assert _close(weights, tp.weight.detach(), 1e-12)  # same layout, same normalisation: identity
@@ -415,21 +405,11 @@ def test_reference_fc_tp_equals_e3nn_fully_connected() -> None:
     assert _close(reference_forward(diagram, [x, y], {0: weights}), tp(x, y), 1e-10)
 
 
-def uvu_tensor_product(irreps1: str, irreps2: str, **options: object):
+def uvu_tensor_product(irreps1: str, irreps2: str, **options: object):  # type: ignore[no-untyped-def]
     """e3nn's channelwise uvu product with one output entry per instruction, sorted (as in MACE)."""
-    o3 = pytest.importorskip("e3nn.o3")
-    in1, in2 = o3.Irreps(irreps1), o3.Irreps(irreps2)
-    entries: list[tuple[int, object]] = []
-    instructions: list[tuple[int, int, int, str, bool]] = []
-    for i1, (mul, ir1) in enumerate(in1):
-        for i2, (_, ir2) in enumerate(in2):
-            for ir_out in ir1 * ir2:
-                instructions.append((i1, i2, len(entries), "uvu", True))
-                entries.append((mul, ir_out))
-    out, permutation, _ = o3.Irreps(entries).sort()
-    instructions = [(i1, i2, permutation[k], mode, w) for i1, i2, k, mode, w in instructions]
-    with _float64_default():
-        return o3.TensorProduct(in1, in2, out, instructions, **options)
+    pytest.importorskip("e3nn.o3")
+    with testing.default_dtype(torch.float64):
+        return testing.e3nn_channelwise_product(irreps1, irreps2, **options)
 
 
 def _fusion_source_for(tp, channels: str, weights: str) -> str:
@@ -464,7 +444,7 @@ def test_importer_external_weights_and_refusals() -> None:
     o3 = pytest.importorskip("e3nn.o3")
     from fusionlang.importers import from_e3nn_tensor_product
 
-    with _float64_default():
+    with testing.default_dtype(torch.float64):
         tp = o3.FullyConnectedTensorProduct("2x0e + 2x1o", "1o", "3x1o", shared_weights=False)
     diagram = _diagram(_fusion_source_for(tp, "uvw", "external"))
     w = _randn(5, tp.weight_numel)
@@ -482,7 +462,7 @@ def test_importer_linear_equals_e3nn_linear() -> None:
     o3 = pytest.importorskip("e3nn.o3")
     from fusionlang.importers import from_e3nn_linear
 
-    with _float64_default():
+    with testing.default_dtype(torch.float64):
         linear = o3.Linear("2x0e + 3x1o + 1x2e", "4x0e + 2x1o")
     diagram = _diagram("""
     diagram lin {
