@@ -1,0 +1,211 @@
+"""The MACE-like potential of fusionlang.models: symmetries of energies and forces (float64),
+forces against finite differences and gradcheck, training reduces the loss, and the embedded
+diagrams agree with examples/."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusionlang import api
+from fusionlang.models import (
+    Batch,
+    MaceConfig,
+    MacePotential,
+    collate,
+    evaluate,
+    fit_statistics,
+    interaction_source,
+    make_dataset,
+    plot_losses,
+    product_basis_source,
+    train,
+)
+from fusionlang.testing import random_rotation, representation
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = MaceConfig(channels=4, lmax=2, hidden_lmax=1, interactions=2, bessel=4, radial_hidden=8)
+RELATIVE = 1e-10
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small tensors: one thread is as fast, and far faster when other jobs share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data() -> list:
+    return make_dataset(8, seed=1)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["mace", "fusion"])
+def model(request: pytest.FixtureRequest, data: list) -> MacePotential:
+    torch.manual_seed(0)
+    return MacePotential(replace(TINY, fusion_block=request.param), fit_statistics(data), dtype=torch.float64)
+
+
+@pytest.fixture(scope="module")
+def batch(data: list) -> Batch:
+    return collate(data[:3])
+
+
+def close(a: torch.Tensor, b: torch.Tensor, relative: float = RELATIVE) -> bool:
+    return float((a - b).abs().max()) <= relative * max(1.0, float(b.abs().max()))
+
+
+def test_energies_and_forces_are_nontrivial(model: MacePotential, batch: Batch) -> None:
+    energy, forces = model.energy_and_forces(batch)
+    assert energy.dtype == forces.dtype == torch.float64
+    assert energy.shape == (3,) and forces.shape == batch.positions.shape
+    references = torch.zeros(3, dtype=torch.float64).index_add(0, batch.batch, model.atomic_energies[batch.species])
+    assert float((energy - references).abs().min()) > 1e-3
+    assert float(forces.abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("inversion", [False, True], ids=["rotation", "reflection"])
+def test_energy_invariant_and_forces_equivariant_under_o3(model: MacePotential, batch: Batch, inversion: bool) -> None:
+    energy, forces = model.energy_and_forces(batch)
+    generator = torch.Generator().manual_seed(7)
+    for _ in range(3):
+        element = replace(random_rotation("O3", generator, parity=False), inversion=inversion)
+        matrix = representation("1o", element, torch.float64)  # acts on row vectors as x @ D.T
+        assert inversion == bool(torch.linalg.det(matrix) < 0)
+        moved_energy, moved_forces = model.energy_and_forces(replace(batch, positions=batch.positions @ matrix.T))
+        assert close(moved_energy, energy)
+        assert close(moved_forces, forces @ matrix.T)
+
+
+def test_translation_invariance(model: MacePotential, batch: Batch) -> None:
+    energy, forces = model.energy_and_forces(batch)
+    generator = torch.Generator().manual_seed(8)
+    shifts = 10 * torch.randn(batch.num_structures, 3, generator=generator, dtype=torch.float64)
+    moved = replace(batch, positions=batch.positions + shifts[batch.batch])  # one shift per structure
+    moved_energy, moved_forces = model.energy_and_forces(moved)
+    assert close(moved_energy, energy)
+    assert close(moved_forces, forces)
+
+
+def test_permutation_invariance(model: MacePotential, batch: Batch) -> None:
+    """Relabel the atoms (across structures) and shuffle the edges: energies stay, forces follow."""
+    energy, forces = model.energy_and_forces(batch)
+    generator = torch.Generator().manual_seed(9)
+    order = torch.randperm(len(batch.species), generator=generator)     # new atom k is old atom order[k]
+    new_label = torch.empty_like(order)
+    new_label[order] = torch.arange(len(order))
+    shuffle = torch.randperm(batch.edge_index.shape[1], generator=generator)
+    permuted = replace(batch, positions=batch.positions[order], species=batch.species[order],
+                       batch=batch.batch[order], forces=batch.forces[order],
+                       edge_index=new_label[batch.edge_index[:, shuffle]])
+    moved_energy, moved_forces = model.energy_and_forces(permuted)
+    assert close(moved_energy, energy)
+    assert close(moved_forces, forces[order])
+
+
+def test_forces_are_minus_the_finite_difference_gradient(model: MacePotential, batch: Batch) -> None:
+    _, forces = model.energy_and_forces(batch)
+    step = 1e-5
+    for atom in (0, 4, len(batch.species) - 1):
+        structure = int(batch.batch[atom])
+        for axis in range(3):
+            energies = []
+            for sign in (1, -1):
+                positions = batch.positions.clone()
+                positions[atom, axis] += sign * step
+                with torch.no_grad():
+                    energies.append(float(model(positions, batch.species, batch.edge_index, batch.batch, 3)[structure]))
+            derivative = (energies[0] - energies[1]) / (2 * step)
+            assert abs(-derivative - float(forces[atom, axis])) < 1e-7 * max(1.0, float(forces.abs().max()))
+
+
+@pytest.mark.parametrize("fusion", [False, True], ids=["mace", "fusion"])
+def test_gradcheck(data: list, fusion: bool) -> None:
+    """First and second derivatives of the energy (training on forces needs the second)."""
+    torch.manual_seed(1)
+    config = MaceConfig(channels=2, lmax=2, hidden_lmax=1, interactions=2, bessel=3, radial_hidden=4,
+                        fusion_block=fusion)
+    tiny = MacePotential(config, fit_statistics(data), dtype=torch.float64)
+    small = collate(data[:1])
+
+    def energy(positions: torch.Tensor) -> torch.Tensor:
+        return tiny(positions, small.species, small.edge_index, small.batch, 1)
+
+    positions = small.positions.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(energy, (positions,))
+    assert torch.autograd.gradgradcheck(energy, (positions,))
+
+
+@pytest.mark.parametrize("fusion", [False, True], ids=["mace", "fusion"])
+def test_a_few_training_steps_reduce_the_loss(data: list, fusion: bool) -> None:
+    torch.manual_seed(4)
+    model = MacePotential(replace(TINY, fusion_block=fusion), fit_statistics(data), dtype=torch.float64)
+    before = evaluate(model, data)
+    lines: list[str] = []
+    history = train(model, data, 6, batch_size=2, lr=1e-2, progress=False, log=lines.append)
+    after = evaluate(model, data)
+    assert [h.epoch for h in history] == list(range(6)) and len(lines) == 6 and "force MSE" in lines[0]
+    assert history[-1].total < history[0].total
+    assert after.total < 0.9 * before.total and after.forces < before.forces
+
+
+# -- the embedded diagrams are the examples' ---------------------------------------------------------
+
+def test_embedded_interaction_and_product_basis_are_the_examples() -> None:
+    example = api.compile(ROOT / "examples" / "mace.fusion")
+    interaction = api.compile(interaction_source("16x(0e + 1o)", 3))
+    product = api.compile(product_basis_source("16x(0e + 1o + 2e + 3o)", "16x(0e + 1o)", 3))
+    assert interaction.diagram("mace_interaction") == example.diagram("mace_interaction")
+    assert product.diagram("mace_product_basis") == example.diagram("mace_product_basis")
+
+
+def test_embedded_fusion_statements_are_the_examples() -> None:
+    example = api.compile(ROOT / "examples" / "fusion_block.fusion").diagram("mace_fusion_block")
+    ours = api.compile(product_basis_source("8x(0e + 1o + 2e)", "8x(0e + 1o)", 3, hidden="8x(0e + 1o + 2e)",
+                                            fusion_lmax=2)).diagram("mace_product_basis")
+    unindexed = [replace(s, index=0) for s in ours.statements]
+    # every statement of the example but the density's own interaction (ours comes from mace_interaction)
+    expected = [replace(s, index=0) for s in example.statements if s.target != "A"]
+    assert len(expected) == 4 and all(s in unindexed for s in expected)
+    assert ours.leg("m") == example.leg("m")
+
+
+def test_fusion_block_needs_the_harmonics() -> None:
+    with pytest.raises(ValueError, match="fusion_lmax"):
+        MaceConfig(lmax=1, fusion_block=True)
+
+
+# -- the loss plot ---------------------------------------------------------------------------------
+
+def test_plot_losses_writes_a_png(tmp_path: Path, data: list) -> None:
+    pytest.importorskip("matplotlib")
+    model = MacePotential(replace(TINY, interactions=1), fit_statistics(data), dtype=torch.float64)
+    history = train(model, data[:2], 2, progress=False, log=lambda line: None)
+    path = plot_losses({"a": history, "b": history}, tmp_path / "deep" / "loss.png", title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_losses_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ModuleNotFoundError, match="pip install matplotlib"):
+        plot_losses({}, tmp_path / "loss.png")
+
+
+def test_training_script_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    spec = importlib.util.spec_from_file_location("train_mace", ROOT / "scripts" / "train_mace.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "loss.png"
+    assert script.main(["--epochs", "1", "--structures", "4", "--validation", "2", "--threads", "1",
+                        "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "MACE + fusion block" in printed and "parameters" in printed and out.exists()
