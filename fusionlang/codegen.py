@@ -151,7 +151,7 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
         "returns": _returns(len(program.outputs)),
         "batch_source": program.inputs[0].var,
         "complex_weights": complex_weights,
-        "steps": [_step_model(file, s, numel, complex_weights) for s in program.steps],
+        "steps": split_slices([_step_model(file, s, numel, complex_weights) for s in program.steps]),
         "results": [io.var for io in program.outputs],
     }
 
@@ -209,6 +209,54 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
         model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
     return model
+
+
+_SLICE_AXIS = {"entry": 1}  # `entry` slices an input `[n, dim]` along its last axis
+
+
+def split_slices(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Several slices of one tensor along one axis become one ``torch.split`` and indexing.
+
+    Why: in backward every ``narrow``/``[:, a:b]`` slice allocates and zero-fills a gradient as
+    large as the whole tensor, while ``split`` has one backward that concatenates the pieces'
+    gradients (at N = 16384 the fills were 45% of a channelwise product's backward)."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for position, step in enumerate(steps):
+        if step["kind"] in ("narrow", "entry"):
+            axis = _SLICE_AXIS.get(step["kind"], step["axis"])
+            groups.setdefault((step["args"][0], axis), []).append(position)
+    inserts: dict[int, dict[str, Any]] = {}
+    for (source, axis), positions in groups.items():
+        ranges = sorted((steps[p]["start"], steps[p]["stop"], p) for p in positions)
+        if len(ranges) < 2 or any(a[1] > b[0] for a, b in zip(ranges, ranges[1:], strict=False)):
+            continue
+        inserts[min(positions)] = _split_step(steps, source, axis, ranges)
+    out: list[dict[str, Any]] = []
+    for position, step in enumerate(steps):
+        if position in inserts:
+            out.append(inserts[position])
+        out.append(step)
+    return out
+
+
+def _split_step(steps: list[dict[str, Any]], source: str, axis: int,
+                ranges: list[tuple[int, int, int]]) -> dict[str, Any]:
+    """The ``split`` step, and each slice rewritten in place as a piece of it."""
+    target = f"{source}_pieces"
+    sizes, edge = [], 0
+    for start, stop, position in ranges:
+        if start > edge:
+            sizes.append(str(start - edge))
+        piece = steps[position]
+        view = piece["kind"] == "entry"
+        steps[position] = {**piece, "kind": "piece", "args": [target], "index": len(sizes), "view": view}
+        sizes.append(str(stop - start))
+        edge = stop
+    sizes.append(f"{source}.shape[{axis}] - {edge}")
+    first = steps[ranges[0][2]]
+    return {"kind": "split", "target": target, "args": [source], "sizes": ", ".join(sizes), "axis": axis,
+            "comment": f"{source} cut once along axis {axis} (one backward for every piece)",
+            "where": first["where"], "shape": [], "equation": "", "start": 0, "stop": 0, "index": ""}
 
 
 def _aligned(var: str, view: tuple[tuple[int, ...], tuple[int, ...]]) -> str:

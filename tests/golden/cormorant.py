@@ -82,10 +82,14 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # cormorant.fusion:10  external weights of F_at_sender, Y -> out as [n, 120]
         weights_out_0 = weights_out_0.reshape(-1, 120)
+        # cormorant.fusion:10  F_at_sender cut once along axis 1 (one backward for every piece)
+        F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
         # cormorant.fusion:10  F_at_sender[8x0] as [n, 8, 1]
-        F_at_sender_0 = F_at_sender[:, 0:8].view(-1, 8, 1)
+        F_at_sender_0 = F_at_sender_pieces[0].view(-1, 8, 1)
+        # cormorant.fusion:10  Y cut once along axis 1 (one backward for every piece)
+        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
         # cormorant.fusion:10  Y[0] side by side: [n, 1, 1]
-        Y_0 = Y[:, 0:1].view(-1, 1, 1)
+        Y_0 = Y_pieces[0].view(-1, 1, 1)
         # cormorant.fusion:10  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1).to(cdtype)
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x0] (step 1 of 3) [nvj,ijpk->nvipk]
@@ -95,7 +99,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x0] [nuvpk,npuv->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # cormorant.fusion:10  Y[1] side by side: [n, 1, 3]
-        Y_1 = Y[:, 1:4].view(-1, 1, 3)
+        Y_1 = Y_pieces[1].view(-1, 1, 3)
         # cormorant.fusion:10  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1).to(cdtype)
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
@@ -105,7 +109,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] [nvipk,nuipv->nuk]
         out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # cormorant.fusion:10  Y[2] side by side: [n, 1, 5]
-        Y_2 = Y[:, 4:9].view(-1, 1, 5)
+        Y_2 = Y_pieces[2].view(-1, 1, 5)
         # cormorant.fusion:10  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1).to(cdtype)
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
@@ -115,7 +119,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] [nvipk,nuipv->nuk]
         out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # cormorant.fusion:10  F_at_sender[8x1] as [n, 8, 3]
-        F_at_sender_1 = F_at_sender[:, 8:32].view(-1, 8, 3)
+        F_at_sender_1 = F_at_sender_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:10  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1).to(cdtype)
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
@@ -141,7 +145,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2]
         out_t_17 = torch.einsum("nvipk,nuipv->nuk", [out_t_15, out_t_16])
         # cormorant.fusion:10  F_at_sender[8x2] as [n, 8, 5]
-        F_at_sender_2 = F_at_sender[:, 32:72].view(-1, 8, 5)
+        F_at_sender_2 = F_at_sender_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:10  weights of path 9
         w_out_0_6 = weights_out_0[:, 72:80].view(-1, 1, 8, 1).to(cdtype)
         # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
@@ -174,20 +178,24 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         out_sum_2 = out_t_14 + out_t_26
         # cormorant.fusion:10  out: 2 contributions with the same layout
         out_sum_3 = out_t_17 + out_t_23
+        # cormorant.fusion:10  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
         # cormorant.fusion:10
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # cormorant.fusion:10  out[8x0]: 2 contributions
         out_0 = out_t_2 + out_sum_2_part
         # cormorant.fusion:10
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 3)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
+        # cormorant.fusion:10  out_sum_3 cut once along axis -1 (one backward for every piece)
+        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
         # cormorant.fusion:10
-        out_sum_3_part = out_sum_3.narrow(-1, 0, 3)
+        out_sum_3_part = out_sum_3_pieces[0]
         # cormorant.fusion:10  out[8x1]: 3 contributions
         out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
         # cormorant.fusion:10
-        out_sum_2_part_2 = out_sum_2.narrow(-1, 4, 5)
+        out_sum_2_part_2 = out_sum_2_pieces[2]
         # cormorant.fusion:10
-        out_sum_3_part_1 = out_sum_3.narrow(-1, 3, 5)
+        out_sum_3_part_1 = out_sum_3_pieces[1]
         # cormorant.fusion:10  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:10  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
@@ -261,20 +269,22 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         batch = list(F.shape[:-1])
         # cormorant.fusion:11  F: 8x0 + 8x1 + 8x2 as [n, 72]
         F = F.reshape(-1, 72)
+        # cormorant.fusion:11  F cut once along axis 1 (one backward for every piece)
+        F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:11  F[8x0] as [n, 8, 1]
-        F_0 = F[:, 0:8].view(-1, 8, 1)
+        F_0 = F_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:11  F, F -> out: 1 path → out[8x0] (step 1 of 2) [nui,nuj->nuij]
         out_t = F_0.view(-1, 8, 1, 1) * F_0.view(-1, 8, 1, 1)
         # cormorant.fusion:11  F, F -> out: 1 path → out[8x0] [nuij,ijk->nuk]
         out_t_1 = out_t.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
         # cormorant.fusion:11  F[8x1] as [n, 8, 3]
-        F_1 = F[:, 8:32].view(-1, 8, 3)
+        F_1 = F_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:11  F, F -> out: 1 path → out[8x1] (step 1 of 2) [nui,nuj->nuij]
         out_t_2 = F_0.view(-1, 8, 1, 1) * F_1.view(-1, 8, 1, 3)
         # cormorant.fusion:11  F, F -> out: 1 path → out[8x1]
         out_t_3 = torch.einsum("nuij,ijk->nuk", [out_t_2, self.cg_out_0_1])
         # cormorant.fusion:11  F[8x2] as [n, 8, 5]
-        F_2 = F[:, 32:72].view(-1, 8, 5)
+        F_2 = F_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:11  F, F -> out: 1 path → out[8x2] (step 1 of 2) [nui,nuj->nuij]
         out_t_4 = F_0.view(-1, 8, 1, 1) * F_2.view(-1, 8, 1, 5)
         # cormorant.fusion:11  F, F -> out: 1 path → out[8x2]
@@ -311,20 +321,24 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         out_sum_2 = out_t_9 + out_t_17
         # cormorant.fusion:11  out: 2 contributions with the same layout
         out_sum_3 = out_t_11 + out_t_15
+        # cormorant.fusion:11  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
         # cormorant.fusion:11
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # cormorant.fusion:11  out[8x0]: 2 contributions
         out_0 = out_t_1 + out_sum_2_part
         # cormorant.fusion:11
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 3)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
+        # cormorant.fusion:11  out_sum_3 cut once along axis -1 (one backward for every piece)
+        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
         # cormorant.fusion:11
-        out_sum_3_part = out_sum_3.narrow(-1, 0, 3)
+        out_sum_3_part = out_sum_3_pieces[0]
         # cormorant.fusion:11  out[8x1]: 3 contributions
         out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
         # cormorant.fusion:11
-        out_sum_2_part_2 = out_sum_2.narrow(-1, 4, 5)
+        out_sum_2_part_2 = out_sum_2_pieces[2]
         # cormorant.fusion:11
-        out_sum_3_part_1 = out_sum_3.narrow(-1, 3, 5)
+        out_sum_3_part_1 = out_sum_3_pieces[1]
         # cormorant.fusion:11  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:11  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
@@ -362,20 +376,22 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
         cdtype = F.dtype
         # cormorant.fusion:12  F: 8x0 + 8x1 + 8x2 as [n, 72]
         F = F.reshape(-1, 72)
+        # cormorant.fusion:12  F cut once along axis 1 (one backward for every piece)
+        F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:12  F[8x0] as [n, 8, 1]
-        F_0 = F[:, 0:8].view(-1, 8, 1)
+        F_0 = F_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:12  weights of path 0, times 1/sqrt(8)
         w_out_0 = self.weight_out_0[0:64].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:12  out[8x0] ← F[8x0] · W
         out_0 = torch.einsum("nuk,puw->nwk", [F_0, w_out_0])
         # cormorant.fusion:12  F[8x1] as [n, 8, 3]
-        F_1 = F[:, 8:32].view(-1, 8, 3)
+        F_1 = F_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:12  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[64:128].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:12  out[8x1] ← F[8x1] · W
         out_1 = torch.einsum("nuk,puw->nwk", [F_1, w_out_0_1])
         # cormorant.fusion:12  F[8x2] as [n, 8, 5]
-        F_2 = F[:, 32:72].view(-1, 8, 5)
+        F_2 = F_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:12  weights of path 2, times 1/sqrt(8)
         w_out_0_2 = self.weight_out_0[128:192].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:12  out[8x2] ← F[8x2] · W
@@ -415,20 +431,22 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
         cdtype = message.dtype
         # cormorant.fusion:13  message: 8x0 + 8x1 + 8x2 as [n, 72]
         message = message.reshape(-1, 72)
+        # cormorant.fusion:13  message cut once along axis 1 (one backward for every piece)
+        message_pieces = torch.split(message, [8, 24, 40, message.shape[1] - 72], 1)
         # cormorant.fusion:13  message[8x0] as [n, 8, 1]
-        message_0 = message[:, 0:8].view(-1, 8, 1)
+        message_0 = message_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:13  weights of path 0, times 1/sqrt(8)
         w_out_0 = self.weight_out_0[0:64].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:13  out[8x0] ← message[8x0] · W
         out_0 = torch.einsum("nuk,puw->nwk", [message_0, w_out_0])
         # cormorant.fusion:13  message[8x1] as [n, 8, 3]
-        message_1 = message[:, 8:32].view(-1, 8, 3)
+        message_1 = message_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:13  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[64:128].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:13  out[8x1] ← message[8x1] · W
         out_1 = torch.einsum("nuk,puw->nwk", [message_1, w_out_0_1])
         # cormorant.fusion:13  message[8x2] as [n, 8, 5]
-        message_2 = message[:, 32:72].view(-1, 8, 5)
+        message_2 = message_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:13  weights of path 2, times 1/sqrt(8)
         w_out_0_2 = self.weight_out_0[128:192].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:13  out[8x2] ← message[8x2] · W
@@ -468,20 +486,22 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
         cdtype = square.dtype
         # cormorant.fusion:14  square: 8x0 + 8x1 + 8x2 as [n, 72]
         square = square.reshape(-1, 72)
+        # cormorant.fusion:14  square cut once along axis 1 (one backward for every piece)
+        square_pieces = torch.split(square, [8, 24, 40, square.shape[1] - 72], 1)
         # cormorant.fusion:14  square[8x0] as [n, 8, 1]
-        square_0 = square[:, 0:8].view(-1, 8, 1)
+        square_0 = square_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:14  weights of path 0, times 1/sqrt(8)
         w_out_0 = self.weight_out_0[0:64].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:14  out[8x0] ← square[8x0] · W
         out_0 = torch.einsum("nuk,puw->nwk", [square_0, w_out_0])
         # cormorant.fusion:14  square[8x1] as [n, 8, 3]
-        square_1 = square[:, 8:32].view(-1, 8, 3)
+        square_1 = square_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:14  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[64:128].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:14  out[8x1] ← square[8x1] · W
         out_1 = torch.einsum("nuk,puw->nwk", [square_1, w_out_0_1])
         # cormorant.fusion:14  square[8x2] as [n, 8, 5]
-        square_2 = square[:, 32:72].view(-1, 8, 5)
+        square_2 = square_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:14  weights of path 2, times 1/sqrt(8)
         w_out_0_2 = self.weight_out_0[128:192].view(1, 8, 8).to(cdtype) * 0.35355339059327373
         # cormorant.fusion:14  out[8x2] ← square[8x2] · W
@@ -620,10 +640,14 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # cormorant.fusion:23  external weights of F_at_sender, Y -> out as [n, 120]
         weights_out_0 = weights_out_0.reshape(-1, 120)
+        # cormorant.fusion:23  F_at_sender cut once along axis 1 (one backward for every piece)
+        F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
         # cormorant.fusion:23  F_at_sender[8x0] as [n, 8, 1]
-        F_at_sender_0 = F_at_sender[:, 0:8].view(-1, 8, 1)
+        F_at_sender_0 = F_at_sender_pieces[0].view(-1, 8, 1)
+        # cormorant.fusion:23  Y cut once along axis 1 (one backward for every piece)
+        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
         # cormorant.fusion:23  Y[0] side by side: [n, 1, 1]
-        Y_0 = Y[:, 0:1].view(-1, 1, 1)
+        Y_0 = Y_pieces[0].view(-1, 1, 1)
         # cormorant.fusion:23  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x0] (step 1 of 3) [nvj,ijpk->nvipk]
@@ -633,7 +657,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x0] [nuvpk,npuv->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # cormorant.fusion:23  Y[1] side by side: [n, 1, 3]
-        Y_1 = Y[:, 1:4].view(-1, 1, 3)
+        Y_1 = Y_pieces[1].view(-1, 1, 3)
         # cormorant.fusion:23  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
@@ -643,7 +667,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] [nvipk,nuipv->nuk]
         out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # cormorant.fusion:23  Y[2] side by side: [n, 1, 5]
-        Y_2 = Y[:, 4:9].view(-1, 1, 5)
+        Y_2 = Y_pieces[2].view(-1, 1, 5)
         # cormorant.fusion:23  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
@@ -653,7 +677,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] [nvipk,nuipv->nuk]
         out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # cormorant.fusion:23  F_at_sender[8x1] as [n, 8, 3]
-        F_at_sender_1 = F_at_sender[:, 8:32].view(-1, 8, 3)
+        F_at_sender_1 = F_at_sender_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:23  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
@@ -679,7 +703,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2]
         out_t_17 = torch.einsum("nvipk,nuipv->nuk", [out_t_15, out_t_16])
         # cormorant.fusion:23  F_at_sender[8x2] as [n, 8, 5]
-        F_at_sender_2 = F_at_sender[:, 32:72].view(-1, 8, 5)
+        F_at_sender_2 = F_at_sender_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:23  weights of path 9
         w_out_0_6 = weights_out_0[:, 72:80].view(-1, 1, 8, 1)
         # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
@@ -712,20 +736,24 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         out_sum_2 = out_t_14 + out_t_26
         # cormorant.fusion:23  out: 2 contributions with the same layout
         out_sum_3 = out_t_17 + out_t_23
+        # cormorant.fusion:23  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
         # cormorant.fusion:23
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # cormorant.fusion:23  out[8x0]: 2 contributions
         out_0 = out_t_2 + out_sum_2_part
         # cormorant.fusion:23
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 3)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
+        # cormorant.fusion:23  out_sum_3 cut once along axis -1 (one backward for every piece)
+        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
         # cormorant.fusion:23
-        out_sum_3_part = out_sum_3.narrow(-1, 0, 3)
+        out_sum_3_part = out_sum_3_pieces[0]
         # cormorant.fusion:23  out[8x1]: 3 contributions
         out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
         # cormorant.fusion:23
-        out_sum_2_part_2 = out_sum_2.narrow(-1, 4, 5)
+        out_sum_2_part_2 = out_sum_2_pieces[2]
         # cormorant.fusion:23
-        out_sum_3_part_1 = out_sum_3.narrow(-1, 3, 5)
+        out_sum_3_part_1 = out_sum_3_pieces[1]
         # cormorant.fusion:23  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:23  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
@@ -798,20 +826,22 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         batch = list(F.shape[:-1])
         # cormorant.fusion:24  F: 8x(0 + 1 + 2) as [n, 72]
         F = F.reshape(-1, 72)
+        # cormorant.fusion:24  F cut once along axis 1 (one backward for every piece)
+        F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:24  F[8x0] as [n, 8, 1]
-        F_0 = F[:, 0:8].view(-1, 8, 1)
+        F_0 = F_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:24  F, F -> out: 1 path → out[8x0] (step 1 of 2) [nui,nuj->nuij]
         out_t = F_0.view(-1, 8, 1, 1) * F_0.view(-1, 8, 1, 1)
         # cormorant.fusion:24  F, F -> out: 1 path → out[8x0] [nuij,ijk->nuk]
         out_t_1 = out_t.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
         # cormorant.fusion:24  F[8x1] as [n, 8, 3]
-        F_1 = F[:, 8:32].view(-1, 8, 3)
+        F_1 = F_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:24  F, F -> out: 1 path → out[8x1] (step 1 of 2) [nui,nuj->nuij]
         out_t_2 = F_0.view(-1, 8, 1, 1) * F_1.view(-1, 8, 1, 3)
         # cormorant.fusion:24  F, F -> out: 1 path → out[8x1]
         out_t_3 = torch.einsum("nuij,ijk->nuk", [out_t_2, self.cg_out_0_1])
         # cormorant.fusion:24  F[8x2] as [n, 8, 5]
-        F_2 = F[:, 32:72].view(-1, 8, 5)
+        F_2 = F_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:24  F, F -> out: 1 path → out[8x2] (step 1 of 2) [nui,nuj->nuij]
         out_t_4 = F_0.view(-1, 8, 1, 1) * F_2.view(-1, 8, 1, 5)
         # cormorant.fusion:24  F, F -> out: 1 path → out[8x2]
@@ -848,20 +878,24 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         out_sum_2 = out_t_9 + out_t_17
         # cormorant.fusion:24  out: 2 contributions with the same layout
         out_sum_3 = out_t_11 + out_t_15
+        # cormorant.fusion:24  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
         # cormorant.fusion:24
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # cormorant.fusion:24  out[8x0]: 2 contributions
         out_0 = out_t_1 + out_sum_2_part
         # cormorant.fusion:24
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 3)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
+        # cormorant.fusion:24  out_sum_3 cut once along axis -1 (one backward for every piece)
+        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
         # cormorant.fusion:24
-        out_sum_3_part = out_sum_3.narrow(-1, 0, 3)
+        out_sum_3_part = out_sum_3_pieces[0]
         # cormorant.fusion:24  out[8x1]: 3 contributions
         out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
         # cormorant.fusion:24
-        out_sum_2_part_2 = out_sum_2.narrow(-1, 4, 5)
+        out_sum_2_part_2 = out_sum_2_pieces[2]
         # cormorant.fusion:24
-        out_sum_3_part_1 = out_sum_3.narrow(-1, 3, 5)
+        out_sum_3_part_1 = out_sum_3_pieces[1]
         # cormorant.fusion:24  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:24  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
@@ -897,20 +931,22 @@ class cormorant_real__s2_2(runtime.CompiledModule):
         batch = list(F.shape[:-1])
         # cormorant.fusion:25  F: 8x(0 + 1 + 2) as [n, 72]
         F = F.reshape(-1, 72)
+        # cormorant.fusion:25  F cut once along axis 1 (one backward for every piece)
+        F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:25  F[8x0] as [n, 8, 1]
-        F_0 = F[:, 0:8].view(-1, 8, 1)
+        F_0 = F_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:25  weights of path 0, times 1/sqrt(8)
         w_out_0 = self.weight_out_0[0:64].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:25  out[8x0] ← F[8x0] · W
         out_0 = torch.einsum("nuk,puw->nwk", [F_0, w_out_0])
         # cormorant.fusion:25  F[8x1] as [n, 8, 3]
-        F_1 = F[:, 8:32].view(-1, 8, 3)
+        F_1 = F_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:25  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[64:128].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:25  out[8x1] ← F[8x1] · W
         out_1 = torch.einsum("nuk,puw->nwk", [F_1, w_out_0_1])
         # cormorant.fusion:25  F[8x2] as [n, 8, 5]
-        F_2 = F[:, 32:72].view(-1, 8, 5)
+        F_2 = F_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:25  weights of path 2, times 1/sqrt(8)
         w_out_0_2 = self.weight_out_0[128:192].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:25  out[8x2] ← F[8x2] · W
@@ -948,20 +984,22 @@ class cormorant_real__s3_3(runtime.CompiledModule):
         batch = list(message.shape[:-1])
         # cormorant.fusion:26  message: 8x0 + 8x1 + 8x2 as [n, 72]
         message = message.reshape(-1, 72)
+        # cormorant.fusion:26  message cut once along axis 1 (one backward for every piece)
+        message_pieces = torch.split(message, [8, 24, 40, message.shape[1] - 72], 1)
         # cormorant.fusion:26  message[8x0] as [n, 8, 1]
-        message_0 = message[:, 0:8].view(-1, 8, 1)
+        message_0 = message_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:26  weights of path 0, times 1/sqrt(8)
         w_out_0 = self.weight_out_0[0:64].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:26  out[8x0] ← message[8x0] · W
         out_0 = torch.einsum("nuk,puw->nwk", [message_0, w_out_0])
         # cormorant.fusion:26  message[8x1] as [n, 8, 3]
-        message_1 = message[:, 8:32].view(-1, 8, 3)
+        message_1 = message_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:26  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[64:128].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:26  out[8x1] ← message[8x1] · W
         out_1 = torch.einsum("nuk,puw->nwk", [message_1, w_out_0_1])
         # cormorant.fusion:26  message[8x2] as [n, 8, 5]
-        message_2 = message[:, 32:72].view(-1, 8, 5)
+        message_2 = message_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:26  weights of path 2, times 1/sqrt(8)
         w_out_0_2 = self.weight_out_0[128:192].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:26  out[8x2] ← message[8x2] · W
@@ -999,20 +1037,22 @@ class cormorant_real__s4_4(runtime.CompiledModule):
         batch = list(square.shape[:-1])
         # cormorant.fusion:27  square: 8x0 + 8x1 + 8x2 as [n, 72]
         square = square.reshape(-1, 72)
+        # cormorant.fusion:27  square cut once along axis 1 (one backward for every piece)
+        square_pieces = torch.split(square, [8, 24, 40, square.shape[1] - 72], 1)
         # cormorant.fusion:27  square[8x0] as [n, 8, 1]
-        square_0 = square[:, 0:8].view(-1, 8, 1)
+        square_0 = square_pieces[0].view(-1, 8, 1)
         # cormorant.fusion:27  weights of path 0, times 1/sqrt(8)
         w_out_0 = self.weight_out_0[0:64].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:27  out[8x0] ← square[8x0] · W
         out_0 = torch.einsum("nuk,puw->nwk", [square_0, w_out_0])
         # cormorant.fusion:27  square[8x1] as [n, 8, 3]
-        square_1 = square[:, 8:32].view(-1, 8, 3)
+        square_1 = square_pieces[1].view(-1, 8, 3)
         # cormorant.fusion:27  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[64:128].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:27  out[8x1] ← square[8x1] · W
         out_1 = torch.einsum("nuk,puw->nwk", [square_1, w_out_0_1])
         # cormorant.fusion:27  square[8x2] as [n, 8, 5]
-        square_2 = square[:, 32:72].view(-1, 8, 5)
+        square_2 = square_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:27  weights of path 2, times 1/sqrt(8)
         w_out_0_2 = self.weight_out_0[128:192].view(1, 8, 8) * 0.35355339059327373
         # cormorant.fusion:27  out[8x2] ← square[8x2] · W

@@ -60,12 +60,14 @@ class fc_tp(runtime.CompiledModule):
         x = x.reshape(-1, 288)
         # fc_tp.fusion:5  y: 0e + 1o + 2e as [n, 9]
         y = y.reshape(-1, 9)
+        # fc_tp.fusion:7  x cut once along axis 1 (one backward for every piece)
+        x_pieces = torch.split(x, [32, 96, 160, x.shape[1] - 288], 1)
         # fc_tp.fusion:7  x[32x0e] as [n, 32, 1]
-        x_0e = x[:, 0:32].view(-1, 32, 1)
+        x_0e = x_pieces[0].view(-1, 32, 1)
         # fc_tp.fusion:7  x[32x1o] as [n, 32, 3]
-        x_1o = x[:, 32:128].view(-1, 32, 3)
+        x_1o = x_pieces[1].view(-1, 32, 3)
         # fc_tp.fusion:7  x[32x2e] as [n, 32, 5]
-        x_2e = x[:, 128:288].view(-1, 32, 5)
+        x_2e = x_pieces[2].view(-1, 32, 5)
         # fc_tp.fusion:7  x[0e + 1o + 2e] side by side: [n, 32, 9]
         x_0e_1o_2e = torch.cat([x_0e, x_1o, x_2e], -1)
         # fc_tp.fusion:7  y[0e + 1o + 2e] side by side: [n, 1, 9]
@@ -74,20 +76,22 @@ class fc_tp(runtime.CompiledModule):
         z_t = torch.einsum("nvj,ijk->nvik", [y_0e_1o_2e, self.cg_z_0])
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e]
         z_t_1 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t])
+        # fc_tp.fusion:7  z_t_1 cut once along axis -1 (one backward for every piece)
+        z_t_1_pieces = torch.split(z_t_1, [3, 12, 20, z_t_1.shape[-1] - 35], -1)
         # fc_tp.fusion:7  the 3 coupled paths into z[32x0e]
-        z_paths = z_t_1.narrow(-1, 0, 3).reshape(-1, 32, 1, 3, 1)
+        z_paths = z_t_1_pieces[0].reshape(-1, 32, 1, 3, 1)
         # fc_tp.fusion:7  weights of 3 paths
         w_z_0 = torch.index_select(self.weight_z_0, -1, self.idx_z_0).view(3, 32, 1, 32)
         # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p
         z_0e = torch.einsum("nuvpk,puvw->nwk", [z_paths, w_z_0])
         # fc_tp.fusion:7  the 4 coupled paths into z[32x1o]
-        z_paths_1 = z_t_1.narrow(-1, 3, 12).reshape(-1, 32, 1, 4, 3)
+        z_paths_1 = z_t_1_pieces[1].reshape(-1, 32, 1, 4, 3)
         # fc_tp.fusion:7  weights of 4 paths
         w_z_0_1 = torch.index_select(self.weight_z_0, -1, self.idx_z_0_1).view(4, 32, 1, 32)
         # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p
         z_1o = torch.einsum("nuvpk,puvw->nwk", [z_paths_1, w_z_0_1])
         # fc_tp.fusion:7  the 4 coupled paths into z[32x2e]
-        z_paths_2 = z_t_1.narrow(-1, 15, 20).reshape(-1, 32, 1, 4, 5)
+        z_paths_2 = z_t_1_pieces[2].reshape(-1, 32, 1, 4, 5)
         # fc_tp.fusion:7  weights of 4 paths
         w_z_0_2 = torch.index_select(self.weight_z_0, -1, self.idx_z_0_2).view(4, 32, 1, 32)
         # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p

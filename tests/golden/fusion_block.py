@@ -76,10 +76,14 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # fusion_block.fusion:9  external weights of h_at_sender, Y -> out as [n, 88]
         weights_out_0 = weights_out_0.reshape(-1, 88)
+        # fusion_block.fusion:9  h_at_sender cut once along axis 1 (one backward for every piece)
+        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:9  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender[:, 0:8].view(-1, 8, 1)
+        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:9  Y cut once along axis 1 (one backward for every piece)
+        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
         # fusion_block.fusion:9  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y[:, 0:1].view(-1, 1, 1)
+        Y_0e = Y_pieces[0].view(-1, 1, 1)
         # fusion_block.fusion:9  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
@@ -89,7 +93,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:9  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y[:, 1:4].view(-1, 1, 3)
+        Y_1o = Y_pieces[1].view(-1, 1, 3)
         # fusion_block.fusion:9  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -99,7 +103,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
         out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # fusion_block.fusion:9  Y[2e] side by side: [n, 1, 5]
-        Y_2e = Y[:, 4:9].view(-1, 1, 5)
+        Y_2e = Y_pieces[2].view(-1, 1, 5)
         # fusion_block.fusion:9  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
@@ -109,7 +113,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] [nvipk,nuipv->nuk]
         out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # fusion_block.fusion:9  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender[:, 8:32].view(-1, 8, 3)
+        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:9  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -135,7 +139,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
         out_t_17 = out_t_16.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:9  h_at_sender[8x2e] as [n, 8, 5]
-        h_at_sender_2e = h_at_sender[:, 32:72].view(-1, 8, 5)
+        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:9  weights of path 7
         w_out_0_6 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
         # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
@@ -166,12 +170,14 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         out_sum_1 = out_t_8 + out_t_20
         # fusion_block.fusion:7  out: 2 contributions with the same layout
         out_sum_2 = out_t_14 + out_t_26
+        # fusion_block.fusion:7  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 5, out_sum_2.shape[-1] - 6], -1)
         # fusion_block.fusion:7
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # fusion_block.fusion:7  out[8x0e]: 2 contributions
         out_0e = out_t_2 + out_sum_2_part
         # fusion_block.fusion:7
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 5)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
         # fusion_block.fusion:7  out[8x2e]: 2 contributions
         out_2e = out_sum_1 + out_sum_2_part_1
         # fusion_block.fusion:7  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -233,20 +239,24 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         h_at_receiver = h_at_receiver.reshape(-1, 72)
         # fusion_block.fusion:10  m: 8x(0e + 1o + 2e) as [n, 72]
         m = m.reshape(-1, 72)
+        # fusion_block.fusion:10  h_at_receiver cut once along axis 1 (one backward for every piece)
+        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, 40, h_at_receiver.shape[1] - 72], 1)
         # fusion_block.fusion:10  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver[:, 0:8].view(-1, 8, 1)
+        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:10  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver[:, 8:32].view(-1, 8, 3)
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:10  h_at_receiver[8x2e] as [n, 8, 5]
-        h_at_receiver_2e = h_at_receiver[:, 32:72].view(-1, 8, 5)
+        h_at_receiver_2e = h_at_receiver_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:10  h_at_receiver[0e + 1o + 2e] side by side: [n, 8, 9]
         h_at_receiver_0e_1o_2e = torch.cat([h_at_receiver_0e, h_at_receiver_1o, h_at_receiver_2e], -1)
+        # fusion_block.fusion:10  m cut once along axis 1 (one backward for every piece)
+        m_pieces = torch.split(m, [8, 24, 40, m.shape[1] - 72], 1)
         # fusion_block.fusion:10  m[8x0e] as [n, 8, 1]
-        m_0e = m[:, 0:8].view(-1, 8, 1)
+        m_0e = m_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:10  m[8x1o] as [n, 8, 3]
-        m_1o = m[:, 8:32].view(-1, 8, 3)
+        m_1o = m_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:10  m[8x2e] as [n, 8, 5]
-        m_2e = m[:, 32:72].view(-1, 8, 5)
+        m_2e = m_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:10  m[0e + 1o + 2e] side by side: [n, 8, 9]
         m_0e_1o_2e = torch.cat([m_0e, m_1o, m_2e], -1)
         # fusion_block.fusion:10  weights of paths 0..19
@@ -259,10 +269,12 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o]
         out_t_3 = torch.einsum("nul,nulk->nuk", [m_0e_1o_2e, out_t_2])
+        # fusion_block.fusion:8  out_t_3 cut once along axis -1 (one backward for every piece)
+        out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:8
-        out_t_3_part = out_t_3.narrow(-1, 0, 1)
+        out_t_3_part = out_t_3_pieces[0]
         # fusion_block.fusion:8
-        out_t_3_part_1 = out_t_3.narrow(-1, 1, 3)
+        out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:8  out: 8x(0e + 1o) in the mul_ir layout
         out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
         return out
@@ -322,20 +334,24 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         h = h.reshape(-1, 72)
         # fusion_block.fusion:10  m_density: 8x(0e + 1o + 2e) as [n, 72]
         m_density = m_density.reshape(-1, 72)
+        # fusion_block.fusion:10  h cut once along axis 1 (one backward for every piece)
+        h_pieces = torch.split(h, [8, 24, 40, h.shape[1] - 72], 1)
         # fusion_block.fusion:10  h[8x0e] as [n, 8, 1]
-        h_0e = h[:, 0:8].view(-1, 8, 1)
+        h_0e = h_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:10  h[8x1o] as [n, 8, 3]
-        h_1o = h[:, 8:32].view(-1, 8, 3)
+        h_1o = h_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:10  h[8x2e] as [n, 8, 5]
-        h_2e = h[:, 32:72].view(-1, 8, 5)
+        h_2e = h_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:10  h[0e + 1o + 2e] side by side: [n, 8, 9]
         h_0e_1o_2e = torch.cat([h_0e, h_1o, h_2e], -1)
+        # fusion_block.fusion:10  m_density cut once along axis 1 (one backward for every piece)
+        m_density_pieces = torch.split(m_density, [8, 24, 40, m_density.shape[1] - 72], 1)
         # fusion_block.fusion:10  m_density[8x0e] as [n, 8, 1]
-        m_density_0e = m_density[:, 0:8].view(-1, 8, 1)
+        m_density_0e = m_density_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:10  m_density[8x1o] as [n, 8, 3]
-        m_density_1o = m_density[:, 8:32].view(-1, 8, 3)
+        m_density_1o = m_density_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:10  m_density[8x2e] as [n, 8, 5]
-        m_density_2e = m_density[:, 32:72].view(-1, 8, 5)
+        m_density_2e = m_density_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:10  m_density[0e + 1o + 2e] side by side: [n, 8, 9]
         m_density_0e_1o_2e = torch.cat([m_density_0e, m_density_1o, m_density_2e], -1)
         # fusion_block.fusion:10  weights of paths 0..19
@@ -348,10 +364,12 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o]
         out_t_3 = torch.einsum("nul,nulk->nuk", [m_density_0e_1o_2e, out_t_2])
+        # fusion_block.fusion:8  out_t_3 cut once along axis -1 (one backward for every piece)
+        out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:8
-        out_t_3_part = out_t_3.narrow(-1, 0, 1)
+        out_t_3_part = out_t_3_pieces[0]
         # fusion_block.fusion:8
-        out_t_3_part_1 = out_t_3.narrow(-1, 1, 3)
+        out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:8  out: 8x(0e + 1o) in the mul_ir layout
         out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
         return out
@@ -452,10 +470,14 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 4)
         # fusion_block.fusion:19  external weights of h_at_sender, Y -> out as [n, 32]
         weights_out_0 = weights_out_0.reshape(-1, 32)
+        # fusion_block.fusion:19  h_at_sender cut once along axis 1 (one backward for every piece)
+        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, h_at_sender.shape[1] - 32], 1)
         # fusion_block.fusion:19  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender[:, 0:8].view(-1, 8, 1)
+        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:19  Y cut once along axis 1 (one backward for every piece)
+        Y_pieces = torch.split(Y, [1, 3, Y.shape[1] - 4], 1)
         # fusion_block.fusion:19  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y[:, 0:1].view(-1, 1, 1)
+        Y_0e = Y_pieces[0].view(-1, 1, 1)
         # fusion_block.fusion:19  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
         # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
@@ -465,7 +487,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:19  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y[:, 1:4].view(-1, 1, 3)
+        Y_1o = Y_pieces[1].view(-1, 1, 3)
         # fusion_block.fusion:19  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
         # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -475,7 +497,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
         out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # fusion_block.fusion:19  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender[:, 8:32].view(-1, 8, 3)
+        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:19  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
         # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -590,10 +612,14 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         h_at_receiver = h_at_receiver.reshape(-1, 32)
         # fusion_block.fusion:20  m: 8x(0e + 1o) as [n, 32]
         m = m.reshape(-1, 32)
+        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
+        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver[:, 0:8].view(-1, 8, 1)
+        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
+        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m[:, 0:8].view(-1, 8, 1)
+        m_0e = m_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:20  weights of path 0
         w_out_0 = self.weight_out_0[0:8].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
@@ -607,7 +633,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
         out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m[:, 8:32].view(-1, 8, 3)
+        m_1o = m_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 1
         w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
@@ -639,7 +665,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
         # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver[:, 8:32].view(-1, 8, 3)
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 4
         w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
@@ -767,12 +793,18 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         m_density_at_receiver = m_density_at_receiver.reshape(-1, 32)
         # fusion_block.fusion:20  m: 8x(0e + 1o) as [n, 32]
         m = m.reshape(-1, 32)
+        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
+        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver[:, 0:8].view(-1, 8, 1)
+        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
+        m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
-        m_density_at_receiver_0e = m_density_at_receiver[:, 0:8].view(-1, 8, 1)
+        m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
+        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m[:, 0:8].view(-1, 8, 1)
+        m_0e = m_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:20  weights of path 0
         w_out_0 = self.weight_out_0[0:8].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
@@ -786,7 +818,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
         out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m[:, 8:32].view(-1, 8, 3)
+        m_1o = m_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 1
         w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
@@ -806,7 +838,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] [nuij,nuijk->nuk]
         out_t_11 = out_t.view(-1, 8, 1) * out_t_10.view(-1, 8, 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver[:, 8:32].view(-1, 8, 3)
+        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 3
         w_out_0_3 = self.weight_out_0[24:32].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nui,num->nuim]
@@ -820,7 +852,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
         # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver[:, 8:32].view(-1, 8, 3)
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 4
         w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
@@ -949,12 +981,18 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         m = m.reshape(-1, 32)
         # fusion_block.fusion:20  m_density_at_receiver: 8x(0e + 1o) as [n, 32]
         m_density_at_receiver = m_density_at_receiver.reshape(-1, 32)
+        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
+        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver[:, 0:8].view(-1, 8, 1)
+        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
+        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m[:, 0:8].view(-1, 8, 1)
+        m_0e = m_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
+        m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
-        m_density_at_receiver_0e = m_density_at_receiver[:, 0:8].view(-1, 8, 1)
+        m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:20  weights of path 0
         w_out_0 = self.weight_out_0[0:8].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
@@ -968,7 +1006,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
         out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver[:, 8:32].view(-1, 8, 3)
+        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 1
         w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
@@ -978,7 +1016,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o]
         out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
         # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m[:, 8:32].view(-1, 8, 3)
+        m_1o = m_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 2
         w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
@@ -1002,7 +1040,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
         # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver[:, 8:32].view(-1, 8, 3)
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 4
         w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
@@ -1127,12 +1165,18 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         m = m.reshape(-1, 32)
         # fusion_block.fusion:20  m_density_at_receiver: 8x(0e + 1o) as [n, 32]
         m_density_at_receiver = m_density_at_receiver.reshape(-1, 32)
+        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
+        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver[:, 0:8].view(-1, 8, 1)
+        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
+        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m[:, 0:8].view(-1, 8, 1)
+        m_0e = m_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
+        m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
-        m_density_at_receiver_0e = m_density_at_receiver[:, 0:8].view(-1, 8, 1)
+        m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:20  weights of path 0
         w_out_0 = self.weight_out_0[0:8].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
@@ -1146,7 +1190,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
         out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m[:, 8:32].view(-1, 8, 3)
+        m_1o = m_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 1
         w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
@@ -1156,7 +1200,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o]
         out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
         # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver[:, 8:32].view(-1, 8, 3)
+        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 2
         w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
@@ -1180,7 +1224,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
         # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver[:, 8:32].view(-1, 8, 3)
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 4
         w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
@@ -1325,10 +1369,14 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         h = h.reshape(-1, 32)
         # fusion_block.fusion:20  m_density: 8x(0e + 1o) as [n, 32]
         m_density = m_density.reshape(-1, 32)
+        # fusion_block.fusion:20  h cut once along axis 1 (one backward for every piece)
+        h_pieces = torch.split(h, [8, 24, h.shape[1] - 32], 1)
         # fusion_block.fusion:20  h[8x0e] as [n, 8, 1]
-        h_0e = h[:, 0:8].view(-1, 8, 1)
+        h_0e = h_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m_density cut once along axis 1 (one backward for every piece)
+        m_density_pieces = torch.split(m_density, [8, 24, m_density.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density[8x0e] as [n, 8, 1]
-        m_density_0e = m_density[:, 0:8].view(-1, 8, 1)
+        m_density_0e = m_density_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:20  weights of path 0
         w_out_0 = self.weight_out_0[0:8].view(1, 8)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
@@ -1342,7 +1390,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
         out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m_density[8x1o] as [n, 8, 3]
-        m_density_1o = m_density[:, 8:32].view(-1, 8, 3)
+        m_density_1o = m_density_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 1
         w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
@@ -1374,7 +1422,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
         # fusion_block.fusion:20  h[8x1o] as [n, 8, 3]
-        h_1o = h[:, 8:32].view(-1, 8, 3)
+        h_1o = h_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  weights of path 4
         w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
@@ -1570,10 +1618,14 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # fusion_block.fusion:32  external weights of h_at_sender, Y -> out as [n, 88]
         weights_out_0 = weights_out_0.reshape(-1, 88)
+        # fusion_block.fusion:32  h_at_sender cut once along axis 1 (one backward for every piece)
+        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:32  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender[:, 0:8].view(-1, 8, 1)
+        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:32  Y cut once along axis 1 (one backward for every piece)
+        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
         # fusion_block.fusion:32  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y[:, 0:1].view(-1, 1, 1)
+        Y_0e = Y_pieces[0].view(-1, 1, 1)
         # fusion_block.fusion:32  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
@@ -1583,7 +1635,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:32  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y[:, 1:4].view(-1, 1, 3)
+        Y_1o = Y_pieces[1].view(-1, 1, 3)
         # fusion_block.fusion:32  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -1593,7 +1645,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
         out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # fusion_block.fusion:32  Y[2e] side by side: [n, 1, 5]
-        Y_2e = Y[:, 4:9].view(-1, 1, 5)
+        Y_2e = Y_pieces[2].view(-1, 1, 5)
         # fusion_block.fusion:32  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
@@ -1603,7 +1655,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] [nvipk,nuipv->nuk]
         out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # fusion_block.fusion:32  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender[:, 8:32].view(-1, 8, 3)
+        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:32  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -1629,7 +1681,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
         out_t_17 = out_t_16.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:32  h_at_sender[8x2e] as [n, 8, 5]
-        h_at_sender_2e = h_at_sender[:, 32:72].view(-1, 8, 5)
+        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:32  weights of path 7
         w_out_0_6 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
         # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
@@ -1660,12 +1712,14 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         out_sum_1 = out_t_8 + out_t_20
         # fusion_block.fusion:29  out: 2 contributions with the same layout
         out_sum_2 = out_t_14 + out_t_26
+        # fusion_block.fusion:29  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 5, out_sum_2.shape[-1] - 6], -1)
         # fusion_block.fusion:29
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # fusion_block.fusion:29  out[8x0e]: 2 contributions
         out_0e = out_t_2 + out_sum_2_part
         # fusion_block.fusion:29
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 5)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
         # fusion_block.fusion:29  out[8x2e]: 2 contributions
         out_2e = out_sum_1 + out_sum_2_part_1
         # fusion_block.fusion:29  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1740,10 +1794,14 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # fusion_block.fusion:33  external weights of h_at_sender, Y -> out as [n, 88]
         weights_out_0 = weights_out_0.reshape(-1, 88)
+        # fusion_block.fusion:33  h_at_sender cut once along axis 1 (one backward for every piece)
+        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:33  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender[:, 0:8].view(-1, 8, 1)
+        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:33  Y cut once along axis 1 (one backward for every piece)
+        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
         # fusion_block.fusion:33  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y[:, 0:1].view(-1, 1, 1)
+        Y_0e = Y_pieces[0].view(-1, 1, 1)
         # fusion_block.fusion:33  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
@@ -1753,7 +1811,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:33  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y[:, 1:4].view(-1, 1, 3)
+        Y_1o = Y_pieces[1].view(-1, 1, 3)
         # fusion_block.fusion:33  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -1763,7 +1821,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
         out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # fusion_block.fusion:33  Y[2e] side by side: [n, 1, 5]
-        Y_2e = Y[:, 4:9].view(-1, 1, 5)
+        Y_2e = Y_pieces[2].view(-1, 1, 5)
         # fusion_block.fusion:33  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
@@ -1773,7 +1831,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] [nvipk,nuipv->nuk]
         out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # fusion_block.fusion:33  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender[:, 8:32].view(-1, 8, 3)
+        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:33  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -1799,7 +1857,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
         out_t_17 = out_t_16.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:33  h_at_sender[8x2e] as [n, 8, 5]
-        h_at_sender_2e = h_at_sender[:, 32:72].view(-1, 8, 5)
+        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:33  weights of path 7
         w_out_0_6 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
         # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
@@ -1830,12 +1888,14 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         out_sum_1 = out_t_8 + out_t_20
         # fusion_block.fusion:30  out: 2 contributions with the same layout
         out_sum_2 = out_t_14 + out_t_26
+        # fusion_block.fusion:30  out_sum_2 cut once along axis -1 (one backward for every piece)
+        out_sum_2_pieces = torch.split(out_sum_2, [1, 5, out_sum_2.shape[-1] - 6], -1)
         # fusion_block.fusion:30
-        out_sum_2_part = out_sum_2.narrow(-1, 0, 1)
+        out_sum_2_part = out_sum_2_pieces[0]
         # fusion_block.fusion:30  out[8x0e]: 2 contributions
         out_0e = out_t_2 + out_sum_2_part
         # fusion_block.fusion:30
-        out_sum_2_part_1 = out_sum_2.narrow(-1, 1, 5)
+        out_sum_2_part_1 = out_sum_2_pieces[1]
         # fusion_block.fusion:30  out[8x2e]: 2 contributions
         out_2e = out_sum_1 + out_sum_2_part_1
         # fusion_block.fusion:30  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1892,8 +1952,10 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         A = A.reshape(-1, 72)
         # fusion_block.fusion:34  external weights of A, A -> out as [n, 40]
         weights_out_0 = weights_out_0.reshape(-1, 40)
+        # fusion_block.fusion:34  A cut once along axis 1 (one backward for every piece)
+        A_pieces = torch.split(A, [8, 24, 40, A.shape[1] - 72], 1)
         # fusion_block.fusion:34  A[8x0e] as [n, 8, 1]
-        A_0e = A[:, 0:8].view(-1, 8, 1)
+        A_0e = A_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:34  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8)
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x0e] (step 1 of 3) [nui,nuj->nuij]
@@ -1903,7 +1965,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x0e] [nupk,npu->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:34  A[8x1o] as [n, 8, 3]
-        A_1o = A[:, 8:32].view(-1, 8, 3)
+        A_1o = A_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:34  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8)
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -1921,7 +1983,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x0e] [nupk,npu->nuk]
         out_t_8 = out_t_7.view(-1, 8, 1) * w_out_0_2.view(-1, 8, 1)
         # fusion_block.fusion:34  A[8x2e] as [n, 8, 5]
-        A_2e = A[:, 32:72].view(-1, 8, 5)
+        A_2e = A_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:34  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8)
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -2031,8 +2093,10 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         A = A.reshape(-1, 72)
         # fusion_block.fusion:35  external weights of (A, A), A -> out as [n, 80]
         weights_out_0 = weights_out_0.reshape(-1, 80)
+        # fusion_block.fusion:35  A cut once along axis 1 (one backward for every piece)
+        A_pieces = torch.split(A, [8, 24, 40, A.shape[1] - 72], 1)
         # fusion_block.fusion:35  A[8x0e] as [n, 8, 1]
-        A_0e = A[:, 0:8].view(-1, 8, 1)
+        A_0e = A_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 1 of 3) [nui,nuj->nuij]
         out_t = A_0e.view(-1, 8, 1, 1) * A_0e.view(-1, 8, 1, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 2 of 3) [nuij,nul->nuijl]
@@ -2046,7 +2110,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
         out_0e = out_paths.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:35  A[8x1o] as [n, 8, 3]
-        A_1o = A[:, 8:32].view(-1, 8, 3)
+        A_1o = A_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 2 of 3) [nuij,nul->nuijl]
         out_t_3 = out_t.view(-1, 8, 1, 1, 1) * A_1o.view(-1, 8, 1, 1, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
@@ -2070,7 +2134,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
         out_0e_1 = out_paths_2.view(-1, 8, 1) * w_out_0_2.view(-1, 8, 1)
         # fusion_block.fusion:35  A[8x2e] as [n, 8, 5]
-        A_2e = A[:, 32:72].view(-1, 8, 5)
+        A_2e = A_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 1 of 3) [nui,nuj->nuij]
         out_t_8 = A_0e.view(-1, 8, 1, 1) * A_1o.view(-1, 8, 1, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 2 of 3) [nuij,nul->nuijl]
@@ -2202,20 +2266,24 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         h_at_receiver = h_at_receiver.reshape(-1, 72)
         # fusion_block.fusion:36  m: 8x(0e + 1o + 2e) as [n, 72]
         m = m.reshape(-1, 72)
+        # fusion_block.fusion:36  h_at_receiver cut once along axis 1 (one backward for every piece)
+        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, 40, h_at_receiver.shape[1] - 72], 1)
         # fusion_block.fusion:36  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver[:, 0:8].view(-1, 8, 1)
+        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:36  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver[:, 8:32].view(-1, 8, 3)
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:36  h_at_receiver[8x2e] as [n, 8, 5]
-        h_at_receiver_2e = h_at_receiver[:, 32:72].view(-1, 8, 5)
+        h_at_receiver_2e = h_at_receiver_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:36  h_at_receiver[0e + 1o + 2e] side by side: [n, 8, 9]
         h_at_receiver_0e_1o_2e = torch.cat([h_at_receiver_0e, h_at_receiver_1o, h_at_receiver_2e], -1)
+        # fusion_block.fusion:36  m cut once along axis 1 (one backward for every piece)
+        m_pieces = torch.split(m, [8, 24, 40, m.shape[1] - 72], 1)
         # fusion_block.fusion:36  m[8x0e] as [n, 8, 1]
-        m_0e = m[:, 0:8].view(-1, 8, 1)
+        m_0e = m_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:36  m[8x1o] as [n, 8, 3]
-        m_1o = m[:, 8:32].view(-1, 8, 3)
+        m_1o = m_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:36  m[8x2e] as [n, 8, 5]
-        m_2e = m[:, 32:72].view(-1, 8, 5)
+        m_2e = m_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:36  m[0e + 1o + 2e] side by side: [n, 8, 9]
         m_0e_1o_2e = torch.cat([m_0e, m_1o, m_2e], -1)
         # fusion_block.fusion:36  weights of paths 0..19
@@ -2228,10 +2296,12 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o]
         out_t_3 = torch.einsum("nul,nulk->nuk", [m_0e_1o_2e, out_t_2])
+        # fusion_block.fusion:31  out_t_3 cut once along axis -1 (one backward for every piece)
+        out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:31
-        out_t_3_part = out_t_3.narrow(-1, 0, 1)
+        out_t_3_part = out_t_3_pieces[0]
         # fusion_block.fusion:31
-        out_t_3_part_1 = out_t_3.narrow(-1, 1, 3)
+        out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
         out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
         return out
@@ -2291,20 +2361,24 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         h = h.reshape(-1, 72)
         # fusion_block.fusion:36  m_density: 8x(0e + 1o + 2e) as [n, 72]
         m_density = m_density.reshape(-1, 72)
+        # fusion_block.fusion:36  h cut once along axis 1 (one backward for every piece)
+        h_pieces = torch.split(h, [8, 24, 40, h.shape[1] - 72], 1)
         # fusion_block.fusion:36  h[8x0e] as [n, 8, 1]
-        h_0e = h[:, 0:8].view(-1, 8, 1)
+        h_0e = h_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:36  h[8x1o] as [n, 8, 3]
-        h_1o = h[:, 8:32].view(-1, 8, 3)
+        h_1o = h_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:36  h[8x2e] as [n, 8, 5]
-        h_2e = h[:, 32:72].view(-1, 8, 5)
+        h_2e = h_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:36  h[0e + 1o + 2e] side by side: [n, 8, 9]
         h_0e_1o_2e = torch.cat([h_0e, h_1o, h_2e], -1)
+        # fusion_block.fusion:36  m_density cut once along axis 1 (one backward for every piece)
+        m_density_pieces = torch.split(m_density, [8, 24, 40, m_density.shape[1] - 72], 1)
         # fusion_block.fusion:36  m_density[8x0e] as [n, 8, 1]
-        m_density_0e = m_density[:, 0:8].view(-1, 8, 1)
+        m_density_0e = m_density_pieces[0].view(-1, 8, 1)
         # fusion_block.fusion:36  m_density[8x1o] as [n, 8, 3]
-        m_density_1o = m_density[:, 8:32].view(-1, 8, 3)
+        m_density_1o = m_density_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:36  m_density[8x2e] as [n, 8, 5]
-        m_density_2e = m_density[:, 32:72].view(-1, 8, 5)
+        m_density_2e = m_density_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:36  m_density[0e + 1o + 2e] side by side: [n, 8, 9]
         m_density_0e_1o_2e = torch.cat([m_density_0e, m_density_1o, m_density_2e], -1)
         # fusion_block.fusion:36  weights of paths 0..19
@@ -2317,10 +2391,12 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o]
         out_t_3 = torch.einsum("nul,nulk->nuk", [m_density_0e_1o_2e, out_t_2])
+        # fusion_block.fusion:31  out_t_3 cut once along axis -1 (one backward for every piece)
+        out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:31
-        out_t_3_part = out_t_3.narrow(-1, 0, 1)
+        out_t_3_part = out_t_3_pieces[0]
         # fusion_block.fusion:31
-        out_t_3_part_1 = out_t_3.narrow(-1, 1, 3)
+        out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
         out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
         return out

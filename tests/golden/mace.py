@@ -62,10 +62,12 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 16)
         # mace.fusion:10  external weights of h_at_sender, Y -> out as [n, 208]
         weights_out_0 = weights_out_0.reshape(-1, 208)
+        # mace.fusion:10  h_at_sender cut once along axis 1 (one backward for every piece)
+        h_at_sender_pieces = torch.split(h_at_sender, [16, 48, h_at_sender.shape[1] - 64], 1)
         # mace.fusion:10  h_at_sender[16x0e] as [n, 16, 1]
-        h_at_sender_0e = h_at_sender[:, 0:16].view(-1, 16, 1)
+        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 16, 1)
         # mace.fusion:10  h_at_sender[16x1o] as [n, 16, 3]
-        h_at_sender_1o = h_at_sender[:, 16:64].view(-1, 16, 3)
+        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 16, 3)
         # mace.fusion:10  h_at_sender[0e + 1o] side by side: [n, 16, 4]
         h_at_sender_0e_1o = torch.cat([h_at_sender_0e, h_at_sender_1o], -1)
         # mace.fusion:10  Y[0e + 1o + 2e + 3o] side by side: [n, 1, 16]
@@ -74,26 +76,28 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e_3o, self.cg_out_0])
         # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e]
         out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t])
+        # mace.fusion:10  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [2, 12, 20, 21, out_t_1.shape[-1] - 55], -1)
         # mace.fusion:10  the coupled paths into out[16x0e] x 2, entry by entry
-        out_paths = out_t_1.narrow(-1, 0, 2).reshape(-1, 16, 1, 2, 1, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 16, 1, 2, 1, 1)
         # mace.fusion:10  weights of 2 paths
         w_out_0 = torch.index_select(weights_out_0, -1, self.idx_out_0).view(-1, 2, 1, 16, 1)
         # mace.fusion:10  out[16x0e x 2] = Σ_p W_p · coupled path p, entries 0..1 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_0e_0 = w_out_0.view(-1, 2, 16, 1) * out_paths.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 16, 1)
         # mace.fusion:10  the coupled paths into out[16x1o] x 4, entry by entry
-        out_paths_1 = out_t_1.narrow(-1, 2, 12).reshape(-1, 16, 1, 4, 1, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 16, 1, 4, 1, 3)
         # mace.fusion:10  weights of 4 paths
         w_out_0_1 = torch.index_select(weights_out_0, -1, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x1o x 4] = Σ_p W_p · coupled path p, entries 2..5 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_1o_0 = w_out_0_1.view(-1, 4, 16, 1) * out_paths_1.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 3)
         # mace.fusion:10  the coupled paths into out[16x2o] x 4, entry by entry
-        out_paths_2 = out_t_1.narrow(-1, 14, 20).reshape(-1, 16, 1, 4, 1, 5)
+        out_paths_2 = out_t_1_pieces[2].reshape(-1, 16, 1, 4, 1, 5)
         # mace.fusion:10  weights of 4 paths
         w_out_0_2 = torch.index_select(weights_out_0, -1, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x2o x 4] = Σ_p W_p · coupled path p, entries 6..9 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_2o = w_out_0_2.view(-1, 4, 16, 1) * out_paths_2.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 5)
         # mace.fusion:10  the coupled paths into out[16x3o] x 3, entry by entry
-        out_paths_3 = out_t_1.narrow(-1, 34, 21).reshape(-1, 16, 1, 3, 1, 7)
+        out_paths_3 = out_t_1_pieces[3].reshape(-1, 16, 1, 3, 1, 7)
         # mace.fusion:10  weights of 3 paths
         w_out_0_3 = torch.index_select(weights_out_0, -1, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
         # mace.fusion:10  out[16x3o x 3] = Σ_p W_p · coupled path p, entries 10..12 in their mul_ir layout [nuvepk,nepuv->neuk]
@@ -169,14 +173,16 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
         A = A.reshape(-1, 256)
         # mace.fusion:20  external weights of A -> out as [n, 32]
         weights_out_0 = weights_out_0.reshape(-1, 32)
+        # mace.fusion:20  A cut once along axis 1 (one backward for every piece)
+        A_pieces = torch.split(A, [16, 48, A.shape[1] - 64], 1)
         # mace.fusion:20  A[16x0e] as [n, 16, 1]
-        A_0e = A[:, 0:16].view(-1, 16, 1)
+        A_0e = A_pieces[0].view(-1, 16, 1)
         # mace.fusion:20  weights of path 0, times 1/sqrt(1)
         w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16) * 1.0
         # mace.fusion:20  out[16x0e] ← A[16x0e] · W [nuk,npu->nuk]
         out_0e = A_0e.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # mace.fusion:20  A[16x1o] as [n, 16, 3]
-        A_1o = A[:, 16:64].view(-1, 16, 3)
+        A_1o = A_pieces[1].view(-1, 16, 3)
         # mace.fusion:20  weights of path 1, times 1/sqrt(1)
         w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16) * 1.0
         # mace.fusion:20  out[16x1o] ← A[16x1o] · W [nuk,npu->nuk]
@@ -244,8 +250,10 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         A = A.reshape(-1, 256)
         # mace.fusion:21  external weights of A, A -> out as [n, 112]
         weights_out_0 = weights_out_0.reshape(-1, 112)
+        # mace.fusion:21  A cut once along axis 1 (one backward for every piece)
+        A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
         # mace.fusion:21  A[16x0e] as [n, 16, 1]
-        A_0e = A[:, 0:16].view(-1, 16, 1)
+        A_0e = A_pieces[0].view(-1, 16, 1)
         # mace.fusion:21  weights of path 0
         w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] (step 1 of 3) [nui,nuj->nuij]
@@ -255,7 +263,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] [nupk,npu->nuk]
         out_t_2 = out_t_1.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # mace.fusion:21  A[16x1o] as [n, 16, 3]
-        A_1o = A[:, 16:64].view(-1, 16, 3)
+        A_1o = A_pieces[1].view(-1, 16, 3)
         # mace.fusion:21  weights of path 1
         w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x1o] (step 1 of 3)
@@ -273,7 +281,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] [nupk,npu->nuk]
         out_t_8 = out_t_7.view(-1, 16, 1) * w_out_0_2.view(-1, 16, 1)
         # mace.fusion:21  A[16x2e] as [n, 16, 5]
-        A_2e = A[:, 64:144].view(-1, 16, 5)
+        A_2e = A_pieces[2].view(-1, 16, 5)
         # mace.fusion:21  weights of path 3
         w_out_0_3 = weights_out_0[:, 48:64].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -291,7 +299,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] [nupk,npu->nuk]
         out_t_14 = out_t_13.view(-1, 16, 1) * w_out_0_4.view(-1, 16, 1)
         # mace.fusion:21  A[16x3o] as [n, 16, 7]
-        A_3o = A[:, 144:256].view(-1, 16, 7)
+        A_3o = A_pieces[3].view(-1, 16, 7)
         # mace.fusion:21  weights of path 5
         w_out_0_5 = weights_out_0[:, 80:96].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x1o] (step 1 of 3)
@@ -447,8 +455,10 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         A = A.reshape(-1, 256)
         # mace.fusion:22  external weights of (A, A), A -> out as [n, 320]
         weights_out_0 = weights_out_0.reshape(-1, 320)
+        # mace.fusion:22  A cut once along axis 1 (one backward for every piece)
+        A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
         # mace.fusion:22  A[16x0e] as [n, 16, 1]
-        A_0e = A[:, 0:16].view(-1, 16, 1)
+        A_0e = A_pieces[0].view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 1 of 3) [nui,nuj->nuij]
         out_t = A_0e.view(-1, 16, 1, 1) * A_0e.view(-1, 16, 1, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3) [nuij,nul->nuijl]
@@ -462,7 +472,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
         out_0e = out_paths.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # mace.fusion:22  A[16x1o] as [n, 16, 3]
-        A_1o = A[:, 16:64].view(-1, 16, 3)
+        A_1o = A_pieces[1].view(-1, 16, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3) [nuij,nul->nuijl]
         out_t_3 = out_t.view(-1, 16, 1, 1, 1) * A_1o.view(-1, 16, 1, 1, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
@@ -486,7 +496,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
         out_0e_1 = out_paths_2.view(-1, 16, 1) * w_out_0_2.view(-1, 16, 1)
         # mace.fusion:22  A[16x2e] as [n, 16, 5]
-        A_2e = A[:, 64:144].view(-1, 16, 5)
+        A_2e = A_pieces[2].view(-1, 16, 5)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nuj->nuij]
         out_t_8 = A_0e.view(-1, 16, 1, 1) * A_1o.view(-1, 16, 1, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3) [nuij,nul->nuijl]
@@ -512,7 +522,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
         out_0e_2 = out_paths_4.view(-1, 16, 1) * w_out_0_4.view(-1, 16, 1)
         # mace.fusion:22  A[16x3o] as [n, 16, 7]
-        A_3o = A[:, 144:256].view(-1, 16, 7)
+        A_3o = A_pieces[3].view(-1, 16, 7)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3)
         out_t_14 = torch.einsum("nul,ijlk->nuijk", [A_3o, self.cg_out_0_5])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3)

@@ -98,14 +98,16 @@ class product_basis(runtime.CompiledModule):
         batch = list(A.shape[:-1])
         # product_basis.fusion:4  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
+        # product_basis.fusion:6  A cut once along axis 1 (one backward for every piece)
+        A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
         # product_basis.fusion:6  A[16x0e] as [n, 16, 1]
-        A_0e = A[:, 0:16].view(-1, 16, 1)
+        A_0e = A_pieces[0].view(-1, 16, 1)
         # product_basis.fusion:6  weights of path 0, times 1/sqrt(43)
         w_B_0 = self.weight_B_0[0:256].view(1, 16, 16) * 0.15249857033260467
         # product_basis.fusion:6  B[16x0e] ← A[16x0e] · W
         B_0e = torch.einsum("nuk,puw->nwk", [A_0e, w_B_0])
         # product_basis.fusion:6  A[16x1o] as [n, 16, 3]
-        A_1o = A[:, 16:64].view(-1, 16, 3)
+        A_1o = A_pieces[1].view(-1, 16, 3)
         # product_basis.fusion:6  weights of path 1, times 1/sqrt(73)
         w_B_0_1 = self.weight_B_0[256:512].view(1, 16, 16) * 0.11704114719613057
         # product_basis.fusion:6  B[16x1o] ← A[16x1o] · W
@@ -135,7 +137,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e]
         B_t_8 = torch.einsum("nuj,nujk->nuk", [A_1o, B_t_7])
         # product_basis.fusion:7  A[16x2e] as [n, 16, 5]
-        A_2e = A[:, 64:144].view(-1, 16, 5)
+        A_2e = A_pieces[2].view(-1, 16, 5)
         # product_basis.fusion:7  weights of path 4
         w_B_1_3 = self.weight_B_1[48:64].view(1, 16)
         # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -153,7 +155,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e]
         B_t_14 = torch.einsum("nuj,nujk->nuk", [A_2e, B_t_13])
         # product_basis.fusion:7  A[16x3o] as [n, 16, 7]
-        A_3o = A[:, 144:256].view(-1, 16, 7)
+        A_3o = A_pieces[3].view(-1, 16, 7)
         # product_basis.fusion:7  weights of path 7
         w_B_1_5 = self.weight_B_1[80:96].view(1, 16)
         # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 1 of 3) [ijpk,pu->ijku]
@@ -186,12 +188,14 @@ class product_basis(runtime.CompiledModule):
         B_sum = B_0e + B_t_2 + B_t_8 + B_t_14 + B_t_20
         # product_basis.fusion:5  B: 4 contributions with the same layout
         B_sum_1 = B_1o + B_t_5 + B_t_11 + B_t_17
+        # product_basis.fusion:5  B_t_24 cut once along axis -1 (one backward for every piece)
+        B_t_24_pieces = torch.split(B_t_24, [1, 3, B_t_24.shape[-1] - 4], -1)
         # product_basis.fusion:5
-        B_t_24_part = B_t_24.narrow(-1, 0, 1)
+        B_t_24_part = B_t_24_pieces[0]
         # product_basis.fusion:5  B[16x0e]: 2 contributions
         B_0e_1 = B_sum + B_t_24_part
         # product_basis.fusion:5
-        B_t_24_part_1 = B_t_24.narrow(-1, 1, 3)
+        B_t_24_part_1 = B_t_24_pieces[1]
         # product_basis.fusion:5  B[16x1o]: 2 contributions
         B_1o_1 = B_sum_1 + B_t_24_part_1
         # product_basis.fusion:5  B: 16x(0e + 1o) in the mul_ir layout

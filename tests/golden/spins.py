@@ -61,8 +61,10 @@ class spins(runtime.CompiledModule):
         s12_t = s1_1_2.view(-1, 1, 2, 1, 1) * s2_1_2.view(-1, 1, 1, 1, 2)
         # spins.fusion:6  s1, s2 -> s12: 2 paths → s12[0 + 1]
         s12_t_1 = torch.einsum("nuivj,ijk->nuvk", [s12_t, self.cg_s12_0])
+        # spins.fusion:7  s12_t_1 cut once along axis -1 (one backward for every piece)
+        s12_t_1_pieces = torch.split(s12_t_1, [1, 3, s12_t_1.shape[-1] - 4], -1)
         # spins.fusion:7
-        s12_t_1_part = s12_t_1.narrow(-1, 0, 1).reshape(-1, 1, 1)
+        s12_t_1_part = s12_t_1_pieces[0].reshape(-1, 1, 1)
         # spins.fusion:7  s12[0] side by side: [n, 1, 1]
         s12_0 = torch.cat([s12_t_1_part], -1)
         # spins.fusion:7  s3[1/2] side by side: [n, 1, 2]
@@ -72,7 +74,7 @@ class spins(runtime.CompiledModule):
         # spins.fusion:7  s12, s3 -> total: 1 path → total[1/2]
         total_t_1 = torch.einsum("nuivj,ijk->nuvk", [total_t, self.cg_total_1])
         # spins.fusion:7
-        s12_t_1_part_1 = s12_t_1.narrow(-1, 1, 3).reshape(-1, 1, 3)
+        s12_t_1_part_1 = s12_t_1_pieces[1].reshape(-1, 1, 3)
         # spins.fusion:7  s12[1] side by side: [n, 1, 3]
         s12_1 = torch.cat([s12_t_1_part_1], -1)
         # spins.fusion:7  s12, s3 -> total: 2 paths → total[1/2 + 3/2] (step 1 of 2) [nui,nvj->nuivj]
@@ -81,12 +83,14 @@ class spins(runtime.CompiledModule):
         total_t_3 = torch.einsum("nuivj,ijk->nuvk", [total_t_2, self.cg_total_1_1])
         # spins.fusion:5
         total_t_1_part = total_t_1.narrow(-1, 0, 2).reshape(-1, 1, 2)
+        # spins.fusion:5  total_t_3 cut once along axis -1 (one backward for every piece)
+        total_t_3_pieces = torch.split(total_t_3, [2, 4, total_t_3.shape[-1] - 6], -1)
         # spins.fusion:5
-        total_t_3_part = total_t_3.narrow(-1, 0, 2).reshape(-1, 1, 2)
+        total_t_3_part = total_t_3_pieces[0].reshape(-1, 1, 2)
         # spins.fusion:5  total[1/2]: 2 contributions
         total_1_2 = total_t_1_part + total_t_3_part
         # spins.fusion:5
-        total_t_3_part_1 = total_t_3.narrow(-1, 2, 4).reshape(-1, 1, 4)
+        total_t_3_part_1 = total_t_3_pieces[1].reshape(-1, 1, 4)
         # spins.fusion:5  total: 1/2 + 3/2 in the mul_ir layout
         total = torch.cat([total_1_2.reshape(-1, 2), total_t_3_part_1.reshape(-1, 4)], -1).reshape(batch + [6])
         return total
@@ -150,12 +154,14 @@ class chain4(runtime.CompiledModule):
         total_t_2 = total_t.view(-1, 1, 2, 1, 2, 1, 1, 1, 1) * total_t_1.view(-1, 1, 1, 1, 1, 1, 2, 1, 2)
         # spins.fusion:15  ((s1, s2), s3), s4 -> total: 6 paths → total[0 + 1 + 2]
         total_t_3 = torch.einsum("nvjxluiym,ijlmk->nuvxyk", [total_t_2, self.cg_total_0])
+        # spins.fusion:14  total_t_3 cut once along axis -1 (one backward for every piece)
+        total_t_3_pieces = torch.split(total_t_3, [1, 3, 5, total_t_3.shape[-1] - 9], -1)
         # spins.fusion:14
-        total_t_3_part = total_t_3.narrow(-1, 0, 1).reshape(-1, 1, 1)
+        total_t_3_part = total_t_3_pieces[0].reshape(-1, 1, 1)
         # spins.fusion:14
-        total_t_3_part_1 = total_t_3.narrow(-1, 1, 3).reshape(-1, 1, 3)
+        total_t_3_part_1 = total_t_3_pieces[1].reshape(-1, 1, 3)
         # spins.fusion:14
-        total_t_3_part_2 = total_t_3.narrow(-1, 4, 5).reshape(-1, 1, 5)
+        total_t_3_part_2 = total_t_3_pieces[2].reshape(-1, 1, 5)
         # spins.fusion:14  total: 0 + 1 + 2 in the mul_ir layout
         total = torch.cat([total_t_3_part.reshape(-1, 1), total_t_3_part_1.reshape(-1, 3), total_t_3_part_2.reshape(-1, 5)], -1).reshape(batch + [9])
         return total

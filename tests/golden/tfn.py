@@ -62,76 +62,84 @@ class tfn__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # tfn.fusion:8  external weights of h_at_sender, Y -> out as [n, 96]
         weights_out_0 = weights_out_0.reshape(-1, 96)
+        # tfn.fusion:8  h_at_sender cut once along axis 1 (one backward for every piece)
+        h_at_sender_pieces = torch.split(h_at_sender, [16, 24, 20, h_at_sender.shape[1] - 60], 1)
         # tfn.fusion:8  h_at_sender[16x0e] as [n, 16, 1]
-        h_at_sender_0e = h_at_sender[:, 0:16].view(-1, 16, 1)
+        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 16, 1)
         # tfn.fusion:8  Y[0e + 1o + 2e] side by side: [n, 1, 9]
         Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
         # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
         # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e] [nui,nvik->nuvk]
         out_t_1 = h_at_sender_0e.view(-1, 16, 1, 1) * out_t.view(-1, 1, 1, 9)
+        # tfn.fusion:8  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [1, 3, 5, out_t_1.shape[-1] - 9], -1)
         # tfn.fusion:8  the 1 coupled path into out[16x0e]
-        out_paths = out_t_1.narrow(-1, 0, 1).reshape(-1, 16, 1, 1, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 16, 1, 1, 1)
         # tfn.fusion:8  weights of path 0
         w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16, 1)
         # tfn.fusion:8  out[16x0e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_0e_0 = out_paths.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # tfn.fusion:8  the 1 coupled path into out[16x1o]
-        out_paths_1 = out_t_1.narrow(-1, 1, 3).reshape(-1, 16, 1, 1, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 16, 1, 1, 3)
         # tfn.fusion:8  weights of path 1
         w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16, 1)
         # tfn.fusion:8  out[16x1o] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_1o_0 = out_paths_1.view(-1, 16, 3) * w_out_0_1.view(-1, 16, 1)
         # tfn.fusion:8  the 1 coupled path into out[16x2e]
-        out_paths_2 = out_t_1.narrow(-1, 4, 5).reshape(-1, 16, 1, 1, 5)
+        out_paths_2 = out_t_1_pieces[2].reshape(-1, 16, 1, 1, 5)
         # tfn.fusion:8  weights of path 2
         w_out_0_2 = weights_out_0[:, 32:48].view(-1, 1, 16, 1)
         # tfn.fusion:8  out[16x2e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_2e_0 = out_paths_2.view(-1, 16, 5) * w_out_0_2.view(-1, 16, 1)
         # tfn.fusion:8  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender[:, 16:40].view(-1, 8, 3)
+        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
         # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e] (step 1 of 2)
         out_t_2 = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0_1])
         # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e]
         out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_1o, out_t_2])
+        # tfn.fusion:8  out_t_3 cut once along axis -1 (one backward for every piece)
+        out_t_3_pieces = torch.split(out_t_3, [1, 6, 5, out_t_3.shape[-1] - 12], -1)
         # tfn.fusion:8  the 1 coupled path into out[8x0e]
-        out_paths_3 = out_t_3.narrow(-1, 0, 1).reshape(-1, 8, 1, 1, 1)
+        out_paths_3 = out_t_3_pieces[0].reshape(-1, 8, 1, 1, 1)
         # tfn.fusion:8  weights of path 4
         w_out_0_3 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
         # tfn.fusion:8  out[8x0e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_0e_1 = out_paths_3.view(-1, 8, 1) * w_out_0_3.view(-1, 8, 1)
         # tfn.fusion:8  the coupled paths into out[8x1o] x 2, entry by entry
-        out_paths_4 = out_t_3.narrow(-1, 1, 6).reshape(-1, 8, 1, 2, 1, 3)
+        out_paths_4 = out_t_3_pieces[1].reshape(-1, 8, 1, 2, 1, 3)
         # tfn.fusion:8  weights of 2 paths
         w_out_0_4 = torch.index_select(weights_out_0, -1, self.idx_out_0).view(-1, 2, 1, 8, 1)
         # tfn.fusion:8  out[8x1o x 2] = Σ_p W_p · coupled path p, entries 4..5 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_1o_1 = w_out_0_4.view(-1, 2, 8, 1) * out_paths_4.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 8, 3)
         # tfn.fusion:8  the 1 coupled path into out[8x2e]
-        out_paths_5 = out_t_3.narrow(-1, 7, 5).reshape(-1, 8, 1, 1, 5)
+        out_paths_5 = out_t_3_pieces[2].reshape(-1, 8, 1, 1, 5)
         # tfn.fusion:8  weights of path 5
         w_out_0_5 = weights_out_0[:, 64:72].view(-1, 1, 8, 1)
         # tfn.fusion:8  out[8x2e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_2e_1 = out_paths_5.view(-1, 8, 5) * w_out_0_5.view(-1, 8, 1)
         # tfn.fusion:8  h_at_sender[4x2e] as [n, 4, 5]
-        h_at_sender_2e = h_at_sender[:, 40:60].view(-1, 4, 5)
+        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 4, 5)
         # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e] (step 1 of 2)
         out_t_4 = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0_2])
         # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e]
         out_t_5 = torch.einsum("nui,nvik->nuvk", [h_at_sender_2e, out_t_4])
+        # tfn.fusion:8  out_t_5 cut once along axis -1 (one backward for every piece)
+        out_t_5_pieces = torch.split(out_t_5, [1, 3, 10, out_t_5.shape[-1] - 14], -1)
         # tfn.fusion:8  the 1 coupled path into out[4x0e]
-        out_paths_6 = out_t_5.narrow(-1, 0, 1).reshape(-1, 4, 1, 1, 1)
+        out_paths_6 = out_t_5_pieces[0].reshape(-1, 4, 1, 1, 1)
         # tfn.fusion:8  weights of path 9
         w_out_0_6 = weights_out_0[:, 88:92].view(-1, 1, 4, 1)
         # tfn.fusion:8  out[4x0e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_0e_2 = out_paths_6.view(-1, 4, 1) * w_out_0_6.view(-1, 4, 1)
         # tfn.fusion:8  the 1 coupled path into out[4x1o]
-        out_paths_7 = out_t_5.narrow(-1, 1, 3).reshape(-1, 4, 1, 1, 3)
+        out_paths_7 = out_t_5_pieces[1].reshape(-1, 4, 1, 1, 3)
         # tfn.fusion:8  weights of path 8
         w_out_0_7 = weights_out_0[:, 84:88].view(-1, 1, 4, 1)
         # tfn.fusion:8  out[4x1o] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
         out_1o_3 = out_paths_7.view(-1, 4, 3) * w_out_0_7.view(-1, 4, 1)
         # tfn.fusion:8  the coupled paths into out[4x2e] x 2, entry by entry
-        out_paths_8 = out_t_5.narrow(-1, 4, 10).reshape(-1, 4, 1, 2, 1, 5)
+        out_paths_8 = out_t_5_pieces[2].reshape(-1, 4, 1, 2, 1, 5)
         # tfn.fusion:8  weights of 2 paths
         w_out_0_8 = torch.index_select(weights_out_0, -1, self.idx_out_0_1).view(-1, 2, 1, 4, 1)
         # tfn.fusion:8  out[4x2e x 2] = Σ_p W_p · coupled path p, entries 9..10 in their mul_ir layout [nuvepk,nepuv->neuk]
@@ -179,20 +187,22 @@ class tfn__s1_1(runtime.CompiledModule):
         batch = list(conv.shape[:-1])
         # tfn.fusion:9  conv: 16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e as [n, 296]
         conv = conv.reshape(-1, 296)
+        # tfn.fusion:9  conv cut once along axis 1 (one backward for every piece)
+        conv_pieces = torch.split(conv, [16, 8, 4, 48, 24, 24, 12, 80, 40, 20, 20, conv.shape[1] - 296], 1)
         # tfn.fusion:9  conv[16x0e] as [n, 16, 1]
-        conv_0e_0 = conv[:, 0:16].view(-1, 16, 1)
+        conv_0e_0 = conv_pieces[0].view(-1, 16, 1)
         # tfn.fusion:9  weights of path 0, times 1/sqrt(28)
         w_out_0 = self.weight_out_0[0:256].view(1, 16, 16) * 0.1889822365046136
         # tfn.fusion:9  out[16x0e] ← conv[16x0e] · W
         out_0e = torch.einsum("nuk,puw->nwk", [conv_0e_0, w_out_0])
         # tfn.fusion:9  conv[8x0e] as [n, 8, 1]
-        conv_0e_1 = conv[:, 16:24].view(-1, 8, 1)
+        conv_0e_1 = conv_pieces[1].view(-1, 8, 1)
         # tfn.fusion:9  weights of path 1, times 1/sqrt(28)
         w_out_0_1 = self.weight_out_0[256:384].view(1, 8, 16) * 0.1889822365046136
         # tfn.fusion:9  out[16x0e] ← conv[8x0e] · W
         out_0e_1 = torch.einsum("nuk,puw->nwk", [conv_0e_1, w_out_0_1])
         # tfn.fusion:9  conv[4x0e] as [n, 4, 1]
-        conv_0e_2 = conv[:, 24:28].view(-1, 4, 1)
+        conv_0e_2 = conv_pieces[2].view(-1, 4, 1)
         # tfn.fusion:9  weights of path 2, times 1/sqrt(28)
         w_out_0_2 = self.weight_out_0[384:448].view(1, 4, 16) * 0.1889822365046136
         # tfn.fusion:9  out[16x0e] ← conv[4x0e] · W
@@ -200,25 +210,25 @@ class tfn__s1_1(runtime.CompiledModule):
         # tfn.fusion:9  3 paths into out[16x0e]
         out_0_sum = out_0e + out_0e_1 + out_0e_2
         # tfn.fusion:9  conv[16x1o] as [n, 16, 3]
-        conv_1o_0 = conv[:, 28:76].view(-1, 16, 3)
+        conv_1o_0 = conv_pieces[3].view(-1, 16, 3)
         # tfn.fusion:9  weights of path 3, times 1/sqrt(36)
         w_out_0_3 = self.weight_out_0[448:576].view(1, 16, 8) * 0.16666666666666666
         # tfn.fusion:9  out[8x1o] ← conv[16x1o] · W
         out_1o = torch.einsum("nuk,puw->nwk", [conv_1o_0, w_out_0_3])
         # tfn.fusion:9  conv[8x1o] as [n, 8, 3]
-        conv_1o_1 = conv[:, 76:100].view(-1, 8, 3)
+        conv_1o_1 = conv_pieces[4].view(-1, 8, 3)
         # tfn.fusion:9  weights of path 4, times 1/sqrt(36)
         w_out_0_4 = self.weight_out_0[576:640].view(1, 8, 8) * 0.16666666666666666
         # tfn.fusion:9  out[8x1o] ← conv[8x1o] · W
         out_1o_1 = torch.einsum("nuk,puw->nwk", [conv_1o_1, w_out_0_4])
         # tfn.fusion:9  conv[8x1o] as [n, 8, 3]
-        conv_1o_2 = conv[:, 100:124].view(-1, 8, 3)
+        conv_1o_2 = conv_pieces[5].view(-1, 8, 3)
         # tfn.fusion:9  weights of path 5, times 1/sqrt(36)
         w_out_0_5 = self.weight_out_0[640:704].view(1, 8, 8) * 0.16666666666666666
         # tfn.fusion:9  out[8x1o] ← conv[8x1o] · W
         out_1o_2 = torch.einsum("nuk,puw->nwk", [conv_1o_2, w_out_0_5])
         # tfn.fusion:9  conv[4x1o] as [n, 4, 3]
-        conv_1o_3 = conv[:, 124:136].view(-1, 4, 3)
+        conv_1o_3 = conv_pieces[6].view(-1, 4, 3)
         # tfn.fusion:9  weights of path 6, times 1/sqrt(36)
         w_out_0_6 = self.weight_out_0[704:736].view(1, 4, 8) * 0.16666666666666666
         # tfn.fusion:9  out[8x1o] ← conv[4x1o] · W
@@ -226,25 +236,25 @@ class tfn__s1_1(runtime.CompiledModule):
         # tfn.fusion:9  4 paths into out[8x1o]
         out_0_sum_1 = out_1o + out_1o_1 + out_1o_2 + out_1o_3
         # tfn.fusion:9  conv[16x2e] as [n, 16, 5]
-        conv_2e_0 = conv[:, 136:216].view(-1, 16, 5)
+        conv_2e_0 = conv_pieces[7].view(-1, 16, 5)
         # tfn.fusion:9  weights of path 7, times 1/sqrt(32)
         w_out_0_7 = self.weight_out_0[736:800].view(1, 16, 4) * 0.17677669529663687
         # tfn.fusion:9  out[4x2e] ← conv[16x2e] · W
         out_2e = torch.einsum("nuk,puw->nwk", [conv_2e_0, w_out_0_7])
         # tfn.fusion:9  conv[8x2e] as [n, 8, 5]
-        conv_2e_1 = conv[:, 216:256].view(-1, 8, 5)
+        conv_2e_1 = conv_pieces[8].view(-1, 8, 5)
         # tfn.fusion:9  weights of path 8, times 1/sqrt(32)
         w_out_0_8 = self.weight_out_0[800:832].view(1, 8, 4) * 0.17677669529663687
         # tfn.fusion:9  out[4x2e] ← conv[8x2e] · W
         out_2e_1 = torch.einsum("nuk,puw->nwk", [conv_2e_1, w_out_0_8])
         # tfn.fusion:9  conv[4x2e] as [n, 4, 5]
-        conv_2e_2 = conv[:, 256:276].view(-1, 4, 5)
+        conv_2e_2 = conv_pieces[9].view(-1, 4, 5)
         # tfn.fusion:9  weights of path 9, times 1/sqrt(32)
         w_out_0_9 = self.weight_out_0[832:848].view(1, 4, 4) * 0.17677669529663687
         # tfn.fusion:9  out[4x2e] ← conv[4x2e] · W
         out_2e_2 = torch.einsum("nuk,puw->nwk", [conv_2e_2, w_out_0_9])
         # tfn.fusion:9  conv[4x2e] as [n, 4, 5]
-        conv_2e_3 = conv[:, 276:296].view(-1, 4, 5)
+        conv_2e_3 = conv_pieces[10].view(-1, 4, 5)
         # tfn.fusion:9  weights of path 10, times 1/sqrt(32)
         w_out_0_10 = self.weight_out_0[848:864].view(1, 4, 4) * 0.17677669529663687
         # tfn.fusion:9  out[4x2e] ← conv[4x2e] · W
@@ -284,20 +294,22 @@ class tfn__s2_2(runtime.CompiledModule):
         batch = list(h.shape[:-1])
         # tfn.fusion:10  h: 16x0e + 8x1o + 4x2e as [n, 60]
         h = h.reshape(-1, 60)
+        # tfn.fusion:10  h cut once along axis 1 (one backward for every piece)
+        h_pieces = torch.split(h, [16, 24, 20, h.shape[1] - 60], 1)
         # tfn.fusion:10  h[16x0e] as [n, 16, 1]
-        h_0e = h[:, 0:16].view(-1, 16, 1)
+        h_0e = h_pieces[0].view(-1, 16, 1)
         # tfn.fusion:10  weights of path 0, times 1/sqrt(16)
         w_out_0 = self.weight_out_0[0:256].view(1, 16, 16) * 0.25
         # tfn.fusion:10  out[16x0e] ← h[16x0e] · W
         out_0e = torch.einsum("nuk,puw->nwk", [h_0e, w_out_0])
         # tfn.fusion:10  h[8x1o] as [n, 8, 3]
-        h_1o = h[:, 16:40].view(-1, 8, 3)
+        h_1o = h_pieces[1].view(-1, 8, 3)
         # tfn.fusion:10  weights of path 1, times 1/sqrt(8)
         w_out_0_1 = self.weight_out_0[256:320].view(1, 8, 8) * 0.35355339059327373
         # tfn.fusion:10  out[8x1o] ← h[8x1o] · W
         out_1o = torch.einsum("nuk,puw->nwk", [h_1o, w_out_0_1])
         # tfn.fusion:10  h[4x2e] as [n, 4, 5]
-        h_2e = h[:, 40:60].view(-1, 4, 5)
+        h_2e = h_pieces[2].view(-1, 4, 5)
         # tfn.fusion:10  weights of path 2, times 1/sqrt(4)
         w_out_0_2 = self.weight_out_0[320:336].view(1, 4, 4) * 0.5
         # tfn.fusion:10  out[4x2e] ← h[4x2e] · W

@@ -140,28 +140,32 @@ class tree4(runtime.CompiledModule):
         c = c.reshape(-1, 72)
         # tree4.fusion:4  d: 8x(0e + 1o + 2e) as [n, 72]
         d = d.reshape(-1, 72)
+        # tree4.fusion:7  a cut once along axis 1 (one backward for every piece)
+        a_pieces = torch.split(a, [8, 24, 40, a.shape[1] - 72], 1)
         # tree4.fusion:7  a[8x0e] as [n, 8, 1]
-        a_0e = a[:, 0:8].view(-1, 8, 1)
+        a_0e = a_pieces[0].view(-1, 8, 1)
+        # tree4.fusion:7  b cut once along axis 1 (one backward for every piece)
+        b_pieces = torch.split(b, [8, 24, 40, b.shape[1] - 72], 1)
         # tree4.fusion:7  b[8x0e] as [n, 8, 1]
-        b_0e = b[:, 0:8].view(-1, 8, 1)
+        b_0e = b_pieces[0].view(-1, 8, 1)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x0e] (step 1 of 2) [nui,nuj->nuij]
         ab_t = a_0e.view(-1, 8, 1, 1) * b_0e.view(-1, 8, 1, 1)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x0e] [nuij,ijk->nuk]
         ab_t_1 = ab_t.view(-1, 8, 1) * self.cg_ab_0.view(1, 1, 1)
         # tree4.fusion:7  b[8x1o] as [n, 8, 3]
-        b_1o = b[:, 8:32].view(-1, 8, 3)
+        b_1o = b_pieces[1].view(-1, 8, 3)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o] (step 1 of 2) [nui,nuj->nuij]
         ab_t_2 = a_0e.view(-1, 8, 1, 1) * b_1o.view(-1, 8, 1, 3)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o]
         ab_t_3 = torch.einsum("nuij,ijk->nuk", [ab_t_2, self.cg_ab_0_1])
         # tree4.fusion:7  b[8x2e] as [n, 8, 5]
-        b_2e = b[:, 32:72].view(-1, 8, 5)
+        b_2e = b_pieces[2].view(-1, 8, 5)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e] (step 1 of 2) [nui,nuj->nuij]
         ab_t_4 = a_0e.view(-1, 8, 1, 1) * b_2e.view(-1, 8, 1, 5)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e]
         ab_t_5 = torch.einsum("nuij,ijk->nuk", [ab_t_4, self.cg_ab_0_2])
         # tree4.fusion:7  a[8x1o] as [n, 8, 3]
-        a_1o = a[:, 8:32].view(-1, 8, 3)
+        a_1o = a_pieces[1].view(-1, 8, 3)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o] (step 1 of 2) [nui,nuj->nuij]
         ab_t_6 = a_1o.view(-1, 8, 3, 1) * b_0e.view(-1, 8, 1, 1)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o]
@@ -175,7 +179,7 @@ class tree4(runtime.CompiledModule):
         # tree4.fusion:7  a, b -> ab: 2 paths → ab[8x1o + 8x2o]
         ab_t_11 = torch.einsum("nuij,ijk->nuk", [ab_t_10, self.cg_ab_0_5])
         # tree4.fusion:7  a[8x2e] as [n, 8, 5]
-        a_2e = a[:, 32:72].view(-1, 8, 5)
+        a_2e = a_pieces[2].view(-1, 8, 5)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e] (step 1 of 2) [nui,nuj->nuij]
         ab_t_12 = a_2e.view(-1, 8, 5, 1) * b_0e.view(-1, 8, 1, 1)
         # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e]
@@ -196,38 +200,46 @@ class tree4(runtime.CompiledModule):
         ab_sum_2 = ab_t_9 + ab_t_17
         # tree4.fusion:8  ab: 2 contributions with the same layout
         ab_sum_3 = ab_t_11 + ab_t_15
+        # tree4.fusion:8  ab_sum_2 cut once along axis -1 (one backward for every piece)
+        ab_sum_2_pieces = torch.split(ab_sum_2, [1, 3, 5, ab_sum_2.shape[-1] - 9], -1)
         # tree4.fusion:8
-        ab_sum_2_part = ab_sum_2.narrow(-1, 0, 1)
+        ab_sum_2_part = ab_sum_2_pieces[0]
         # tree4.fusion:8  ab[8x0e]: 2 contributions
         ab_0e = ab_t_1 + ab_sum_2_part
+        # tree4.fusion:8  ab_sum_3 cut once along axis -1 (one backward for every piece)
+        ab_sum_3_pieces = torch.split(ab_sum_3, [3, 5, ab_sum_3.shape[-1] - 8], -1)
         # tree4.fusion:8
-        ab_sum_3_part = ab_sum_3.narrow(-1, 0, 3)
+        ab_sum_3_part = ab_sum_3_pieces[0]
         # tree4.fusion:8  ab[8x1o]: 2 contributions
         ab_1o = ab_sum + ab_sum_3_part
         # tree4.fusion:8
-        ab_sum_2_part_1 = ab_sum_2.narrow(-1, 4, 5)
+        ab_sum_2_part_1 = ab_sum_2_pieces[2]
         # tree4.fusion:8  ab[8x2e]: 2 contributions
         ab_2e = ab_sum_1 + ab_sum_2_part_1
         # tree4.fusion:8
-        ab_sum_2_part_2 = ab_sum_2.narrow(-1, 1, 3)
+        ab_sum_2_part_2 = ab_sum_2_pieces[1]
         # tree4.fusion:8
-        ab_sum_3_part_1 = ab_sum_3.narrow(-1, 3, 5)
+        ab_sum_3_part_1 = ab_sum_3_pieces[1]
         # tree4.fusion:8  ab[0e + 1o + 1e + 2o + 2e] side by side: [n, 8, 17]
         ab_5e = torch.cat([ab_0e, ab_1o, ab_sum_2_part_2, ab_sum_3_part_1, ab_2e], -1)
+        # tree4.fusion:8  c cut once along axis 1 (one backward for every piece)
+        c_pieces = torch.split(c, [8, 24, 40, c.shape[1] - 72], 1)
         # tree4.fusion:8  c[8x0e] as [n, 8, 1]
-        c_0e = c[:, 0:8].view(-1, 8, 1)
+        c_0e = c_pieces[0].view(-1, 8, 1)
         # tree4.fusion:8  c[8x1o] as [n, 8, 3]
-        c_1o = c[:, 8:32].view(-1, 8, 3)
+        c_1o = c_pieces[1].view(-1, 8, 3)
         # tree4.fusion:8  c[8x2e] as [n, 8, 5]
-        c_2e = c[:, 32:72].view(-1, 8, 5)
+        c_2e = c_pieces[2].view(-1, 8, 5)
         # tree4.fusion:8  c[0e + 1o + 2e] side by side: [n, 8, 9]
         c_0e_1o_2e = torch.cat([c_0e, c_1o, c_2e], -1)
+        # tree4.fusion:8  d cut once along axis 1 (one backward for every piece)
+        d_pieces = torch.split(d, [8, 24, 40, d.shape[1] - 72], 1)
         # tree4.fusion:8  d[8x0e] as [n, 8, 1]
-        d_0e = d[:, 0:8].view(-1, 8, 1)
+        d_0e = d_pieces[0].view(-1, 8, 1)
         # tree4.fusion:8  d[8x1o] as [n, 8, 3]
-        d_1o = d[:, 8:32].view(-1, 8, 3)
+        d_1o = d_pieces[1].view(-1, 8, 3)
         # tree4.fusion:8  d[8x2e] as [n, 8, 5]
-        d_2e = d[:, 32:72].view(-1, 8, 5)
+        d_2e = d_pieces[2].view(-1, 8, 5)
         # tree4.fusion:8  d[0e + 1o + 2e] side by side: [n, 8, 9]
         d_0e_1o_2e = torch.cat([d_0e, d_1o, d_2e], -1)
         # tree4.fusion:8  weights of paths 0..48
@@ -240,10 +252,12 @@ class tree4(runtime.CompiledModule):
         out_t_2 = torch.einsum("nujl,ijlku->nuik", [out_t, out_t_1])
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o]
         out_t_3 = torch.einsum("nui,nuik->nuk", [ab_5e, out_t_2])
+        # tree4.fusion:6  out_t_3 cut once along axis -1 (one backward for every piece)
+        out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # tree4.fusion:6
-        out_t_3_part = out_t_3.narrow(-1, 0, 1)
+        out_t_3_part = out_t_3_pieces[0]
         # tree4.fusion:6
-        out_t_3_part_1 = out_t_3.narrow(-1, 1, 3)
+        out_t_3_part_1 = out_t_3_pieces[1]
         # tree4.fusion:6  out: 8x(0e + 1o) in the mul_ir layout
         out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
         return out
