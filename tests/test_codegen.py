@@ -476,3 +476,18 @@ def _timed(fn) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def test_slices_of_one_tensor_become_one_split() -> None:
+    from fusionlang.codegen import split_slices
+
+    def narrow(target: str, start: int, stop: int, axis: int = -1) -> dict[str, object]:
+        return {"kind": "narrow", "target": target, "args": ["t"], "start": start, "stop": stop, "axis": axis,
+                "shape": [], "where": "f:1"}
+
+    steps = split_slices([narrow("a", 2, 5), narrow("b", 7, 9), narrow("c", 0, 1, axis=0)])
+    assert [s["kind"] for s in steps] == ["split", "piece", "piece", "narrow"]
+    assert steps[0]["sizes"] == "2, 3, 2, 2, t.shape[-1] - 9"  # gaps become unused pieces
+    assert [s["index"] for s in steps[1:3]] == [1, 3]
+    overlapping = split_slices([narrow("a", 0, 5), narrow("b", 3, 9)])
+    assert [s["kind"] for s in overlapping] == ["narrow", "narrow"]
