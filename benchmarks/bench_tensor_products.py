@@ -167,7 +167,7 @@ def time_strategies(sizes: list[int], repeat: int) -> None:
     for name, text, _ in [*cases(), *extra]:
         diagram = check_source(text).diagram()
         last = diagram.statements[-1]
-        model = plan._statement_model(diagram, last, plan._fan_ins(diagram), "w")
+        model = plan._statement_model(diagram, last, plan.fan_in_totals(diagram), "w")
         for strategy in everything(model):
             plan._strategies = lambda m, s=strategy, k=last.index: (  # type: ignore[assignment]
                 [s] if m.index == k else everything(m))

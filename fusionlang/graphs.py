@@ -155,7 +155,7 @@ def _statement(model: GraphModel, statement: ir.Statement, kept_paths: Any, firs
     paths = _kept(model, statement, kept_paths, neighbours)
     weights = _weights(model, statement)
     if not neighbours:
-        leaves = [_leaf_value(model, ref, statement_domain(model.diagram, statement)) for ref in statement.leaves]
+        leaves = [_leaf_value(model, ref) for ref in statement.leaves]
         _call(model, statement, leaves, paths, weights, 1, statement.aggregate, first, "")
         return
     for number, partition in enumerate(set_partitions(neighbours)):
@@ -166,8 +166,8 @@ def _statement(model: GraphModel, statement: ir.Statement, kept_paths: Any, firs
               comment)
 
 
-def _leaf_value(model: GraphModel, ref: ir.LeafRef, domain: ir.Domain) -> str:
-    """The variable holding a leaf's value in a statement on ``domain``."""
+def _leaf_value(model: GraphModel, ref: ir.LeafRef) -> str:
+    """The variable holding a leaf's value: the leg itself, or the leg gathered onto the edges."""
     var = model.names[ref.leg]
     if ref.via in ("sender", "receiver"):
         return _gather(model, var, ref.via)
@@ -329,9 +329,9 @@ def _kept(model: GraphModel, statement: ir.Statement, kept_paths: Any, neighbour
 def _scale_buffer(model: GraphModel, statement: ir.Statement, sub: ir.Diagram, attr: str) -> str | None:
     """Per-component factors sqrt(fan_in of the sub-diagram / fan_in of the whole diagram): the
     sub-diagram normalises over its own paths, the semantics over every writer of the target."""
-    from .plan import _fan_ins
+    from .plan import fan_in_totals
 
-    whole, own = _fan_ins(model.diagram), _fan_ins(sub)
+    whole, own = fan_in_totals(model.diagram), fan_in_totals(sub)
     target = model.diagram.irreps(statement.target)
     factors: list[float] = []
     for slot, entry in enumerate(target):
@@ -339,9 +339,13 @@ def _scale_buffer(model: GraphModel, statement: ir.Statement, sub: ir.Diagram, a
         factors += [math.sqrt(ratio)] * entry.dim
     if all(abs(f - 1.0) < 1e-15 for f in factors):
         return None
-    name = model.fresh(f"scale_{attr}")
-    model.buffers.append({"name": name, "values": factors})
-    return name
+
+    def make() -> str:
+        name = model.fresh(f"scale_{attr}")
+        model.buffers.append({"name": name, "values": factors})
+        return name
+    # The Möbius terms of one statement share their paths, hence their factors: one buffer.
+    return model.cached(("scale", *map(repr, factors)), make)
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -393,9 +397,9 @@ def _call_model(call: Call, program: Any, diagram: ir.Diagram) -> dict[str, Any]
 
 
 def _statement_text(statement: ir.Statement) -> str:
-    from .report import _tree_text
+    from .report import tree_text
 
-    return f"{_tree_text(statement.tree)} -> {statement.target}"
+    return f"{tree_text(statement.tree)} -> {statement.target}"
 
 
 def _external(model: GraphModel, statement: ir.Statement, programs: dict[str, Any]) -> dict[str, Any]:

@@ -164,9 +164,13 @@ def _selection_reason(left: IrrepSet, right: IrrepSet, wanted: IrrepSet) -> tupl
                 problem = selection_problem(a, b, c)
                 if problem is not None:
                     reasons[problem[0]] += 1
-    code = next((c for c in ("E202", "E203") if reasons[c] and reasons[c] == sum(reasons.values())), "E201")
-    if code == "E201" and reasons["E202"]:
-        code = "E202" if reasons["E201"] == 0 else code
+    # One rule when only it fails; parity when every triangle holds; otherwise the triangle rule.
+    if set(reasons) == {"E203"}:
+        code = "E203"
+    elif reasons["E202"] and not reasons["E201"]:
+        code = "E202"
+    else:
+        code = "E201"
     return code, f"{_listing(wanted)} is not in {_listing(left)} ⊗ {_listing(right)}"
 
 
@@ -184,22 +188,9 @@ def _backward(state: _Inference, order: list[ir.Statement]) -> None:
         target = statement.target
         wanted = state.needed.get(target, set()) & set(state.readable.get(target, frozenset()))
         sets = node_sets(statement.tree, state.readable)
-        for leaf, live in _live_leaves(statement.tree, sets, frozenset(wanted)):
-            state.needed.setdefault(leaf.leg, set()).update(live)
-
-
-def _live_leaves(tree: ir.Node, sets: dict[int, IrrepSet],
-                 wanted: IrrepSet) -> Iterator[tuple[ir.LeafRef, IrrepSet]]:
-    """Top-down arc consistency: the irreps of each leaf that take part in a complete path."""
-    live = sets[id(tree)] & wanted
-    if isinstance(tree, ir.LeafRef):
-        yield tree, live
-        return
-    left, right = sets[id(tree.left)], sets[id(tree.right)]
-    left_live = frozenset(a for a in left if any(c in live for b in right for c in a * b))
-    right_live = frozenset(b for b in right if any(c in live for a in left_live for c in a * b))
-    yield from _live_leaves(tree.left, sets, left_live)
-    yield from _live_leaves(tree.right, sets, right_live)
+        live = dict(_pruned_sets(statement.tree, sets, frozenset(wanted)))
+        for leaf in statement.leaves:
+            state.needed.setdefault(leaf.leg, set()).update(live[id(leaf)])
 
 
 # -- final irreps and paths ----------------------------------------------------------------------
@@ -308,6 +299,8 @@ def _raw_paths(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: Irr
 
 
 def _pruned_sets(tree: ir.Node, sets: dict[int, IrrepSet], wanted: IrrepSet) -> Iterator[tuple[int, IrrepSet]]:
+    """Top-down arc consistency (exact on trees): (``id(node)``, the irreps of that node that take
+    part in a complete path whose root is in ``wanted``) for every node."""
     live = sets[id(tree)] & wanted
     yield id(tree), live
     if isinstance(tree, ir.Fuse):

@@ -217,7 +217,7 @@ def _tree(args: tuple[syntax.Arg, ...], counter: _Counter, span: Span) -> ir.Nod
     nodes = [_arg(arg, counter) for arg in args]
     tree = nodes[0]
     for node in nodes[1:]:
-        tree = ir.Fuse(tree, node, _node_span(tree).join(_node_span(node)))
+        tree = ir.Fuse(tree, node, tree.span.join(node.span))
     return tree
 
 
@@ -228,10 +228,6 @@ def _arg(arg: syntax.Arg, counter: _Counter) -> ir.Node:
         return ir.LeafRef(arg.name.text, counter.take(), span, via)  # type: ignore[arg-type]
     tree = _tree(arg.items, counter, arg.span)
     return ir.Fuse(tree.left, tree.right, arg.span) if isinstance(tree, ir.Fuse) else tree
-
-
-def _node_span(node: ir.Node) -> Span:
-    return node.span
 
 
 def _resolve(leaf: ir.LeafRef, known: set[str], state: _Lowering) -> None:

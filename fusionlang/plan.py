@@ -630,7 +630,8 @@ def path_fan_in(statement: ir.Statement, leaf_muls: Sequence[int]) -> int:
     return math.prod(leaf_muls[1:] if statement.channels == "uvu" else leaf_muls)
 
 
-def _fan_ins(diagram: ir.Diagram) -> dict[tuple[str, int], int]:
+def fan_in_totals(diagram: ir.Diagram) -> dict[tuple[str, int], int]:
+    """(target leg, entry) -> the terms every path of every writer adds into one of its numbers."""
     totals: Counter[tuple[str, int]] = Counter()
     for statement in diagram.statements:
         for path in statement.paths:
@@ -771,7 +772,7 @@ def kept_paths(diagram: ir.Diagram, statement: int = 0) -> tuple[int, ...]:
     (0,)
     """
     found = next(s for s in diagram.statements if s.index == statement)
-    model = _statement_model(diagram, found, _fan_ins(diagram), "")
+    model = _statement_model(diagram, found, fan_in_totals(diagram), "")
     return tuple(p.position for p in model.paths)
 
 
@@ -1855,7 +1856,7 @@ def naive_flops(diagram: ir.Diagram, statement: ir.Statement) -> int:
     >>> naive_flops(d, d.statements[0])
     27
     """
-    fan_ins = _fan_ins(diagram)
+    fan_ins = fan_in_totals(diagram)
     paths = _raw_paths(diagram, statement, fan_ins)
     into = Counter(p.output.index for p in paths)
     total = sum((count - 1) * _leg_entries(diagram, statement.target)[entry].item.dim
@@ -2016,7 +2017,7 @@ def plan_diagram(diagram: ir.Diagram, file: str | None = None) -> Program:
     file = file or _file_name(diagram)
     b = _Builder(diagram, file)
     inputs = _declare_inputs(b)
-    fan_ins = _fan_ins(diagram)
+    fan_ins = fan_in_totals(diagram)
     models, weights = _weight_sources(b, diagram, fan_ins)
     reports = []
     for statement in statement_order(diagram):

@@ -36,7 +36,7 @@ def _statement(diagram: ir.Diagram, statement: ir.Statement) -> dict[str, Any]:
     target = diagram.irreps(statement.target)
     per_output = Counter(str(target[p.output].irrep) for p in statement.paths)
     return {"line": statement.line, "kind": statement.kind, "arity": statement.arity,
-            "target": statement.target, "args": _tree_text(statement.tree),
+            "target": statement.target, "args": tree_text(statement.tree),
             "channels": statement.channels, "weights": statement.weights,
             "paths_mode": statement.paths_mode, "aggregate": statement.aggregate, "per": statement.per,
             "paths": len(statement.paths),
@@ -48,10 +48,11 @@ def _irrep_order(irreps: Any) -> Any:
     return lambda text: order[text]
 
 
-def _tree_text(node: ir.Node, top: bool = True) -> str:
+def tree_text(node: ir.Node, top: bool = True) -> str:
+    """A statement's arguments as written: ``(a, b), sender(c)``."""
     if isinstance(node, ir.LeafRef):
         return f"{node.via}({node.leg})" if node.via else node.leg
-    text = f"{_tree_text(node.left, False)}, {_tree_text(node.right, False)}"
+    text = f"{tree_text(node.left, False)}, {tree_text(node.right, False)}"
     return text if top else f"({text})"
 
 

@@ -845,3 +845,22 @@ def e3nn_channelwise_product(irreps_in: str, irreps_edge: str, **options: Any) -
     out, permutation, _ = o3.Irreps(entries).sort()
     instructions = [(i1, i2, permutation[k], mode, w) for i1, i2, k, mode, w in instructions]
     return o3.TensorProduct(first, second, out, instructions, **options)
+
+
+def module_arguments(module: Any, diagram: ir.Diagram, generator: torch.Generator | None = None,
+                     batch: int = 4, nodes: int = 6, dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
+    """Random ``forward`` arguments for any compiled module: a batch of features and external
+    weights for a plain diagram, or a random graph of ``nodes`` nodes for a graph diagram.
+
+    >>> from fusionlang import api
+    >>> result = api.compile("diagram d { group O3\\n input x : 2x1o\\n output y : 2x1o\\n x -> y }")
+    >>> [a.shape for a in module_arguments(result.module_class()(), result.diagram())]
+    [torch.Size([4, 6])]
+    """
+    if hasattr(type(module), "SIGNATURE"):  # a graph orchestrator
+        edge_index = random_graph(nodes, generator)
+        return graph_arguments(type(module), diagram, edge_index, nodes, generator, dtype)
+    inputs = [random_features(leg.irreps, (batch,), group=diagram.group, dtype=dtype, generator=generator)
+              for leg in diagram.inputs]
+    return inputs + [torch.randn(batch, module_weight_numel(module, diagram, s), dtype=dtype, generator=generator)
+                     for s in diagram.statements if s.weights == "external"]

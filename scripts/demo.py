@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -39,27 +38,15 @@ def run_diagram(result: api.CompileResult, name: str) -> tuple[str, int, float]:
     cls, diagram = result.module_class(name), result.diagram(name)
     module = cls(dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
-    parameters = sum(p.numel() for p in module.parameters())
+    arguments = testing.module_arguments(module, diagram, generator)
+    with torch.no_grad():
+        output = module(*arguments)
     if needs_orchestrator(diagram):
-        arguments = testing.graph_arguments(cls, diagram, testing.random_graph(6, generator), 6, generator)
-        with torch.no_grad():
-            output = module(*arguments)
         error = testing.graph_equivariance_error(module, diagram, arguments, generator=generator)
     else:
-        inputs = [testing.random_features(leg.irreps, (4,), group=diagram.group, generator=generator)
-                  for leg in diagram.inputs]
-        externals = _external_weights(module, diagram, generator)
-        with torch.no_grad():
-            output = module(*inputs, *externals)
         error = testing.assert_module_equivariant(module, diagram, dtype=torch.float64, trials=2)
     shapes = [tuple(o.shape) for o in (output if isinstance(output, tuple) else (output,))]
-    return ", ".join(str(s) for s in shapes), parameters, error
-
-
-def _external_weights(module: Any, diagram: fusionlang.ir.Diagram, generator: torch.Generator) -> list[torch.Tensor]:
-    sizes = testing.module_weight_numel
-    return [torch.randn(4, sizes(module, diagram, s), generator=generator, dtype=torch.float64)
-            for s in diagram.statements if s.weights == "external"]
+    return ", ".join(str(s) for s in shapes), sum(p.numel() for p in module.parameters()), error
 
 
 def compile_examples() -> bool:

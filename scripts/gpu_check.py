@@ -16,18 +16,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from fusionlang import api, testing  # noqa: E402
-from fusionlang.graphs import needs_orchestrator  # noqa: E402
-
-
-def arguments(result: api.CompileResult, name: str, module: torch.nn.Module) -> list[torch.Tensor]:
-    diagram, cls = result.diagram(name), result.module_class(name)
-    generator = torch.Generator().manual_seed(0)
-    if needs_orchestrator(diagram):
-        return testing.graph_arguments(cls, diagram, testing.random_graph(8, generator), 8, generator)
-    inputs = [testing.random_features(leg.irreps, (16,), group=diagram.group, generator=generator)
-              for leg in diagram.inputs]
-    return inputs + [torch.randn(16, testing.module_weight_numel(module, diagram, s), dtype=torch.float64,
-                                 generator=generator) for s in diagram.statements if s.weights == "external"]
 
 
 def main() -> int:
@@ -43,7 +31,7 @@ def main() -> int:
             gpu = result.module_class(diagram.name)(dtype=torch.float64)
             gpu.load_state_dict(cpu.state_dict())
             gpu = gpu.to("cuda")
-            args = arguments(result, diagram.name, cpu)
+            args = testing.module_arguments(cpu, diagram, torch.Generator().manual_seed(0), batch=16, nodes=8)
             with torch.no_grad():
                 expected = cpu(*args)
                 found = gpu(*[a.cuda() for a in args])

@@ -201,7 +201,7 @@ def test_every_strategy_is_considered_and_u_and_chain_both_available() -> None:
     text = ("diagram d { group O3\n input a, b, c : 2x(0e + 1o)\n output z : 2x(0e + 1o)\n"
             " a, b, c -> z [channels = uuu] }")
     d = diagrams_of(text)[0]
-    model = P._statement_model(d, d.statements[0], P._fan_ins(d), "")
+    model = P._statement_model(d, d.statements[0], P.fan_in_totals(d), "")
     labels = {s.label for s in P._strategies(model)}
     assert {"full/U/joint", "full/chain/joint", "blocks/U/entry", "single/chain/entry"} <= labels
 
