@@ -205,6 +205,13 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
         model["weights"] = _weights_expression(step, numel, complex_weights)
     if step.kind == "output":
         model["layout"] = _layout_expression(step)
+    if step.kind == "matmul":
+        (w_perm, w_shape), (_, x_shape) = step.views
+        weights = step.args[0] + (f".permute({', '.join(map(str, w_perm))})" if w_perm else "")
+        model["product"] = (f"torch.matmul({weights}.reshape({', '.join(map(str, w_shape))}), "
+                            f"{step.args[1]}.reshape({', '.join(map(str, x_shape))}))"
+                            f".view({', '.join(map(str, step.shape))})")
+        model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
     if step.kind == "mul":
         model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
@@ -222,7 +229,8 @@ def split_slices(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
     gradients (at N = 16384 the fills were 45% of a channelwise product's backward)."""
     groups: dict[tuple[str, int], list[int]] = {}
     for position, step in enumerate(steps):
-        if step["kind"] in ("narrow", "entry"):
+        # buffers (``self.…``) have no backward to save, and their pieces could not be named
+        if step["kind"] in ("narrow", "entry") and not step["args"][0].startswith("self."):
             axis = _SLICE_AXIS.get(step["kind"], step["axis"])
             groups.setdefault((step["args"][0], axis), []).append(position)
     inserts: dict[int, dict[str, Any]] = {}
@@ -269,7 +277,10 @@ def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool
     """``self.w[a:b].view(...)`` (or a gather), cast to complex for SU(2), times a scale."""
     name = step.source.removeprefix("self.")
     external = not step.source.startswith("self.")
-    if step.index:
+    if step.index and step.stop:
+        blocks = f"{'-1, ' if external else ''}{numel[name] // step.stop}, {step.stop}"
+        text = f"torch.index_select({step.source}.view({blocks}), -2, {step.index})"
+    elif step.index:
         text = f"torch.index_select({step.source}, -1, {step.index})"
     elif (step.start, step.stop) == (0, numel[name]):
         text = step.source

@@ -680,10 +680,11 @@ class _PlanView:
 
     @staticmethod
     def is_view(step: Step) -> bool:
-        """A free step folded into the edges: a slice of an intermediate, a one-part concatenation.
+        """A free step folded into the edges: a slice or reshape of an intermediate, a one-part
+        concatenation.
 
         Slices of inputs (``entry``) stay: a feature's entries are where its fan-out starts."""
-        return step.kind == "narrow" or (step.kind in ("cat", "stack") and len(step.args) == 1)
+        return step.kind in ("narrow", "reshape") or (step.kind in ("cat", "stack") and len(step.args) == 1)
 
     def producer(self, var: str) -> Step | None:
         """The drawn step a value comes from, through any views (None for a coupling table)."""

@@ -47,12 +47,12 @@ class fc_tp(runtime.CompiledModule):
             ((4, 4, 2), ("2e", "2e", "0e"), 96),
             ((4, 4, 30), ("2e", "2e", "2e"), 128),
         )))
-        # fc_tp.fusion:7  where the weights of 3 paths start (1024 numbers each)
-        self.add_index("idx_z_0", (0, 4096, 9216), 1024)
-        # fc_tp.fusion:7  where the weights of 4 paths start (1024 numbers each)
-        self.add_index("idx_z_0_1", (1024, 3072, 6144, 8192), 1024)
-        # fc_tp.fusion:7  where the weights of 4 paths start (1024 numbers each)
-        self.add_index("idx_z_0_2", (2048, 5120, 7168, 10240), 1024)
+        # fc_tp.fusion:7  which blocks of 1024 weights the 3 paths use
+        self.add_index("idx_z_0", (0, 4, 9), 1)
+        # fc_tp.fusion:7  which blocks of 1024 weights the 4 paths use
+        self.add_index("idx_z_0_1", (1, 3, 6, 8), 1)
+        # fc_tp.fusion:7  which blocks of 1024 weights the 4 paths use
+        self.add_index("idx_z_0_2", (2, 5, 7, 10), 1)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         batch = list(x.shape[:-1])
@@ -74,28 +74,38 @@ class fc_tp(runtime.CompiledModule):
         y_0e_1o_2e = y[:, 0:9].view(-1, 1, 9)
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e] (step 1 of 2)
         z_t = torch.einsum("nvj,ijk->nvik", [y_0e_1o_2e, self.cg_z_0])
-        # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e]
-        z_t_1 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t])
-        # fc_tp.fusion:7  z_t_1 cut once along axis -1 (one backward for every piece)
-        z_t_1_pieces = torch.split(z_t_1, [3, 12, 20, z_t_1.shape[-1] - 35], -1)
+        # fc_tp.fusion:7  z_t cut once along axis 3 (one backward for every piece)
+        z_t_pieces = torch.split(z_t, [3, 12, 20, z_t.shape[3] - 35], 3)
+        # fc_tp.fusion:7  its part 0:3 along k
+        z_t_k = z_t_pieces[0]
+        # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e], slots 0:3
+        z_t_1 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t_k])
+        # fc_tp.fusion:7  its part 3:15 along k
+        z_t_k_1 = z_t_pieces[1]
+        # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e], slots 3:15
+        z_t_2 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t_k_1])
+        # fc_tp.fusion:7  its part 15:35 along k
+        z_t_k_2 = z_t_pieces[2]
+        # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e], slots 15:35
+        z_t_3 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t_k_2])
         # fc_tp.fusion:7  the 3 coupled paths into z[32x0e]
-        z_paths = z_t_1_pieces[0].reshape(-1, 32, 1, 3, 1)
+        z_paths = z_t_1.reshape(-1, 32, 1, 3, 1)
         # fc_tp.fusion:7  weights of 3 paths
-        w_z_0 = torch.index_select(self.weight_z_0, -1, self.idx_z_0).view(3, 32, 1, 32)
-        # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p
-        z_0e = torch.einsum("nuvpk,puvw->nwk", [z_paths, w_z_0])
+        w_z_0 = torch.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0).view(3, 32, 1, 32)
+        # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p [nuvpk,puvw->nwk]
+        z_0e = torch.matmul(w_z_0.permute(3, 1, 2, 0).reshape(32, 96), z_paths.reshape(-1, 96, 1)).view(-1, 32, 1)
         # fc_tp.fusion:7  the 4 coupled paths into z[32x1o]
-        z_paths_1 = z_t_1_pieces[1].reshape(-1, 32, 1, 4, 3)
+        z_paths_1 = z_t_2.reshape(-1, 32, 1, 4, 3)
         # fc_tp.fusion:7  weights of 4 paths
-        w_z_0_1 = torch.index_select(self.weight_z_0, -1, self.idx_z_0_1).view(4, 32, 1, 32)
-        # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p
-        z_1o = torch.einsum("nuvpk,puvw->nwk", [z_paths_1, w_z_0_1])
+        w_z_0_1 = torch.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_1).view(4, 32, 1, 32)
+        # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p [nuvpk,puvw->nwk]
+        z_1o = torch.matmul(w_z_0_1.permute(3, 1, 2, 0).reshape(32, 128), z_paths_1.reshape(-1, 128, 3)).view(-1, 32, 3)
         # fc_tp.fusion:7  the 4 coupled paths into z[32x2e]
-        z_paths_2 = z_t_1_pieces[2].reshape(-1, 32, 1, 4, 5)
+        z_paths_2 = z_t_3.reshape(-1, 32, 1, 4, 5)
         # fc_tp.fusion:7  weights of 4 paths
-        w_z_0_2 = torch.index_select(self.weight_z_0, -1, self.idx_z_0_2).view(4, 32, 1, 32)
-        # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p
-        z_2e = torch.einsum("nuvpk,puvw->nwk", [z_paths_2, w_z_0_2])
+        w_z_0_2 = torch.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_2).view(4, 32, 1, 32)
+        # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p [nuvpk,puvw->nwk]
+        z_2e = torch.matmul(w_z_0_2.permute(3, 1, 2, 0).reshape(32, 128), z_paths_2.reshape(-1, 128, 5)).view(-1, 32, 5)
         # fc_tp.fusion:6  z: 32x(0e + 1o + 2e) in the mul_ir layout
         z = torch.cat([z_0e.reshape(-1, 32), z_1o.reshape(-1, 96), z_2e.reshape(-1, 160)], -1).reshape(batch + [288])
         return z

@@ -2099,7 +2099,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nuijl,ijlk->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
         # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths = out_t_2.narrow(-1, 0, 1).reshape(-1, 8, 1, 1)
+        out_paths = out_t_2.reshape(-1, 8, 1, 1)
         # fusion_block.fusion:35  weights of path 0
         w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2111,7 +2111,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
         out_t_4 = torch.einsum("nuijl,ijlk->nuk", [out_t_3, self.cg_out_0_1])
         # fusion_block.fusion:35  the 1 coupled path into out[8x1o]
-        out_paths_1 = out_t_4.narrow(-1, 0, 3).reshape(-1, 8, 1, 3)
+        out_paths_1 = out_t_4.reshape(-1, 8, 1, 3)
         # fusion_block.fusion:35  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2123,7 +2123,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nui,nuik->nuk]
         out_t_7 = A_0e.view(-1, 8, 1) * out_t_6.view(-1, 8, 1)
         # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_2 = out_t_7.narrow(-1, 0, 1).reshape(-1, 8, 1, 1)
+        out_paths_2 = out_t_7.reshape(-1, 8, 1, 1)
         # fusion_block.fusion:35  weights of path 2
         w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2137,7 +2137,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
         out_t_10 = torch.einsum("nuijl,ijlk->nuk", [out_t_9, self.cg_out_0_3])
         # fusion_block.fusion:35  the 1 coupled path into out[8x1o]
-        out_paths_3 = out_t_10.narrow(-1, 0, 3).reshape(-1, 8, 1, 3)
+        out_paths_3 = out_t_10.reshape(-1, 8, 1, 3)
         # fusion_block.fusion:35  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2149,7 +2149,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nui,nuik->nuk]
         out_t_13 = A_0e.view(-1, 8, 1) * out_t_12.view(-1, 8, 1)
         # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_4 = out_t_13.narrow(-1, 0, 1).reshape(-1, 8, 1, 1)
+        out_paths_4 = out_t_13.reshape(-1, 8, 1, 1)
         # fusion_block.fusion:35  weights of path 4
         w_out_0_4 = weights_out_0[:, 32:40].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2161,7 +2161,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nul,nulk->nuk", [A_1o, out_t_15])
         # fusion_block.fusion:35  the 1 coupled path into out[8x1o]
-        out_paths_5 = out_t_16.narrow(-1, 0, 3).reshape(-1, 8, 1, 3)
+        out_paths_5 = out_t_16.reshape(-1, 8, 1, 3)
         # fusion_block.fusion:35  weights of path 5
         w_out_0_5 = weights_out_0[:, 40:48].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2171,7 +2171,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e]
         out_t_18 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_17])
         # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_6 = out_t_18.narrow(-1, 0, 1).reshape(-1, 8, 1, 1)
+        out_paths_6 = out_t_18.reshape(-1, 8, 1, 1)
         # fusion_block.fusion:35  weights of path 6
         w_out_0_6 = weights_out_0[:, 48:56].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -2183,7 +2183,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 2 paths → out[8x1o]
         out_t_21 = torch.einsum("nui,nuik->nuk", [A_1o, out_t_20])
         # fusion_block.fusion:35  the 2 coupled paths into out[8x1o]
-        out_paths_7 = out_t_21.narrow(-1, 0, 6).reshape(-1, 8, 2, 3)
+        out_paths_7 = out_t_21.reshape(-1, 8, 2, 3)
         # fusion_block.fusion:35  weights of paths 7..8
         w_out_0_7 = weights_out_0[:, 56:72].view(-1, 2, 8)
         # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p
@@ -2193,7 +2193,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e]
         out_t_23 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_22])
         # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_8 = out_t_23.narrow(-1, 0, 1).reshape(-1, 8, 1, 1)
+        out_paths_8 = out_t_23.reshape(-1, 8, 1, 1)
         # fusion_block.fusion:35  weights of path 9
         w_out_0_8 = weights_out_0[:, 72:80].view(-1, 1, 8)
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]

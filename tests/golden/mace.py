@@ -45,14 +45,14 @@ class mace_interaction__s0_0(runtime.CompiledModule):
             ((1, 9, 29), ("1o", "3o", "2e"), 1),
             ((1, 9, 48), ("1o", "3o", "3e"), 1),
         )))
-        # mace.fusion:10  where the weights of 2 paths start (16 numbers each)
-        self.add_index("idx_out_0", (0, 80), 16)
-        # mace.fusion:10  where the weights of 4 paths start (16 numbers each)
-        self.add_index("idx_out_0_1", (16, 64, 128, 96), 16)
-        # mace.fusion:10  where the weights of 4 paths start (16 numbers each)
-        self.add_index("idx_out_0_2", (144, 32, 112, 176), 16)
-        # mace.fusion:10  where the weights of 3 paths start (16 numbers each)
-        self.add_index("idx_out_0_3", (48, 160, 192), 16)
+        # mace.fusion:10  which blocks of 16 weights the 2 paths use
+        self.add_index("idx_out_0", (0, 5), 1)
+        # mace.fusion:10  which blocks of 16 weights the 4 paths use
+        self.add_index("idx_out_0_1", (1, 4, 8, 6), 1)
+        # mace.fusion:10  which blocks of 16 weights the 4 paths use
+        self.add_index("idx_out_0_2", (9, 2, 7, 11), 1)
+        # mace.fusion:10  which blocks of 16 weights the 3 paths use
+        self.add_index("idx_out_0_3", (3, 10, 12), 1)
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
@@ -74,32 +74,46 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         Y_0e_1o_2e_3o = Y[:, 0:16].view(-1, 1, 16)
         # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e_3o, self.cg_out_0])
-        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e]
-        out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t])
-        # mace.fusion:10  out_t_1 cut once along axis -1 (one backward for every piece)
-        out_t_1_pieces = torch.split(out_t_1, [2, 12, 20, 21, out_t_1.shape[-1] - 55], -1)
+        # mace.fusion:10  out_t cut once along axis 3 (one backward for every piece)
+        out_t_pieces = torch.split(out_t, [2, 12, 20, 21, out_t.shape[3] - 55], 3)
+        # mace.fusion:10  its part 0:2 along k
+        out_t_k = out_t_pieces[0]
+        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 0:2
+        out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k])
+        # mace.fusion:10  its part 2:14 along k
+        out_t_k_1 = out_t_pieces[1]
+        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 2:14
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_1])
+        # mace.fusion:10  its part 14:34 along k
+        out_t_k_2 = out_t_pieces[2]
+        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 14:34
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_2])
+        # mace.fusion:10  its part 34:55 along k
+        out_t_k_3 = out_t_pieces[3]
+        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 34:55
+        out_t_4 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_3])
         # mace.fusion:10  the coupled paths into out[16x0e] x 2, entry by entry
-        out_paths = out_t_1_pieces[0].reshape(-1, 16, 1, 2, 1, 1)
+        out_paths = out_t_1.reshape(-1, 16, 1, 2, 1, 1)
         # mace.fusion:10  weights of 2 paths
-        w_out_0 = torch.index_select(weights_out_0, -1, self.idx_out_0).view(-1, 2, 1, 16, 1)
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0).view(-1, 2, 1, 16, 1)
         # mace.fusion:10  out[16x0e x 2] = Σ_p W_p · coupled path p, entries 0..1 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_0e_0 = w_out_0.view(-1, 2, 16, 1) * out_paths.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 16, 1)
         # mace.fusion:10  the coupled paths into out[16x1o] x 4, entry by entry
-        out_paths_1 = out_t_1_pieces[1].reshape(-1, 16, 1, 4, 1, 3)
+        out_paths_1 = out_t_2.reshape(-1, 16, 1, 4, 1, 3)
         # mace.fusion:10  weights of 4 paths
-        w_out_0_1 = torch.index_select(weights_out_0, -1, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x1o x 4] = Σ_p W_p · coupled path p, entries 2..5 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_1o_0 = w_out_0_1.view(-1, 4, 16, 1) * out_paths_1.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 3)
         # mace.fusion:10  the coupled paths into out[16x2o] x 4, entry by entry
-        out_paths_2 = out_t_1_pieces[2].reshape(-1, 16, 1, 4, 1, 5)
+        out_paths_2 = out_t_3.reshape(-1, 16, 1, 4, 1, 5)
         # mace.fusion:10  weights of 4 paths
-        w_out_0_2 = torch.index_select(weights_out_0, -1, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
+        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x2o x 4] = Σ_p W_p · coupled path p, entries 6..9 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_2o = w_out_0_2.view(-1, 4, 16, 1) * out_paths_2.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 5)
         # mace.fusion:10  the coupled paths into out[16x3o] x 3, entry by entry
-        out_paths_3 = out_t_1_pieces[3].reshape(-1, 16, 1, 3, 1, 7)
+        out_paths_3 = out_t_4.reshape(-1, 16, 1, 3, 1, 7)
         # mace.fusion:10  weights of 3 paths
-        w_out_0_3 = torch.index_select(weights_out_0, -1, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
+        w_out_0_3 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
         # mace.fusion:10  out[16x3o x 3] = Σ_p W_p · coupled path p, entries 10..12 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_3o_0 = w_out_0_3.view(-1, 3, 16, 1) * out_paths_3.permute(0, 3, 1, 5, 2, 4).view(-1, 3, 16, 7)
         # mace.fusion:9  out: 16x0e + 16x0e + 16x1o + 16x1o + 16x1o + 16x1e + 16x2o + 16x2e + 16x2e + 16x2e + 16x3o + 16x3o + 16x3e in the mul_ir layout
@@ -466,7 +480,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nuijl,ijlk->nuk]
         out_t_2 = out_t_1.view(-1, 16, 1) * self.cg_out_0.view(1, 1, 1)
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths = out_t_2.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths = out_t_2.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 0
         w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -478,7 +492,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_4 = torch.einsum("nuijl,ijlk->nuk", [out_t_3, self.cg_out_0_1])
         # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_1 = out_t_4.narrow(-1, 0, 3).reshape(-1, 16, 1, 3)
+        out_paths_1 = out_t_4.reshape(-1, 16, 1, 3)
         # mace.fusion:22  weights of path 1
         w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -490,7 +504,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_7 = A_0e.view(-1, 16, 1) * out_t_6.view(-1, 16, 1)
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_2 = out_t_7.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_2 = out_t_7.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 2
         w_out_0_2 = weights_out_0[:, 32:48].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -504,7 +518,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_10 = torch.einsum("nuijl,ijlk->nuk", [out_t_9, self.cg_out_0_3])
         # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_3 = out_t_10.narrow(-1, 0, 3).reshape(-1, 16, 1, 3)
+        out_paths_3 = out_t_10.reshape(-1, 16, 1, 3)
         # mace.fusion:22  weights of path 3
         w_out_0_3 = weights_out_0[:, 48:64].view(-1, 1, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -516,7 +530,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_13 = A_0e.view(-1, 16, 1) * out_t_12.view(-1, 16, 1)
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_4 = out_t_13.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_4 = out_t_13.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 4
         w_out_0_4 = weights_out_0[:, 64:80].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -530,7 +544,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] [nui,nuik->nuk]
         out_t_16 = A_0e.view(-1, 16, 1) * out_t_15.view(-1, 16, 3)
         # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_5 = out_t_16.narrow(-1, 0, 3).reshape(-1, 16, 1, 3)
+        out_paths_5 = out_t_16.reshape(-1, 16, 1, 3)
         # mace.fusion:22  weights of path 5
         w_out_0_5 = weights_out_0[:, 80:96].view(-1, 1, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -542,7 +556,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_19 = A_0e.view(-1, 16, 1) * out_t_18.view(-1, 16, 1)
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_6 = out_t_19.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_6 = out_t_19.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 6
         w_out_0_6 = weights_out_0[:, 96:112].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -554,7 +568,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_22 = torch.einsum("nul,nulk->nuk", [A_1o, out_t_21])
         # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_7 = out_t_22.narrow(-1, 0, 3).reshape(-1, 16, 1, 3)
+        out_paths_7 = out_t_22.reshape(-1, 16, 1, 3)
         # mace.fusion:22  weights of path 7
         w_out_0_7 = weights_out_0[:, 112:128].view(-1, 1, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -564,7 +578,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_24 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_23])
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_8 = out_t_24.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_8 = out_t_24.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 8
         w_out_0_8 = weights_out_0[:, 128:144].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -576,7 +590,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_27 = torch.einsum("nuj,nujk->nuk", [A_1o, out_t_26])
         # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_9 = out_t_27.narrow(-1, 0, 3).reshape(-1, 16, 1, 3)
+        out_paths_9 = out_t_27.reshape(-1, 16, 1, 3)
         # mace.fusion:22  weights of path 9
         w_out_0_9 = weights_out_0[:, 144:160].view(-1, 1, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -588,7 +602,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o]
         out_t_30 = torch.einsum("nui,nuik->nuk", [A_1o, out_t_29])
         # mace.fusion:22  the 2 coupled paths into out[16x1o]
-        out_paths_10 = out_t_30.narrow(-1, 0, 6).reshape(-1, 16, 2, 3)
+        out_paths_10 = out_t_30.reshape(-1, 16, 2, 3)
         # mace.fusion:22  weights of paths 10..11
         w_out_0_10 = weights_out_0[:, 160:192].view(-1, 2, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
@@ -600,7 +614,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_33 = torch.einsum("nul,nulk->nuk", [A_3o, out_t_32])
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_11 = out_t_33.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_11 = out_t_33.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 12
         w_out_0_11 = weights_out_0[:, 192:208].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -612,7 +626,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o]
         out_t_36 = torch.einsum("nui,nuik->nuk", [A_1o, out_t_35])
         # mace.fusion:22  the 2 coupled paths into out[16x1o]
-        out_paths_12 = out_t_36.narrow(-1, 0, 6).reshape(-1, 16, 2, 3)
+        out_paths_12 = out_t_36.reshape(-1, 16, 2, 3)
         # mace.fusion:22  weights of paths 13..14
         w_out_0_12 = weights_out_0[:, 208:240].view(-1, 2, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
@@ -622,7 +636,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_38 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_37])
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_13 = out_t_38.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_13 = out_t_38.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 15
         w_out_0_13 = weights_out_0[:, 240:256].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -634,7 +648,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o]
         out_t_41 = torch.einsum("nuj,nujk->nuk", [A_2e, out_t_40])
         # mace.fusion:22  the 2 coupled paths into out[16x1o]
-        out_paths_14 = out_t_41.narrow(-1, 0, 6).reshape(-1, 16, 2, 3)
+        out_paths_14 = out_t_41.reshape(-1, 16, 2, 3)
         # mace.fusion:22  weights of paths 16..17
         w_out_0_14 = weights_out_0[:, 256:288].view(-1, 2, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
@@ -644,7 +658,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_43 = torch.einsum("nul,nulk->nuk", [A_3o, out_t_42])
         # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_15 = out_t_43.narrow(-1, 0, 1).reshape(-1, 16, 1, 1)
+        out_paths_15 = out_t_43.reshape(-1, 16, 1, 1)
         # mace.fusion:22  weights of path 18
         w_out_0_15 = weights_out_0[:, 288:304].view(-1, 1, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
@@ -654,7 +668,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_45 = torch.einsum("nul,nulk->nuk", [A_3o, out_t_44])
         # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_16 = out_t_45.narrow(-1, 0, 3).reshape(-1, 16, 1, 3)
+        out_paths_16 = out_t_45.reshape(-1, 16, 1, 3)
         # mace.fusion:22  weights of path 19
         w_out_0_16 = weights_out_0[:, 304:320].view(-1, 1, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
