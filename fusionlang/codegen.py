@@ -134,6 +134,7 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
     lines = {s.index: s.line for s in diagram.statements}
     complex_weights = diagram.group.is_complex and bool(program.parameters or program.weight_inputs)
     numel = {p.name: p.numel for p in program.parameters} | {w.name: w.numel for w in program.weight_inputs}
+    steps = split_slices([_step_model(file, s, numel, complex_weights) for s in program.steps])
     return {
         "name": class_name(diagram.name),
         "text": "",
@@ -151,8 +152,11 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
         "returns": _returns(len(program.outputs)),
         "batch_source": program.inputs[0].var,
         "complex_weights": complex_weights,
-        "steps": split_slices([_step_model(file, s, numel, complex_weights) for s in program.steps]),
+        "input_steps": [step for step in steps if step["kind"] == "input"],
+        "steps": [step for step in steps if step["kind"] != "input"],
         "results": [io.var for io in program.outputs],
+        "result_dims": [io.dim for io in program.outputs],
+        "chunk": program.chunk,
     }
 
 
@@ -205,13 +209,6 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
         model["weights"] = _weights_expression(step, numel, complex_weights)
     if step.kind == "output":
         model["layout"] = _layout_expression(step)
-    if step.kind == "matmul":
-        (w_perm, w_shape), (_, x_shape) = step.views
-        weights = step.args[0] + (f".permute({', '.join(map(str, w_perm))})" if w_perm else "")
-        model["product"] = (f"torch.matmul({weights}.reshape({', '.join(map(str, w_shape))}), "
-                            f"{step.args[1]}.reshape({', '.join(map(str, x_shape))}))"
-                            f".view({', '.join(map(str, step.shape))})")
-        model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
     if step.kind == "mul":
         model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
@@ -297,7 +294,7 @@ def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool
 def _layout_expression(step: Step) -> str:
     pieces = [f"{arg}.reshape(-1, {width})" for arg, width in zip(step.args, step.widths, strict=False)]
     if len(pieces) == 1:
-        return step.args[0]
+        return pieces[0]
     if len(pieces) <= _MANY_PIECES:
         return f"torch.cat([{', '.join(pieces)}], -1)"
     inner = "".join(f"\n            {p}," for p in pieces)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["CompiledModule", "TreeSpec", "coupling_table", "index_table", "load_generated", "rebuild"]
+__all__ = ["CompiledModule", "TreeSpec", "coupling_table", "in_one_pass", "index_table", "load_generated", "rebuild"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -125,6 +125,17 @@ def index_table(starts: Sequence[int], size: int) -> torch.Tensor:
 
 _COMPLEX_OF = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,
                torch.float32: torch.complex64, torch.float64: torch.complex128}
+
+
+def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
+    """Whether a generated ``forward`` contracts the batch of ``x`` in one pass rather than in
+    chunks of ``chunk`` samples: off the CPU (a GPU wants the whole batch), for batches up to
+    ``chunk``, and always while ``torch.compile`` or ``torch.export`` traces it (the graph stays
+    free of a branch on the batch size, so a dynamic batch dimension stays dynamic)."""
+    if torch.jit.is_scripting():
+        return not x.is_cpu or x.shape[0] <= chunk
+    else:
+        return torch.compiler.is_compiling() or torch.compiler.is_exporting() or not x.is_cpu or x.shape[0] <= chunk
 
 
 def _working(table: torch.Tensor, real: torch.dtype) -> torch.Tensor:

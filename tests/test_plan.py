@@ -296,40 +296,6 @@ def test_planning_is_deterministic() -> None:
 
 # -- emission forms that decide the run time at large batches --------------------------------------
 
-@pytest.mark.parametrize(("equation", "expected"), [
-    # weighting a fully connected run: W[p, u, v, w] against X[n, u, v, p, k] -> [n, w, k]
-    ("nuvpk,puvw->nwk", (1, (((3, 1, 2, 0), (6, 24)), ((), (-1, 24, 5))), (-1, 6, 5))),
-    ("puvw,nuvpk->nwk", (0, (((3, 1, 2, 0), (6, 24)), ((), (-1, 24, 5))), (-1, 6, 5))),
-    ("ij,nik->njk", (0, (((1, 0), (3, 2)), ((), (-1, 2, 5))), (-1, 3, 5))),
-    ("nuk,pu->nuk", None),       # u is kept on both sides: a broadcast, not a matrix product
-    ("nku,uw->nwk", None),       # X's summed index is not right after the batch
-    ("nui,nvik->nuvk", None),    # both operands batched
-    ("nuk,uw->nkw", None),       # the result is not [n, rows, kept of X]
-])
-def test_matmul_form_recognises_only_matrix_products_it_can_read_in_place(equation: str, expected: object) -> None:
-    sizes = {"u": 2, "v": 2, "p": 6, "k": 5, "w": 6, "i": 2, "j": 3}
-    inputs, result = equation.split("->")
-    left, right = inputs.split(",")
-    used = {i: sizes[i] for i in set(left + right) if i != "n"}
-    net = P.Network((left, right), result, tuple(sorted(used.items())))
-    form = P._matmul_form(net, (left, right), result)
-    if expected is None:
-        assert form is None
-        return
-    assert form is not None
-    first, views, shape = form
-    w_perm, w_shape = views[0]
-    assert (first, shape) == (expected[0], expected[2])  # type: ignore[index]
-    # the form computes the einsum
-    x_indices, w_indices = (left, right) if first == 1 else (right, left)
-    x = torch.randn(4, *(used[i] for i in x_indices[1:]), dtype=torch.float64)
-    w = torch.randn(*(used[i] for i in w_indices), dtype=torch.float64)
-    w2 = (w.permute(*w_perm) if w_perm else w).reshape(*w_shape)
-    ours = torch.matmul(w2, x.reshape(*views[1][1])).view(*shape)
-    operands = (x, w) if first == 1 else (w, x)
-    assert torch.allclose(ours, torch.einsum(equation, *operands))
-
-
 def test_q_runs_are_coupled_in_parts_and_weights_gathered_by_blocks() -> None:
     """The channelwise product of the benchmark: with stacked operands, each run of alike output
     entries gets its own contiguous coupled tensor (a reshape, no slice of a shared full-size

@@ -73,15 +73,32 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
             ((0, 0, 2, 4), ("2", "2", "2"), 6),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(F_at_sender.shape[:-1])
-        cdtype = F_at_sender.dtype
         # cormorant.fusion:10  F_at_sender: 8x0 + 8x1 + 8x2 as [n, 72]
         F_at_sender = F_at_sender.reshape(-1, 72)
         # cormorant.fusion:10  Y: 0 + 1 + 2 as [n, 9]
         Y = Y.reshape(-1, 9)
         # cormorant.fusion:10  external weights of F_at_sender, Y -> out as [n, 120]
         weights_out_0 = weights_out_0.reshape(-1, 120)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(F_at_sender, self.CHUNK):
+            out = self.contract(F_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(F_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
+        cdtype = F_at_sender.dtype
         # cormorant.fusion:10  F_at_sender cut once along axis 1 (one backward for every piece)
         F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
         # cormorant.fusion:10  F_at_sender[8x0] as [n, 8, 1]
@@ -199,7 +216,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:10  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -265,10 +282,27 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
             ((0, 0, 4), ("2", "2", "2"), 6),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         batch = list(F.shape[:-1])
         # cormorant.fusion:11  F: 8x0 + 8x1 + 8x2 as [n, 72]
         F = F.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(F, self.CHUNK):
+            out = self.contract(F)
+        else:
+            chunks = [torch.split(F, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, F: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # cormorant.fusion:11  F cut once along axis 1 (one backward for every piece)
         F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:11  F[8x0] as [n, 8, 1]
@@ -342,7 +376,7 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         # cormorant.fusion:11  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:11  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -371,11 +405,28 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
         # cormorant.fusion:12  F -> out: 3 weighted paths
         self.add_weights("weight_out_0", 192)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         batch = list(F.shape[:-1])
-        cdtype = F.dtype
         # cormorant.fusion:12  F: 8x0 + 8x1 + 8x2 as [n, 72]
         F = F.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(F, self.CHUNK):
+            out = self.contract(F)
+        else:
+            chunks = [torch.split(F, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, F: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
+        cdtype = F.dtype
         # cormorant.fusion:12  F cut once along axis 1 (one backward for every piece)
         F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:12  F[8x0] as [n, 8, 1]
@@ -397,7 +448,7 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
         # cormorant.fusion:12  out[8x2] ← F[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [F_2, w_out_0_2])
         # cormorant.fusion:9  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -426,11 +477,28 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
         # cormorant.fusion:13  message -> out: 3 weighted paths
         self.add_weights("weight_out_0", 192)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         batch = list(message.shape[:-1])
-        cdtype = message.dtype
         # cormorant.fusion:13  message: 8x0 + 8x1 + 8x2 as [n, 72]
         message = message.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(message, self.CHUNK):
+            out = self.contract(message)
+        else:
+            chunks = [torch.split(message, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, message: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
+        cdtype = message.dtype
         # cormorant.fusion:13  message cut once along axis 1 (one backward for every piece)
         message_pieces = torch.split(message, [8, 24, 40, message.shape[1] - 72], 1)
         # cormorant.fusion:13  message[8x0] as [n, 8, 1]
@@ -452,7 +520,7 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
         # cormorant.fusion:13  out[8x2] ← message[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [message_2, w_out_0_2])
         # cormorant.fusion:9  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -481,11 +549,28 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
         # cormorant.fusion:14  square -> out: 3 weighted paths
         self.add_weights("weight_out_0", 192)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, square: torch.Tensor) -> torch.Tensor:
         batch = list(square.shape[:-1])
-        cdtype = square.dtype
         # cormorant.fusion:14  square: 8x0 + 8x1 + 8x2 as [n, 72]
         square = square.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(square, self.CHUNK):
+            out = self.contract(square)
+        else:
+            chunks = [torch.split(square, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, square: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
+        cdtype = square.dtype
         # cormorant.fusion:14  square cut once along axis 1 (one backward for every piece)
         square_pieces = torch.split(square, [8, 24, 40, square.shape[1] - 72], 1)
         # cormorant.fusion:14  square[8x0] as [n, 8, 1]
@@ -507,7 +592,7 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
         # cormorant.fusion:14  out[8x2] ← square[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [square_2, w_out_0_2])
         # cormorant.fusion:9  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -630,6 +715,10 @@ class cormorant_real__s0_0(runtime.CompiledModule):
             ((0, 0, 2, 4), ("2", "2", "2"), 6),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(F_at_sender.shape[:-1])
         # cormorant.fusion:23  F_at_sender: 8x(0 + 1 + 2) as [n, 72]
@@ -638,6 +727,19 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # cormorant.fusion:23  external weights of F_at_sender, Y -> out as [n, 120]
         weights_out_0 = weights_out_0.reshape(-1, 120)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(F_at_sender, self.CHUNK):
+            out = self.contract(F_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(F_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # cormorant.fusion:23  F_at_sender cut once along axis 1 (one backward for every piece)
         F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
         # cormorant.fusion:23  F_at_sender[8x0] as [n, 8, 1]
@@ -755,7 +857,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:23  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -820,10 +922,27 @@ class cormorant_real__s1_1(runtime.CompiledModule):
             ((0, 0, 4), ("2", "2", "2"), 6),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         batch = list(F.shape[:-1])
         # cormorant.fusion:24  F: 8x(0 + 1 + 2) as [n, 72]
         F = F.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(F, self.CHUNK):
+            out = self.contract(F)
+        else:
+            chunks = [torch.split(F, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, F: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # cormorant.fusion:24  F cut once along axis 1 (one backward for every piece)
         F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:24  F[8x0] as [n, 8, 1]
@@ -897,7 +1016,7 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         # cormorant.fusion:24  out[8x2]: 3 contributions
         out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
         # cormorant.fusion:24  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -925,10 +1044,27 @@ class cormorant_real__s2_2(runtime.CompiledModule):
         # cormorant.fusion:25  F -> out: 3 weighted paths
         self.add_weights("weight_out_0", 192)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         batch = list(F.shape[:-1])
         # cormorant.fusion:25  F: 8x(0 + 1 + 2) as [n, 72]
         F = F.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(F, self.CHUNK):
+            out = self.contract(F)
+        else:
+            chunks = [torch.split(F, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, F: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # cormorant.fusion:25  F cut once along axis 1 (one backward for every piece)
         F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:25  F[8x0] as [n, 8, 1]
@@ -950,7 +1086,7 @@ class cormorant_real__s2_2(runtime.CompiledModule):
         # cormorant.fusion:25  out[8x2] ← F[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [F_2, w_out_0_2])
         # cormorant.fusion:22  out: 8x(0 + 1 + 2) in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -978,10 +1114,27 @@ class cormorant_real__s3_3(runtime.CompiledModule):
         # cormorant.fusion:26  message -> out: 3 weighted paths
         self.add_weights("weight_out_0", 192)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         batch = list(message.shape[:-1])
         # cormorant.fusion:26  message: 8x0 + 8x1 + 8x2 as [n, 72]
         message = message.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(message, self.CHUNK):
+            out = self.contract(message)
+        else:
+            chunks = [torch.split(message, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, message: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # cormorant.fusion:26  message cut once along axis 1 (one backward for every piece)
         message_pieces = torch.split(message, [8, 24, 40, message.shape[1] - 72], 1)
         # cormorant.fusion:26  message[8x0] as [n, 8, 1]
@@ -1003,7 +1156,7 @@ class cormorant_real__s3_3(runtime.CompiledModule):
         # cormorant.fusion:26  out[8x2] ← message[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [message_2, w_out_0_2])
         # cormorant.fusion:22  out: 8x(0 + 1 + 2) in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -1031,10 +1184,27 @@ class cormorant_real__s4_4(runtime.CompiledModule):
         # cormorant.fusion:27  square -> out: 3 weighted paths
         self.add_weights("weight_out_0", 192)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, square: torch.Tensor) -> torch.Tensor:
         batch = list(square.shape[:-1])
         # cormorant.fusion:27  square: 8x0 + 8x1 + 8x2 as [n, 72]
         square = square.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(square, self.CHUNK):
+            out = self.contract(square)
+        else:
+            chunks = [torch.split(square, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, square: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # cormorant.fusion:27  square cut once along axis 1 (one backward for every piece)
         square_pieces = torch.split(square, [8, 24, 40, square.shape[1] - 72], 1)
         # cormorant.fusion:27  square[8x0] as [n, 8, 1]
@@ -1056,7 +1226,7 @@ class cormorant_real__s4_4(runtime.CompiledModule):
         # cormorant.fusion:27  out[8x2] ← square[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [square_2, w_out_0_2])
         # cormorant.fusion:22  out: 8x(0 + 1 + 2) in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 

@@ -54,12 +54,29 @@ class fc_tp(runtime.CompiledModule):
         # fc_tp.fusion:7  which blocks of 1024 weights the 4 paths use
         self.add_index("idx_z_0_2", (2, 5, 7, 10), 1)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 2048
+    __constants__ = ["CHUNK"]
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         batch = list(x.shape[:-1])
         # fc_tp.fusion:4  x: 32x0e + 32x1o + 32x2e as [n, 288]
         x = x.reshape(-1, 288)
         # fc_tp.fusion:5  y: 0e + 1o + 2e as [n, 9]
         y = y.reshape(-1, 9)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(x, self.CHUNK):
+            z = self.contract(x, y)
+        else:
+            chunks = [torch.split(x, self.CHUNK), torch.split(y, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            z = torch.cat(parts)
+        return z.reshape(batch + [288])
+
+    def contract(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fc_tp.fusion:7  x cut once along axis 1 (one backward for every piece)
         x_pieces = torch.split(x, [32, 96, 160, x.shape[1] - 288], 1)
         # fc_tp.fusion:7  x[32x0e] as [n, 32, 1]
@@ -92,20 +109,20 @@ class fc_tp(runtime.CompiledModule):
         z_paths = z_t_1.reshape(-1, 32, 1, 3, 1)
         # fc_tp.fusion:7  weights of 3 paths
         w_z_0 = torch.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0).view(3, 32, 1, 32)
-        # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p [nuvpk,puvw->nwk]
-        z_0e = torch.matmul(w_z_0.permute(3, 1, 2, 0).reshape(32, 96), z_paths.reshape(-1, 96, 1)).view(-1, 32, 1)
+        # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p
+        z_0e = torch.einsum("nuvpk,puvw->nwk", [z_paths, w_z_0])
         # fc_tp.fusion:7  the 4 coupled paths into z[32x1o]
         z_paths_1 = z_t_2.reshape(-1, 32, 1, 4, 3)
         # fc_tp.fusion:7  weights of 4 paths
         w_z_0_1 = torch.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_1).view(4, 32, 1, 32)
-        # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p [nuvpk,puvw->nwk]
-        z_1o = torch.matmul(w_z_0_1.permute(3, 1, 2, 0).reshape(32, 128), z_paths_1.reshape(-1, 128, 3)).view(-1, 32, 3)
+        # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p
+        z_1o = torch.einsum("nuvpk,puvw->nwk", [z_paths_1, w_z_0_1])
         # fc_tp.fusion:7  the 4 coupled paths into z[32x2e]
         z_paths_2 = z_t_3.reshape(-1, 32, 1, 4, 5)
         # fc_tp.fusion:7  weights of 4 paths
         w_z_0_2 = torch.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_2).view(4, 32, 1, 32)
-        # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p [nuvpk,puvw->nwk]
-        z_2e = torch.matmul(w_z_0_2.permute(3, 1, 2, 0).reshape(32, 128), z_paths_2.reshape(-1, 128, 5)).view(-1, 32, 5)
+        # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p
+        z_2e = torch.einsum("nuvpk,puvw->nwk", [z_paths_2, w_z_0_2])
         # fc_tp.fusion:6  z: 32x(0e + 1o + 2e) in the mul_ir layout
-        z = torch.cat([z_0e.reshape(-1, 32), z_1o.reshape(-1, 96), z_2e.reshape(-1, 160)], -1).reshape(batch + [288])
+        z = torch.cat([z_0e.reshape(-1, 32), z_1o.reshape(-1, 96), z_2e.reshape(-1, 160)], -1)
         return z

@@ -68,6 +68,10 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
             ((0, 0, 1, 1), ("2e", "2e", "2e"), 4),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:9  h_at_sender: 8x(0e + 1o + 2e) as [n, 72]
@@ -76,6 +80,19 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # fusion_block.fusion:9  external weights of h_at_sender, Y -> out as [n, 88]
         weights_out_0 = weights_out_0.reshape(-1, 88)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_sender, self.CHUNK):
+            out = self.contract(h_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:9  h_at_sender cut once along axis 1 (one backward for every piece)
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:9  h_at_sender[8x0e] as [n, 8, 1]
@@ -181,7 +198,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:7  out[8x2e]: 2 contributions
         out_2e = out_sum_1 + out_sum_2_part_1
         # fusion_block.fusion:7  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -233,12 +250,29 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:10  h_at_receiver: 8x(0e + 1o + 2e) as [n, 72]
         h_at_receiver = h_at_receiver.reshape(-1, 72)
         # fusion_block.fusion:10  m: 8x(0e + 1o + 2e) as [n, 72]
         m = m.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_receiver, self.CHUNK):
+            out = self.contract(h_at_receiver, m)
+        else:
+            chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:10  h_at_receiver cut once along axis 1 (one backward for every piece)
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, 40, h_at_receiver.shape[1] - 72], 1)
         # fusion_block.fusion:10  h_at_receiver[8x0e] as [n, 8, 1]
@@ -276,7 +310,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:8
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:8  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -328,12 +362,29 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         batch = list(h.shape[:-1])
         # fusion_block.fusion:10  h: 8x(0e + 1o + 2e) as [n, 72]
         h = h.reshape(-1, 72)
         # fusion_block.fusion:10  m_density: 8x(0e + 1o + 2e) as [n, 72]
         m_density = m_density.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h, self.CHUNK):
+            out = self.contract(h, m_density)
+        else:
+            chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:10  h cut once along axis 1 (one backward for every piece)
         h_pieces = torch.split(h, [8, 24, 40, h.shape[1] - 72], 1)
         # fusion_block.fusion:10  h[8x0e] as [n, 8, 1]
@@ -371,7 +422,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:8
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:8  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -461,6 +512,10 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
             ((0, 0, 0, 0), ("1o", "1o", "0e"), 2),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 32768
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:19  h_at_sender: 8x(0e + 1o) as [n, 32]
@@ -469,6 +524,19 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 4)
         # fusion_block.fusion:19  external weights of h_at_sender, Y -> out as [n, 32]
         weights_out_0 = weights_out_0.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_sender, self.CHUNK):
+            out = self.contract(h_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:19  h_at_sender cut once along axis 1 (one backward for every piece)
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, h_at_sender.shape[1] - 32], 1)
         # fusion_block.fusion:19  h_at_sender[8x0e] as [n, 8, 1]
@@ -518,7 +586,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:17  out: 2 contributions with the same layout
         out_sum_1 = out_t_5 + out_t_8
         # fusion_block.fusion:17  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -605,12 +673,29 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
             ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 2, 1), (1, 6)),
         ), path_axes=(4,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
         h_at_receiver = h_at_receiver.reshape(-1, 32)
         # fusion_block.fusion:20  m: 8x(0e + 1o) as [n, 32]
         m = m.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_receiver, self.CHUNK):
+            out = self.contract(h_at_receiver, m)
+        else:
+            chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
@@ -714,7 +799,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:18  out: 4 contributions with the same layout
         out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -784,6 +869,10 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
             ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (1, 2)),
         ), path_axes=(4,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
@@ -792,6 +881,19 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         m_density_at_receiver = m_density_at_receiver.reshape(-1, 32)
         # fusion_block.fusion:20  m: 8x(0e + 1o) as [n, 32]
         m = m.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_receiver, self.CHUNK):
+            out = self.contract(h_at_receiver, m_density_at_receiver, m)
+        else:
+            chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
@@ -903,7 +1005,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:18  out: 4 contributions with the same layout
         out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -972,6 +1074,10 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
             ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (1, 2)),
         ), path_axes=(4,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
@@ -980,6 +1086,19 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         m = m.reshape(-1, 32)
         # fusion_block.fusion:20  m_density_at_receiver: 8x(0e + 1o) as [n, 32]
         m_density_at_receiver = m_density_at_receiver.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_receiver, self.CHUNK):
+            out = self.contract(h_at_receiver, m, m_density_at_receiver)
+        else:
+            chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
@@ -1089,7 +1208,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:18  out: 4 contributions with the same layout
         out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1156,6 +1275,10 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
             ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 2, 1), (1, 2)),
         ), path_axes=(4,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
@@ -1164,6 +1287,19 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         m = m.reshape(-1, 32)
         # fusion_block.fusion:20  m_density_at_receiver: 8x(0e + 1o) as [n, 32]
         m_density_at_receiver = m_density_at_receiver.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_receiver, self.CHUNK):
+            out = self.contract(h_at_receiver, m, m_density_at_receiver)
+        else:
+            chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
@@ -1275,7 +1411,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:18  out: 4 contributions with the same layout
         out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1362,12 +1498,29 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
             ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 2, 1), (1, 6)),
         ), path_axes=(4,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         batch = list(h.shape[:-1])
         # fusion_block.fusion:20  h: 8x(0e + 1o) as [n, 32]
         h = h.reshape(-1, 32)
         # fusion_block.fusion:20  m_density: 8x(0e + 1o) as [n, 32]
         m_density = m_density.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h, self.CHUNK):
+            out = self.contract(h, m_density)
+        else:
+            chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:20  h cut once along axis 1 (one backward for every piece)
         h_pieces = torch.split(h, [8, 24, h.shape[1] - 32], 1)
         # fusion_block.fusion:20  h[8x0e] as [n, 8, 1]
@@ -1471,7 +1624,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # fusion_block.fusion:18  out: 4 contributions with the same layout
         out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1605,6 +1758,10 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
             ((0, 0, 1, 1), ("2e", "2e", "2e"), 4),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:32  h_at_sender: 8x(0e + 1o + 2e) as [n, 72]
@@ -1613,6 +1770,19 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # fusion_block.fusion:32  external weights of h_at_sender, Y -> out as [n, 88]
         weights_out_0 = weights_out_0.reshape(-1, 88)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_sender, self.CHUNK):
+            out = self.contract(h_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:32  h_at_sender cut once along axis 1 (one backward for every piece)
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:32  h_at_sender[8x0e] as [n, 8, 1]
@@ -1718,7 +1888,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:29  out[8x2e]: 2 contributions
         out_2e = out_sum_1 + out_sum_2_part_1
         # fusion_block.fusion:29  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -1781,6 +1951,10 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
             ((0, 0, 1, 1), ("2e", "2e", "2e"), 4),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:33  h_at_sender: 8x(0e + 1o + 2e) as [n, 72]
@@ -1789,6 +1963,19 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # fusion_block.fusion:33  external weights of h_at_sender, Y -> out as [n, 88]
         weights_out_0 = weights_out_0.reshape(-1, 88)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_sender, self.CHUNK):
+            out = self.contract(h_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [72])
+
+    def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:33  h_at_sender cut once along axis 1 (one backward for every piece)
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:33  h_at_sender[8x0e] as [n, 8, 1]
@@ -1894,7 +2081,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:30  out[8x2e]: 2 contributions
         out_2e = out_sum_1 + out_sum_2_part_1
         # fusion_block.fusion:30  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1).reshape(batch + [72])
+        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -1941,12 +2128,29 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
             ((0, 0, 0, 0), ("2e", "2e", "0e"), 3, (1, 0), (1, 2)),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 16384
+    __constants__ = ["CHUNK"]
+
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(A.shape[:-1])
         # fusion_block.fusion:34  A: 8x(0e + 1o + 2e) as [n, 72]
         A = A.reshape(-1, 72)
         # fusion_block.fusion:34  external weights of A, A -> out as [n, 40]
         weights_out_0 = weights_out_0.reshape(-1, 40)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(A, self.CHUNK):
+            out = self.contract(A, weights_out_0)
+        else:
+            chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:34  A cut once along axis 1 (one backward for every piece)
         A_pieces = torch.split(A, [8, 24, 40, A.shape[1] - 72], 1)
         # fusion_block.fusion:34  A[8x0e] as [n, 8, 1]
@@ -2000,7 +2204,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # fusion_block.fusion:31  out: 2 contributions with the same layout
         out_sum_1 = out_t_5 + out_t_11
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -2082,12 +2286,29 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
             ((0, 0, 0, 0), (("2e", "2e", "2e"), "2e", "0e"), 5, (2, 1, 0), (1, 6)),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(A.shape[:-1])
         # fusion_block.fusion:35  A: 8x(0e + 1o + 2e) as [n, 72]
         A = A.reshape(-1, 72)
         # fusion_block.fusion:35  external weights of (A, A), A -> out as [n, 80]
         weights_out_0 = weights_out_0.reshape(-1, 80)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(A, self.CHUNK):
+            out = self.contract(A, weights_out_0)
+        else:
+            chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:35  A cut once along axis 1 (one backward for every piece)
         A_pieces = torch.split(A, [8, 24, 40, A.shape[1] - 72], 1)
         # fusion_block.fusion:35  A[8x0e] as [n, 8, 1]
@@ -2203,7 +2424,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:31  out: 4 contributions with the same layout
         out_sum_1 = out_1o + out_1o_1 + out_1o_2 + out_1o_3
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -2255,12 +2476,29 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:36  h_at_receiver: 8x(0e + 1o + 2e) as [n, 72]
         h_at_receiver = h_at_receiver.reshape(-1, 72)
         # fusion_block.fusion:36  m: 8x(0e + 1o + 2e) as [n, 72]
         m = m.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_receiver, self.CHUNK):
+            out = self.contract(h_at_receiver, m)
+        else:
+            chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:36  h_at_receiver cut once along axis 1 (one backward for every piece)
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, 40, h_at_receiver.shape[1] - 72], 1)
         # fusion_block.fusion:36  h_at_receiver[8x0e] as [n, 8, 1]
@@ -2298,7 +2536,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         # fusion_block.fusion:31
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -2350,12 +2588,29 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         batch = list(h.shape[:-1])
         # fusion_block.fusion:36  h: 8x(0e + 1o + 2e) as [n, 72]
         h = h.reshape(-1, 72)
         # fusion_block.fusion:36  m_density: 8x(0e + 1o + 2e) as [n, 72]
         m_density = m_density.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h, self.CHUNK):
+            out = self.contract(h, m_density)
+        else:
+            chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # fusion_block.fusion:36  h cut once along axis 1 (one backward for every piece)
         h_pieces = torch.split(h, [8, 24, 40, h.shape[1] - 72], 1)
         # fusion_block.fusion:36  h[8x0e] as [n, 8, 1]
@@ -2393,7 +2648,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         # fusion_block.fusion:31
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 

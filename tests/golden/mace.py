@@ -54,6 +54,10 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         # mace.fusion:10  which blocks of 16 weights the 3 paths use
         self.add_index("idx_out_0_3", (3, 10, 12), 1)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 2048
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
         # mace.fusion:10  h_at_sender: 16x(0e + 1o) as [n, 64]
@@ -62,6 +66,19 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 16)
         # mace.fusion:10  external weights of h_at_sender, Y -> out as [n, 208]
         weights_out_0 = weights_out_0.reshape(-1, 208)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_sender, self.CHUNK):
+            out = self.contract(h_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [880])
+
+    def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # mace.fusion:10  h_at_sender cut once along axis 1 (one backward for every piece)
         h_at_sender_pieces = torch.split(h_at_sender, [16, 48, h_at_sender.shape[1] - 64], 1)
         # mace.fusion:10  h_at_sender[16x0e] as [n, 16, 1]
@@ -122,7 +139,7 @@ class mace_interaction__s0_0(runtime.CompiledModule):
             out_1o_0.reshape(-1, 192),
             out_2o.reshape(-1, 320),
             out_3o_0.reshape(-1, 336),
-        ], -1).reshape(batch + [880])
+        ], -1)
         return out
 
 
@@ -181,12 +198,29 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 65536
+    __constants__ = ["CHUNK"]
+
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(A.shape[:-1])
         # mace.fusion:20  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
         # mace.fusion:20  external weights of A -> out as [n, 32]
         weights_out_0 = weights_out_0.reshape(-1, 32)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(A, self.CHUNK):
+            out = self.contract(A, weights_out_0)
+        else:
+            chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [64])
+
+    def contract(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # mace.fusion:20  A cut once along axis 1 (one backward for every piece)
         A_pieces = torch.split(A, [16, 48, A.shape[1] - 64], 1)
         # mace.fusion:20  A[16x0e] as [n, 16, 1]
@@ -202,7 +236,7 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
         # mace.fusion:20  out[16x1o] ← A[16x1o] · W [nuk,npu->nuk]
         out_1o = A_1o.view(-1, 16, 3) * w_out_0_1.view(-1, 16, 1)
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1).reshape(batch + [64])
+        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
         return out
 
 
@@ -258,12 +292,29 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
             ((0, 0, 0, 0), ("3o", "3o", "0e"), 4, (1, 0), (1, 2)),
         ), path_axes=(2,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 4096
+    __constants__ = ["CHUNK"]
+
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(A.shape[:-1])
         # mace.fusion:21  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
         # mace.fusion:21  external weights of A, A -> out as [n, 112]
         weights_out_0 = weights_out_0.reshape(-1, 112)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(A, self.CHUNK):
+            out = self.contract(A, weights_out_0)
+        else:
+            chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [64])
+
+    def contract(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # mace.fusion:21  A cut once along axis 1 (one backward for every piece)
         A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
         # mace.fusion:21  A[16x0e] as [n, 16, 1]
@@ -335,7 +386,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:19  out: 3 contributions with the same layout
         out_sum_1 = out_t_5 + out_t_11 + out_t_17
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1).reshape(batch + [64])
+        out = torch.cat([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1)
         return out
 
 
@@ -463,12 +514,29 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
             ((0, 0, 0, 0), (("1o", "1o", "2e"), "3o", "1o"), 12, (1, 0, 2), (3, 6)),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 1024
+    __constants__ = ["CHUNK"]
+
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(A.shape[:-1])
         # mace.fusion:22  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
         # mace.fusion:22  external weights of (A, A), A -> out as [n, 320]
         weights_out_0 = weights_out_0.reshape(-1, 320)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(A, self.CHUNK):
+            out = self.contract(A, weights_out_0)
+        else:
+            chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [64])
+
+    def contract(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # mace.fusion:22  A cut once along axis 1 (one backward for every piece)
         A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
         # mace.fusion:22  A[16x0e] as [n, 16, 1]
@@ -678,7 +746,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:19  out: 9 contributions with the same layout
         out_sum_1 = out_1o + out_1o_1 + out_1o_2 + out_1o_3 + out_1o_4 + out_1o_5 + out_1o_6 + out_1o_7 + out_1o_8
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1).reshape(batch + [64])
+        out = torch.cat([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1)
         return out
 
 

@@ -94,10 +94,27 @@ class product_basis(runtime.CompiledModule):
             ((9, 9, 9, 19, 1), (("3o", "3o", "2e"), "3o", "1o"), 73),
         ), path_axes=(3,), symmetrize=((0, 1, 2),)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 1024
+    __constants__ = ["CHUNK"]
+
     def forward(self, A: torch.Tensor) -> torch.Tensor:
         batch = list(A.shape[:-1])
         # product_basis.fusion:4  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(A, self.CHUNK):
+            B = self.contract(A)
+        else:
+            chunks = [torch.split(A, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            B = torch.cat(parts)
+        return B.reshape(batch + [64])
+
+    def contract(self, A: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # product_basis.fusion:6  A cut once along axis 1 (one backward for every piece)
         A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
         # product_basis.fusion:6  A[16x0e] as [n, 16, 1]
@@ -199,5 +216,5 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:5  B[16x1o]: 2 contributions
         B_1o_1 = B_sum_1 + B_t_24_part_1
         # product_basis.fusion:5  B: 16x(0e + 1o) in the mul_ir layout
-        B = torch.cat([B_0e_1.reshape(-1, 16), B_1o_1.reshape(-1, 48)], -1).reshape(batch + [64])
+        B = torch.cat([B_0e_1.reshape(-1, 16), B_1o_1.reshape(-1, 48)], -1)
         return B

@@ -45,6 +45,10 @@ class spins(runtime.CompiledModule):
             ((0, 0, 2), ("1", "1/2", "3/2"), 1),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 131072
+    __constants__ = ["CHUNK"]
+
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
         batch = list(s1.shape[:-1])
         # spins.fusion:4  s1: 1/2 as [n, 2]
@@ -53,6 +57,19 @@ class spins(runtime.CompiledModule):
         s2 = s2.reshape(-1, 2)
         # spins.fusion:4  s3: 1/2 as [n, 2]
         s3 = s3.reshape(-1, 2)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(s1, self.CHUNK):
+            total = self.contract(s1, s2, s3)
+        else:
+            chunks = [torch.split(s1, self.CHUNK), torch.split(s2, self.CHUNK), torch.split(s3, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            total = torch.cat(parts)
+        return total.reshape(batch + [6])
+
+    def contract(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # spins.fusion:6  s1[1/2] side by side: [n, 1, 2]
         s1_1_2 = s1[:, 0:2].view(-1, 1, 2)
         # spins.fusion:6  s2[1/2] side by side: [n, 1, 2]
@@ -92,7 +109,7 @@ class spins(runtime.CompiledModule):
         # spins.fusion:5
         total_t_3_part_1 = total_t_3_pieces[1].reshape(-1, 1, 4)
         # spins.fusion:5  total: 1/2 + 3/2 in the mul_ir layout
-        total = torch.cat([total_1_2.reshape(-1, 2), total_t_3_part_1.reshape(-1, 4)], -1).reshape(batch + [6])
+        total = torch.cat([total_1_2.reshape(-1, 2), total_t_3_part_1.reshape(-1, 4)], -1)
         return total
 
 
@@ -128,6 +145,10 @@ class chain4(runtime.CompiledModule):
             ((0, 0, 0, 0, 4), ((("1/2", "1/2", "1"), "1/2", "3/2"), "1/2", "2"), 1),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 131072
+    __constants__ = ["CHUNK"]
+
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
         batch = list(s1.shape[:-1])
         # spins.fusion:13  s1: 1/2 as [n, 2]
@@ -138,6 +159,19 @@ class chain4(runtime.CompiledModule):
         s3 = s3.reshape(-1, 2)
         # spins.fusion:13  s4: 1/2 as [n, 2]
         s4 = s4.reshape(-1, 2)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(s1, self.CHUNK):
+            total = self.contract(s1, s2, s3, s4)
+        else:
+            chunks = [torch.split(s1, self.CHUNK), torch.split(s2, self.CHUNK), torch.split(s3, self.CHUNK), torch.split(s4, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0], chunks[3][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part], chunks[3][part]))
+            total = torch.cat(parts)
+        return total.reshape(batch + [9])
+
+    def contract(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # spins.fusion:15  s1[1/2] side by side: [n, 1, 2]
         s1_1_2 = s1[:, 0:2].view(-1, 1, 2)
         # spins.fusion:15  s2[1/2] side by side: [n, 1, 2]
@@ -163,7 +197,7 @@ class chain4(runtime.CompiledModule):
         # spins.fusion:14
         total_t_3_part_2 = total_t_3_pieces[2].reshape(-1, 1, 5)
         # spins.fusion:14  total: 0 + 1 + 2 in the mul_ir layout
-        total = torch.cat([total_t_3_part.reshape(-1, 1), total_t_3_part_1.reshape(-1, 3), total_t_3_part_2.reshape(-1, 5)], -1).reshape(batch + [9])
+        total = torch.cat([total_t_3_part.reshape(-1, 1), total_t_3_part_1.reshape(-1, 3), total_t_3_part_2.reshape(-1, 5)], -1)
         return total
 
 
@@ -206,6 +240,10 @@ class tetrahedron(runtime.CompiledModule):
             ((0, 0, 0), ("1/2", "3/2", "2"), 1),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 65536
+    __constants__ = ["CHUNK"]
+
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = list(a.shape[:-1])
         # spins.fusion:23  a: 1/2 as [n, 2]
@@ -214,6 +252,20 @@ class tetrahedron(runtime.CompiledModule):
         b = b.reshape(-1, 3)
         # spins.fusion:25  c: 3/2 as [n, 4]
         c = c.reshape(-1, 4)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(a, self.CHUNK):
+            left, right = self.contract(a, b, c)
+        else:
+            chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(c, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            left = torch.cat([p[0] for p in parts])
+            right = torch.cat([p[1] for p in parts])
+        return left.reshape(batch + [5]), right.reshape(batch + [5])
+
+    def contract(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # spins.fusion:29  a[1/2] side by side: [n, 1, 2]
         a_1_2 = a[:, 0:2].view(-1, 1, 2)
         # spins.fusion:29  b[1] side by side: [n, 1, 3]
@@ -247,11 +299,11 @@ class tetrahedron(runtime.CompiledModule):
         # spins.fusion:28
         left_t_1_part = left_t_1.narrow(-1, 0, 5).reshape(-1, 1, 5)
         # spins.fusion:28  left: 2 in the mul_ir layout
-        left = left_t_1_part.reshape(batch + [5])
+        left = left_t_1_part.reshape(-1, 5)
         # spins.fusion:28
         right_t_1_part = right_t_1.narrow(-1, 0, 5).reshape(-1, 1, 5)
         # spins.fusion:28  right: 2 in the mul_ir layout
-        right = right_t_1_part.reshape(batch + [5])
+        right = right_t_1_part.reshape(-1, 5)
         return left, right
 
 
@@ -290,6 +342,10 @@ class theta(runtime.CompiledModule):
             ((0, 0, 0), ("3/2", "1", "1/2"), 1),
         )))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 262144
+    __constants__ = ["CHUNK"]
+
     def forward(self, a: torch.Tensor, b: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch = list(a.shape[:-1])
         # spins.fusion:37  a: 3/2 as [n, 4]
@@ -298,6 +354,20 @@ class theta(runtime.CompiledModule):
         b = b.reshape(-1, 3)
         # spins.fusion:39  zero: 0 as [n, 1]
         zero = zero.reshape(-1, 1)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(a, self.CHUNK):
+            left, right = self.contract(a, b, zero)
+        else:
+            chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(zero, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            left = torch.cat([p[0] for p in parts])
+            right = torch.cat([p[1] for p in parts])
+        return left.reshape(batch + [2]), right.reshape(batch + [2])
+
+    def contract(self, a: torch.Tensor, b: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # spins.fusion:41  a[3/2] side by side: [n, 1, 4]
         a_3_2 = a[:, 0:4].view(-1, 1, 4)
         # spins.fusion:41  b[1] side by side: [n, 1, 3]
@@ -329,9 +399,9 @@ class theta(runtime.CompiledModule):
         # spins.fusion:40
         left_t_1_part = left_t_1.narrow(-1, 0, 2).reshape(-1, 1, 2)
         # spins.fusion:40  left: 1/2 in the mul_ir layout
-        left = left_t_1_part.reshape(batch + [2])
+        left = left_t_1_part.reshape(-1, 2)
         # spins.fusion:40
         right_t_part = right_t.narrow(-1, 0, 2).reshape(-1, 1, 2)
         # spins.fusion:40  right: 1/2 in the mul_ir layout
-        right = right_t_part.reshape(batch + [2])
+        right = right_t_part.reshape(-1, 2)
         return left, right

@@ -54,6 +54,10 @@ class tfn__s0_0(runtime.CompiledModule):
         # tfn.fusion:8  which blocks of 4 weights the 2 paths use
         self.add_index("idx_out_0_1", (20, 23), 1)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 8192
+    __constants__ = ["CHUNK"]
+
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         batch = list(h_at_sender.shape[:-1])
         # tfn.fusion:8  h_at_sender: 16x0e + 8x1o + 4x2e as [n, 60]
@@ -62,6 +66,19 @@ class tfn__s0_0(runtime.CompiledModule):
         Y = Y.reshape(-1, 9)
         # tfn.fusion:8  external weights of h_at_sender, Y -> out as [n, 96]
         weights_out_0 = weights_out_0.reshape(-1, 96)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h_at_sender, self.CHUNK):
+            out = self.contract(h_at_sender, Y, weights_out_0)
+        else:
+            chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [296])
+
+    def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # tfn.fusion:8  h_at_sender cut once along axis 1 (one backward for every piece)
         h_at_sender_pieces = torch.split(h_at_sender, [16, 24, 20, h_at_sender.shape[1] - 60], 1)
         # tfn.fusion:8  h_at_sender[16x0e] as [n, 16, 1]
@@ -185,7 +202,7 @@ class tfn__s0_0(runtime.CompiledModule):
             out_2e_0.reshape(-1, 80),
             out_2e_1.reshape(-1, 40),
             out_2e_2.reshape(-1, 40),
-        ], -1).reshape(batch + [296])
+        ], -1)
         return out
 
 
@@ -213,10 +230,27 @@ class tfn__s1_1(runtime.CompiledModule):
         # tfn.fusion:9  conv -> out: 11 weighted paths
         self.add_weights("weight_out_0", 864)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 16384
+    __constants__ = ["CHUNK"]
+
     def forward(self, conv: torch.Tensor) -> torch.Tensor:
         batch = list(conv.shape[:-1])
         # tfn.fusion:9  conv: 16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e as [n, 296]
         conv = conv.reshape(-1, 296)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(conv, self.CHUNK):
+            out = self.contract(conv)
+        else:
+            chunks = [torch.split(conv, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [60])
+
+    def contract(self, conv: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # tfn.fusion:9  conv cut once along axis 1 (one backward for every piece)
         conv_pieces = torch.split(conv, [16, 8, 4, 48, 24, 24, 12, 80, 40, 20, 20, conv.shape[1] - 296], 1)
         # tfn.fusion:9  conv[16x0e] as [n, 16, 1]
@@ -292,7 +326,7 @@ class tfn__s1_1(runtime.CompiledModule):
         # tfn.fusion:9  4 paths into out[4x2e]
         out_0_sum_2 = out_2e + out_2e_1 + out_2e_2 + out_2e_3
         # tfn.fusion:7  out: 16x0e + 8x1o + 4x2e in the mul_ir layout
-        out = torch.cat([out_0_sum.reshape(-1, 16), out_0_sum_1.reshape(-1, 24), out_0_sum_2.reshape(-1, 20)], -1).reshape(batch + [60])
+        out = torch.cat([out_0_sum.reshape(-1, 16), out_0_sum_1.reshape(-1, 24), out_0_sum_2.reshape(-1, 20)], -1)
         return out
 
 
@@ -320,10 +354,27 @@ class tfn__s2_2(runtime.CompiledModule):
         # tfn.fusion:10  h -> out: 3 weighted paths
         self.add_weights("weight_out_0", 336)
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 65536
+    __constants__ = ["CHUNK"]
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         batch = list(h.shape[:-1])
         # tfn.fusion:10  h: 16x0e + 8x1o + 4x2e as [n, 60]
         h = h.reshape(-1, 60)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(h, self.CHUNK):
+            out = self.contract(h)
+        else:
+            chunks = [torch.split(h, self.CHUNK)]
+            parts = [self.contract(chunks[0][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [60])
+
+    def contract(self, h: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # tfn.fusion:10  h cut once along axis 1 (one backward for every piece)
         h_pieces = torch.split(h, [16, 24, 20, h.shape[1] - 60], 1)
         # tfn.fusion:10  h[16x0e] as [n, 16, 1]
@@ -345,7 +396,7 @@ class tfn__s2_2(runtime.CompiledModule):
         # tfn.fusion:10  out[4x2e] ← h[4x2e] · W
         out_2e = torch.einsum("nuk,puw->nwk", [h_2e, w_out_0_2])
         # tfn.fusion:7  out: 16x0e + 8x1o + 4x2e in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 24), out_2e.reshape(-1, 20)], -1).reshape(batch + [60])
+        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 24), out_2e.reshape(-1, 20)], -1)
         return out
 
 

@@ -130,6 +130,10 @@ class tree4(runtime.CompiledModule):
             ((12, 4, 4, 48, 0), ("2e", ("2e", "2e", "2e"), "0e"), 15),
         ), path_axes=(3,)))
 
+    # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
+    CHUNK = 2048
+    __constants__ = ["CHUNK"]
+
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         batch = list(a.shape[:-1])
         # tree4.fusion:4  a: 8x(0e + 1o + 2e) as [n, 72]
@@ -140,6 +144,19 @@ class tree4(runtime.CompiledModule):
         c = c.reshape(-1, 72)
         # tree4.fusion:4  d: 8x(0e + 1o + 2e) as [n, 72]
         d = d.reshape(-1, 72)
+        # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
+        if runtime.in_one_pass(a, self.CHUNK):
+            out = self.contract(a, b, c, d)
+        else:
+            chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(c, self.CHUNK), torch.split(d, self.CHUNK)]
+            parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0], chunks[3][0])]
+            for part in range(1, len(chunks[0])):
+                parts.append(self.contract(chunks[0][part], chunks[1][part], chunks[2][part], chunks[3][part]))
+            out = torch.cat(parts)
+        return out.reshape(batch + [32])
+
+    def contract(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # tree4.fusion:7  a cut once along axis 1 (one backward for every piece)
         a_pieces = torch.split(a, [8, 24, 40, a.shape[1] - 72], 1)
         # tree4.fusion:7  a[8x0e] as [n, 8, 1]
@@ -259,5 +276,5 @@ class tree4(runtime.CompiledModule):
         # tree4.fusion:6
         out_t_3_part_1 = out_t_3_pieces[1]
         # tree4.fusion:6  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1).reshape(batch + [32])
+        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
