@@ -18,7 +18,10 @@ vertices and its weights. The planner
 4. shares every intermediate computed twice (steps are hash-consed: the same operation on the
    same operands is emitted once, across paths, groups and statements);
 5. for statements that read one leg on several leaves, symmetrises every path's coupling over
-   those leaves and keeps weights only for a maximal linearly independent subset of paths.
+   those leaves and keeps weights only for a maximal linearly independent subset of paths;
+6. sizes the chunks in which a large CPU batch runs (:func:`batch_chunk`): chunked, the cost per
+   sample hardly depends on the batch size, so the run-time model fitted at one reference batch
+   ranks strategies for large batches too.
 
 The result is a :class:`Program` (steps, coupling tables, parameters, external weights) that
 :mod:`fusionlang.codegen` renders, and a :class:`PlanReport` that says what was decided.
