@@ -25,7 +25,17 @@ from typing import Any
 from . import ir
 from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
-from .plan import PlanReport, Program, Step, Table, block_literal, combined_report, kept_paths, plan_diagram
+from .plan import (
+    REFERENCE_BATCH,
+    PlanReport,
+    Program,
+    Step,
+    Table,
+    block_literal,
+    combined_report,
+    kept_paths,
+    plan_diagram,
+)
 from .source import Source
 
 __all__ = ["Unit", "class_name", "explain_report", "generate_source", "module_name", "plan_unit", "render_model"]
@@ -346,19 +356,26 @@ def generate_source(source: Source, units: Sequence[Unit]) -> str:
 def explain_report(report: PlanReport) -> str:
     """A plain-text table of a :class:`PlanReport`.
 
-    Per statement: the strategy, naive and planned per-sample FLOPs, operations and parameters;
-    per output: totals, the peak intermediate and the shared intermediates.
+    Per statement: the strategy and its estimated time, naive and planned per-sample FLOPs,
+    operations and parameters, and the runners-up; per output: totals, the peak intermediate and
+    the shared intermediates.
     """
-    rows = [("statement", "strategy", "paths", "naive", "planned", "setup", "ops", "params")]
+    rows = [("statement", "strategy", "est ms", "paths", "naive", "planned", "setup", "ops", "params")]
     for s in report.statements:
         params = f"{s.parameters}" + (f" (of {s.redundant_parameters})" if s.redundant_parameters != s.parameters
                                       else "")
         paths = f"{s.kept_paths}/{s.paths}" if s.kept_paths != s.paths else f"{s.paths}"
-        rows.append((f"{s.line}: {s.text}", s.strategy, paths, f"{s.naive_flops:,}", f"{s.planned_flops:,}",
-                     f"{s.setup_flops:,}", str(s.operations), params))
+        estimate = f"{s.estimates_ms[0][1]:.3f}" if s.estimates_ms else "-"
+        rows.append((f"{s.line}: {s.text}", s.strategy, estimate, paths, f"{s.naive_flops:,}",
+                     f"{s.planned_flops:,}", f"{s.setup_flops:,}", str(s.operations), params))
     lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
-             f"({report.table_numbers:,} numbers); FLOPs per sample", ""]
+             f"({report.table_numbers:,} numbers); FLOPs per sample; est ms: the run-time model at "
+             f"N = {REFERENCE_BATCH} on a CPU", ""]
     lines += _table(rows)
+    for s in report.statements:
+        if len(s.estimates_ms) > 1:
+            others = ", ".join(f"{label} {ms:.3f}" for label, ms in s.estimates_ms[1:4])
+            lines.append(f"  line {s.line} runners-up (est ms): {others}")
     for out in report.outputs:
         ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
         lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "

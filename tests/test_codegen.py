@@ -348,7 +348,7 @@ def test_eager_script_and_export_agree(example: str) -> None:
 @pytest.mark.parametrize("text", [
     ("diagram small { group O3\n input x : 4x(0e + 1o)\n input y : 0e + 1o\n output z : 4x(0e + 1o)\n"
      " x, y -> z [weights = path] }"),
-    ("diagram channelwise { group O3\n input x : 4x(0e + 1o)\n input y : 0e + 1o + 2e\n output z\n"
+    ("diagram channelwise { group O3\n input x : 32x(0e + 1o + 2e)\n input y : 0e + 1o + 2e + 3o\n output z\n"
      " x, y -> z [channels = uvu, weights = external, paths = split] }"),
 ])
 def test_torch_compile_fullgraph_agrees(text: str) -> None:

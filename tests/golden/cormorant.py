@@ -30,48 +30,30 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("SU2", (1, 1, 1, 1), (
-            ((0, 0, 0, 0), ("0", "0", "0"), 3),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("SU2", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0", "1", "1"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("SU2", (1, 5, 1, 5), (
-            ((0, 0, 0, 0), ("0", "2", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("SU2", (3, 1, 1, 3), (
-            ((0, 0, 0, 0), ("1", "0", "1"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 3 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("SU2", (3, 3, 3, 9), (
-            ((0, 0, 0, 0), ("1", "1", "0"), 3),
-            ((0, 0, 1, 1), ("1", "1", "1"), 6),
-            ((0, 0, 2, 4), ("1", "1", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_5", runtime.coupling_table("SU2", (3, 5, 2, 8), (
-            ((0, 0, 0, 0), ("1", "2", "1"), 6),
-            ((0, 0, 1, 3), ("1", "2", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("SU2", (5, 1, 1, 5), (
-            ((0, 0, 0, 0), ("2", "0", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_7", runtime.coupling_table("SU2", (5, 3, 2, 8), (
-            ((0, 0, 0, 0), ("2", "1", "1"), 6),
-            ((0, 0, 1, 3), ("2", "1", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 3 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("SU2", (5, 5, 3, 9), (
-            ((0, 0, 0, 0), ("2", "2", "0"), 3),
-            ((0, 0, 1, 1), ("2", "2", "1"), 6),
-            ((0, 0, 2, 4), ("2", "2", "2"), 6),
-        ), path_axes=(2,)))
+        # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 15 paths
+        self.add_table("cg_out_0", runtime.coupling_table("SU2", (9, 9, 51), (
+            ((0, 0, 0), ("0", "0", "0"), 3),
+            ((0, 1, 3), ("0", "1", "1"), 6),
+            ((0, 4, 21), ("0", "2", "2"), 6),
+            ((1, 0, 6), ("1", "0", "1"), 6),
+            ((1, 1, 1), ("1", "1", "0"), 3),
+            ((1, 1, 9), ("1", "1", "1"), 6),
+            ((1, 1, 26), ("1", "1", "2"), 6),
+            ((1, 4, 12), ("1", "2", "1"), 6),
+            ((1, 4, 31), ("1", "2", "2"), 6),
+            ((4, 0, 36), ("2", "0", "2"), 6),
+            ((4, 1, 15), ("2", "1", "1"), 6),
+            ((4, 1, 41), ("2", "1", "2"), 6),
+            ((4, 4, 2), ("2", "2", "0"), 3),
+            ((4, 4, 18), ("2", "2", "1"), 6),
+            ((4, 4, 46), ("2", "2", "2"), 6),
+        )))
+        # cormorant.fusion:10  which blocks of 8 weights the 3 paths use
+        self.add_index("idx_out_0", (0, 4, 12), 1)
+        # cormorant.fusion:10  which blocks of 8 weights the 6 paths use
+        self.add_index("idx_out_0_1", (1, 3, 5, 7, 10, 13), 1)
+        # cormorant.fusion:10  which blocks of 8 weights the 6 paths use
+        self.add_index("idx_out_0_2", (2, 6, 8, 9, 11, 14), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -103,118 +85,48 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
         # cormorant.fusion:10  F_at_sender[8x0] as [n, 8, 1]
         F_at_sender_0 = F_at_sender_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:10  Y cut once along axis 1 (one backward for every piece)
-        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
-        # cormorant.fusion:10  Y[0] side by side: [n, 1, 1]
-        Y_0 = Y_pieces[0].view(-1, 1, 1)
-        # cormorant.fusion:10  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x0] (step 1 of 3) [nvj,ijpk->nvipk]
-        out_t = Y_0.view(-1, 1, 1, 1, 1) * self.cg_out_0.view(1, 1, 1, 1, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x0] (step 2 of 3) [nui,nvipk->nuvpk]
-        out_t_1 = F_at_sender_0.view(-1, 8, 1, 1, 1) * out_t.view(-1, 1, 1, 1, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x0] [nuvpk,npuv->nuk]
-        out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
-        # cormorant.fusion:10  Y[1] side by side: [n, 1, 3]
-        Y_1 = Y_pieces[1].view(-1, 1, 3)
-        # cormorant.fusion:10  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
-        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_1, self.cg_out_0_1])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_4 = F_at_sender_0.view(-1, 8, 1, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] [nvipk,nuipv->nuk]
-        out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
-        # cormorant.fusion:10  Y[2] side by side: [n, 1, 5]
-        Y_2 = Y_pieces[2].view(-1, 1, 5)
-        # cormorant.fusion:10  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
-        out_t_6 = torch.einsum("nvj,ijpk->nvipk", [Y_2, self.cg_out_0_2])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_7 = F_at_sender_0.view(-1, 8, 1, 1, 1) * w_out_0_2.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] [nvipk,nuipv->nuk]
-        out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # cormorant.fusion:10  F_at_sender[8x1] as [n, 8, 3]
         F_at_sender_1 = F_at_sender_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:10  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
-        out_t_9 = torch.einsum("nui,ijpk->nujpk", [F_at_sender_1, self.cg_out_0_3])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_10 = Y_0.view(-1, 1, 1, 1) * w_out_0_3.view(-1, 1, 1, 8)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x1] [nujpk,njpu->nuk]
-        out_t_11 = out_t_9.view(-1, 8, 3) * out_t_10.view(-1, 8, 1)
-        # cormorant.fusion:10  weights of paths 4..6
-        w_out_0_4 = weights_out_0[:, 32:56].view(-1, 3, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 3)
-        out_t_12 = torch.einsum("nvj,ijpk->nvipk", [Y_1, self.cg_out_0_4])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_13 = F_at_sender_1.view(-1, 8, 3, 1, 1) * w_out_0_4.permute(0, 2, 1, 3).view(-1, 8, 1, 3, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_14 = torch.einsum("nvipk,nuipv->nuk", [out_t_12, out_t_13])
-        # cormorant.fusion:10  weights of paths 7..8
-        w_out_0_5 = weights_out_0[:, 56:72].view(-1, 2, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 1 of 3)
-        out_t_15 = torch.einsum("nvj,ijpk->nvipk", [Y_2, self.cg_out_0_5])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_16 = F_at_sender_1.view(-1, 8, 3, 1, 1) * w_out_0_5.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2]
-        out_t_17 = torch.einsum("nvipk,nuipv->nuk", [out_t_15, out_t_16])
         # cormorant.fusion:10  F_at_sender[8x2] as [n, 8, 5]
         F_at_sender_2 = F_at_sender_pieces[2].view(-1, 8, 5)
-        # cormorant.fusion:10  weights of path 9
-        w_out_0_6 = weights_out_0[:, 72:80].view(-1, 1, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
-        out_t_18 = torch.einsum("nui,ijpk->nujpk", [F_at_sender_2, self.cg_out_0_6])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_19 = Y_0.view(-1, 1, 1, 1) * w_out_0_6.view(-1, 1, 1, 8)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 1 path → out[8x2] [nujpk,njpu->nuk]
-        out_t_20 = out_t_18.view(-1, 8, 5) * out_t_19.view(-1, 8, 1)
-        # cormorant.fusion:10  weights of paths 10..11
-        w_out_0_7 = weights_out_0[:, 80:96].view(-1, 2, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 1 of 3)
-        out_t_21 = torch.einsum("nvj,ijpk->nvipk", [Y_1, self.cg_out_0_7])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_22 = F_at_sender_2.view(-1, 8, 5, 1, 1) * w_out_0_7.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2]
-        out_t_23 = torch.einsum("nvipk,nuipv->nuk", [out_t_21, out_t_22])
-        # cormorant.fusion:10  weights of paths 12..14
-        w_out_0_8 = weights_out_0[:, 96:120].view(-1, 3, 8, 1).to(cdtype)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 3)
-        out_t_24 = torch.einsum("nvj,ijpk->nvipk", [Y_2, self.cg_out_0_8])
-        # cormorant.fusion:10  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_25 = F_at_sender_2.view(-1, 8, 5, 1, 1) * w_out_0_8.permute(0, 2, 1, 3).view(-1, 8, 1, 3, 1)
-        # cormorant.fusion:10  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_26 = torch.einsum("nvipk,nuipv->nuk", [out_t_24, out_t_25])
-        # cormorant.fusion:10  out: 2 contributions with the same layout
-        out_sum = out_t_5 + out_t_11
-        # cormorant.fusion:10  out: 2 contributions with the same layout
-        out_sum_1 = out_t_8 + out_t_20
-        # cormorant.fusion:10  out: 2 contributions with the same layout
-        out_sum_2 = out_t_14 + out_t_26
-        # cormorant.fusion:10  out: 2 contributions with the same layout
-        out_sum_3 = out_t_17 + out_t_23
-        # cormorant.fusion:10  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
-        # cormorant.fusion:10
-        out_sum_2_part = out_sum_2_pieces[0]
-        # cormorant.fusion:10  out[8x0]: 2 contributions
-        out_0 = out_t_2 + out_sum_2_part
-        # cormorant.fusion:10
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # cormorant.fusion:10  out_sum_3 cut once along axis -1 (one backward for every piece)
-        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
-        # cormorant.fusion:10
-        out_sum_3_part = out_sum_3_pieces[0]
-        # cormorant.fusion:10  out[8x1]: 3 contributions
-        out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
-        # cormorant.fusion:10
-        out_sum_2_part_2 = out_sum_2_pieces[2]
-        # cormorant.fusion:10
-        out_sum_3_part_1 = out_sum_3_pieces[1]
-        # cormorant.fusion:10  out[8x2]: 3 contributions
-        out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
+        # cormorant.fusion:10  F_at_sender[0 + 1 + 2] side by side: [n, 8, 9]
+        F_at_sender_0_1_2 = torch.cat([F_at_sender_0, F_at_sender_1, F_at_sender_2], -1)
+        # cormorant.fusion:10  Y[0 + 1 + 2] side by side: [n, 1, 9]
+        Y_0_1_2 = Y[:, 0:9].view(-1, 1, 9)
+        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, self.cg_out_0])
+        # cormorant.fusion:10  out_t cut once along axis 3 (one backward for every piece)
+        out_t_pieces = torch.split(out_t, [3, 18, 30, out_t.shape[3] - 51], 3)
+        # cormorant.fusion:10  its part 0:3 along k
+        out_t_k = out_t_pieces[0]
+        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 0:3
+        out_t_1 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k])
+        # cormorant.fusion:10  its part 3:21 along k
+        out_t_k_1 = out_t_pieces[1]
+        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 3:21
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_1])
+        # cormorant.fusion:10  its part 21:51 along k
+        out_t_k_2 = out_t_pieces[2]
+        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 21:51
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_2])
+        # cormorant.fusion:10  the 3 coupled paths into out[8x0]
+        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        # cormorant.fusion:10  weights of 3 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1).to(cdtype)
+        # cormorant.fusion:10  out[8x0] = Σ_p W_p · coupled path p
+        out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
+        # cormorant.fusion:10  the 6 coupled paths into out[8x1]
+        out_paths_1 = out_t_2.reshape(-1, 8, 1, 6, 3)
+        # cormorant.fusion:10  weights of 6 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1).to(cdtype)
+        # cormorant.fusion:10  out[8x1] = Σ_p W_p · coupled path p
+        out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
+        # cormorant.fusion:10  the 6 coupled paths into out[8x2]
+        out_paths_2 = out_t_3.reshape(-1, 8, 1, 6, 5)
+        # cormorant.fusion:10  weights of 6 paths
+        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1).to(cdtype)
+        # cormorant.fusion:10  out[8x2] = Σ_p W_p · coupled path p
+        out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:10  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
         out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
@@ -239,51 +151,27 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # cormorant.fusion:11  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("SU2", (1, 1, 1), (
+        # cormorant.fusion:11  F, F -> out: coupling of 15 paths
+        self.add_table("cg_out_0", runtime.coupling_table("SU2", (9, 9, 9), (
             ((0, 0, 0), ("0", "0", "0"), 3),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("SU2", (1, 3, 3), (
-            ((0, 0, 0), ("0", "1", "1"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("SU2", (1, 5, 5), (
-            ((0, 0, 0), ("0", "2", "2"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("SU2", (3, 1, 3), (
-            ((0, 0, 0), ("1", "0", "1"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 3 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("SU2", (3, 3, 9), (
-            ((0, 0, 0), ("1", "1", "0"), 3),
-            ((0, 0, 1), ("1", "1", "1"), 6),
-            ((0, 0, 4), ("1", "1", "2"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 2 paths
-        self.add_table("cg_out_0_5", runtime.coupling_table("SU2", (3, 5, 8), (
-            ((0, 0, 0), ("1", "2", "1"), 6),
-            ((0, 0, 3), ("1", "2", "2"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("SU2", (5, 1, 5), (
-            ((0, 0, 0), ("2", "0", "2"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 2 paths
-        self.add_table("cg_out_0_7", runtime.coupling_table("SU2", (5, 3, 8), (
-            ((0, 0, 0), ("2", "1", "1"), 6),
-            ((0, 0, 3), ("2", "1", "2"), 6),
-        )))
-        # cormorant.fusion:11  F, F -> out: coupling of 3 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("SU2", (5, 5, 9), (
-            ((0, 0, 0), ("2", "2", "0"), 3),
-            ((0, 0, 1), ("2", "2", "1"), 6),
-            ((0, 0, 4), ("2", "2", "2"), 6),
+            ((0, 1, 1), ("0", "1", "1"), 6),
+            ((0, 4, 4), ("0", "2", "2"), 6),
+            ((1, 0, 1), ("1", "0", "1"), 6),
+            ((1, 1, 0), ("1", "1", "0"), 3),
+            ((1, 1, 1), ("1", "1", "1"), 6),
+            ((1, 1, 4), ("1", "1", "2"), 6),
+            ((1, 4, 1), ("1", "2", "1"), 6),
+            ((1, 4, 4), ("1", "2", "2"), 6),
+            ((4, 0, 4), ("2", "0", "2"), 6),
+            ((4, 1, 1), ("2", "1", "1"), 6),
+            ((4, 1, 4), ("2", "1", "2"), 6),
+            ((4, 4, 0), ("2", "2", "0"), 3),
+            ((4, 4, 1), ("2", "2", "1"), 6),
+            ((4, 4, 4), ("2", "2", "2"), 6),
         )))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
-    CHUNK = 4096
+    CHUNK = 8192
     __constants__ = ["CHUNK"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
@@ -307,76 +195,26 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:11  F[8x0] as [n, 8, 1]
         F_0 = F_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x0] (step 1 of 2) [nui,nuj->nuij]
-        out_t = F_0.view(-1, 8, 1, 1) * F_0.view(-1, 8, 1, 1)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x0] [nuij,ijk->nuk]
-        out_t_1 = out_t.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
         # cormorant.fusion:11  F[8x1] as [n, 8, 3]
         F_1 = F_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x1] (step 1 of 2) [nui,nuj->nuij]
-        out_t_2 = F_0.view(-1, 8, 1, 1) * F_1.view(-1, 8, 1, 3)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x1]
-        out_t_3 = torch.einsum("nuij,ijk->nuk", [out_t_2, self.cg_out_0_1])
         # cormorant.fusion:11  F[8x2] as [n, 8, 5]
         F_2 = F_pieces[2].view(-1, 8, 5)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_4 = F_0.view(-1, 8, 1, 1) * F_2.view(-1, 8, 1, 5)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x2]
-        out_t_5 = torch.einsum("nuij,ijk->nuk", [out_t_4, self.cg_out_0_2])
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x1] (step 1 of 2) [nui,nuj->nuij]
-        out_t_6 = F_1.view(-1, 8, 3, 1) * F_0.view(-1, 8, 1, 1)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x1]
-        out_t_7 = torch.einsum("nuij,ijk->nuk", [out_t_6, self.cg_out_0_3])
-        # cormorant.fusion:11  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_8 = F_1.view(-1, 8, 3, 1) * F_1.view(-1, 8, 1, 3)
-        # cormorant.fusion:11  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_9 = torch.einsum("nuij,ijk->nuk", [out_t_8, self.cg_out_0_4])
-        # cormorant.fusion:11  F, F -> out: 2 paths → out[8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_10 = F_1.view(-1, 8, 3, 1) * F_2.view(-1, 8, 1, 5)
-        # cormorant.fusion:11  F, F -> out: 2 paths → out[8x1 + 8x2]
-        out_t_11 = torch.einsum("nuij,ijk->nuk", [out_t_10, self.cg_out_0_5])
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_12 = F_2.view(-1, 8, 5, 1) * F_0.view(-1, 8, 1, 1)
-        # cormorant.fusion:11  F, F -> out: 1 path → out[8x2]
-        out_t_13 = torch.einsum("nuij,ijk->nuk", [out_t_12, self.cg_out_0_6])
-        # cormorant.fusion:11  F, F -> out: 2 paths → out[8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_14 = F_2.view(-1, 8, 5, 1) * F_1.view(-1, 8, 1, 3)
-        # cormorant.fusion:11  F, F -> out: 2 paths → out[8x1 + 8x2]
-        out_t_15 = torch.einsum("nuij,ijk->nuk", [out_t_14, self.cg_out_0_7])
-        # cormorant.fusion:11  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_16 = F_2.view(-1, 8, 5, 1) * F_2.view(-1, 8, 1, 5)
-        # cormorant.fusion:11  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_17 = torch.einsum("nuij,ijk->nuk", [out_t_16, self.cg_out_0_8])
-        # cormorant.fusion:11  out: 2 contributions with the same layout
-        out_sum = out_t_3 + out_t_7
-        # cormorant.fusion:11  out: 2 contributions with the same layout
-        out_sum_1 = out_t_5 + out_t_13
-        # cormorant.fusion:11  out: 2 contributions with the same layout
-        out_sum_2 = out_t_9 + out_t_17
-        # cormorant.fusion:11  out: 2 contributions with the same layout
-        out_sum_3 = out_t_11 + out_t_15
-        # cormorant.fusion:11  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
+        # cormorant.fusion:11  F[0 + 1 + 2] side by side: [n, 8, 9]
+        F_0_1_2 = torch.cat([F_0, F_1, F_2], -1)
+        # cormorant.fusion:11  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
+        out_t = F_0_1_2.view(-1, 8, 9, 1) * F_0_1_2.view(-1, 8, 1, 9)
+        # cormorant.fusion:11  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2]
+        out_t_1 = torch.einsum("nuij,ijk->nuk", [out_t, self.cg_out_0])
+        # cormorant.fusion:11  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [1, 3, 5, out_t_1.shape[-1] - 9], -1)
         # cormorant.fusion:11
-        out_sum_2_part = out_sum_2_pieces[0]
-        # cormorant.fusion:11  out[8x0]: 2 contributions
-        out_0 = out_t_1 + out_sum_2_part
+        out_t_1_part = out_t_1_pieces[0]
         # cormorant.fusion:11
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # cormorant.fusion:11  out_sum_3 cut once along axis -1 (one backward for every piece)
-        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
+        out_t_1_part_1 = out_t_1_pieces[1]
         # cormorant.fusion:11
-        out_sum_3_part = out_sum_3_pieces[0]
-        # cormorant.fusion:11  out[8x1]: 3 contributions
-        out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
-        # cormorant.fusion:11
-        out_sum_2_part_2 = out_sum_2_pieces[2]
-        # cormorant.fusion:11
-        out_sum_3_part_1 = out_sum_3_pieces[1]
-        # cormorant.fusion:11  out[8x2]: 3 contributions
-        out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
+        out_t_1_part_2 = out_t_1_pieces[2]
         # cormorant.fusion:11  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = torch.cat([out_t_1_part.reshape(-1, 8), out_t_1_part_1.reshape(-1, 24), out_t_1_part_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -672,48 +510,30 @@ class cormorant_real__s0_0(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("SO3", (1, 1, 1, 1), (
-            ((0, 0, 0, 0), ("0", "0", "0"), 3),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("SO3", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0", "1", "1"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("SO3", (1, 5, 1, 5), (
-            ((0, 0, 0, 0), ("0", "2", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("SO3", (3, 1, 1, 3), (
-            ((0, 0, 0, 0), ("1", "0", "1"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 3 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("SO3", (3, 3, 3, 9), (
-            ((0, 0, 0, 0), ("1", "1", "0"), 3),
-            ((0, 0, 1, 1), ("1", "1", "1"), 6),
-            ((0, 0, 2, 4), ("1", "1", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_5", runtime.coupling_table("SO3", (3, 5, 2, 8), (
-            ((0, 0, 0, 0), ("1", "2", "1"), 6),
-            ((0, 0, 1, 3), ("1", "2", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("SO3", (5, 1, 1, 5), (
-            ((0, 0, 0, 0), ("2", "0", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_7", runtime.coupling_table("SO3", (5, 3, 2, 8), (
-            ((0, 0, 0, 0), ("2", "1", "1"), 6),
-            ((0, 0, 1, 3), ("2", "1", "2"), 6),
-        ), path_axes=(2,)))
-        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 3 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("SO3", (5, 5, 3, 9), (
-            ((0, 0, 0, 0), ("2", "2", "0"), 3),
-            ((0, 0, 1, 1), ("2", "2", "1"), 6),
-            ((0, 0, 2, 4), ("2", "2", "2"), 6),
-        ), path_axes=(2,)))
+        # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 15 paths
+        self.add_table("cg_out_0", runtime.coupling_table("SO3", (9, 9, 51), (
+            ((0, 0, 0), ("0", "0", "0"), 3),
+            ((0, 1, 3), ("0", "1", "1"), 6),
+            ((0, 4, 21), ("0", "2", "2"), 6),
+            ((1, 0, 6), ("1", "0", "1"), 6),
+            ((1, 1, 1), ("1", "1", "0"), 3),
+            ((1, 1, 9), ("1", "1", "1"), 6),
+            ((1, 1, 26), ("1", "1", "2"), 6),
+            ((1, 4, 12), ("1", "2", "1"), 6),
+            ((1, 4, 31), ("1", "2", "2"), 6),
+            ((4, 0, 36), ("2", "0", "2"), 6),
+            ((4, 1, 15), ("2", "1", "1"), 6),
+            ((4, 1, 41), ("2", "1", "2"), 6),
+            ((4, 4, 2), ("2", "2", "0"), 3),
+            ((4, 4, 18), ("2", "2", "1"), 6),
+            ((4, 4, 46), ("2", "2", "2"), 6),
+        )))
+        # cormorant.fusion:23  which blocks of 8 weights the 3 paths use
+        self.add_index("idx_out_0", (0, 4, 12), 1)
+        # cormorant.fusion:23  which blocks of 8 weights the 6 paths use
+        self.add_index("idx_out_0_1", (1, 3, 5, 7, 10, 13), 1)
+        # cormorant.fusion:23  which blocks of 8 weights the 6 paths use
+        self.add_index("idx_out_0_2", (2, 6, 8, 9, 11, 14), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -744,118 +564,48 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
         # cormorant.fusion:23  F_at_sender[8x0] as [n, 8, 1]
         F_at_sender_0 = F_at_sender_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:23  Y cut once along axis 1 (one backward for every piece)
-        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
-        # cormorant.fusion:23  Y[0] side by side: [n, 1, 1]
-        Y_0 = Y_pieces[0].view(-1, 1, 1)
-        # cormorant.fusion:23  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x0] (step 1 of 3) [nvj,ijpk->nvipk]
-        out_t = Y_0.view(-1, 1, 1, 1, 1) * self.cg_out_0.view(1, 1, 1, 1, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x0] (step 2 of 3) [nui,nvipk->nuvpk]
-        out_t_1 = F_at_sender_0.view(-1, 8, 1, 1, 1) * out_t.view(-1, 1, 1, 1, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x0] [nuvpk,npuv->nuk]
-        out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
-        # cormorant.fusion:23  Y[1] side by side: [n, 1, 3]
-        Y_1 = Y_pieces[1].view(-1, 1, 3)
-        # cormorant.fusion:23  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
-        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_1, self.cg_out_0_1])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_4 = F_at_sender_0.view(-1, 8, 1, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] [nvipk,nuipv->nuk]
-        out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
-        # cormorant.fusion:23  Y[2] side by side: [n, 1, 5]
-        Y_2 = Y_pieces[2].view(-1, 1, 5)
-        # cormorant.fusion:23  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
-        out_t_6 = torch.einsum("nvj,ijpk->nvipk", [Y_2, self.cg_out_0_2])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_7 = F_at_sender_0.view(-1, 8, 1, 1, 1) * w_out_0_2.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] [nvipk,nuipv->nuk]
-        out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # cormorant.fusion:23  F_at_sender[8x1] as [n, 8, 3]
         F_at_sender_1 = F_at_sender_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:23  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] (step 1 of 3)
-        out_t_9 = torch.einsum("nui,ijpk->nujpk", [F_at_sender_1, self.cg_out_0_3])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_10 = Y_0.view(-1, 1, 1, 1) * w_out_0_3.view(-1, 1, 1, 8)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x1] [nujpk,njpu->nuk]
-        out_t_11 = out_t_9.view(-1, 8, 3) * out_t_10.view(-1, 8, 1)
-        # cormorant.fusion:23  weights of paths 4..6
-        w_out_0_4 = weights_out_0[:, 32:56].view(-1, 3, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 3)
-        out_t_12 = torch.einsum("nvj,ijpk->nvipk", [Y_1, self.cg_out_0_4])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_13 = F_at_sender_1.view(-1, 8, 3, 1, 1) * w_out_0_4.permute(0, 2, 1, 3).view(-1, 8, 1, 3, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_14 = torch.einsum("nvipk,nuipv->nuk", [out_t_12, out_t_13])
-        # cormorant.fusion:23  weights of paths 7..8
-        w_out_0_5 = weights_out_0[:, 56:72].view(-1, 2, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 1 of 3)
-        out_t_15 = torch.einsum("nvj,ijpk->nvipk", [Y_2, self.cg_out_0_5])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_16 = F_at_sender_1.view(-1, 8, 3, 1, 1) * w_out_0_5.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2]
-        out_t_17 = torch.einsum("nvipk,nuipv->nuk", [out_t_15, out_t_16])
         # cormorant.fusion:23  F_at_sender[8x2] as [n, 8, 5]
         F_at_sender_2 = F_at_sender_pieces[2].view(-1, 8, 5)
-        # cormorant.fusion:23  weights of path 9
-        w_out_0_6 = weights_out_0[:, 72:80].view(-1, 1, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] (step 1 of 3)
-        out_t_18 = torch.einsum("nui,ijpk->nujpk", [F_at_sender_2, self.cg_out_0_6])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_19 = Y_0.view(-1, 1, 1, 1) * w_out_0_6.view(-1, 1, 1, 8)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 1 path → out[8x2] [nujpk,njpu->nuk]
-        out_t_20 = out_t_18.view(-1, 8, 5) * out_t_19.view(-1, 8, 1)
-        # cormorant.fusion:23  weights of paths 10..11
-        w_out_0_7 = weights_out_0[:, 80:96].view(-1, 2, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 1 of 3)
-        out_t_21 = torch.einsum("nvj,ijpk->nvipk", [Y_1, self.cg_out_0_7])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_22 = F_at_sender_2.view(-1, 8, 5, 1, 1) * w_out_0_7.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 2 paths → out[8x1 + 8x2]
-        out_t_23 = torch.einsum("nvipk,nuipv->nuk", [out_t_21, out_t_22])
-        # cormorant.fusion:23  weights of paths 12..14
-        w_out_0_8 = weights_out_0[:, 96:120].view(-1, 3, 8, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 3)
-        out_t_24 = torch.einsum("nvj,ijpk->nvipk", [Y_2, self.cg_out_0_8])
-        # cormorant.fusion:23  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_25 = F_at_sender_2.view(-1, 8, 5, 1, 1) * w_out_0_8.permute(0, 2, 1, 3).view(-1, 8, 1, 3, 1)
-        # cormorant.fusion:23  F_at_sender, Y -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_26 = torch.einsum("nvipk,nuipv->nuk", [out_t_24, out_t_25])
-        # cormorant.fusion:23  out: 2 contributions with the same layout
-        out_sum = out_t_5 + out_t_11
-        # cormorant.fusion:23  out: 2 contributions with the same layout
-        out_sum_1 = out_t_8 + out_t_20
-        # cormorant.fusion:23  out: 2 contributions with the same layout
-        out_sum_2 = out_t_14 + out_t_26
-        # cormorant.fusion:23  out: 2 contributions with the same layout
-        out_sum_3 = out_t_17 + out_t_23
-        # cormorant.fusion:23  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
-        # cormorant.fusion:23
-        out_sum_2_part = out_sum_2_pieces[0]
-        # cormorant.fusion:23  out[8x0]: 2 contributions
-        out_0 = out_t_2 + out_sum_2_part
-        # cormorant.fusion:23
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # cormorant.fusion:23  out_sum_3 cut once along axis -1 (one backward for every piece)
-        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
-        # cormorant.fusion:23
-        out_sum_3_part = out_sum_3_pieces[0]
-        # cormorant.fusion:23  out[8x1]: 3 contributions
-        out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
-        # cormorant.fusion:23
-        out_sum_2_part_2 = out_sum_2_pieces[2]
-        # cormorant.fusion:23
-        out_sum_3_part_1 = out_sum_3_pieces[1]
-        # cormorant.fusion:23  out[8x2]: 3 contributions
-        out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
+        # cormorant.fusion:23  F_at_sender[0 + 1 + 2] side by side: [n, 8, 9]
+        F_at_sender_0_1_2 = torch.cat([F_at_sender_0, F_at_sender_1, F_at_sender_2], -1)
+        # cormorant.fusion:23  Y[0 + 1 + 2] side by side: [n, 1, 9]
+        Y_0_1_2 = Y[:, 0:9].view(-1, 1, 9)
+        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, self.cg_out_0])
+        # cormorant.fusion:23  out_t cut once along axis 3 (one backward for every piece)
+        out_t_pieces = torch.split(out_t, [3, 18, 30, out_t.shape[3] - 51], 3)
+        # cormorant.fusion:23  its part 0:3 along k
+        out_t_k = out_t_pieces[0]
+        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 0:3
+        out_t_1 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k])
+        # cormorant.fusion:23  its part 3:21 along k
+        out_t_k_1 = out_t_pieces[1]
+        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 3:21
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_1])
+        # cormorant.fusion:23  its part 21:51 along k
+        out_t_k_2 = out_t_pieces[2]
+        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 21:51
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_2])
+        # cormorant.fusion:23  the 3 coupled paths into out[8x0]
+        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        # cormorant.fusion:23  weights of 3 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        # cormorant.fusion:23  out[8x0] = Σ_p W_p · coupled path p
+        out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
+        # cormorant.fusion:23  the 6 coupled paths into out[8x1]
+        out_paths_1 = out_t_2.reshape(-1, 8, 1, 6, 3)
+        # cormorant.fusion:23  weights of 6 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1)
+        # cormorant.fusion:23  out[8x1] = Σ_p W_p · coupled path p
+        out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
+        # cormorant.fusion:23  the 6 coupled paths into out[8x2]
+        out_paths_2 = out_t_3.reshape(-1, 8, 1, 6, 5)
+        # cormorant.fusion:23  weights of 6 paths
+        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1)
+        # cormorant.fusion:23  out[8x2] = Σ_p W_p · coupled path p
+        out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:23  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
         out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
@@ -879,51 +629,27 @@ class cormorant_real__s1_1(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # cormorant.fusion:24  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("SO3", (1, 1, 1), (
+        # cormorant.fusion:24  F, F -> out: coupling of 15 paths
+        self.add_table("cg_out_0", runtime.coupling_table("SO3", (9, 9, 9), (
             ((0, 0, 0), ("0", "0", "0"), 3),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("SO3", (1, 3, 3), (
-            ((0, 0, 0), ("0", "1", "1"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("SO3", (1, 5, 5), (
-            ((0, 0, 0), ("0", "2", "2"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("SO3", (3, 1, 3), (
-            ((0, 0, 0), ("1", "0", "1"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 3 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("SO3", (3, 3, 9), (
-            ((0, 0, 0), ("1", "1", "0"), 3),
-            ((0, 0, 1), ("1", "1", "1"), 6),
-            ((0, 0, 4), ("1", "1", "2"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 2 paths
-        self.add_table("cg_out_0_5", runtime.coupling_table("SO3", (3, 5, 8), (
-            ((0, 0, 0), ("1", "2", "1"), 6),
-            ((0, 0, 3), ("1", "2", "2"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("SO3", (5, 1, 5), (
-            ((0, 0, 0), ("2", "0", "2"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 2 paths
-        self.add_table("cg_out_0_7", runtime.coupling_table("SO3", (5, 3, 8), (
-            ((0, 0, 0), ("2", "1", "1"), 6),
-            ((0, 0, 3), ("2", "1", "2"), 6),
-        )))
-        # cormorant.fusion:24  F, F -> out: coupling of 3 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("SO3", (5, 5, 9), (
-            ((0, 0, 0), ("2", "2", "0"), 3),
-            ((0, 0, 1), ("2", "2", "1"), 6),
-            ((0, 0, 4), ("2", "2", "2"), 6),
+            ((0, 1, 1), ("0", "1", "1"), 6),
+            ((0, 4, 4), ("0", "2", "2"), 6),
+            ((1, 0, 1), ("1", "0", "1"), 6),
+            ((1, 1, 0), ("1", "1", "0"), 3),
+            ((1, 1, 1), ("1", "1", "1"), 6),
+            ((1, 1, 4), ("1", "1", "2"), 6),
+            ((1, 4, 1), ("1", "2", "1"), 6),
+            ((1, 4, 4), ("1", "2", "2"), 6),
+            ((4, 0, 4), ("2", "0", "2"), 6),
+            ((4, 1, 1), ("2", "1", "1"), 6),
+            ((4, 1, 4), ("2", "1", "2"), 6),
+            ((4, 4, 0), ("2", "2", "0"), 3),
+            ((4, 4, 1), ("2", "2", "1"), 6),
+            ((4, 4, 4), ("2", "2", "2"), 6),
         )))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
-    CHUNK = 4096
+    CHUNK = 8192
     __constants__ = ["CHUNK"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
@@ -947,76 +673,26 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
         # cormorant.fusion:24  F[8x0] as [n, 8, 1]
         F_0 = F_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x0] (step 1 of 2) [nui,nuj->nuij]
-        out_t = F_0.view(-1, 8, 1, 1) * F_0.view(-1, 8, 1, 1)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x0] [nuij,ijk->nuk]
-        out_t_1 = out_t.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
         # cormorant.fusion:24  F[8x1] as [n, 8, 3]
         F_1 = F_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x1] (step 1 of 2) [nui,nuj->nuij]
-        out_t_2 = F_0.view(-1, 8, 1, 1) * F_1.view(-1, 8, 1, 3)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x1]
-        out_t_3 = torch.einsum("nuij,ijk->nuk", [out_t_2, self.cg_out_0_1])
         # cormorant.fusion:24  F[8x2] as [n, 8, 5]
         F_2 = F_pieces[2].view(-1, 8, 5)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_4 = F_0.view(-1, 8, 1, 1) * F_2.view(-1, 8, 1, 5)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x2]
-        out_t_5 = torch.einsum("nuij,ijk->nuk", [out_t_4, self.cg_out_0_2])
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x1] (step 1 of 2) [nui,nuj->nuij]
-        out_t_6 = F_1.view(-1, 8, 3, 1) * F_0.view(-1, 8, 1, 1)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x1]
-        out_t_7 = torch.einsum("nuij,ijk->nuk", [out_t_6, self.cg_out_0_3])
-        # cormorant.fusion:24  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_8 = F_1.view(-1, 8, 3, 1) * F_1.view(-1, 8, 1, 3)
-        # cormorant.fusion:24  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_9 = torch.einsum("nuij,ijk->nuk", [out_t_8, self.cg_out_0_4])
-        # cormorant.fusion:24  F, F -> out: 2 paths → out[8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_10 = F_1.view(-1, 8, 3, 1) * F_2.view(-1, 8, 1, 5)
-        # cormorant.fusion:24  F, F -> out: 2 paths → out[8x1 + 8x2]
-        out_t_11 = torch.einsum("nuij,ijk->nuk", [out_t_10, self.cg_out_0_5])
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_12 = F_2.view(-1, 8, 5, 1) * F_0.view(-1, 8, 1, 1)
-        # cormorant.fusion:24  F, F -> out: 1 path → out[8x2]
-        out_t_13 = torch.einsum("nuij,ijk->nuk", [out_t_12, self.cg_out_0_6])
-        # cormorant.fusion:24  F, F -> out: 2 paths → out[8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_14 = F_2.view(-1, 8, 5, 1) * F_1.view(-1, 8, 1, 3)
-        # cormorant.fusion:24  F, F -> out: 2 paths → out[8x1 + 8x2]
-        out_t_15 = torch.einsum("nuij,ijk->nuk", [out_t_14, self.cg_out_0_7])
-        # cormorant.fusion:24  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
-        out_t_16 = F_2.view(-1, 8, 5, 1) * F_2.view(-1, 8, 1, 5)
-        # cormorant.fusion:24  F, F -> out: 3 paths → out[8x0 + 8x1 + 8x2]
-        out_t_17 = torch.einsum("nuij,ijk->nuk", [out_t_16, self.cg_out_0_8])
-        # cormorant.fusion:24  out: 2 contributions with the same layout
-        out_sum = out_t_3 + out_t_7
-        # cormorant.fusion:24  out: 2 contributions with the same layout
-        out_sum_1 = out_t_5 + out_t_13
-        # cormorant.fusion:24  out: 2 contributions with the same layout
-        out_sum_2 = out_t_9 + out_t_17
-        # cormorant.fusion:24  out: 2 contributions with the same layout
-        out_sum_3 = out_t_11 + out_t_15
-        # cormorant.fusion:24  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 3, 5, out_sum_2.shape[-1] - 9], -1)
+        # cormorant.fusion:24  F[0 + 1 + 2] side by side: [n, 8, 9]
+        F_0_1_2 = torch.cat([F_0, F_1, F_2], -1)
+        # cormorant.fusion:24  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
+        out_t = F_0_1_2.view(-1, 8, 9, 1) * F_0_1_2.view(-1, 8, 1, 9)
+        # cormorant.fusion:24  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2]
+        out_t_1 = torch.einsum("nuij,ijk->nuk", [out_t, self.cg_out_0])
+        # cormorant.fusion:24  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [1, 3, 5, out_t_1.shape[-1] - 9], -1)
         # cormorant.fusion:24
-        out_sum_2_part = out_sum_2_pieces[0]
-        # cormorant.fusion:24  out[8x0]: 2 contributions
-        out_0 = out_t_1 + out_sum_2_part
+        out_t_1_part = out_t_1_pieces[0]
         # cormorant.fusion:24
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # cormorant.fusion:24  out_sum_3 cut once along axis -1 (one backward for every piece)
-        out_sum_3_pieces = torch.split(out_sum_3, [3, 5, out_sum_3.shape[-1] - 8], -1)
+        out_t_1_part_1 = out_t_1_pieces[1]
         # cormorant.fusion:24
-        out_sum_3_part = out_sum_3_pieces[0]
-        # cormorant.fusion:24  out[8x1]: 3 contributions
-        out_1 = out_sum + out_sum_2_part_1 + out_sum_3_part
-        # cormorant.fusion:24
-        out_sum_2_part_2 = out_sum_2_pieces[2]
-        # cormorant.fusion:24
-        out_sum_3_part_1 = out_sum_3_pieces[1]
-        # cormorant.fusion:24  out[8x2]: 3 contributions
-        out_2 = out_sum_1 + out_sum_2_part_2 + out_sum_3_part_1
+        out_t_1_part_2 = out_t_1_pieces[2]
         # cormorant.fusion:24  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = torch.cat([out_t_1_part.reshape(-1, 8), out_t_1_part_1.reshape(-1, 24), out_t_1_part_2.reshape(-1, 40)], -1)
         return out
 
 

@@ -29,44 +29,26 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1), (
-            ((0, 0, 0, 0), ("0e", "0e", "0e"), 3),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0e", "1o", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 5, 1, 5), (
-            ((0, 0, 0, 0), ("0e", "2e", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (3, 1, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "0e", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 3, 2, 6), (
-            ((0, 0, 0, 0), ("1o", "1o", "0e"), 3),
-            ((0, 0, 1, 1), ("1o", "1o", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 5, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "2e", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (5, 1, 1, 5), (
-            ((0, 0, 0, 0), ("2e", "0e", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (5, 3, 1, 3), (
-            ((0, 0, 0, 0), ("2e", "1o", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("O3", (5, 5, 2, 6), (
-            ((0, 0, 0, 0), ("2e", "2e", "0e"), 3),
-            ((0, 0, 1, 1), ("2e", "2e", "2e"), 4),
-        ), path_axes=(2,)))
+        # fusion_block.fusion:9  h_at_sender, Y -> out: coupling of 11 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 35), (
+            ((0, 0, 0), ("0e", "0e", "0e"), 3),
+            ((0, 1, 3), ("0e", "1o", "1o"), 4),
+            ((0, 4, 15), ("0e", "2e", "2e"), 4),
+            ((1, 0, 6), ("1o", "0e", "1o"), 4),
+            ((1, 1, 1), ("1o", "1o", "0e"), 3),
+            ((1, 1, 20), ("1o", "1o", "2e"), 4),
+            ((1, 4, 9), ("1o", "2e", "1o"), 4),
+            ((4, 0, 25), ("2e", "0e", "2e"), 4),
+            ((4, 1, 12), ("2e", "1o", "1o"), 4),
+            ((4, 4, 2), ("2e", "2e", "0e"), 3),
+            ((4, 4, 30), ("2e", "2e", "2e"), 4),
+        )))
+        # fusion_block.fusion:9  which blocks of 8 weights the 3 paths use
+        self.add_index("idx_out_0", (0, 4, 9), 1)
+        # fusion_block.fusion:9  which blocks of 8 weights the 4 paths use
+        self.add_index("idx_out_0_1", (1, 3, 6, 8), 1)
+        # fusion_block.fusion:9  which blocks of 8 weights the 4 paths use
+        self.add_index("idx_out_0_2", (2, 5, 7, 10), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -97,108 +79,50 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:9  h_at_sender[8x0e] as [n, 8, 1]
         h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:9  Y cut once along axis 1 (one backward for every piece)
-        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
-        # fusion_block.fusion:9  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y_pieces[0].view(-1, 1, 1)
-        # fusion_block.fusion:9  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
-        out_t = Y_0e.view(-1, 1, 1, 1, 1) * self.cg_out_0.view(1, 1, 1, 1, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x0e] (step 2 of 3) [nui,nvipk->nuvpk]
-        out_t_1 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * out_t.view(-1, 1, 1, 1, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
-        out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
-        # fusion_block.fusion:9  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y_pieces[1].view(-1, 1, 3)
-        # fusion_block.fusion:9  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_1])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_4 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
-        out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
-        # fusion_block.fusion:9  Y[2e] side by side: [n, 1, 5]
-        Y_2e = Y_pieces[2].view(-1, 1, 5)
-        # fusion_block.fusion:9  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
-        out_t_6 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_2])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_7 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_2.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] [nvipk,nuipv->nuk]
-        out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # fusion_block.fusion:9  h_at_sender[8x1o] as [n, 8, 3]
         h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:9  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_9 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_1o, self.cg_out_0_3])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_10 = Y_0e.view(-1, 1, 1, 1) * w_out_0_3.view(-1, 1, 1, 8)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] [nujpk,njpu->nuk]
-        out_t_11 = out_t_9.view(-1, 8, 3) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:9  weights of paths 4..5
-        w_out_0_4 = weights_out_0[:, 32:48].view(-1, 2, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 1 of 3)
-        out_t_12 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_4])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_13 = h_at_sender_1o.view(-1, 8, 3, 1, 1) * w_out_0_4.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e]
-        out_t_14 = torch.einsum("nvipk,nuipv->nuk", [out_t_12, out_t_13])
-        # fusion_block.fusion:9  weights of path 6
-        w_out_0_5 = weights_out_0[:, 48:56].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_15 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_5])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3)
-        out_t_16 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_1o, out_t_15])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
-        out_t_17 = out_t_16.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:9  h_at_sender[8x2e] as [n, 8, 5]
         h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
-        # fusion_block.fusion:9  weights of path 7
-        w_out_0_6 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
-        out_t_18 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_2e, self.cg_out_0_6])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_19 = Y_0e.view(-1, 1, 1, 1) * w_out_0_6.view(-1, 1, 1, 8)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x2e] [nujpk,njpu->nuk]
-        out_t_20 = out_t_18.view(-1, 8, 5) * out_t_19.view(-1, 8, 1)
-        # fusion_block.fusion:9  weights of path 8
-        w_out_0_7 = weights_out_0[:, 64:72].view(-1, 1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_21 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_7])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3)
-        out_t_22 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_2e, out_t_21])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
-        out_t_23 = out_t_22.view(-1, 8, 3) * w_out_0_7.view(-1, 8, 1)
-        # fusion_block.fusion:9  weights of paths 9..10
-        w_out_0_8 = weights_out_0[:, 72:88].view(-1, 2, 8, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 1 of 3)
-        out_t_24 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_8])
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_25 = h_at_sender_2e.view(-1, 8, 5, 1, 1) * w_out_0_8.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e]
-        out_t_26 = torch.einsum("nvipk,nuipv->nuk", [out_t_24, out_t_25])
-        # fusion_block.fusion:7  out: 4 contributions with the same layout
-        out_sum = out_t_5 + out_t_11 + out_t_17 + out_t_23
-        # fusion_block.fusion:7  out: 2 contributions with the same layout
-        out_sum_1 = out_t_8 + out_t_20
-        # fusion_block.fusion:7  out: 2 contributions with the same layout
-        out_sum_2 = out_t_14 + out_t_26
-        # fusion_block.fusion:7  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 5, out_sum_2.shape[-1] - 6], -1)
-        # fusion_block.fusion:7
-        out_sum_2_part = out_sum_2_pieces[0]
-        # fusion_block.fusion:7  out[8x0e]: 2 contributions
-        out_0e = out_t_2 + out_sum_2_part
-        # fusion_block.fusion:7
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # fusion_block.fusion:7  out[8x2e]: 2 contributions
-        out_2e = out_sum_1 + out_sum_2_part_1
+        # fusion_block.fusion:9  h_at_sender[0e + 1o + 2e] side by side: [n, 8, 9]
+        h_at_sender_0e_1o_2e = torch.cat([h_at_sender_0e, h_at_sender_1o, h_at_sender_2e], -1)
+        # fusion_block.fusion:9  Y[0e + 1o + 2e] side by side: [n, 1, 9]
+        Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
+        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
+        # fusion_block.fusion:9  out_t cut once along axis 3 (one backward for every piece)
+        out_t_pieces = torch.split(out_t, [3, 12, 20, out_t.shape[3] - 35], 3)
+        # fusion_block.fusion:9  its part 0:3 along k
+        out_t_k = out_t_pieces[0]
+        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:3
+        out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k])
+        # fusion_block.fusion:9  its part 3:15 along k
+        out_t_k_1 = out_t_pieces[1]
+        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 3:15
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
+        # fusion_block.fusion:9  its part 15:35 along k
+        out_t_k_2 = out_t_pieces[2]
+        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 15:35
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_2])
+        # fusion_block.fusion:9  the 3 coupled paths into out[8x0e]
+        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        # fusion_block.fusion:9  weights of 3 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        # fusion_block.fusion:9  out[8x0e] = Σ_p W_p · coupled path p
+        out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
+        # fusion_block.fusion:9  the 4 coupled paths into out[8x1o]
+        out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
+        # fusion_block.fusion:9  weights of 4 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        # fusion_block.fusion:9  out[8x1o] = Σ_p W_p · coupled path p
+        out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
+        # fusion_block.fusion:9  the 4 coupled paths into out[8x2e]
+        out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
+        # fusion_block.fusion:9  weights of 4 paths
+        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        # fusion_block.fusion:9  out[8x2e] = Σ_p W_p · coupled path p
+        out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:7  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
+        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -495,25 +419,16 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1), (
+        # fusion_block.fusion:19  h_at_sender, Y -> out: coupling of 4 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4), (
             ((0, 0, 0, 0), ("0e", "0e", "0e"), 2),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:19  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0e", "1o", "1o"), 2),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:19  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (3, 1, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "0e", "1o"), 2),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:19  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (3, 3, 1, 1), (
-            ((0, 0, 0, 0), ("1o", "1o", "0e"), 2),
+            ((0, 1, 1, 1), ("0e", "1o", "1o"), 2),
+            ((1, 0, 2, 1), ("1o", "0e", "1o"), 2),
+            ((1, 1, 3, 0), ("1o", "1o", "0e"), 2),
         ), path_axes=(2,)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
-    CHUNK = 32768
+    CHUNK = 16384
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
@@ -541,52 +456,28 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, h_at_sender.shape[1] - 32], 1)
         # fusion_block.fusion:19  h_at_sender[8x0e] as [n, 8, 1]
         h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:19  Y cut once along axis 1 (one backward for every piece)
-        Y_pieces = torch.split(Y, [1, 3, Y.shape[1] - 4], 1)
-        # fusion_block.fusion:19  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y_pieces[0].view(-1, 1, 1)
-        # fusion_block.fusion:19  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
-        out_t = Y_0e.view(-1, 1, 1, 1, 1) * self.cg_out_0.view(1, 1, 1, 1, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] (step 2 of 3) [nui,nvipk->nuvpk]
-        out_t_1 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * out_t.view(-1, 1, 1, 1, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
-        out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
-        # fusion_block.fusion:19  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y_pieces[1].view(-1, 1, 3)
-        # fusion_block.fusion:19  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_1])
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_4 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
-        out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
         # fusion_block.fusion:19  h_at_sender[8x1o] as [n, 8, 3]
         h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:19  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_6 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_1o, self.cg_out_0_2])
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_7 = Y_0e.view(-1, 1, 1, 1) * w_out_0_2.view(-1, 1, 1, 8)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x1o] [nujpk,njpu->nuk]
-        out_t_8 = out_t_6.view(-1, 8, 3) * out_t_7.view(-1, 8, 1)
-        # fusion_block.fusion:19  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3)
-        out_t_9 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_3])
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] (step 2 of 3)
-        out_t_10 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_1o, out_t_9])
-        # fusion_block.fusion:19  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
-        out_t_11 = out_t_10.view(-1, 8, 1) * w_out_0_3.view(-1, 8, 1)
-        # fusion_block.fusion:17  out: 2 contributions with the same layout
-        out_sum = out_t_2 + out_t_11
-        # fusion_block.fusion:17  out: 2 contributions with the same layout
-        out_sum_1 = out_t_5 + out_t_8
+        # fusion_block.fusion:19  h_at_sender[0e + 1o] side by side: [n, 8, 4]
+        h_at_sender_0e_1o = torch.cat([h_at_sender_0e, h_at_sender_1o], -1)
+        # fusion_block.fusion:19  Y[0e + 1o] side by side: [n, 1, 4]
+        Y_0e_1o = Y[:, 0:4].view(-1, 1, 4)
+        # fusion_block.fusion:19  weights of paths 0..3
+        w_out_0 = weights_out_0.view(-1, 4, 8, 1)
+        # fusion_block.fusion:19  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o] (step 1 of 3)
+        out_t = torch.einsum("nvj,ijpk->nvipk", [Y_0e_1o, self.cg_out_0])
+        # fusion_block.fusion:19  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o] (step 2 of 3) [nui,npuv->nuipv]
+        out_t_1 = h_at_sender_0e_1o.view(-1, 8, 4, 1, 1) * w_out_0.permute(0, 2, 1, 3).view(-1, 8, 1, 4, 1)
+        # fusion_block.fusion:19  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o]
+        out_t_2 = torch.einsum("nvipk,nuipv->nuk", [out_t, out_t_1])
+        # fusion_block.fusion:17  out_t_2 cut once along axis -1 (one backward for every piece)
+        out_t_2_pieces = torch.split(out_t_2, [1, 3, out_t_2.shape[-1] - 4], -1)
+        # fusion_block.fusion:17
+        out_t_2_part = out_t_2_pieces[0]
+        # fusion_block.fusion:17
+        out_t_2_part_1 = out_t_2_pieces[1]
         # fusion_block.fusion:17  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_2_part.reshape(-1, 8), out_t_2_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -614,64 +505,18 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         super().__init__(dtype=dtype, device=device)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 1, 1, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 2, 1, 3), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 1, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (1, 3, 3, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 1, 1, 1, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 1, 1, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 2 paths
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (3, 1, 3, 3, 2, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 3, 2), (3, 6)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 3, 2), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (3, 3, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U) of 9 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
+            ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
+            ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
+            ((0, 1, 1, 1, 3, 1), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 0, 0, 4, 1), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5),
+            ((1, 0, 0, 1, 5, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4),
+            ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
+            ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
+        ), path_axes=(4,), symmetrize=((1, 2, 3),)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -700,106 +545,38 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
         h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
         # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
         m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
         m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 0
-        w_out_0 = self.weight_out_0[0:8].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t = h_at_receiver_0e.view(-1, 8, 1, 1) * m_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [nuij,nul->nuijl]
-        out_t_1 = out_t.view(-1, 8, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_2 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_3 = self.cg_out_0.view(1, 1, 1, 1, 1, 1) * w_out_0.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
-        out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
         m_1o = m_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 1
-        w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_5 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_1o.view(-1, 8, 1, 1, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_6 = self.cg_out_0_1.view(1, 1, 1, 3, 3, 1) * w_out_0_1.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o]
-        out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
-        # fusion_block.fusion:20  weights of path 2
-        w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_8 = self.cg_out_0_2.view(1, 1, 3, 3, 1, 1) * w_out_0_2.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_9 = torch.einsum("nul,ijlmku->nuijmk", [m_1o, out_t_8])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_10 = torch.einsum("num,nuijmk->nuijk", [m_1o, out_t_9])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] [nuij,nuijk->nuk]
-        out_t_11 = out_t.view(-1, 8, 1) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 3
-        w_out_0_3 = self.weight_out_0[24:32].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nui,num->nuim]
-        out_t_12 = h_at_receiver_0e.view(-1, 8, 1, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 2 of 5) [nuj,nul->nujl]
-        out_t_13 = m_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [ijlmpk,pu->ijlmku]
-        out_t_14 = self.cg_out_0_3.view(1, 3, 3, 3, 3, 1) * w_out_0_3.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 4 of 5)
-        out_t_15 = torch.einsum("nujl,ijlmku->nuimk", [out_t_13, out_t_14])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o]
-        out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 4
-        w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
-        out_t_17 = m_0e.view(-1, 8, 1, 1) * m_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 2 of 5) [nujl,num->nujlm]
-        out_t_18 = out_t_17.view(-1, 8, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [nui,nujlm->nuijlm]
-        out_t_19 = h_at_receiver_1o.view(-1, 8, 3, 1, 1, 1) * out_t_18.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_20 = self.cg_out_0_4.view(3, 1, 1, 1, 3, 1) * w_out_0_4.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x1o]
-        out_t_21 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_19, out_t_20])
-        # fusion_block.fusion:20  weights of path 5
-        w_out_0_5 = self.weight_out_0[40:48].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_22 = self.cg_out_0_5.view(3, 1, 1, 3, 1, 1) * w_out_0_5.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_23 = torch.einsum("nui,ijlmku->nujlmk", [h_at_receiver_1o, out_t_22])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_24 = torch.einsum("num,nujlmk->nujlk", [m_1o, out_t_23])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] [nujl,nujlk->nuk]
-        out_t_25 = out_t_17.view(-1, 8, 1) * out_t_24.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of paths 6..7
-        w_out_0_6 = self.weight_out_0[48:64].view(2, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 2 paths → out[8x1o] (step 1 of 5) [nuj,num->nujm]
-        out_t_26 = m_0e.view(-1, 8, 1, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 2 paths → out[8x1o] (step 2 of 5) [nui,nul->nuil]
-        out_t_27 = h_at_receiver_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 2 paths → out[8x1o] (step 3 of 5)
-        out_t_28 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0_6, w_out_0_6])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 2 paths → out[8x1o] (step 4 of 5)
-        out_t_29 = torch.einsum("nuil,ijlmku->nujmk", [out_t_27, out_t_28])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 2 paths → out[8x1o]
-        out_t_30 = torch.einsum("nujm,nujmk->nuk", [out_t_26, out_t_29])
-        # fusion_block.fusion:20  weights of path 8
-        w_out_0_7 = self.weight_out_0[64:72].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_31 = self.cg_out_0_7.view(3, 3, 3, 3, 1, 1) * w_out_0_7.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_32 = torch.einsum("nuij,ijlmku->nulmk", [out_t_27, out_t_31])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_33 = torch.einsum("nul,nulmk->numk", [m_1o, out_t_32])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 1 path → out[8x0e]
-        out_t_34 = torch.einsum("num,numk->nuk", [m_1o, out_t_33])
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum = out_t_4 + out_t_11 + out_t_25 + out_t_34
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
+        # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
+        m_0e_1o = torch.cat([m_0e, m_1o], -1)
+        # fusion_block.fusion:20  weights of paths 0..8
+        w_out_0 = self.weight_out_0.view(9, 8)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
+        out_t = h_at_receiver_0e_1o.view(-1, 8, 4, 1) * m_0e_1o.view(-1, 8, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
+        out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_0e_1o.view(-1, 8, 1, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
+        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
+        out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o]
+        out_t_4 = torch.einsum("num,numk->nuk", [m_0e_1o, out_t_3])
+        # fusion_block.fusion:18  out_t_4 cut once along axis -1 (one backward for every piece)
+        out_t_4_pieces = torch.split(out_t_4, [1, 3, out_t_4.shape[-1] - 4], -1)
+        # fusion_block.fusion:18
+        out_t_4_part = out_t_4_pieces[0]
+        # fusion_block.fusion:18
+        out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -828,46 +605,18 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         super().__init__(dtype=dtype, device=device)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 3, 2), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 1, 1, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 1, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (1, 3, 3, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 3, 2), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 1, 1, 1, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 3, 2), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 1, 1, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 2 paths
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (3, 1, 3, 3, 2, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 3, 2), (1, 2)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 3, 2), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (3, 3, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (1, 2)),
-        ), path_axes=(4,)))
+        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U) of 9 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
+            ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
+            ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
+            ((0, 1, 1, 1, 3, 1), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 0, 0, 4, 1), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5),
+            ((1, 0, 0, 1, 5, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4),
+            ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
+            ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
+        ), path_axes=(4,), symmetrize=((2, 3),)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -898,114 +647,46 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
         h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
         # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
         m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
         m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
+        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  m_density_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        m_density_at_receiver_0e_1o = torch.cat([m_density_at_receiver_0e, m_density_at_receiver_1o], -1)
         # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
         m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
         m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 0
-        w_out_0 = self.weight_out_0[0:8].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t = h_at_receiver_0e.view(-1, 8, 1, 1) * m_density_at_receiver_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [nuij,nul->nuijl]
-        out_t_1 = out_t.view(-1, 8, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_2 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_3 = self.cg_out_0.view(1, 1, 1, 1, 1, 1) * w_out_0.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
-        out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
         m_1o = m_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 1
-        w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_5 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_1o.view(-1, 8, 1, 1, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_6 = self.cg_out_0_1.view(1, 1, 1, 3, 3, 1) * w_out_0_1.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o]
-        out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
-        # fusion_block.fusion:20  weights of path 2
-        w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_8 = self.cg_out_0_2.view(1, 1, 3, 3, 1, 1) * w_out_0_2.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_9 = torch.einsum("nul,ijlmku->nuijmk", [m_1o, out_t_8])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_10 = torch.einsum("num,nuijmk->nuijk", [m_1o, out_t_9])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] [nuij,nuijk->nuk]
-        out_t_11 = out_t.view(-1, 8, 1) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 3
-        w_out_0_3 = self.weight_out_0[24:32].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nui,num->nuim]
-        out_t_12 = h_at_receiver_0e.view(-1, 8, 1, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 2 of 5) [nuj,nul->nujl]
-        out_t_13 = m_density_at_receiver_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [ijlmpk,pu->ijlmku]
-        out_t_14 = self.cg_out_0_3.view(1, 3, 3, 3, 3, 1) * w_out_0_3.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 4 of 5)
-        out_t_15 = torch.einsum("nujl,ijlmku->nuimk", [out_t_13, out_t_14])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o]
-        out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 4
-        w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
-        out_t_17 = m_density_at_receiver_0e.view(-1, 8, 1, 1) * m_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 2 of 5) [nujl,num->nujlm]
-        out_t_18 = out_t_17.view(-1, 8, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 3 of 5) [nui,nujlm->nuijlm]
-        out_t_19 = h_at_receiver_1o.view(-1, 8, 3, 1, 1, 1) * out_t_18.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_20 = self.cg_out_0_4.view(3, 1, 1, 1, 3, 1) * w_out_0_4.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x1o]
-        out_t_21 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_19, out_t_20])
-        # fusion_block.fusion:20  weights of path 5
-        w_out_0_5 = self.weight_out_0[40:48].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_22 = self.cg_out_0_5.view(3, 1, 1, 3, 1, 1) * w_out_0_5.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_23 = torch.einsum("nui,ijlmku->nujlmk", [h_at_receiver_1o, out_t_22])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_24 = torch.einsum("num,nujlmk->nujlk", [m_1o, out_t_23])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] [nujl,nujlk->nuk]
-        out_t_25 = out_t_17.view(-1, 8, 1) * out_t_24.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of paths 6..7
-        w_out_0_6 = self.weight_out_0[48:64].view(2, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 2 paths → out[8x1o] (step 1 of 5) [nuj,num->nujm]
-        out_t_26 = m_density_at_receiver_0e.view(-1, 8, 1, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 2 paths → out[8x1o] (step 2 of 5) [nui,nul->nuil]
-        out_t_27 = h_at_receiver_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 2 paths → out[8x1o] (step 3 of 5)
-        out_t_28 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0_6, w_out_0_6])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 2 paths → out[8x1o] (step 4 of 5)
-        out_t_29 = torch.einsum("nuil,ijlmku->nujmk", [out_t_27, out_t_28])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 2 paths → out[8x1o]
-        out_t_30 = torch.einsum("nujm,nujmk->nuk", [out_t_26, out_t_29])
-        # fusion_block.fusion:20  weights of path 8
-        w_out_0_7 = self.weight_out_0[64:72].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t_31 = h_at_receiver_1o.view(-1, 8, 3, 1) * m_density_at_receiver_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_32 = self.cg_out_0_7.view(3, 3, 3, 3, 1, 1) * w_out_0_7.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_33 = torch.einsum("nuij,ijlmku->nulmk", [out_t_31, out_t_32])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_34 = torch.einsum("nul,nulmk->numk", [m_1o, out_t_33])
-        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 1 path → out[8x0e]
-        out_t_35 = torch.einsum("num,numk->nuk", [m_1o, out_t_34])
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum = out_t_4 + out_t_11 + out_t_25 + out_t_35
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
+        # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
+        m_0e_1o = torch.cat([m_0e, m_1o], -1)
+        # fusion_block.fusion:20  weights of paths 0..8
+        w_out_0 = self.weight_out_0.view(9, 8)
+        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
+        out_t = h_at_receiver_0e_1o.view(-1, 8, 4, 1) * m_density_at_receiver_0e_1o.view(-1, 8, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
+        out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_0e_1o.view(-1, 8, 1, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
+        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
+        out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
+        # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o]
+        out_t_4 = torch.einsum("num,numk->nuk", [m_0e_1o, out_t_3])
+        # fusion_block.fusion:18  out_t_4 cut once along axis -1 (one backward for every piece)
+        out_t_4_pieces = torch.split(out_t_4, [1, 3, out_t_4.shape[-1] - 4], -1)
+        # fusion_block.fusion:18
+        out_t_4_part = out_t_4_pieces[0]
+        # fusion_block.fusion:18
+        out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1034,45 +715,18 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         super().__init__(dtype=dtype, device=device)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 2, 1, 3), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 1, 1, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 2, 1, 3), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 1, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (1, 3, 3, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 2, 1, 3), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 1, 1, 1, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 2, 1, 3), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 1, 1, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 2 paths
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (3, 1, 3, 3, 2, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (2, 2)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (3, 3, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (1, 2)),
-        ), path_axes=(4,)))
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U) of 9 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
+            ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
+            ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
+            ((0, 1, 1, 1, 3, 1), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 0, 0, 4, 1), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5),
+            ((1, 0, 0, 1, 5, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4),
+            ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
+            ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
+        ), path_axes=(4,), symmetrize=((1, 2),)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1103,112 +757,46 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
         h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
         # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
         m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
         m_0e = m_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
+        m_1o = m_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
+        m_0e_1o = torch.cat([m_0e, m_1o], -1)
         # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
         m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
         m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 0
-        w_out_0 = self.weight_out_0[0:8].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t = h_at_receiver_0e.view(-1, 8, 1, 1) * m_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 2 of 5) [nuij,nul->nuijl]
-        out_t_1 = out_t.view(-1, 8, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_2 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_density_at_receiver_0e.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_3 = self.cg_out_0.view(1, 1, 1, 1, 1, 1) * w_out_0.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
-        out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
         m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 1
-        w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_5 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_density_at_receiver_1o.view(-1, 8, 1, 1, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_6 = self.cg_out_0_1.view(1, 1, 1, 3, 3, 1) * w_out_0_1.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o]
-        out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
-        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 2
-        w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_8 = self.cg_out_0_2.view(1, 1, 3, 3, 1, 1) * w_out_0_2.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_9 = torch.einsum("nul,ijlmku->nuijmk", [m_1o, out_t_8])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_10 = torch.einsum("num,nuijmk->nuijk", [m_density_at_receiver_1o, out_t_9])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] [nuij,nuijk->nuk]
-        out_t_11 = out_t.view(-1, 8, 1) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 3
-        w_out_0_3 = self.weight_out_0[24:32].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 1 of 5) [nui,num->nuim]
-        out_t_12 = h_at_receiver_0e.view(-1, 8, 1, 1) * m_density_at_receiver_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 2 of 5) [nuj,nul->nujl]
-        out_t_13 = m_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 3 of 5) [ijlmpk,pu->ijlmku]
-        out_t_14 = self.cg_out_0_3.view(1, 3, 3, 3, 3, 1) * w_out_0_3.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 4 of 5)
-        out_t_15 = torch.einsum("nujl,ijlmku->nuimk", [out_t_13, out_t_14])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o]
-        out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 4
-        w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
-        out_t_17 = m_0e.view(-1, 8, 1, 1) * m_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 2 of 5) [nujl,num->nujlm]
-        out_t_18 = out_t_17.view(-1, 8, 1, 1, 1) * m_density_at_receiver_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 3 of 5) [nui,nujlm->nuijlm]
-        out_t_19 = h_at_receiver_1o.view(-1, 8, 3, 1, 1, 1) * out_t_18.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_20 = self.cg_out_0_4.view(3, 1, 1, 1, 3, 1) * w_out_0_4.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x1o]
-        out_t_21 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_19, out_t_20])
-        # fusion_block.fusion:20  weights of path 5
-        w_out_0_5 = self.weight_out_0[40:48].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_22 = self.cg_out_0_5.view(3, 1, 1, 3, 1, 1) * w_out_0_5.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_23 = torch.einsum("nui,ijlmku->nujlmk", [h_at_receiver_1o, out_t_22])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_24 = torch.einsum("num,nujlmk->nujlk", [m_density_at_receiver_1o, out_t_23])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] [nujl,nujlk->nuk]
-        out_t_25 = out_t_17.view(-1, 8, 1) * out_t_24.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of paths 6..7
-        w_out_0_6 = self.weight_out_0[48:64].view(2, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 2 paths → out[8x1o] (step 1 of 5) [nuj,num->nujm]
-        out_t_26 = m_0e.view(-1, 8, 1, 1) * m_density_at_receiver_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 2 paths → out[8x1o] (step 2 of 5) [nui,nul->nuil]
-        out_t_27 = h_at_receiver_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 2 paths → out[8x1o] (step 3 of 5)
-        out_t_28 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0_6, w_out_0_6])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 2 paths → out[8x1o] (step 4 of 5)
-        out_t_29 = torch.einsum("nuil,ijlmku->nujmk", [out_t_27, out_t_28])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 2 paths → out[8x1o]
-        out_t_30 = torch.einsum("nujm,nujmk->nuk", [out_t_26, out_t_29])
-        # fusion_block.fusion:20  weights of path 8
-        w_out_0_7 = self.weight_out_0[64:72].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_31 = self.cg_out_0_7.view(3, 3, 3, 3, 1, 1) * w_out_0_7.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_32 = torch.einsum("nuij,ijlmku->nulmk", [out_t_27, out_t_31])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_33 = torch.einsum("nul,nulmk->numk", [m_1o, out_t_32])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 1 path → out[8x0e]
-        out_t_34 = torch.einsum("num,numk->nuk", [m_density_at_receiver_1o, out_t_33])
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum = out_t_4 + out_t_11 + out_t_25 + out_t_34
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
+        # fusion_block.fusion:20  m_density_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        m_density_at_receiver_0e_1o = torch.cat([m_density_at_receiver_0e, m_density_at_receiver_1o], -1)
+        # fusion_block.fusion:20  weights of paths 0..8
+        w_out_0 = self.weight_out_0.view(9, 8)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
+        out_t = h_at_receiver_0e_1o.view(-1, 8, 4, 1) * m_0e_1o.view(-1, 8, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
+        out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_0e_1o.view(-1, 8, 1, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
+        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
+        out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
+        # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o]
+        out_t_4 = torch.einsum("num,numk->nuk", [m_density_at_receiver_0e_1o, out_t_3])
+        # fusion_block.fusion:18  out_t_4 cut once along axis -1 (one backward for every piece)
+        out_t_4_pieces = torch.split(out_t_4, [1, 3, out_t_4.shape[-1] - 4], -1)
+        # fusion_block.fusion:18
+        out_t_4_part = out_t_4_pieces[0]
+        # fusion_block.fusion:18
+        out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1237,43 +825,18 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         super().__init__(dtype=dtype, device=device)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 3, 2, 1), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 1, 1, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 1, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (1, 3, 3, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 3, 2, 1), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 1, 1, 1, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 3, 2, 1), (1, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 1, 1, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 2 paths
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (3, 1, 3, 3, 2, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (2, 2)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 2, 3), (2, 2)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (3, 3, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 2)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 2, 1), (1, 2)),
-        ), path_axes=(4,)))
+        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U) of 9 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
+            ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
+            ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
+            ((0, 1, 1, 1, 3, 1), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 0, 0, 4, 1), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5),
+            ((1, 0, 0, 1, 5, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4),
+            ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
+            ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
+        ), path_axes=(4,), symmetrize=((1, 3),)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1304,114 +867,46 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
         h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
+        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
         # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
         m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
         # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
         m_0e = m_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
+        m_1o = m_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
+        m_0e_1o = torch.cat([m_0e, m_1o], -1)
         # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
         m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
         m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 0
-        w_out_0 = self.weight_out_0[0:8].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t = h_at_receiver_0e.view(-1, 8, 1, 1) * m_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 2 of 5) [nuij,nul->nuijl]
-        out_t_1 = out_t.view(-1, 8, 1, 1, 1) * m_density_at_receiver_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_2 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_3 = self.cg_out_0.view(1, 1, 1, 1, 1, 1) * w_out_0.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
-        out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
-        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 1
-        w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_5 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_1o.view(-1, 8, 1, 1, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_6 = self.cg_out_0_1.view(1, 1, 1, 3, 3, 1) * w_out_0_1.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o]
-        out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
         # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
         m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 2
-        w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_8 = self.cg_out_0_2.view(1, 1, 3, 3, 1, 1) * w_out_0_2.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_9 = torch.einsum("nul,ijlmku->nuijmk", [m_density_at_receiver_1o, out_t_8])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_10 = torch.einsum("num,nuijmk->nuijk", [m_1o, out_t_9])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] [nuij,nuijk->nuk]
-        out_t_11 = out_t.view(-1, 8, 1) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 3
-        w_out_0_3 = self.weight_out_0[24:32].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 1 of 5) [nui,num->nuim]
-        out_t_12 = h_at_receiver_0e.view(-1, 8, 1, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 2 of 5) [nuj,nul->nujl]
-        out_t_13 = m_1o.view(-1, 8, 3, 1) * m_density_at_receiver_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 3 of 5) [ijlmpk,pu->ijlmku]
-        out_t_14 = self.cg_out_0_3.view(1, 3, 3, 3, 3, 1) * w_out_0_3.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 4 of 5)
-        out_t_15 = torch.einsum("nujl,ijlmku->nuimk", [out_t_13, out_t_14])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o]
-        out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 4
-        w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
-        out_t_17 = m_0e.view(-1, 8, 1, 1) * m_density_at_receiver_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 2 of 5) [nujl,num->nujlm]
-        out_t_18 = out_t_17.view(-1, 8, 1, 1, 1) * m_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 3 of 5) [nui,nujlm->nuijlm]
-        out_t_19 = h_at_receiver_1o.view(-1, 8, 3, 1, 1, 1) * out_t_18.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_20 = self.cg_out_0_4.view(3, 1, 1, 1, 3, 1) * w_out_0_4.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x1o]
-        out_t_21 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_19, out_t_20])
-        # fusion_block.fusion:20  weights of path 5
-        w_out_0_5 = self.weight_out_0[40:48].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_22 = self.cg_out_0_5.view(3, 1, 1, 3, 1, 1) * w_out_0_5.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_23 = torch.einsum("nui,ijlmku->nujlmk", [h_at_receiver_1o, out_t_22])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_24 = torch.einsum("num,nujlmk->nujlk", [m_1o, out_t_23])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] [nujl,nujlk->nuk]
-        out_t_25 = out_t_17.view(-1, 8, 1) * out_t_24.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of paths 6..7
-        w_out_0_6 = self.weight_out_0[48:64].view(2, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 2 paths → out[8x1o] (step 1 of 5) [nuj,num->nujm]
-        out_t_26 = m_0e.view(-1, 8, 1, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 2 paths → out[8x1o] (step 2 of 5) [nui,nul->nuil]
-        out_t_27 = h_at_receiver_1o.view(-1, 8, 3, 1) * m_density_at_receiver_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 2 paths → out[8x1o] (step 3 of 5)
-        out_t_28 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0_6, w_out_0_6])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 2 paths → out[8x1o] (step 4 of 5)
-        out_t_29 = torch.einsum("nuil,ijlmku->nujmk", [out_t_27, out_t_28])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 2 paths → out[8x1o]
-        out_t_30 = torch.einsum("nujm,nujmk->nuk", [out_t_26, out_t_29])
-        # fusion_block.fusion:20  weights of path 8
-        w_out_0_7 = self.weight_out_0[64:72].view(1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t_31 = h_at_receiver_1o.view(-1, 8, 3, 1) * m_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_32 = self.cg_out_0_7.view(3, 3, 3, 3, 1, 1) * w_out_0_7.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_33 = torch.einsum("nuij,ijlmku->nulmk", [out_t_31, out_t_32])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_34 = torch.einsum("nul,nulmk->numk", [m_density_at_receiver_1o, out_t_33])
-        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 1 path → out[8x0e]
-        out_t_35 = torch.einsum("num,numk->nuk", [m_1o, out_t_34])
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum = out_t_4 + out_t_11 + out_t_25 + out_t_35
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
+        # fusion_block.fusion:20  m_density_at_receiver[0e + 1o] side by side: [n, 8, 4]
+        m_density_at_receiver_0e_1o = torch.cat([m_density_at_receiver_0e, m_density_at_receiver_1o], -1)
+        # fusion_block.fusion:20  weights of paths 0..8
+        w_out_0 = self.weight_out_0.view(9, 8)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
+        out_t = h_at_receiver_0e_1o.view(-1, 8, 4, 1) * m_0e_1o.view(-1, 8, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
+        out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_density_at_receiver_0e_1o.view(-1, 8, 1, 1, 4)
+        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
+        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
+        out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
+        # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o]
+        out_t_4 = torch.einsum("num,numk->nuk", [m_0e_1o, out_t_3])
+        # fusion_block.fusion:18  out_t_4 cut once along axis -1 (one backward for every piece)
+        out_t_4_pieces = torch.split(out_t_4, [1, 3, out_t_4.shape[-1] - 4], -1)
+        # fusion_block.fusion:18
+        out_t_4_part = out_t_4_pieces[0]
+        # fusion_block.fusion:18
+        out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1439,64 +934,18 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         super().__init__(dtype=dtype, device=device)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 1, 1, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5, (0, 2, 1, 3), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 1, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (1, 3, 3, 3, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 1, 1, 1, 1, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 1, 1, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 2 paths
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (3, 1, 3, 3, 2, 3), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5, (0, 1, 3, 2), (3, 6)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 2, 3), (3, 6)),
-            ((0, 0, 0, 0, 1, 0), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5, (0, 1, 3, 2), (3, 6)),
-        ), path_axes=(4,)))
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U), sorted entries only of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (3, 3, 3, 3, 1, 1), (
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 2, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 1, 3, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 2, 1, 3), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 1, 2), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 2, 3, 1), (1, 6)),
-            ((0, 0, 0, 0, 0, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4, (0, 3, 2, 1), (1, 6)),
-        ), path_axes=(4,)))
+        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U) of 9 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+            ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
+            ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
+            ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
+            ((0, 1, 1, 1, 3, 1), ((("0e", "1o", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 0, 0, 4, 1), ((("1o", "0e", "1o"), "0e", "1o"), "0e", "1o"), 5),
+            ((1, 0, 0, 1, 5, 0), ((("1o", "0e", "1o"), "0e", "1o"), "1o", "0e"), 4),
+            ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
+            ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
+            ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
+        ), path_axes=(4,), symmetrize=((1, 2, 3),)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1525,106 +974,38 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         h_pieces = torch.split(h, [8, 24, h.shape[1] - 32], 1)
         # fusion_block.fusion:20  h[8x0e] as [n, 8, 1]
         h_0e = h_pieces[0].view(-1, 8, 1)
+        # fusion_block.fusion:20  h[8x1o] as [n, 8, 3]
+        h_1o = h_pieces[1].view(-1, 8, 3)
+        # fusion_block.fusion:20  h[0e + 1o] side by side: [n, 8, 4]
+        h_0e_1o = torch.cat([h_0e, h_1o], -1)
         # fusion_block.fusion:20  m_density cut once along axis 1 (one backward for every piece)
         m_density_pieces = torch.split(m_density, [8, 24, m_density.shape[1] - 32], 1)
         # fusion_block.fusion:20  m_density[8x0e] as [n, 8, 1]
         m_density_0e = m_density_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 0
-        w_out_0 = self.weight_out_0[0:8].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 1 of 5) [nui,nuj->nuij]
-        out_t = h_0e.view(-1, 8, 1, 1) * m_density_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 2 of 5) [nuij,nul->nuijl]
-        out_t_1 = out_t.view(-1, 8, 1, 1, 1) * m_density_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_2 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_density_0e.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_3 = self.cg_out_0.view(1, 1, 1, 1, 1, 1) * w_out_0.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] [nuijlm,ijlmku->nuk]
-        out_t_4 = out_t_2.view(-1, 8, 1) * out_t_3.permute(5, 4, 0, 1, 2, 3).view(1, 8, 1)
         # fusion_block.fusion:20  m_density[8x1o] as [n, 8, 3]
         m_density_1o = m_density_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 1
-        w_out_0_1 = self.weight_out_0[8:16].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 3 of 5) [nuijl,num->nuijlm]
-        out_t_5 = out_t_1.view(-1, 8, 1, 1, 1, 1) * m_density_1o.view(-1, 8, 1, 1, 1, 3)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_6 = self.cg_out_0_1.view(1, 1, 1, 3, 3, 1) * w_out_0_1.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o]
-        out_t_7 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_5, out_t_6])
-        # fusion_block.fusion:20  weights of path 2
-        w_out_0_2 = self.weight_out_0[16:24].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_8 = self.cg_out_0_2.view(1, 1, 3, 3, 1, 1) * w_out_0_2.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_9 = torch.einsum("nul,ijlmku->nuijmk", [m_density_1o, out_t_8])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_10 = torch.einsum("num,nuijmk->nuijk", [m_density_1o, out_t_9])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] [nuij,nuijk->nuk]
-        out_t_11 = out_t.view(-1, 8, 1) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of path 3
-        w_out_0_3 = self.weight_out_0[24:32].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 1 of 5) [nui,num->nuim]
-        out_t_12 = h_0e.view(-1, 8, 1, 1) * m_density_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 2 of 5) [nuj,nul->nujl]
-        out_t_13 = m_density_1o.view(-1, 8, 3, 1) * m_density_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 3 of 5) [ijlmpk,pu->ijlmku]
-        out_t_14 = self.cg_out_0_3.view(1, 3, 3, 3, 3, 1) * w_out_0_3.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 4 of 5)
-        out_t_15 = torch.einsum("nujl,ijlmku->nuimk", [out_t_13, out_t_14])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o]
-        out_t_16 = torch.einsum("nuim,nuimk->nuk", [out_t_12, out_t_15])
-        # fusion_block.fusion:20  h[8x1o] as [n, 8, 3]
-        h_1o = h_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:20  weights of path 4
-        w_out_0_4 = self.weight_out_0[32:40].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 1 of 5) [nuj,nul->nujl]
-        out_t_17 = m_density_0e.view(-1, 8, 1, 1) * m_density_0e.view(-1, 8, 1, 1)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 2 of 5) [nujl,num->nujlm]
-        out_t_18 = out_t_17.view(-1, 8, 1, 1, 1) * m_density_0e.view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 3 of 5) [nui,nujlm->nuijlm]
-        out_t_19 = h_1o.view(-1, 8, 3, 1, 1, 1) * out_t_18.view(-1, 8, 1, 1, 1, 1)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o] (step 4 of 5) [ijlmpk,pu->ijlmku]
-        out_t_20 = self.cg_out_0_4.view(3, 1, 1, 1, 3, 1) * w_out_0_4.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x1o]
-        out_t_21 = torch.einsum("nuijlm,ijlmku->nuk", [out_t_19, out_t_20])
-        # fusion_block.fusion:20  weights of path 5
-        w_out_0_5 = self.weight_out_0[40:48].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_22 = self.cg_out_0_5.view(3, 1, 1, 3, 1, 1) * w_out_0_5.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_23 = torch.einsum("nui,ijlmku->nujlmk", [h_1o, out_t_22])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_24 = torch.einsum("num,nujlmk->nujlk", [m_density_1o, out_t_23])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] [nujl,nujlk->nuk]
-        out_t_25 = out_t_17.view(-1, 8, 1) * out_t_24.view(-1, 8, 1)
-        # fusion_block.fusion:20  weights of paths 6..7
-        w_out_0_6 = self.weight_out_0[48:64].view(2, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 2 paths → out[8x1o] (step 1 of 5) [nuj,num->nujm]
-        out_t_26 = m_density_0e.view(-1, 8, 1, 1) * m_density_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 2 paths → out[8x1o] (step 2 of 5) [nui,nul->nuil]
-        out_t_27 = h_1o.view(-1, 8, 3, 1) * m_density_1o.view(-1, 8, 1, 3)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 2 paths → out[8x1o] (step 3 of 5)
-        out_t_28 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0_6, w_out_0_6])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 2 paths → out[8x1o] (step 4 of 5)
-        out_t_29 = torch.einsum("nuil,ijlmku->nujmk", [out_t_27, out_t_28])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 2 paths → out[8x1o]
-        out_t_30 = torch.einsum("nujm,nujmk->nuk", [out_t_26, out_t_29])
-        # fusion_block.fusion:20  weights of path 8
-        w_out_0_7 = self.weight_out_0[64:72].view(1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 2 of 5) [ijlmpk,pu->ijlmku]
-        out_t_31 = self.cg_out_0_7.view(3, 3, 3, 3, 1, 1) * w_out_0_7.view(1, 1, 1, 1, 1, 8)
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 3 of 5)
-        out_t_32 = torch.einsum("nuij,ijlmku->nulmk", [out_t_27, out_t_31])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e] (step 4 of 5)
-        out_t_33 = torch.einsum("nul,nulmk->numk", [m_density_1o, out_t_32])
-        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 1 path → out[8x0e]
-        out_t_34 = torch.einsum("num,numk->nuk", [m_density_1o, out_t_33])
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum = out_t_4 + out_t_11 + out_t_25 + out_t_34
-        # fusion_block.fusion:18  out: 4 contributions with the same layout
-        out_sum_1 = out_t_7 + out_t_16 + out_t_21 + out_t_30
+        # fusion_block.fusion:20  m_density[0e + 1o] side by side: [n, 8, 4]
+        m_density_0e_1o = torch.cat([m_density_0e, m_density_1o], -1)
+        # fusion_block.fusion:20  weights of paths 0..8
+        w_out_0 = self.weight_out_0.view(9, 8)
+        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
+        out_t = h_0e_1o.view(-1, 8, 4, 1) * m_density_0e_1o.view(-1, 8, 1, 4)
+        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
+        out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_density_0e_1o.view(-1, 8, 1, 1, 4)
+        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
+        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
+        out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
+        # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o]
+        out_t_4 = torch.einsum("num,numk->nuk", [m_density_0e_1o, out_t_3])
+        # fusion_block.fusion:18  out_t_4 cut once along axis -1 (one backward for every piece)
+        out_t_4_pieces = torch.split(out_t_4, [1, 3, out_t_4.shape[-1] - 4], -1)
+        # fusion_block.fusion:18
+        out_t_4_part = out_t_4_pieces[0]
+        # fusion_block.fusion:18
+        out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1719,44 +1100,26 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1), (
-            ((0, 0, 0, 0), ("0e", "0e", "0e"), 3),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0e", "1o", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 5, 1, 5), (
-            ((0, 0, 0, 0), ("0e", "2e", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (3, 1, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "0e", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 3, 2, 6), (
-            ((0, 0, 0, 0), ("1o", "1o", "0e"), 3),
-            ((0, 0, 1, 1), ("1o", "1o", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 5, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "2e", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (5, 1, 1, 5), (
-            ((0, 0, 0, 0), ("2e", "0e", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (5, 3, 1, 3), (
-            ((0, 0, 0, 0), ("2e", "1o", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("O3", (5, 5, 2, 6), (
-            ((0, 0, 0, 0), ("2e", "2e", "0e"), 3),
-            ((0, 0, 1, 1), ("2e", "2e", "2e"), 4),
-        ), path_axes=(2,)))
+        # fusion_block.fusion:32  h_at_sender, Y -> out: coupling of 11 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 35), (
+            ((0, 0, 0), ("0e", "0e", "0e"), 3),
+            ((0, 1, 3), ("0e", "1o", "1o"), 4),
+            ((0, 4, 15), ("0e", "2e", "2e"), 4),
+            ((1, 0, 6), ("1o", "0e", "1o"), 4),
+            ((1, 1, 1), ("1o", "1o", "0e"), 3),
+            ((1, 1, 20), ("1o", "1o", "2e"), 4),
+            ((1, 4, 9), ("1o", "2e", "1o"), 4),
+            ((4, 0, 25), ("2e", "0e", "2e"), 4),
+            ((4, 1, 12), ("2e", "1o", "1o"), 4),
+            ((4, 4, 2), ("2e", "2e", "0e"), 3),
+            ((4, 4, 30), ("2e", "2e", "2e"), 4),
+        )))
+        # fusion_block.fusion:32  which blocks of 8 weights the 3 paths use
+        self.add_index("idx_out_0", (0, 4, 9), 1)
+        # fusion_block.fusion:32  which blocks of 8 weights the 4 paths use
+        self.add_index("idx_out_0_1", (1, 3, 6, 8), 1)
+        # fusion_block.fusion:32  which blocks of 8 weights the 4 paths use
+        self.add_index("idx_out_0_2", (2, 5, 7, 10), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1787,108 +1150,50 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:32  h_at_sender[8x0e] as [n, 8, 1]
         h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:32  Y cut once along axis 1 (one backward for every piece)
-        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
-        # fusion_block.fusion:32  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y_pieces[0].view(-1, 1, 1)
-        # fusion_block.fusion:32  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
-        out_t = Y_0e.view(-1, 1, 1, 1, 1) * self.cg_out_0.view(1, 1, 1, 1, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x0e] (step 2 of 3) [nui,nvipk->nuvpk]
-        out_t_1 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * out_t.view(-1, 1, 1, 1, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
-        out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
-        # fusion_block.fusion:32  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y_pieces[1].view(-1, 1, 3)
-        # fusion_block.fusion:32  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_1])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_4 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
-        out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
-        # fusion_block.fusion:32  Y[2e] side by side: [n, 1, 5]
-        Y_2e = Y_pieces[2].view(-1, 1, 5)
-        # fusion_block.fusion:32  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
-        out_t_6 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_2])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_7 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_2.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] [nvipk,nuipv->nuk]
-        out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # fusion_block.fusion:32  h_at_sender[8x1o] as [n, 8, 3]
         h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:32  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_9 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_1o, self.cg_out_0_3])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_10 = Y_0e.view(-1, 1, 1, 1) * w_out_0_3.view(-1, 1, 1, 8)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] [nujpk,njpu->nuk]
-        out_t_11 = out_t_9.view(-1, 8, 3) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:32  weights of paths 4..5
-        w_out_0_4 = weights_out_0[:, 32:48].view(-1, 2, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 1 of 3)
-        out_t_12 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_4])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_13 = h_at_sender_1o.view(-1, 8, 3, 1, 1) * w_out_0_4.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e]
-        out_t_14 = torch.einsum("nvipk,nuipv->nuk", [out_t_12, out_t_13])
-        # fusion_block.fusion:32  weights of path 6
-        w_out_0_5 = weights_out_0[:, 48:56].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_15 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_5])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3)
-        out_t_16 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_1o, out_t_15])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
-        out_t_17 = out_t_16.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:32  h_at_sender[8x2e] as [n, 8, 5]
         h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
-        # fusion_block.fusion:32  weights of path 7
-        w_out_0_6 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
-        out_t_18 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_2e, self.cg_out_0_6])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_19 = Y_0e.view(-1, 1, 1, 1) * w_out_0_6.view(-1, 1, 1, 8)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x2e] [nujpk,njpu->nuk]
-        out_t_20 = out_t_18.view(-1, 8, 5) * out_t_19.view(-1, 8, 1)
-        # fusion_block.fusion:32  weights of path 8
-        w_out_0_7 = weights_out_0[:, 64:72].view(-1, 1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_21 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_7])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3)
-        out_t_22 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_2e, out_t_21])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
-        out_t_23 = out_t_22.view(-1, 8, 3) * w_out_0_7.view(-1, 8, 1)
-        # fusion_block.fusion:32  weights of paths 9..10
-        w_out_0_8 = weights_out_0[:, 72:88].view(-1, 2, 8, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 1 of 3)
-        out_t_24 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_8])
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_25 = h_at_sender_2e.view(-1, 8, 5, 1, 1) * w_out_0_8.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e]
-        out_t_26 = torch.einsum("nvipk,nuipv->nuk", [out_t_24, out_t_25])
-        # fusion_block.fusion:29  out: 4 contributions with the same layout
-        out_sum = out_t_5 + out_t_11 + out_t_17 + out_t_23
-        # fusion_block.fusion:29  out: 2 contributions with the same layout
-        out_sum_1 = out_t_8 + out_t_20
-        # fusion_block.fusion:29  out: 2 contributions with the same layout
-        out_sum_2 = out_t_14 + out_t_26
-        # fusion_block.fusion:29  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 5, out_sum_2.shape[-1] - 6], -1)
-        # fusion_block.fusion:29
-        out_sum_2_part = out_sum_2_pieces[0]
-        # fusion_block.fusion:29  out[8x0e]: 2 contributions
-        out_0e = out_t_2 + out_sum_2_part
-        # fusion_block.fusion:29
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # fusion_block.fusion:29  out[8x2e]: 2 contributions
-        out_2e = out_sum_1 + out_sum_2_part_1
+        # fusion_block.fusion:32  h_at_sender[0e + 1o + 2e] side by side: [n, 8, 9]
+        h_at_sender_0e_1o_2e = torch.cat([h_at_sender_0e, h_at_sender_1o, h_at_sender_2e], -1)
+        # fusion_block.fusion:32  Y[0e + 1o + 2e] side by side: [n, 1, 9]
+        Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
+        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
+        # fusion_block.fusion:32  out_t cut once along axis 3 (one backward for every piece)
+        out_t_pieces = torch.split(out_t, [3, 12, 20, out_t.shape[3] - 35], 3)
+        # fusion_block.fusion:32  its part 0:3 along k
+        out_t_k = out_t_pieces[0]
+        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:3
+        out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k])
+        # fusion_block.fusion:32  its part 3:15 along k
+        out_t_k_1 = out_t_pieces[1]
+        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 3:15
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
+        # fusion_block.fusion:32  its part 15:35 along k
+        out_t_k_2 = out_t_pieces[2]
+        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 15:35
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_2])
+        # fusion_block.fusion:32  the 3 coupled paths into out[8x0e]
+        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        # fusion_block.fusion:32  weights of 3 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        # fusion_block.fusion:32  out[8x0e] = Σ_p W_p · coupled path p
+        out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
+        # fusion_block.fusion:32  the 4 coupled paths into out[8x1o]
+        out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
+        # fusion_block.fusion:32  weights of 4 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        # fusion_block.fusion:32  out[8x1o] = Σ_p W_p · coupled path p
+        out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
+        # fusion_block.fusion:32  the 4 coupled paths into out[8x2e]
+        out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
+        # fusion_block.fusion:32  weights of 4 paths
+        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        # fusion_block.fusion:32  out[8x2e] = Σ_p W_p · coupled path p
+        out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:29  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
+        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -1912,44 +1217,26 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 1, 1, 1), (
-            ((0, 0, 0, 0), ("0e", "0e", "0e"), 3),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0e", "1o", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (1, 5, 1, 5), (
-            ((0, 0, 0, 0), ("0e", "2e", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_3", runtime.coupling_table("O3", (3, 1, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "0e", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_4", runtime.coupling_table("O3", (3, 3, 2, 6), (
-            ((0, 0, 0, 0), ("1o", "1o", "0e"), 3),
-            ((0, 0, 1, 1), ("1o", "1o", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_5", runtime.coupling_table("O3", (3, 5, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "2e", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_6", runtime.coupling_table("O3", (5, 1, 1, 5), (
-            ((0, 0, 0, 0), ("2e", "0e", "2e"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 1 path
-        self.add_table("cg_out_0_7", runtime.coupling_table("O3", (5, 3, 1, 3), (
-            ((0, 0, 0, 0), ("2e", "1o", "1o"), 4),
-        ), path_axes=(2,)))
-        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 2 paths
-        self.add_table("cg_out_0_8", runtime.coupling_table("O3", (5, 5, 2, 6), (
-            ((0, 0, 0, 0), ("2e", "2e", "0e"), 3),
-            ((0, 0, 1, 1), ("2e", "2e", "2e"), 4),
-        ), path_axes=(2,)))
+        # fusion_block.fusion:33  h_at_sender, Y -> out: coupling of 11 paths
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 35), (
+            ((0, 0, 0), ("0e", "0e", "0e"), 3),
+            ((0, 1, 3), ("0e", "1o", "1o"), 4),
+            ((0, 4, 15), ("0e", "2e", "2e"), 4),
+            ((1, 0, 6), ("1o", "0e", "1o"), 4),
+            ((1, 1, 1), ("1o", "1o", "0e"), 3),
+            ((1, 1, 20), ("1o", "1o", "2e"), 4),
+            ((1, 4, 9), ("1o", "2e", "1o"), 4),
+            ((4, 0, 25), ("2e", "0e", "2e"), 4),
+            ((4, 1, 12), ("2e", "1o", "1o"), 4),
+            ((4, 4, 2), ("2e", "2e", "0e"), 3),
+            ((4, 4, 30), ("2e", "2e", "2e"), 4),
+        )))
+        # fusion_block.fusion:33  which blocks of 8 weights the 3 paths use
+        self.add_index("idx_out_0", (0, 4, 9), 1)
+        # fusion_block.fusion:33  which blocks of 8 weights the 4 paths use
+        self.add_index("idx_out_0_1", (1, 3, 6, 8), 1)
+        # fusion_block.fusion:33  which blocks of 8 weights the 4 paths use
+        self.add_index("idx_out_0_2", (2, 5, 7, 10), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1980,108 +1267,50 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
         # fusion_block.fusion:33  h_at_sender[8x0e] as [n, 8, 1]
         h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:33  Y cut once along axis 1 (one backward for every piece)
-        Y_pieces = torch.split(Y, [1, 3, 5, Y.shape[1] - 9], 1)
-        # fusion_block.fusion:33  Y[0e] side by side: [n, 1, 1]
-        Y_0e = Y_pieces[0].view(-1, 1, 1)
-        # fusion_block.fusion:33  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x0e] (step 1 of 3) [nvj,ijpk->nvipk]
-        out_t = Y_0e.view(-1, 1, 1, 1, 1) * self.cg_out_0.view(1, 1, 1, 1, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x0e] (step 2 of 3) [nui,nvipk->nuvpk]
-        out_t_1 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * out_t.view(-1, 1, 1, 1, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x0e] [nuvpk,npuv->nuk]
-        out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
-        # fusion_block.fusion:33  Y[1o] side by side: [n, 1, 3]
-        Y_1o = Y_pieces[1].view(-1, 1, 3)
-        # fusion_block.fusion:33  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_1])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_4 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] [nvipk,nuipv->nuk]
-        out_t_5 = out_t_3.view(-1, 1, 3) * out_t_4.view(-1, 8, 1)
-        # fusion_block.fusion:33  Y[2e] side by side: [n, 1, 5]
-        Y_2e = Y_pieces[2].view(-1, 1, 5)
-        # fusion_block.fusion:33  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
-        out_t_6 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_2])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_7 = h_at_sender_0e.view(-1, 8, 1, 1, 1) * w_out_0_2.permute(0, 2, 1, 3).view(-1, 8, 1, 1, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] [nvipk,nuipv->nuk]
-        out_t_8 = out_t_6.view(-1, 1, 5) * out_t_7.view(-1, 8, 1)
         # fusion_block.fusion:33  h_at_sender[8x1o] as [n, 8, 3]
         h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:33  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_9 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_1o, self.cg_out_0_3])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_10 = Y_0e.view(-1, 1, 1, 1) * w_out_0_3.view(-1, 1, 1, 8)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] [nujpk,njpu->nuk]
-        out_t_11 = out_t_9.view(-1, 8, 3) * out_t_10.view(-1, 8, 1)
-        # fusion_block.fusion:33  weights of paths 4..5
-        w_out_0_4 = weights_out_0[:, 32:48].view(-1, 2, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 1 of 3)
-        out_t_12 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_4])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_13 = h_at_sender_1o.view(-1, 8, 3, 1, 1) * w_out_0_4.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e]
-        out_t_14 = torch.einsum("nvipk,nuipv->nuk", [out_t_12, out_t_13])
-        # fusion_block.fusion:33  weights of path 6
-        w_out_0_5 = weights_out_0[:, 48:56].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_15 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_5])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3)
-        out_t_16 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_1o, out_t_15])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
-        out_t_17 = out_t_16.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:33  h_at_sender[8x2e] as [n, 8, 5]
         h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
-        # fusion_block.fusion:33  weights of path 7
-        w_out_0_6 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] (step 1 of 3)
-        out_t_18 = torch.einsum("nui,ijpk->nujpk", [h_at_sender_2e, self.cg_out_0_6])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] (step 2 of 3) [nvj,npuv->njpu]
-        out_t_19 = Y_0e.view(-1, 1, 1, 1) * w_out_0_6.view(-1, 1, 1, 8)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x2e] [nujpk,njpu->nuk]
-        out_t_20 = out_t_18.view(-1, 8, 5) * out_t_19.view(-1, 8, 1)
-        # fusion_block.fusion:33  weights of path 8
-        w_out_0_7 = weights_out_0[:, 64:72].view(-1, 1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 1 of 3)
-        out_t_21 = torch.einsum("nvj,ijpk->nvipk", [Y_1o, self.cg_out_0_7])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] (step 2 of 3)
-        out_t_22 = torch.einsum("nui,nvipk->nuvpk", [h_at_sender_2e, out_t_21])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 1 path → out[8x1o] [nuvpk,npuv->nuk]
-        out_t_23 = out_t_22.view(-1, 8, 3) * w_out_0_7.view(-1, 8, 1)
-        # fusion_block.fusion:33  weights of paths 9..10
-        w_out_0_8 = weights_out_0[:, 72:88].view(-1, 2, 8, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 1 of 3)
-        out_t_24 = torch.einsum("nvj,ijpk->nvipk", [Y_2e, self.cg_out_0_8])
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
-        out_t_25 = h_at_sender_2e.view(-1, 8, 5, 1, 1) * w_out_0_8.permute(0, 2, 1, 3).view(-1, 8, 1, 2, 1)
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 2 paths → out[8x0e + 8x2e]
-        out_t_26 = torch.einsum("nvipk,nuipv->nuk", [out_t_24, out_t_25])
-        # fusion_block.fusion:30  out: 4 contributions with the same layout
-        out_sum = out_t_5 + out_t_11 + out_t_17 + out_t_23
-        # fusion_block.fusion:30  out: 2 contributions with the same layout
-        out_sum_1 = out_t_8 + out_t_20
-        # fusion_block.fusion:30  out: 2 contributions with the same layout
-        out_sum_2 = out_t_14 + out_t_26
-        # fusion_block.fusion:30  out_sum_2 cut once along axis -1 (one backward for every piece)
-        out_sum_2_pieces = torch.split(out_sum_2, [1, 5, out_sum_2.shape[-1] - 6], -1)
-        # fusion_block.fusion:30
-        out_sum_2_part = out_sum_2_pieces[0]
-        # fusion_block.fusion:30  out[8x0e]: 2 contributions
-        out_0e = out_t_2 + out_sum_2_part
-        # fusion_block.fusion:30
-        out_sum_2_part_1 = out_sum_2_pieces[1]
-        # fusion_block.fusion:30  out[8x2e]: 2 contributions
-        out_2e = out_sum_1 + out_sum_2_part_1
+        # fusion_block.fusion:33  h_at_sender[0e + 1o + 2e] side by side: [n, 8, 9]
+        h_at_sender_0e_1o_2e = torch.cat([h_at_sender_0e, h_at_sender_1o, h_at_sender_2e], -1)
+        # fusion_block.fusion:33  Y[0e + 1o + 2e] side by side: [n, 1, 9]
+        Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
+        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
+        # fusion_block.fusion:33  out_t cut once along axis 3 (one backward for every piece)
+        out_t_pieces = torch.split(out_t, [3, 12, 20, out_t.shape[3] - 35], 3)
+        # fusion_block.fusion:33  its part 0:3 along k
+        out_t_k = out_t_pieces[0]
+        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:3
+        out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k])
+        # fusion_block.fusion:33  its part 3:15 along k
+        out_t_k_1 = out_t_pieces[1]
+        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 3:15
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
+        # fusion_block.fusion:33  its part 15:35 along k
+        out_t_k_2 = out_t_pieces[2]
+        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 15:35
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_2])
+        # fusion_block.fusion:33  the 3 coupled paths into out[8x0e]
+        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        # fusion_block.fusion:33  weights of 3 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        # fusion_block.fusion:33  out[8x0e] = Σ_p W_p · coupled path p
+        out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
+        # fusion_block.fusion:33  the 4 coupled paths into out[8x1o]
+        out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
+        # fusion_block.fusion:33  weights of 4 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        # fusion_block.fusion:33  out[8x1o] = Σ_p W_p · coupled path p
+        out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
+        # fusion_block.fusion:33  the 4 coupled paths into out[8x2e]
+        out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
+        # fusion_block.fusion:33  weights of 4 paths
+        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        # fusion_block.fusion:33  out[8x2e] = Σ_p W_p · coupled path p
+        out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:30  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_sum.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
+        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 

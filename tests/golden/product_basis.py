@@ -38,38 +38,16 @@ class product_basis(runtime.CompiledModule):
         self.add_weights("weight_B_1", 112)
         # product_basis.fusion:8  (A, A), A -> B: 20 weighted paths
         self.add_weights("weight_B_2", 320)
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1", runtime.coupling_table("O3", (1, 1, 1, 1), (
-            ((0, 0, 0, 0), ("0e", "0e", "0e"), 43, (0, 1), (1, 2)),
-            ((0, 0, 0, 0), ("0e", "0e", "0e"), 43, (1, 0), (1, 2)),
-        ), path_axes=(2,)))
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1_1", runtime.coupling_table("O3", (1, 3, 1, 3), (
-            ((0, 0, 0, 0), ("0e", "1o", "1o"), 73, (0, 1), (2, 2)),
-        ), path_axes=(2,)))
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1_2", runtime.coupling_table("O3", (3, 3, 1, 1), (
-            ((0, 0, 0, 0), ("1o", "1o", "0e"), 43, (0, 1), (1, 2)),
-            ((0, 0, 0, 0), ("1o", "1o", "0e"), 43, (1, 0), (1, 2)),
-        ), path_axes=(2,)))
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1_3", runtime.coupling_table("O3", (3, 5, 1, 3), (
-            ((0, 0, 0, 0), ("1o", "2e", "1o"), 73, (0, 1), (2, 2)),
-        ), path_axes=(2,)))
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1_4", runtime.coupling_table("O3", (5, 5, 1, 1), (
-            ((0, 0, 0, 0), ("2e", "2e", "0e"), 43, (0, 1), (1, 2)),
-            ((0, 0, 0, 0), ("2e", "2e", "0e"), 43, (1, 0), (1, 2)),
-        ), path_axes=(2,)))
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1_5", runtime.coupling_table("O3", (5, 7, 1, 3), (
-            ((0, 0, 0, 0), ("2e", "3o", "1o"), 73, (0, 1), (2, 2)),
-        ), path_axes=(2,)))
-        # product_basis.fusion:7  A, A -> B: symmetrised coupling, sorted entries only of 1 path
-        self.add_table("cg_B_1_6", runtime.coupling_table("O3", (7, 7, 1, 1), (
-            ((0, 0, 0, 0), ("3o", "3o", "0e"), 43, (0, 1), (1, 2)),
-            ((0, 0, 0, 0), ("3o", "3o", "0e"), 43, (1, 0), (1, 2)),
-        ), path_axes=(2,)))
+        # product_basis.fusion:7  A, A -> B: symmetrised coupling of 7 paths
+        self.add_table("cg_B_1", runtime.coupling_table("O3", (16, 16, 7, 4), (
+            ((0, 0, 0, 0), ("0e", "0e", "0e"), 43),
+            ((0, 1, 1, 1), ("0e", "1o", "1o"), 73),
+            ((1, 1, 2, 0), ("1o", "1o", "0e"), 43),
+            ((1, 4, 3, 1), ("1o", "2e", "1o"), 73),
+            ((4, 4, 4, 0), ("2e", "2e", "0e"), 43),
+            ((4, 9, 5, 1), ("2e", "3o", "1o"), 73),
+            ((9, 9, 6, 0), ("3o", "3o", "0e"), 43),
+        ), path_axes=(2,), symmetrize=((0, 1),)))
         # product_basis.fusion:8  (A, A), A -> B: symmetrised pre-contracted coupling (U) of 20 paths
         self.add_table("cg_B_2", runtime.coupling_table("O3", (16, 16, 16, 20, 4), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 43),
@@ -129,92 +107,42 @@ class product_basis(runtime.CompiledModule):
         w_B_0_1 = self.weight_B_0[256:512].view(1, 16, 16) * 0.11704114719613057
         # product_basis.fusion:6  B[16x1o] ← A[16x1o] · W
         B_1o = torch.einsum("nuk,puw->nwk", [A_1o, w_B_0_1])
-        # product_basis.fusion:7  weights of path 0
-        w_B_1 = self.weight_B_1[0:16].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 1 of 3) [nui,nuj->nuij]
-        B_t = A_0e.view(-1, 16, 1, 1) * A_0e.view(-1, 16, 1, 1)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 2 of 3) [ijpk,pu->ijku]
-        B_t_1 = self.cg_B_1.view(1, 1, 1, 1) * w_B_1.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] [nuij,ijku->nuk]
-        B_t_2 = B_t.view(-1, 16, 1) * B_t_1.permute(3, 2, 0, 1).view(1, 16, 1)
-        # product_basis.fusion:7  weights of path 1
-        w_B_1_1 = self.weight_B_1[16:32].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 1 of 3) [nui,nuj->nuij]
-        B_t_3 = A_0e.view(-1, 16, 1, 1) * A_1o.view(-1, 16, 1, 3)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 2 of 3) [ijpk,pu->ijku]
-        B_t_4 = self.cg_B_1_1.view(1, 3, 3, 1) * w_B_1_1.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o]
-        B_t_5 = torch.einsum("nuij,ijku->nuk", [B_t_3, B_t_4])
-        # product_basis.fusion:7  weights of path 3
-        w_B_1_2 = self.weight_B_1[32:48].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 1 of 3) [ijpk,pu->ijku]
-        B_t_6 = self.cg_B_1_2.view(3, 3, 1, 1) * w_B_1_2.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 2 of 3)
-        B_t_7 = torch.einsum("nui,ijku->nujk", [A_1o, B_t_6])
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e]
-        B_t_8 = torch.einsum("nuj,nujk->nuk", [A_1o, B_t_7])
         # product_basis.fusion:7  A[16x2e] as [n, 16, 5]
         A_2e = A_pieces[2].view(-1, 16, 5)
-        # product_basis.fusion:7  weights of path 4
-        w_B_1_3 = self.weight_B_1[48:64].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 1 of 3) [nui,nuj->nuij]
-        B_t_9 = A_1o.view(-1, 16, 3, 1) * A_2e.view(-1, 16, 1, 5)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 2 of 3) [ijpk,pu->ijku]
-        B_t_10 = self.cg_B_1_3.view(3, 5, 3, 1) * w_B_1_3.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o]
-        B_t_11 = torch.einsum("nuij,ijku->nuk", [B_t_9, B_t_10])
-        # product_basis.fusion:7  weights of path 6
-        w_B_1_4 = self.weight_B_1[64:80].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 1 of 3) [ijpk,pu->ijku]
-        B_t_12 = self.cg_B_1_4.view(5, 5, 1, 1) * w_B_1_4.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 2 of 3)
-        B_t_13 = torch.einsum("nui,ijku->nujk", [A_2e, B_t_12])
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e]
-        B_t_14 = torch.einsum("nuj,nujk->nuk", [A_2e, B_t_13])
         # product_basis.fusion:7  A[16x3o] as [n, 16, 7]
         A_3o = A_pieces[3].view(-1, 16, 7)
-        # product_basis.fusion:7  weights of path 7
-        w_B_1_5 = self.weight_B_1[80:96].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 1 of 3) [ijpk,pu->ijku]
-        B_t_15 = self.cg_B_1_5.view(5, 7, 3, 1) * w_B_1_5.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o] (step 2 of 3)
-        B_t_16 = torch.einsum("nuj,ijku->nuik", [A_3o, B_t_15])
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x1o]
-        B_t_17 = torch.einsum("nui,nuik->nuk", [A_2e, B_t_16])
-        # product_basis.fusion:7  weights of path 9
-        w_B_1_6 = self.weight_B_1[96:112].view(1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 1 of 3) [ijpk,pu->ijku]
-        B_t_18 = self.cg_B_1_6.view(7, 7, 1, 1) * w_B_1_6.view(1, 1, 1, 16)
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e] (step 2 of 3)
-        B_t_19 = torch.einsum("nui,ijku->nujk", [A_3o, B_t_18])
-        # product_basis.fusion:7  A, A -> B: 1 path → B[16x0e]
-        B_t_20 = torch.einsum("nuj,nujk->nuk", [A_3o, B_t_19])
-        # product_basis.fusion:8  A[0e + 1o + 2e + 3o] side by side: [n, 16, 16]
+        # product_basis.fusion:7  A[0e + 1o + 2e + 3o] side by side: [n, 16, 16]
         A_0e_1o_2e_3o = torch.cat([A_0e, A_1o, A_2e, A_3o], -1)
+        # product_basis.fusion:7  weights of 7 paths
+        w_B_1 = self.weight_B_1.view(7, 16)
+        # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o] (step 1 of 3)
+        B_t = torch.einsum("ijpk,pu->ijku", [self.cg_B_1, w_B_1])
+        # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o] (step 2 of 3)
+        B_t_1 = torch.einsum("nui,ijku->nujk", [A_0e_1o_2e_3o, B_t])
+        # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o]
+        B_t_2 = torch.einsum("nuj,nujk->nuk", [A_0e_1o_2e_3o, B_t_1])
         # product_basis.fusion:8  weights of 20 paths
         w_B_2 = self.weight_B_2.view(20, 16)
         # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o] (step 1 of 4) [nui,nuj->nuij]
-        B_t_21 = A_0e_1o_2e_3o.view(-1, 16, 16, 1) * A_0e_1o_2e_3o.view(-1, 16, 1, 16)
+        B_t_3 = A_0e_1o_2e_3o.view(-1, 16, 16, 1) * A_0e_1o_2e_3o.view(-1, 16, 1, 16)
         # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o] (step 2 of 4)
-        B_t_22 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2, w_B_2])
+        B_t_4 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2, w_B_2])
         # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o] (step 3 of 4)
-        B_t_23 = torch.einsum("nuij,ijlku->nulk", [B_t_21, B_t_22])
+        B_t_5 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_4])
         # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o]
-        B_t_24 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_23])
-        # product_basis.fusion:5  B: 5 contributions with the same layout
-        B_sum = B_0e + B_t_2 + B_t_8 + B_t_14 + B_t_20
-        # product_basis.fusion:5  B: 4 contributions with the same layout
-        B_sum_1 = B_1o + B_t_5 + B_t_11 + B_t_17
-        # product_basis.fusion:5  B_t_24 cut once along axis -1 (one backward for every piece)
-        B_t_24_pieces = torch.split(B_t_24, [1, 3, B_t_24.shape[-1] - 4], -1)
+        B_t_6 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_5])
+        # product_basis.fusion:5  B: 2 contributions with the same layout
+        B_sum = B_t_2 + B_t_6
+        # product_basis.fusion:5  B_sum cut once along axis -1 (one backward for every piece)
+        B_sum_pieces = torch.split(B_sum, [1, 3, B_sum.shape[-1] - 4], -1)
         # product_basis.fusion:5
-        B_t_24_part = B_t_24_pieces[0]
+        B_sum_part = B_sum_pieces[0]
         # product_basis.fusion:5  B[16x0e]: 2 contributions
-        B_0e_1 = B_sum + B_t_24_part
+        B_0e_1 = B_0e + B_sum_part
         # product_basis.fusion:5
-        B_t_24_part_1 = B_t_24_pieces[1]
+        B_sum_part_1 = B_sum_pieces[1]
         # product_basis.fusion:5  B[16x1o]: 2 contributions
-        B_1o_1 = B_sum_1 + B_t_24_part_1
+        B_1o_1 = B_1o + B_sum_part_1
         # product_basis.fusion:5  B: 16x(0e + 1o) in the mul_ir layout
         B = torch.cat([B_0e_1.reshape(-1, 16), B_1o_1.reshape(-1, 48)], -1)
         return B

@@ -35,18 +35,15 @@ class spins(runtime.CompiledModule):
             ((0, 0, 0), ("1/2", "1/2", "0"), 1),
             ((0, 0, 1), ("1/2", "1/2", "1"), 1),
         )))
-        # spins.fusion:7  s12, s3 -> total: coupling of 1 path
-        self.add_table("cg_total_1", runtime.coupling_table("SU2", (1, 2, 2), (
+        # spins.fusion:7  s12, s3 -> total: coupling of 3 paths
+        self.add_table("cg_total_1", runtime.coupling_table("SU2", (4, 2, 6), (
             ((0, 0, 0), ("0", "1/2", "1/2"), 2),
-        )))
-        # spins.fusion:7  s12, s3 -> total: coupling of 2 paths
-        self.add_table("cg_total_1_1", runtime.coupling_table("SU2", (3, 2, 6), (
-            ((0, 0, 0), ("1", "1/2", "1/2"), 2),
-            ((0, 0, 2), ("1", "1/2", "3/2"), 1),
+            ((1, 0, 0), ("1", "1/2", "1/2"), 2),
+            ((1, 0, 2), ("1", "1/2", "3/2"), 1),
         )))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
-    CHUNK = 131072
+    CHUNK = 262144
     __constants__ = ["CHUNK"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
@@ -82,34 +79,24 @@ class spins(runtime.CompiledModule):
         s12_t_1_pieces = torch.split(s12_t_1, [1, 3, s12_t_1.shape[-1] - 4], -1)
         # spins.fusion:7
         s12_t_1_part = s12_t_1_pieces[0].reshape(-1, 1, 1)
-        # spins.fusion:7  s12[0] side by side: [n, 1, 1]
-        s12_0 = torch.cat([s12_t_1_part], -1)
-        # spins.fusion:7  s3[1/2] side by side: [n, 1, 2]
-        s3_1_2 = s3[:, 0:2].view(-1, 1, 2)
-        # spins.fusion:7  s12, s3 -> total: 1 path → total[1/2] (step 1 of 2) [nui,nvj->nuivj]
-        total_t = s12_0.view(-1, 1, 1, 1, 1) * s3_1_2.view(-1, 1, 1, 1, 2)
-        # spins.fusion:7  s12, s3 -> total: 1 path → total[1/2]
-        total_t_1 = torch.einsum("nuivj,ijk->nuvk", [total_t, self.cg_total_1])
         # spins.fusion:7
         s12_t_1_part_1 = s12_t_1_pieces[1].reshape(-1, 1, 3)
-        # spins.fusion:7  s12[1] side by side: [n, 1, 3]
-        s12_1 = torch.cat([s12_t_1_part_1], -1)
-        # spins.fusion:7  s12, s3 -> total: 2 paths → total[1/2 + 3/2] (step 1 of 2) [nui,nvj->nuivj]
-        total_t_2 = s12_1.view(-1, 1, 3, 1, 1) * s3_1_2.view(-1, 1, 1, 1, 2)
-        # spins.fusion:7  s12, s3 -> total: 2 paths → total[1/2 + 3/2]
-        total_t_3 = torch.einsum("nuivj,ijk->nuvk", [total_t_2, self.cg_total_1_1])
+        # spins.fusion:7  s12[0 + 1] side by side: [n, 1, 4]
+        s12_0_1 = torch.cat([s12_t_1_part, s12_t_1_part_1], -1)
+        # spins.fusion:7  s3[1/2] side by side: [n, 1, 2]
+        s3_1_2 = s3[:, 0:2].view(-1, 1, 2)
+        # spins.fusion:7  s12, s3 -> total: 3 paths → total[1/2 + 3/2] (step 1 of 2) [nui,nvj->nuivj]
+        total_t = s12_0_1.view(-1, 1, 4, 1, 1) * s3_1_2.view(-1, 1, 1, 1, 2)
+        # spins.fusion:7  s12, s3 -> total: 3 paths → total[1/2 + 3/2]
+        total_t_1 = torch.einsum("nuivj,ijk->nuvk", [total_t, self.cg_total_1])
+        # spins.fusion:5  total_t_1 cut once along axis -1 (one backward for every piece)
+        total_t_1_pieces = torch.split(total_t_1, [2, 4, total_t_1.shape[-1] - 6], -1)
         # spins.fusion:5
-        total_t_1_part = total_t_1.narrow(-1, 0, 2).reshape(-1, 1, 2)
-        # spins.fusion:5  total_t_3 cut once along axis -1 (one backward for every piece)
-        total_t_3_pieces = torch.split(total_t_3, [2, 4, total_t_3.shape[-1] - 6], -1)
+        total_t_1_part = total_t_1_pieces[0].reshape(-1, 1, 2)
         # spins.fusion:5
-        total_t_3_part = total_t_3_pieces[0].reshape(-1, 1, 2)
-        # spins.fusion:5  total[1/2]: 2 contributions
-        total_1_2 = total_t_1_part + total_t_3_part
-        # spins.fusion:5
-        total_t_3_part_1 = total_t_3_pieces[1].reshape(-1, 1, 4)
+        total_t_1_part_1 = total_t_1_pieces[1].reshape(-1, 1, 4)
         # spins.fusion:5  total: 1/2 + 3/2 in the mul_ir layout
-        total = torch.cat([total_1_2.reshape(-1, 2), total_t_3_part_1.reshape(-1, 4)], -1)
+        total = torch.cat([total_t_1_part.reshape(-1, 2), total_t_1_part_1.reshape(-1, 4)], -1)
         return total
 
 

@@ -30,32 +30,28 @@ class tfn__s0_0(runtime.CompiledModule):
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
         # tfn.fusion:8  h_at_sender, Y -> out: coupling of 3 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 9, 9), (
-            ((0, 0, 0), ("0e", "0e", "0e"), 1),
-            ((0, 1, 1), ("0e", "1o", "1o"), 1),
-            ((0, 4, 4), ("0e", "2e", "2e"), 1),
-        )))
+        self.add_table("cg_out_0", runtime.coupling_table("O3", (1, 9, 3, 9), (
+            ((0, 0, 0, 0), ("0e", "0e", "0e"), 1),
+            ((0, 1, 1, 1), ("0e", "1o", "1o"), 1),
+            ((0, 4, 2, 4), ("0e", "2e", "2e"), 1),
+        ), path_axes=(2,)))
         # tfn.fusion:8  h_at_sender, Y -> out: coupling of 4 paths
-        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (3, 9, 12), (
-            ((0, 0, 1), ("1o", "0e", "1o"), 1),
-            ((0, 1, 0), ("1o", "1o", "0e"), 1),
-            ((0, 1, 7), ("1o", "1o", "2e"), 1),
-            ((0, 4, 4), ("1o", "2e", "1o"), 1),
-        )))
+        self.add_table("cg_out_0_1", runtime.coupling_table("O3", (3, 9, 4, 12), (
+            ((0, 0, 0, 1), ("1o", "0e", "1o"), 1),
+            ((0, 1, 1, 0), ("1o", "1o", "0e"), 1),
+            ((0, 1, 2, 7), ("1o", "1o", "2e"), 1),
+            ((0, 4, 3, 4), ("1o", "2e", "1o"), 1),
+        ), path_axes=(2,)))
         # tfn.fusion:8  h_at_sender, Y -> out: coupling of 4 paths
-        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (5, 9, 14), (
-            ((0, 0, 4), ("2e", "0e", "2e"), 1),
-            ((0, 1, 1), ("2e", "1o", "1o"), 1),
-            ((0, 4, 0), ("2e", "2e", "0e"), 1),
-            ((0, 4, 9), ("2e", "2e", "2e"), 1),
-        )))
-        # tfn.fusion:8  which blocks of 8 weights the 2 paths use
-        self.add_index("idx_out_0", (6, 9), 1)
-        # tfn.fusion:8  which blocks of 4 weights the 2 paths use
-        self.add_index("idx_out_0_1", (20, 23), 1)
+        self.add_table("cg_out_0_2", runtime.coupling_table("O3", (5, 9, 4, 14), (
+            ((0, 0, 0, 4), ("2e", "0e", "2e"), 1),
+            ((0, 1, 1, 1), ("2e", "1o", "1o"), 1),
+            ((0, 4, 2, 0), ("2e", "2e", "0e"), 1),
+            ((0, 4, 3, 9), ("2e", "2e", "2e"), 1),
+        ), path_axes=(2,)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
-    CHUNK = 8192
+    CHUNK = 4096
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
@@ -85,123 +81,75 @@ class tfn__s0_0(runtime.CompiledModule):
         h_at_sender_0e = h_at_sender_pieces[0].view(-1, 16, 1)
         # tfn.fusion:8  Y[0e + 1o + 2e] side by side: [n, 1, 9]
         Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
-        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e] (step 1 of 2)
-        out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
-        # tfn.fusion:8  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [1, 3, 5, out_t.shape[3] - 9], 3)
-        # tfn.fusion:8  its part 0:1 along k
-        out_t_k = out_t_pieces[0]
-        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e], slots 0:1 [nui,nvik->nuvk]
-        out_t_1 = h_at_sender_0e.view(-1, 16, 1, 1) * out_t_k.view(-1, 1, 1, 1)
-        # tfn.fusion:8  its part 1:4 along k
-        out_t_k_1 = out_t_pieces[1]
-        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e], slots 1:4 [nui,nvik->nuvk]
-        out_t_2 = h_at_sender_0e.view(-1, 16, 1, 1) * out_t_k_1.view(-1, 1, 1, 3)
-        # tfn.fusion:8  its part 4:9 along k
-        out_t_k_2 = out_t_pieces[2]
-        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e], slots 4:9 [nui,nvik->nuvk]
-        out_t_3 = h_at_sender_0e.view(-1, 16, 1, 1) * out_t_k_2.view(-1, 1, 1, 5)
-        # tfn.fusion:8  the 1 coupled path into out[16x0e]
-        out_paths = out_t_1.reshape(-1, 16, 1, 1, 1)
-        # tfn.fusion:8  weights of path 0
-        w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16, 1)
-        # tfn.fusion:8  out[16x0e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_0e_0 = out_paths.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
-        # tfn.fusion:8  the 1 coupled path into out[16x1o]
-        out_paths_1 = out_t_2.reshape(-1, 16, 1, 1, 3)
-        # tfn.fusion:8  weights of path 1
-        w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16, 1)
-        # tfn.fusion:8  out[16x1o] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_1o_0 = out_paths_1.view(-1, 16, 3) * w_out_0_1.view(-1, 16, 1)
-        # tfn.fusion:8  the 1 coupled path into out[16x2e]
-        out_paths_2 = out_t_3.reshape(-1, 16, 1, 1, 5)
-        # tfn.fusion:8  weights of path 2
-        w_out_0_2 = weights_out_0[:, 32:48].view(-1, 1, 16, 1)
-        # tfn.fusion:8  out[16x2e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_2e_0 = out_paths_2.view(-1, 16, 5) * w_out_0_2.view(-1, 16, 1)
+        # tfn.fusion:8  weights of paths 0..2
+        w_out_0 = weights_out_0[:, 0:48].view(-1, 3, 16, 1)
+        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e] (step 1 of 3)
+        out_t = torch.einsum("nvj,ijpk->nvipk", [Y_0e_1o_2e, self.cg_out_0])
+        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e] (step 2 of 3) [nui,npuv->nuipv]
+        out_t_1 = h_at_sender_0e.view(-1, 16, 1, 1, 1) * w_out_0.permute(0, 2, 1, 3).view(-1, 16, 1, 3, 1)
+        # tfn.fusion:8  h_at_sender, Y -> out: 3 paths → out[16x0e + 16x1o + 16x2e]
+        out_t_2 = torch.einsum("nvipk,nuipv->nuk", [out_t, out_t_1])
         # tfn.fusion:8  h_at_sender[8x1o] as [n, 8, 3]
         h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e] (step 1 of 2)
-        out_t_4 = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0_1])
-        # tfn.fusion:8  out_t_4 cut once along axis 3 (one backward for every piece)
-        out_t_4_pieces = torch.split(out_t_4, [1, 6, 5, out_t_4.shape[3] - 12], 3)
-        # tfn.fusion:8  its part 0:1 along k
-        out_t_4_k = out_t_4_pieces[0]
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e], slots 0:1
-        out_t_5 = torch.einsum("nui,nvik->nuvk", [h_at_sender_1o, out_t_4_k])
-        # tfn.fusion:8  its part 1:7 along k
-        out_t_4_k_1 = out_t_4_pieces[1]
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e], slots 1:7
-        out_t_6 = torch.einsum("nui,nvik->nuvk", [h_at_sender_1o, out_t_4_k_1])
-        # tfn.fusion:8  its part 7:12 along k
-        out_t_4_k_2 = out_t_4_pieces[2]
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e], slots 7:12
-        out_t_7 = torch.einsum("nui,nvik->nuvk", [h_at_sender_1o, out_t_4_k_2])
-        # tfn.fusion:8  the 1 coupled path into out[8x0e]
-        out_paths_3 = out_t_5.reshape(-1, 8, 1, 1, 1)
-        # tfn.fusion:8  weights of path 4
-        w_out_0_3 = weights_out_0[:, 56:64].view(-1, 1, 8, 1)
-        # tfn.fusion:8  out[8x0e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_0e_1 = out_paths_3.view(-1, 8, 1) * w_out_0_3.view(-1, 8, 1)
-        # tfn.fusion:8  the coupled paths into out[8x1o] x 2, entry by entry
-        out_paths_4 = out_t_6.reshape(-1, 8, 1, 2, 1, 3)
-        # tfn.fusion:8  weights of 2 paths
-        w_out_0_4 = torch.index_select(weights_out_0.view(-1, 12, 8), -2, self.idx_out_0).view(-1, 2, 1, 8, 1)
-        # tfn.fusion:8  out[8x1o x 2] = Σ_p W_p · coupled path p, entries 4..5 in their mul_ir layout [nuvepk,nepuv->neuk]
-        out_1o_1 = w_out_0_4.view(-1, 2, 8, 1) * out_paths_4.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 8, 3)
-        # tfn.fusion:8  the 1 coupled path into out[8x2e]
-        out_paths_5 = out_t_7.reshape(-1, 8, 1, 1, 5)
-        # tfn.fusion:8  weights of path 5
-        w_out_0_5 = weights_out_0[:, 64:72].view(-1, 1, 8, 1)
-        # tfn.fusion:8  out[8x2e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_2e_1 = out_paths_5.view(-1, 8, 5) * w_out_0_5.view(-1, 8, 1)
+        # tfn.fusion:8  weights of paths 3..6
+        w_out_0_1 = weights_out_0[:, 48:80].view(-1, 4, 8, 1)
+        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e] (step 1 of 3)
+        out_t_3 = torch.einsum("nvj,ijpk->nvipk", [Y_0e_1o_2e, self.cg_out_0_1])
+        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e] (step 2 of 3) [nui,npuv->nuipv]
+        out_t_4 = h_at_sender_1o.view(-1, 8, 3, 1, 1) * w_out_0_1.permute(0, 2, 1, 3).view(-1, 8, 1, 4, 1)
+        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[8x0e + 8x1o + 8x1o + 8x2e]
+        out_t_5 = torch.einsum("nvipk,nuipv->nuk", [out_t_3, out_t_4])
         # tfn.fusion:8  h_at_sender[4x2e] as [n, 4, 5]
         h_at_sender_2e = h_at_sender_pieces[2].view(-1, 4, 5)
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e] (step 1 of 2)
-        out_t_8 = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0_2])
-        # tfn.fusion:8  out_t_8 cut once along axis 3 (one backward for every piece)
-        out_t_8_pieces = torch.split(out_t_8, [1, 3, 10, out_t_8.shape[3] - 14], 3)
-        # tfn.fusion:8  its part 0:1 along k
-        out_t_8_k = out_t_8_pieces[0]
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e], slots 0:1
-        out_t_9 = torch.einsum("nui,nvik->nuvk", [h_at_sender_2e, out_t_8_k])
-        # tfn.fusion:8  its part 1:4 along k
-        out_t_8_k_1 = out_t_8_pieces[1]
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e], slots 1:4
-        out_t_10 = torch.einsum("nui,nvik->nuvk", [h_at_sender_2e, out_t_8_k_1])
-        # tfn.fusion:8  its part 4:14 along k
-        out_t_8_k_2 = out_t_8_pieces[2]
-        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e], slots 4:14
-        out_t_11 = torch.einsum("nui,nvik->nuvk", [h_at_sender_2e, out_t_8_k_2])
-        # tfn.fusion:8  the 1 coupled path into out[4x0e]
-        out_paths_6 = out_t_9.reshape(-1, 4, 1, 1, 1)
-        # tfn.fusion:8  weights of path 9
-        w_out_0_6 = weights_out_0[:, 88:92].view(-1, 1, 4, 1)
-        # tfn.fusion:8  out[4x0e] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_0e_2 = out_paths_6.view(-1, 4, 1) * w_out_0_6.view(-1, 4, 1)
-        # tfn.fusion:8  the 1 coupled path into out[4x1o]
-        out_paths_7 = out_t_10.reshape(-1, 4, 1, 1, 3)
-        # tfn.fusion:8  weights of path 8
-        w_out_0_7 = weights_out_0[:, 84:88].view(-1, 1, 4, 1)
-        # tfn.fusion:8  out[4x1o] = Σ_p W_p · coupled path p [nuvpk,npuv->nuk]
-        out_1o_3 = out_paths_7.view(-1, 4, 3) * w_out_0_7.view(-1, 4, 1)
-        # tfn.fusion:8  the coupled paths into out[4x2e] x 2, entry by entry
-        out_paths_8 = out_t_11.reshape(-1, 4, 1, 2, 1, 5)
-        # tfn.fusion:8  weights of 2 paths
-        w_out_0_8 = torch.index_select(weights_out_0.view(-1, 24, 4), -2, self.idx_out_0_1).view(-1, 2, 1, 4, 1)
-        # tfn.fusion:8  out[4x2e x 2] = Σ_p W_p · coupled path p, entries 9..10 in their mul_ir layout [nuvepk,nepuv->neuk]
-        out_2e_2 = w_out_0_8.view(-1, 2, 4, 1) * out_paths_8.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 4, 5)
+        # tfn.fusion:8  weights of paths 7..10
+        w_out_0_2 = weights_out_0[:, 80:96].view(-1, 4, 4, 1)
+        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e] (step 1 of 3)
+        out_t_6 = torch.einsum("nvj,ijpk->nvipk", [Y_0e_1o_2e, self.cg_out_0_2])
+        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e] (step 2 of 3) [nui,npuv->nuipv]
+        out_t_7 = h_at_sender_2e.view(-1, 4, 5, 1, 1) * w_out_0_2.permute(0, 2, 1, 3).view(-1, 4, 1, 4, 1)
+        # tfn.fusion:8  h_at_sender, Y -> out: 4 paths → out[4x0e + 4x1o + 4x2e + 4x2e]
+        out_t_8 = torch.einsum("nvipk,nuipv->nuk", [out_t_6, out_t_7])
+        # tfn.fusion:8  out_t_2 cut once along axis -1 (one backward for every piece)
+        out_t_2_pieces = torch.split(out_t_2, [1, 3, 5, out_t_2.shape[-1] - 9], -1)
+        # tfn.fusion:8
+        out_t_2_part = out_t_2_pieces[0]
+        # tfn.fusion:8  out_t_5 cut once along axis -1 (one backward for every piece)
+        out_t_5_pieces = torch.split(out_t_5, [1, 3, 3, 5, out_t_5.shape[-1] - 12], -1)
+        # tfn.fusion:8
+        out_t_5_part = out_t_5_pieces[0]
+        # tfn.fusion:8  out_t_8 cut once along axis -1 (one backward for every piece)
+        out_t_8_pieces = torch.split(out_t_8, [1, 3, 5, 5, out_t_8.shape[-1] - 14], -1)
+        # tfn.fusion:8
+        out_t_8_part = out_t_8_pieces[0]
+        # tfn.fusion:8
+        out_t_2_part_1 = out_t_2_pieces[1]
+        # tfn.fusion:8
+        out_t_5_part_1 = out_t_5_pieces[1]
+        # tfn.fusion:8
+        out_t_5_part_2 = out_t_5_pieces[2]
+        # tfn.fusion:8
+        out_t_8_part_1 = out_t_8_pieces[1]
+        # tfn.fusion:8
+        out_t_2_part_2 = out_t_2_pieces[2]
+        # tfn.fusion:8
+        out_t_5_part_3 = out_t_5_pieces[3]
+        # tfn.fusion:8
+        out_t_8_part_2 = out_t_8_pieces[2]
+        # tfn.fusion:8
+        out_t_8_part_3 = out_t_8_pieces[3]
         # tfn.fusion:8  out: 16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e in the mul_ir layout
         out = torch.cat([
-            out_0e_0.reshape(-1, 16),
-            out_0e_1.reshape(-1, 8),
-            out_0e_2.reshape(-1, 4),
-            out_1o_0.reshape(-1, 48),
-            out_1o_1.reshape(-1, 48),
-            out_1o_3.reshape(-1, 12),
-            out_2e_0.reshape(-1, 80),
-            out_2e_1.reshape(-1, 40),
-            out_2e_2.reshape(-1, 40),
+            out_t_2_part.reshape(-1, 16),
+            out_t_5_part.reshape(-1, 8),
+            out_t_8_part.reshape(-1, 4),
+            out_t_2_part_1.reshape(-1, 48),
+            out_t_5_part_1.reshape(-1, 24),
+            out_t_5_part_2.reshape(-1, 24),
+            out_t_8_part_1.reshape(-1, 12),
+            out_t_2_part_2.reshape(-1, 80),
+            out_t_5_part_3.reshape(-1, 40),
+            out_t_8_part_2.reshape(-1, 20),
+            out_t_8_part_3.reshape(-1, 20),
         ], -1)
         return out
 

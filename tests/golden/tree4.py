@@ -35,47 +35,23 @@ class tree4(runtime.CompiledModule):
         super().__init__(dtype=dtype, device=device)
         # tree4.fusion:8  ab, (c, d) -> out: 49 weighted paths
         self.add_weights("weight_out_1", 392)
-        # tree4.fusion:7  a, b -> ab: coupling of 1 path
-        self.add_table("cg_ab_0", runtime.coupling_table("O3", (1, 1, 1), (
+        # tree4.fusion:7  a, b -> ab: coupling of 15 paths
+        self.add_table("cg_ab_0", runtime.coupling_table("O3", (9, 9, 17), (
             ((0, 0, 0), ("0e", "0e", "0e"), 3),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 1 path
-        self.add_table("cg_ab_0_1", runtime.coupling_table("O3", (1, 3, 3), (
-            ((0, 0, 0), ("0e", "1o", "1o"), 4),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 1 path
-        self.add_table("cg_ab_0_2", runtime.coupling_table("O3", (1, 5, 5), (
-            ((0, 0, 0), ("0e", "2e", "2e"), 4),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 1 path
-        self.add_table("cg_ab_0_3", runtime.coupling_table("O3", (3, 1, 3), (
-            ((0, 0, 0), ("1o", "0e", "1o"), 4),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 3 paths
-        self.add_table("cg_ab_0_4", runtime.coupling_table("O3", (3, 3, 9), (
-            ((0, 0, 0), ("1o", "1o", "0e"), 3),
-            ((0, 0, 1), ("1o", "1o", "1e"), 2),
-            ((0, 0, 4), ("1o", "1o", "2e"), 4),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 2 paths
-        self.add_table("cg_ab_0_5", runtime.coupling_table("O3", (3, 5, 8), (
-            ((0, 0, 0), ("1o", "2e", "1o"), 4),
-            ((0, 0, 3), ("1o", "2e", "2o"), 2),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 1 path
-        self.add_table("cg_ab_0_6", runtime.coupling_table("O3", (5, 1, 5), (
-            ((0, 0, 0), ("2e", "0e", "2e"), 4),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 2 paths
-        self.add_table("cg_ab_0_7", runtime.coupling_table("O3", (5, 3, 8), (
-            ((0, 0, 0), ("2e", "1o", "1o"), 4),
-            ((0, 0, 3), ("2e", "1o", "2o"), 2),
-        )))
-        # tree4.fusion:7  a, b -> ab: coupling of 3 paths
-        self.add_table("cg_ab_0_8", runtime.coupling_table("O3", (5, 5, 9), (
-            ((0, 0, 0), ("2e", "2e", "0e"), 3),
-            ((0, 0, 1), ("2e", "2e", "1e"), 2),
-            ((0, 0, 4), ("2e", "2e", "2e"), 4),
+            ((0, 1, 1), ("0e", "1o", "1o"), 4),
+            ((0, 4, 12), ("0e", "2e", "2e"), 4),
+            ((1, 0, 1), ("1o", "0e", "1o"), 4),
+            ((1, 1, 0), ("1o", "1o", "0e"), 3),
+            ((1, 1, 4), ("1o", "1o", "1e"), 2),
+            ((1, 1, 12), ("1o", "1o", "2e"), 4),
+            ((1, 4, 1), ("1o", "2e", "1o"), 4),
+            ((1, 4, 7), ("1o", "2e", "2o"), 2),
+            ((4, 0, 12), ("2e", "0e", "2e"), 4),
+            ((4, 1, 1), ("2e", "1o", "1o"), 4),
+            ((4, 1, 7), ("2e", "1o", "2o"), 2),
+            ((4, 4, 0), ("2e", "2e", "0e"), 3),
+            ((4, 4, 4), ("2e", "2e", "1e"), 2),
+            ((4, 4, 12), ("2e", "2e", "2e"), 4),
         )))
         # tree4.fusion:8  ab, (c, d) -> out: pre-contracted coupling (U) of 49 paths
         self.add_table("cg_out_1", runtime.coupling_table("O3", (17, 9, 9, 49, 4), (
@@ -161,84 +137,28 @@ class tree4(runtime.CompiledModule):
         a_pieces = torch.split(a, [8, 24, 40, a.shape[1] - 72], 1)
         # tree4.fusion:7  a[8x0e] as [n, 8, 1]
         a_0e = a_pieces[0].view(-1, 8, 1)
+        # tree4.fusion:7  a[8x1o] as [n, 8, 3]
+        a_1o = a_pieces[1].view(-1, 8, 3)
+        # tree4.fusion:7  a[8x2e] as [n, 8, 5]
+        a_2e = a_pieces[2].view(-1, 8, 5)
+        # tree4.fusion:7  a[0e + 1o + 2e] side by side: [n, 8, 9]
+        a_0e_1o_2e = torch.cat([a_0e, a_1o, a_2e], -1)
         # tree4.fusion:7  b cut once along axis 1 (one backward for every piece)
         b_pieces = torch.split(b, [8, 24, 40, b.shape[1] - 72], 1)
         # tree4.fusion:7  b[8x0e] as [n, 8, 1]
         b_0e = b_pieces[0].view(-1, 8, 1)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x0e] (step 1 of 2) [nui,nuj->nuij]
-        ab_t = a_0e.view(-1, 8, 1, 1) * b_0e.view(-1, 8, 1, 1)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x0e] [nuij,ijk->nuk]
-        ab_t_1 = ab_t.view(-1, 8, 1) * self.cg_ab_0.view(1, 1, 1)
         # tree4.fusion:7  b[8x1o] as [n, 8, 3]
         b_1o = b_pieces[1].view(-1, 8, 3)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_2 = a_0e.view(-1, 8, 1, 1) * b_1o.view(-1, 8, 1, 3)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o]
-        ab_t_3 = torch.einsum("nuij,ijk->nuk", [ab_t_2, self.cg_ab_0_1])
         # tree4.fusion:7  b[8x2e] as [n, 8, 5]
         b_2e = b_pieces[2].view(-1, 8, 5)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_4 = a_0e.view(-1, 8, 1, 1) * b_2e.view(-1, 8, 1, 5)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e]
-        ab_t_5 = torch.einsum("nuij,ijk->nuk", [ab_t_4, self.cg_ab_0_2])
-        # tree4.fusion:7  a[8x1o] as [n, 8, 3]
-        a_1o = a_pieces[1].view(-1, 8, 3)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_6 = a_1o.view(-1, 8, 3, 1) * b_0e.view(-1, 8, 1, 1)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x1o]
-        ab_t_7 = torch.einsum("nuij,ijk->nuk", [ab_t_6, self.cg_ab_0_3])
-        # tree4.fusion:7  a, b -> ab: 3 paths → ab[8x0e + 8x1e + 8x2e] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_8 = a_1o.view(-1, 8, 3, 1) * b_1o.view(-1, 8, 1, 3)
-        # tree4.fusion:7  a, b -> ab: 3 paths → ab[8x0e + 8x1e + 8x2e]
-        ab_t_9 = torch.einsum("nuij,ijk->nuk", [ab_t_8, self.cg_ab_0_4])
-        # tree4.fusion:7  a, b -> ab: 2 paths → ab[8x1o + 8x2o] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_10 = a_1o.view(-1, 8, 3, 1) * b_2e.view(-1, 8, 1, 5)
-        # tree4.fusion:7  a, b -> ab: 2 paths → ab[8x1o + 8x2o]
-        ab_t_11 = torch.einsum("nuij,ijk->nuk", [ab_t_10, self.cg_ab_0_5])
-        # tree4.fusion:7  a[8x2e] as [n, 8, 5]
-        a_2e = a_pieces[2].view(-1, 8, 5)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_12 = a_2e.view(-1, 8, 5, 1) * b_0e.view(-1, 8, 1, 1)
-        # tree4.fusion:7  a, b -> ab: 1 path → ab[8x2e]
-        ab_t_13 = torch.einsum("nuij,ijk->nuk", [ab_t_12, self.cg_ab_0_6])
-        # tree4.fusion:7  a, b -> ab: 2 paths → ab[8x1o + 8x2o] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_14 = a_2e.view(-1, 8, 5, 1) * b_1o.view(-1, 8, 1, 3)
-        # tree4.fusion:7  a, b -> ab: 2 paths → ab[8x1o + 8x2o]
-        ab_t_15 = torch.einsum("nuij,ijk->nuk", [ab_t_14, self.cg_ab_0_7])
-        # tree4.fusion:7  a, b -> ab: 3 paths → ab[8x0e + 8x1e + 8x2e] (step 1 of 2) [nui,nuj->nuij]
-        ab_t_16 = a_2e.view(-1, 8, 5, 1) * b_2e.view(-1, 8, 1, 5)
-        # tree4.fusion:7  a, b -> ab: 3 paths → ab[8x0e + 8x1e + 8x2e]
-        ab_t_17 = torch.einsum("nuij,ijk->nuk", [ab_t_16, self.cg_ab_0_8])
-        # tree4.fusion:8  ab: 2 contributions with the same layout
-        ab_sum = ab_t_3 + ab_t_7
-        # tree4.fusion:8  ab: 2 contributions with the same layout
-        ab_sum_1 = ab_t_5 + ab_t_13
-        # tree4.fusion:8  ab: 2 contributions with the same layout
-        ab_sum_2 = ab_t_9 + ab_t_17
-        # tree4.fusion:8  ab: 2 contributions with the same layout
-        ab_sum_3 = ab_t_11 + ab_t_15
-        # tree4.fusion:8  ab_sum_2 cut once along axis -1 (one backward for every piece)
-        ab_sum_2_pieces = torch.split(ab_sum_2, [1, 3, 5, ab_sum_2.shape[-1] - 9], -1)
-        # tree4.fusion:8
-        ab_sum_2_part = ab_sum_2_pieces[0]
-        # tree4.fusion:8  ab[8x0e]: 2 contributions
-        ab_0e = ab_t_1 + ab_sum_2_part
-        # tree4.fusion:8  ab_sum_3 cut once along axis -1 (one backward for every piece)
-        ab_sum_3_pieces = torch.split(ab_sum_3, [3, 5, ab_sum_3.shape[-1] - 8], -1)
-        # tree4.fusion:8
-        ab_sum_3_part = ab_sum_3_pieces[0]
-        # tree4.fusion:8  ab[8x1o]: 2 contributions
-        ab_1o = ab_sum + ab_sum_3_part
-        # tree4.fusion:8
-        ab_sum_2_part_1 = ab_sum_2_pieces[2]
-        # tree4.fusion:8  ab[8x2e]: 2 contributions
-        ab_2e = ab_sum_1 + ab_sum_2_part_1
-        # tree4.fusion:8
-        ab_sum_2_part_2 = ab_sum_2_pieces[1]
-        # tree4.fusion:8
-        ab_sum_3_part_1 = ab_sum_3_pieces[1]
+        # tree4.fusion:7  b[0e + 1o + 2e] side by side: [n, 8, 9]
+        b_0e_1o_2e = torch.cat([b_0e, b_1o, b_2e], -1)
+        # tree4.fusion:7  a, b -> ab: 15 paths → ab[8x0e + 8x1o + 8x1e + 8x2o + 8x2e] (step 1 of 2) [nui,nuj->nuij]
+        ab_t = a_0e_1o_2e.view(-1, 8, 9, 1) * b_0e_1o_2e.view(-1, 8, 1, 9)
+        # tree4.fusion:7  a, b -> ab: 15 paths → ab[8x0e + 8x1o + 8x1e + 8x2o + 8x2e]
+        ab_t_1 = torch.einsum("nuij,ijk->nuk", [ab_t, self.cg_ab_0])
         # tree4.fusion:8  ab[0e + 1o + 1e + 2o + 2e] side by side: [n, 8, 17]
-        ab_5e = torch.cat([ab_0e, ab_1o, ab_sum_2_part_2, ab_sum_3_part_1, ab_2e], -1)
+        ab_5e = ab_t_1.narrow(-1, 0, 17)
         # tree4.fusion:8  c cut once along axis 1 (one backward for every piece)
         c_pieces = torch.split(c, [8, 24, 40, c.shape[1] - 72], 1)
         # tree4.fusion:8  c[8x0e] as [n, 8, 1]
