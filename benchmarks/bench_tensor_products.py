@@ -2,6 +2,7 @@
 
     python benchmarks/bench_tensor_products.py [--threads 2] [--sizes 1024 16384] [--repeat 25]
     python benchmarks/bench_tensor_products.py --strategies   # every planner strategy, timed
+    python benchmarks/bench_tensor_products.py --sweep        # also other multiplicities and degrees
 
 Three cases (float32), each timed forward (no grad) and forward + backward, at every batch size:
 
@@ -26,6 +27,7 @@ model's constants in ``fusionlang.plan`` were calibrated.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -115,6 +117,38 @@ def cases() -> list[tuple[str, str, Callable[[], Any]]]:
     return [("fc_tp", FC_TP, e3nn_fc_tp), ("uvu", UVU, e3nn_uvu), ("three", THREE, e3nn_three)]
 
 
+def _irreps(lmax: int, mul: int | None = None) -> str:
+    """``0e + 1o + ...`` up to ``lmax``; with ``mul``, the fusion form ``mulx(0e + 1o + ...)``."""
+    text = " + ".join(f"{l}{'eo'[l % 2]}" for l in range(lmax + 1))  # noqa: E741
+    return f"{mul}x({text})" if mul else text
+
+
+def _e3nn_irreps(lmax: int, mul: int) -> str:
+    return " + ".join(f"{mul}x{l}{'eo'[l % 2]}" for l in range(lmax + 1))  # noqa: E741
+
+
+def sweep_cases() -> list[tuple[str, str, Callable[[], Any]]]:
+    """``fc_tp`` and ``uvu`` at other multiplicities and degrees (``--sweep``)."""
+    from e3nn import o3
+
+    from fusionlang.testing import e3nn_channelwise_product
+
+    found: list[tuple[str, str, Callable[[], Any]]] = []
+    for mul, lmax in ((8, 2), (64, 2), (16, 3), (128, 1)):
+        text = (f"diagram fc {{ group O3\n input x : {_irreps(lmax, mul)}\n input y : {_irreps(lmax)}\n"
+                f" output z : {_irreps(lmax, mul)}\n x, y -> z [channels = uvw, weights = path] }}")
+        flat = _e3nn_irreps(lmax, mul)
+        found.append((f"fc_tp {mul}x l{lmax}", text,
+                      functools.partial(o3.FullyConnectedTensorProduct, flat, _irreps(lmax), flat)))
+    for mul, lmax, lsh in ((8, 2, 3), (64, 2, 3), (16, 3, 3), (128, 1, 2)):
+        text = (f"diagram uvu {{ group O3\n input x : {_irreps(lmax, mul)}\n input sh : {_irreps(lsh)}\n"
+                f" output z\n x, sh -> z [channels = uvu, weights = external, paths = split] }}")
+        found.append((f"uvu {mul}x l{lmax} sh{lsh}", text,
+                      functools.partial(e3nn_channelwise_product, _e3nn_irreps(lmax, mul), _irreps(lsh),
+                                        shared_weights=False, internal_weights=False)))
+    return found
+
+
 def inputs_for(result: Any, batch: int) -> list[torch.Tensor]:
     program = result.program()
     xs = [torch.randn(batch, io.dim) for io in program.inputs]
@@ -122,7 +156,7 @@ def inputs_for(result: Any, batch: int) -> list[torch.Tensor]:
 
 
 def e3nn_inputs(name: str, module: Any, xs: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
-    if name == "uvu":
+    if name.startswith("uvu"):
         return xs[:2] + [torch.randn(batch, module.weight_numel)]
     return xs
 
@@ -192,6 +226,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 16384])
     parser.add_argument("--repeat", type=int, default=25)
     parser.add_argument("--strategies", action="store_true", help="time every planner strategy")
+    parser.add_argument("--sweep", action="store_true", help="also fc_tp and uvu at other multiplicities and degrees")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -199,8 +234,8 @@ def main() -> None:
         time_strategies(args.sizes, args.repeat)
         return
     print(f"torch {torch.__version__}, {args.threads} threads, float32, median of {args.repeat} alternating runs")
-    print(f"{'case':7} {'N':>6} {'pass':9} {'fusionlang ms':>14} {'e3nn ms':>9} {'e3nn/ours':>9}")
-    for name, text, build in cases():
+    print(f"{'case':18} {'N':>6} {'pass':9} {'fusionlang ms':>14} {'e3nn ms':>9} {'e3nn/ours':>9}")
+    for name, text, build in cases() + (sweep_cases() if args.sweep else []):
         start = time.perf_counter()
         result = fusionlang.api.compile(text, name=f"{name}.fusion")
         compiled = time.perf_counter() - start
@@ -213,8 +248,8 @@ def main() -> None:
             both = compare(timer(forward_and_backward(ours, xs)), timer(forward_and_backward(theirs, ys)),
                            max(5, args.repeat // 3))
             for label, (a, b) in (("forward", fwd), ("fwd+bwd", both)):
-                print(f"{name:7} {batch:6d} {label:9} {a:14.3f} {b:9.3f} {b / a:9.2f}")
-        print(f"{name:7} compile {compiled * 1e3:.0f} ms, plan: {result.plan().statements[0].strategy}, "
+                print(f"{name:18} {batch:6d} {label:9} {a:14.3f} {b:9.3f} {b / a:9.2f}")
+        print(f"{name:18} compile {compiled * 1e3:.0f} ms, plan: {result.plan().statements[0].strategy}, "
               f"{result.plan().operations} operations")
 
 

@@ -1,0 +1,47 @@
+"""The benchmark scripts still run (tiny sizes, one repeat): a benchmark that broke silently would
+leave the speed claims unmeasured. No timing is asserted here: speed is measured by running the
+scripts at their real sizes (see README, Benchmarks)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_tensor_products_against_e3nn_print_a_ratio_for_every_case() -> None:
+    pytest.importorskip("e3nn")
+    out = run("bench_tensor_products.py", "--sizes", "16", "--repeat", "1", "--sweep")
+    rows = [line.split() for line in out.splitlines() if " forward " in line or " fwd+bwd " in line]
+    names = {" ".join(r[:-5]) for r in rows}
+    assert {"fc_tp", "uvu", "three", "fc_tp 128x l1", "uvu 16x l3 sh3"} <= names
+    assert len(rows) == 2 * len(names)
+    assert all(math.isfinite(float(r[-1])) and float(r[-1]) > 0 for r in rows)
+
+
+def test_mace_product_basis_against_mace_torch_agrees_and_is_timed() -> None:
+    pytest.importorskip("mace.modules")
+    out = run("bench_mace.py", "--nodes", "32", "--channels", "8", "--repeat", "1")
+    assert "max |fusionlang - mace-torch|" in out
+    difference = float(out.split("/ max |mace-torch| = ")[1].split()[0])
+    assert difference < 1e-5
+    assert any(line.startswith("mace-torch ") for line in out.splitlines())
+
+
+def test_checking_and_coupling_benchmarks_run() -> None:
+    checked = run("bench_check.py")
+    assert checked.count("[OK]") + checked.count("[SLOW]") == 2   # the chain and the tree
+    out = run("bench_couplings.py", "--lmax", "2", "--repeat", "1")
+    assert "cold and warm results agree: True" in out
