@@ -45,3 +45,19 @@ def test_checking_and_coupling_benchmarks_run() -> None:
     assert checked.count("[OK]") + checked.count("[SLOW]") == 2   # the chain and the tree
     out = run("bench_couplings.py", "--lmax", "2", "--repeat", "1")
     assert "cold and warm results agree: True" in out
+
+
+def test_the_time_model_fit_measures_every_strategy_and_scores_the_model() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import fit_time_model
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    from fusionlang import plan
+
+    text = fit_time_model.suite()[0].replace("8x(", "2x(")   # a small fully connected product
+    rows = fit_time_model.measure(text, repeat=1)
+    assert len(rows) == len({r["strategy"] for r in rows}) >= 5
+    assert set(plan.model_seconds()) <= set(rows[0])
+    regret = fit_time_model.regrets([rows], plan.model_seconds())
+    assert regret.shape == (1,) and regret[0] >= 1.0
