@@ -26,6 +26,7 @@ from . import ir
 from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
 from .plan import (
+    LARGE_BATCH,
     REFERENCE_BATCH,
     PlanReport,
     Program,
@@ -370,7 +371,8 @@ def explain_report(report: PlanReport) -> str:
                      f"{s.planned_flops:,}", f"{s.setup_flops:,}", str(s.operations), params))
     lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
              f"({report.table_numbers:,} numbers); FLOPs per sample; est ms: the run-time model at "
-             f"N = {REFERENCE_BATCH} on a CPU", ""]
+             f"N = {REFERENCE_BATCH} on a CPU (the strategy chosen is never far from the fastest estimate "
+             f"there and at N = {LARGE_BATCH})", ""]
     lines += _table(rows)
     for s in report.statements:
         if len(s.estimates_ms) > 1:

@@ -71,7 +71,7 @@ OP_OVERHEAD = 6.7e-5            # s per emitted operation (dispatch, allocation,
 GEMM_FLOP_RATE = 1.7e11         # FLOP/s of einsums with one batch-free operand (one large product)
 BATCHED_FLOP_RATE = 4.5e10      # FLOP/s of einsums batched on both operands (many small products)
 ELEMENTWISE_FLOP_RATE = 2.4e12  # FLOP/s of broadcast products and sums
-MATRIX_OVERHEAD = 1.6e-11          # s per small matrix product of a batched einsum
+MATRIX_OVERHEAD = 1.6e-11       # s per small matrix product of a batched einsum
 SETUP_FLOP_RATE = 2.7e12        # FLOP/s of batch-free work (per call)
 BYTE_RATE = 5.2e10              # B/s of memory traffic: every operation reads its operands, writes its result
 BYTES_PER_NUMBER = 4
@@ -1246,17 +1246,23 @@ def _broadcast_view(net: Network, indices: str, result: str) -> tuple[tuple[int,
 
 def _emit_network(b: _Builder, group: _GroupPlan, hint: str, comment: str, statement: int) -> str:
     """Emit the pairwise contractions of a planned network; returns the result variable."""
-    values = [op.var for op in group.operands]
     steps = contraction_steps(group.net, group.tree)
-    for number, step in enumerate(steps):
-        last = number == len(steps) - 1
-        text = comment if last else f"{comment} (step {number + 1} of {len(steps)})"
+    return _emit_steps(b, group, steps, len(steps), hint, comment, statement)[-1]
+
+
+def _emit_steps(b: _Builder, group: _GroupPlan, steps: Sequence[Contraction], count: int, hint: str,
+                comment: str, statement: int) -> list[str]:
+    """Emit the first ``count`` of a network's contractions ``steps``; returns the variables of
+    its operands followed by those results."""
+    values = [op.var for op in group.operands]
+    for number, step in enumerate(steps[:count]):
+        text = comment if number == len(steps) - 1 else f"{comment} (step {number + 1} of {len(steps)})"
         if step.right < 0:
             values.append(_reduce(b, hint, values[step.left], step, text, statement))
-            continue
-        values.append(_contract(b, hint, (values[step.left], values[step.right]), step.equation, group.net,
-                                text, statement))
-    return values[-1]
+        else:
+            values.append(_contract(b, hint, (values[step.left], values[step.right]), step.equation, group.net,
+                                    text, statement))
+    return values
 
 
 @dataclass(frozen=True)
@@ -1280,14 +1286,7 @@ def _emit_network_parts(b: _Builder, group: _GroupPlan, hint: str, comment: str,
     if len(ranges) == 1 or steps[-1].right < 0:
         var = _emit_network(b, group, hint, comment, statement)
         return [_Coupled(var, 0, len(ranges) == 1) for _ in ranges]
-    values = [op.var for op in group.operands]
-    for number, step in enumerate(steps[:-1]):
-        text = f"{comment} (step {number + 1} of {len(steps)})"
-        if step.right < 0:
-            values.append(_reduce(b, hint, values[step.left], step, text, statement))
-        else:
-            values.append(_contract(b, hint, (values[step.left], values[step.right]), step.equation, group.net,
-                                    text, statement))
+    values = _emit_steps(b, group, steps, len(steps) - 1, hint, comment, statement)
     last = steps[-1]
     left, right = last.equation.split("->")[0].split(",")
     sliced_left = "k" in left
