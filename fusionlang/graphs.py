@@ -25,6 +25,7 @@ from .codegen import class_name
 from .domains import is_graph_like, statement_domain
 from .groups import SU2, Irrep, Irreps, MulIrrep
 from .infer import statement_order
+from .plan import unique_name
 
 __all__ = ["Call", "GraphModel", "as_complex_su2", "graph_model", "needs_orchestrator", "set_partitions"]
 
@@ -107,12 +108,7 @@ class GraphModel:
     _taken: set[str] = field(default_factory=set)
 
     def fresh(self, hint: str) -> str:
-        base = class_name(hint)
-        name, k = base, 1
-        while name in self._taken:
-            name, k = f"{base}_{k}", k + 1
-        self._taken.add(name)
-        return name
+        return unique_name(class_name(hint), self._taken)
 
     def step(self, kind: str, **fields: Any) -> None:
         self.steps.append({"kind": kind, **fields})

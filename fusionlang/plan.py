@@ -52,7 +52,7 @@ from .infer import statement_order
 __all__ = [
     "BATCH", "DP_LIMIT", "Block", "Cost", "combined_report", "Network", "OutputReport", "PlanReport", "Program", "Step",
     "StatementReport", "TableSpec", "WeightInput", "contraction_steps", "greedy_tree", "kept_paths",
-    "naive_flops", "optimal_tree", "plan_diagram", "table_tensor", "tree_cost",
+    "naive_flops", "optimal_tree", "plan_diagram", "table_tensor", "tree_cost", "unique_name",
 ]
 
 BATCH = "n"
@@ -61,10 +61,12 @@ DP_LIMIT = 8
 # The run-time model that ranks strategies (CPU, float32, a reference batch). Its constants were
 # fitted to the measured times of every strategy on 19 statements (fully connected, channelwise,
 # three-leaf and symmetric products of several sizes, tree4; 2 threads) by minimising how much
-# slower the chosen strategy is than the fastest one: `python benchmarks/fit_time_model.py`
-# (chosen strategies 2% slower than the fastest on average, 8% at worst; the model before,
-# with its rule "no more FLOPs than the naive count", was 21% and 2.2x). The constants are what
-# ranks best, not physical rates; only the ranking uses them: reported numbers are exact counts.
+# slower the strategy it estimates fastest at REFERENCE_BATCH is than the fastest measured:
+# `python benchmarks/fit_time_model.py` (on the fit's own measurements, 2% slower on average and
+# 8% at worst; the previous constants with the rule "no more FLOPs than the naive count", on an
+# earlier run of the same suite, 21% and 2.2x). _choose also weighs LARGE_BATCH, which the fit
+# does not measure: `bench_tensor_products.py --sweep` checks those choices against e3nn. The
+# constants are what ranks best, not physical rates; reported numbers are exact counts.
 REFERENCE_BATCH = 1024
 LARGE_BATCH = 16384             # the second batch a chosen strategy must also be fast at
 OP_OVERHEAD = 6.7e-5            # s per emitted operation (dispatch, allocation, small tensors)
@@ -78,7 +80,7 @@ BYTES_PER_NUMBER = 4
 
 # Large batches run on the CPU in chunks whose intermediates (float32) take about CHUNK_BYTES: the
 # largest power of two of samples, at least MIN_CHUNK. Measured at N = 16384 (2 threads), chunks of
-# 16-32 MiB beat one pass by 1.3-2x forward and 1.3-1.6x forward+backward (fc_tp, uvu, the 3-leaf
+# 16-32 MiB beat one pass by 1.4-2.3x forward and 1.4-1.7x forward+backward (fc_tp, uvu, the 3-leaf
 # fusion): intermediates stay in cache, and allocations stay below glibc's mmap threshold (32 MiB),
 # so they are reused instead of page-faulted in afresh on every call.
 CHUNK_BYTES = 1 << 25
@@ -545,7 +547,11 @@ class Program:
     kept_paths: tuple[tuple[int, tuple[int, ...]], ...]
     report: PlanReport
     warnings: tuple[Diagnostic, ...] = ()
-    chunk: int = MAX_CHUNK              # samples per chunk of a large batch on the CPU
+
+    @property
+    def chunk(self) -> int:
+        """Samples per chunk of a large batch on the CPU (:func:`batch_chunk`)."""
+        return batch_chunk(self.steps)
 
     def kept(self, statement: int) -> tuple[int, ...]:
         """Positions (in ``statement.paths``) of the paths whose weights the module keeps."""
@@ -927,12 +933,7 @@ class _Builder:
                         list(self.zero_entries))
 
     def fresh(self, hint: str) -> str:
-        base = _identifier(hint)
-        name, k = base, 1
-        while name in self.names:
-            name, k = f"{base}_{k}", k + 1
-        self.names.add(name)
-        return name
+        return unique_name(_identifier(hint), self.names)
 
     def value(self, key: Hashable, hint: str, make: Callable[[str], Step]) -> str:
         """The variable holding ``key``, emitting its step the first time."""
@@ -960,6 +961,15 @@ class _Builder:
 
 
 _RESERVED = {"self", "torch", "runtime", "batch", "cdtype", "Tensor", "chunks", "parts", "part"}
+
+
+def unique_name(base: str, taken: set[str]) -> str:
+    """``base``, or ``base_1``, ``base_2``, ... : the first not in ``taken``, which it joins."""
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
 
 
 def _identifier(hint: str) -> str:
@@ -1267,25 +1277,25 @@ def _emit_steps(b: _Builder, group: _GroupPlan, steps: Sequence[Contraction], co
 
 @dataclass(frozen=True)
 class _Coupled:
-    """Coupled paths in ``var``: the layout's slot offset ``o`` lies at ``o + shift`` of its last
-    axis; ``whole`` when ``var`` holds exactly the slots one reader wants."""
+    """Coupled paths in ``var``: exactly the slots of one reader (``whole``), or the whole layout,
+    where a reader's slots lie at their layout offsets."""
 
     var: str
-    shift: int
     whole: bool
 
 
 def _emit_network_parts(b: _Builder, group: _GroupPlan, hint: str, comment: str, statement: int,
-                        ranges: Sequence[tuple[int, int]]) -> list[_Coupled]:
-    """Emit a planned network whose output axis ``k`` is wanted in parts ``(start, width)``.
+                        ranges: Sequence[tuple[int, int]], in_parts: bool) -> list[_Coupled]:
+    """Emit a planned network whose output axis ``k`` is read in parts ``(start, width)``.
 
-    Every part gets its own last contraction, on a slice of the operand that carries ``k``: each
-    part is then contiguous, so whatever reads it next needs no strided gather, and backward
-    writes one gradient per part instead of a zero-filled full-size one per slice."""
+    ``in_parts``: every part gets its own last contraction, on a slice of the operand that
+    carries ``k``. Each part is then contiguous, so whatever reads it next needs no strided
+    gather, and backward writes one gradient per part instead of a zero-filled full-size one per
+    slice. Otherwise (or when the last step sums ``k``'s operand alone) one tensor holds them all."""
     steps = contraction_steps(group.net, group.tree)
-    if len(ranges) == 1 or steps[-1].right < 0:
+    if not in_parts or len(ranges) == 1 or steps[-1].right < 0:
         var = _emit_network(b, group, hint, comment, statement)
-        return [_Coupled(var, 0, len(ranges) == 1) for _ in ranges]
+        return [_Coupled(var, len(ranges) == 1)] * len(ranges)
     values = _emit_steps(b, group, steps, len(steps) - 1, hint, comment, statement)
     last = steps[-1]
     left, right = last.equation.split("->")[0].split(",")
@@ -1303,7 +1313,7 @@ def _emit_network_parts(b: _Builder, group: _GroupPlan, hint: str, comment: str,
                         _named(cut))
         operands = (piece, other) if sliced_left else (other, piece)
         var = _contract(b, hint, operands, last.equation, net, f"{comment}, slots {start}:{start + width}", statement)
-        parts.append(_Coupled(var, -start, True))
+        parts.append(_Coupled(var, True))
     return parts
 
 
@@ -1751,9 +1761,10 @@ def _emit_q_weights(b: _Builder, model: _Statement, paths: list[_Path], layout: 
     """Couple the paths (run by run of alike output entries, ``in_parts``), then weight each run
     at once.
 
-    Parts pay off for stacked operands, whose coupled tensor is wide (at N = 16384: 15-40% off a
-    channelwise or fully connected product); for one-entry groups they only add small products
-    (measured 30% slower at both N = 1024 and 16384), so those slice one coupled tensor."""
+    Parts pay off for stacked operands, whose coupled tensor is wide (a hand-written prototype of
+    the 32-channel channelwise product, N = 16384: 283 → 196 ms forward); for one-entry groups
+    they only add small products (8 channels: 3.4 → 4.7 ms at N = 1024, 72 → 92 ms at 16384),
+    so those slice one coupled tensor."""
     statement = model.statement
     channels = _q_channels(statement)
     chan_sizes = _q_channel_sizes(model, paths)
@@ -1764,10 +1775,7 @@ def _emit_q_weights(b: _Builder, model: _Statement, paths: list[_Path], layout: 
     runs = [[by_entry[e] for e in run] for run in _entry_runs(layout, by_entry)]
     ranges = [(layout.offset(run[0][0]), sum(layout.dims[k] for positions in run for k in positions))
               for run in runs]
-    coupled = _emit_network_parts(b, group, f"{statement.target}_t", comment, statement.index,
-                                  ranges if in_parts else [(0, layout.size)])
-    if not in_parts:
-        coupled = [_Coupled(coupled[0].var, 0, len(runs) == 1)] * len(runs)
+    coupled = _emit_network_parts(b, group, f"{statement.target}_t", comment, statement.index, ranges, in_parts)
     for run, part in zip(runs, coupled, strict=True):
         if len(run) == 1:
             _q_entry(b, model, layout, run[0], part, channels, chan_sizes)
@@ -1820,7 +1828,7 @@ def _coupled_view(b: _Builder, coupled: _Coupled, offset: int, chan_shape: tuple
                   slot_shape: tuple[int, ...], hint: str, comment: str) -> str:
     """``[n, *channels, *slot_shape]``: the slots from layout offset ``offset`` of ``coupled``. A
     whole part is only reshaped: a slice would cost a zero-filled gradient in backward."""
-    var, start, width = coupled.var, coupled.shift + offset, math.prod(slot_shape)
+    var, start, width = coupled.var, offset, math.prod(slot_shape)
     shape = (-1, *chan_shape, *slot_shape)
     size = math.prod(chan_shape) * width
     if coupled.whole:
@@ -2361,8 +2369,7 @@ def _program(b: _Builder, inputs: tuple[LegIO, ...], outputs: tuple[LegIO, ...],
     tables = tuple(sorted((t for t in b.tables.values() if t.name in used), key=lambda t: t.name))
     indices = tuple(sorted((i for i in b.indices.values() if i.name in used), key=lambda i: i.name))
     warnings = tuple(_zero_warning(b, entry) for entry in b.zero_entries)
-    return Program(b.diagram, inputs, outputs, parameters, externals, tables, indices, steps, kept, report, warnings,
-                   batch_chunk(steps))
+    return Program(b.diagram, inputs, outputs, parameters, externals, tables, indices, steps, kept, report, warnings)
 
 
 def batch_chunk(steps: Sequence[Step]) -> int:
