@@ -10,17 +10,14 @@ import networkx as nx
 
 from . import ir
 from .diagnostics import Diagnostic, Label
-
-# Beyond these a diagram is refused rather than planned (E501): they bound compile time and memory.
-MAX_STATEMENTS = 10_000
-MAX_LEAVES = 12
+from .limits import DEFAULT, Limits
 
 
 def _diag(diagram: ir.Diagram, code: str, message: str, span: object, **extra: object) -> Diagnostic:
     return Diagnostic(code, message, span, diagram.source, **extra)  # type: ignore[arg-type]
 
 
-def check_usage(diagram: ir.Diagram) -> list[Diagnostic]:
+def check_usage(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
     """Inputs must be read, outputs written, internal edges both written and read."""
     read = {ref.leg for s in diagram.statements for ref in s.leaves} | {s.per for s in diagram.statements}
     written = {s.target for s in diagram.statements}
@@ -46,13 +43,16 @@ def check_usage(diagram: ir.Diagram) -> list[Diagnostic]:
     return problems
 
 
-def check_writer_kinds(diagram: ir.Diagram) -> list[Diagnostic]:
+def check_writer_kinds(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
     """An inferred internal edge written by several statements must get them of one kind.
 
     Its irreps and multiplicities are inferred from its writers; writers of different arity or
     channel mode would make that ambiguous, so the user declares the edge instead."""
-    problems = []
+    problems = check_split_writers(diagram)
+    split_targets = {s.target for s in diagram.statements if s.paths_mode == "split"}
     for leg in diagram.legs:
+        if leg.name in split_targets:
+            continue
         writers = diagram.writers(leg.name)
         if leg.role != "internal" or leg.declared or len(writers) < 2:
             continue
@@ -68,6 +68,27 @@ def check_writer_kinds(diagram: ir.Diagram) -> list[Diagnostic]:
     return problems
 
 
+def check_split_writers(diagram: ir.Diagram) -> list[Diagnostic]:
+    """A statement with ``paths = split`` must be the only writer of its target.
+
+    Split gives every path its own entry of the target; another writer (a linear map, a
+    coupling, a tree, with either paths mode) would have to add into entries that belong to single
+    paths, whose layout then depends on both writers. Refusing it keeps the layout one statement's."""
+    problems = []
+    for leg in diagram.legs:
+        writers = diagram.writers(leg.name)
+        split = next((w for w in writers if w.paths_mode == "split"), None)
+        if split is None or len(writers) < 2:
+            continue
+        other = next(w for w in writers if w is not split)
+        problems.append(_diag(
+            diagram, "E103", f"edge `{leg.name}` is written with `paths = split` and by another statement",
+            other.span, label="second writer", related=(Label(split.span, "written with `paths = split` here"),),
+            hint=f"with `paths = split` every path owns an entry of `{leg.name}`: write the other statement into "
+                 "an edge of its own and combine the edges in a later statement"))
+    return problems
+
+
 def dependency_graph(diagram: ir.Diagram) -> nx.DiGraph:
     """Legs as nodes, an edge ``leaf → target`` for every statement."""
     graph = nx.DiGraph()
@@ -78,7 +99,7 @@ def dependency_graph(diagram: ir.Diagram) -> nx.DiGraph:
     return graph
 
 
-def check_cycles(diagram: ir.Diagram) -> list[Diagnostic]:
+def check_cycles(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
     """Edges must not depend on themselves (a fusion diagram is a directed acyclic network)."""
     graph = dependency_graph(diagram)
     try:
@@ -95,18 +116,30 @@ def check_cycles(diagram: ir.Diagram) -> list[Diagnostic]:
                   label="closes the cycle", hint="a fusion diagram flows one way; write the result into a new edge")]
 
 
-def check_size(diagram: ir.Diagram) -> list[Diagnostic]:
-    """Refuse diagrams too large to plan in reasonable time."""
+def check_size(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
+    """Refuse diagrams too large to plan in reasonable time (before inference allocates anything)."""
     problems = []
-    if len(diagram.statements) > MAX_STATEMENTS:
-        problems.append(_diag(diagram, "E501", f"{len(diagram.statements)} statements (at most {MAX_STATEMENTS})",
-                              diagram.span, hint="split the diagram into several"))
+    if len(diagram.statements) > limits.max_statements:
+        problems.append(_too_large(diagram, f"{len(diagram.statements)} statements", limits.max_statements,
+                                   "max_statements", diagram.span, "split the diagram into several"))
+    if len(diagram.legs) > limits.max_legs:
+        problems.append(_too_large(diagram, f"{len(diagram.legs)} legs", limits.max_legs, "max_legs",
+                                   diagram.span, "split the diagram into several"))
     for statement in diagram.statements:
-        if statement.arity > MAX_LEAVES:
-            problems.append(_diag(diagram, "E501", f"a fusion tree with {statement.arity} leaves (at most "
-                                  f"{MAX_LEAVES})", statement.span,
-                                  hint="fuse in stages through internal edges"))
+        if statement.arity > limits.max_leaves:
+            problems.append(_too_large(diagram, f"a fusion tree with {statement.arity} leaves", limits.max_leaves,
+                                       "max_leaves", statement.span, "fuse in stages through internal edges"))
+    for leg in diagram.legs:
+        if leg.role == "index" and leg.classes > limits.max_classes:
+            problems.append(_too_large(diagram, f"index `{leg.name}` with {leg.classes} classes", limits.max_classes,
+                                       "max_classes", leg.span, "use fewer classes"))
     return problems
+
+
+def _too_large(diagram: ir.Diagram, what: str, limit: int, name: str, span: object, hint: str) -> Diagnostic:
+    """E501 with the limit's name, so the user knows what to raise if they mean it."""
+    return _diag(diagram, "E501", f"{what} (at most {limit})", span,
+                 hint=f"{hint}; or raise the limit: `limits=Limits({name}=...)`, `fusionc --limit {name}=...`")
 
 
 STRUCTURE_CHECKS = (check_usage, check_writer_kinds, check_cycles, check_size)

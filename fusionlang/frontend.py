@@ -16,11 +16,13 @@ from . import checks, ir
 from .diagnostics import Diagnostic, FusionError, raise_if_errors, render_all, sort_key
 from .domains import resolve_domains
 from .infer import infer
+from .limits import DEFAULT, Limits
 from .lower import lower_file
+from .resources import check_declared_sizes, check_inferred_sizes
 from .source import Source
 
-Check = Callable[[ir.Diagram], list[Diagnostic]]
-PASSES: tuple[Check, ...] = checks.STRUCTURE_CHECKS
+Check = Callable[[ir.Diagram, Limits], list[Diagnostic]]
+PASSES: tuple[Check, ...] = (*checks.STRUCTURE_CHECKS, check_declared_sizes)
 
 SourceLike = str | os.PathLike[str] | Source
 
@@ -65,8 +67,10 @@ def read_source(source: SourceLike, name: str | None = None) -> Source:
     return Source(source, name or "<string>")
 
 
-def check_source(source: SourceLike, name: str | None = None) -> CheckResult:
+def check_source(source: SourceLike, name: str | None = None, *, limits: Limits = DEFAULT) -> CheckResult:
     """Parse, lower, check and infer every diagram; never raises for user errors.
+
+    ``limits`` bounds every size (:mod:`fusionlang.limits`); a diagram beyond one gets E501.
 
     >>> result = check_source("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }")
     >>> result.ok, [len(s.paths) for s in result.diagram("d").statements]
@@ -83,22 +87,27 @@ def check_source(source: SourceLike, name: str | None = None) -> CheckResult:
     broken = {d.name for d in lowered if _has_errors(problems, d)}
     diagrams = []
     for diagram in lowered:
-        inferred, found = check_diagram(diagram, infer_irreps=diagram.name not in broken)
+        inferred, found = check_diagram(diagram, infer_irreps=diagram.name not in broken, limits=limits)
         problems += found
         if inferred is not None:
             diagrams.append(inferred)
     return CheckResult(text, tuple(diagrams), tuple(sorted(problems, key=sort_key)))
 
 
-def check_diagram(diagram: ir.Diagram, infer_irreps: bool = True) -> tuple[ir.Diagram | None, list[Diagnostic]]:
+def check_diagram(diagram: ir.Diagram, infer_irreps: bool = True,
+                  limits: Limits = DEFAULT) -> tuple[ir.Diagram | None, list[Diagnostic]]:
     """Run every pass on one lowered diagram, then inference if the structure is sound."""
-    problems = [d for check in PASSES for d in check(diagram)]
+    problems = [d for check in PASSES for d in check(diagram, limits)]
     if not infer_irreps or any(d.severity == "error" for d in problems):
         return None, problems
     diagram, problems = resolve_domains(diagram)
     if problems:
         return None, problems
-    return infer(diagram)
+    inferred, problems = infer(diagram, limits)
+    if inferred is None:
+        return None, problems
+    problems = check_inferred_sizes(inferred, limits)
+    return (None, problems) if problems else (inferred, [])
 
 
 def _has_errors(problems: list[Diagnostic], diagram: ir.Diagram) -> bool:

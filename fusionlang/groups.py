@@ -282,6 +282,10 @@ def _syntax_error(text: str, start: int, end: int, message: str, hint: str = "",
                                    label="here", hint=hint)])
 
 
+# The syntax's cap on one entry's multiplicity (nested factors multiplied out); resource limits
+# (fusionlang.limits) are far lower by default.
+MAX_MULTIPLICITY = 999_999_999
+
 _HINTS = {
     "O3": "O(3) irreps look like `16x0e + 8x1o` (l then e/o/y) or `4x(0e + 1o)`",
     "SO3": "SO(3) irreps are integers, e.g. `0 + 1 + 2` or `8x1`",
@@ -323,6 +327,11 @@ class _IrrepsParser:
         mul, digits = 1, self._digits()
         if digits is not None and self._peek() == "x":
             mul = self._multiplicity(digits, start)
+            if outer * mul > MAX_MULTIPLICITY:
+                # Nested factors multiply out: `100000x(100000x0e)` is one entry of 10^10 channels.
+                raise _syntax_error(self.text, start, self.pos, f"multiplicity {outer} x {mul} = {outer * mul} "
+                                    "is too large", code="E024",
+                                    hint=f"multiplicities, nested factors multiplied out, are at most {MAX_MULTIPLICITY}")
             self.pos += 1
             self._skip()
         else:
@@ -345,7 +354,7 @@ class _IrrepsParser:
     def _multiplicity(self, digits: str, start: int) -> int:
         if len(digits.lstrip("0")) > 9:
             raise _syntax_error(self.text, start, self.pos, "multiplicity is too large", code="E024",
-                                hint="multiplicities are at most 999999999")
+                                hint=f"multiplicities are at most {MAX_MULTIPLICITY}")
         if int(digits) == 0:
             raise _syntax_error(self.text, start, self.pos, "multiplicity must be at least 1",
                                 code="E024", hint="drop the entry or write a positive multiplicity")

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections import ChainMap, Counter
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 
 import networkx as nx
 
@@ -22,9 +24,8 @@ from . import ir
 from .checks import dependency_graph
 from .diagnostics import Diagnostic
 from .groups import Irrep, Irreps, MulIrrep, selection_problem
-
-# A statement with more paths than this is refused (E501) rather than compiled.
-MAX_PATHS = 100_000
+from .limits import DEFAULT, Limits
+from .resources import spin_bound
 
 IrrepSet = frozenset[Irrep]
 
@@ -32,6 +33,7 @@ IrrepSet = frozenset[Irrep]
 @dataclass
 class _Inference:
     diagram: ir.Diagram
+    limits: Limits = DEFAULT
     problems: list[Diagnostic] = field(default_factory=list)
     readable: dict[str, IrrepSet] = field(default_factory=dict)   # irreps a reader can see
     produced: dict[str, set[Irrep]] = field(default_factory=dict)  # irreps writers deliver
@@ -67,9 +69,9 @@ def statement_order(diagram: ir.Diagram) -> list[ir.Statement]:
     return sorted(diagram.statements, key=lambda s: (rank[s.target], s.index))
 
 
-def infer(diagram: ir.Diagram) -> tuple[ir.Diagram | None, list[Diagnostic]]:
+def infer(diagram: ir.Diagram, limits: Limits = DEFAULT) -> tuple[ir.Diagram | None, list[Diagnostic]]:
     """Fill in the irreps of inferred edges and the paths of every statement."""
-    state = _Inference(diagram)
+    state = _Inference(diagram, limits)
     order = statement_order(diagram)
     _forward(state, order)
     _backward(state, order)
@@ -92,6 +94,8 @@ def _forward(state: _Inference, order: list[ir.Statement]) -> None:
             state.readable[leg.name] = frozenset(leg.irreps.irreps)
     for statement in order:
         target = state.leg(statement.target)
+        if _beyond_spin_limit(state, statement):
+            continue
         sets = node_sets(statement.tree, state.readable)
         root = sets[id(statement.tree)]
         admissible = _admissible(target, root)
@@ -99,9 +103,38 @@ def _forward(state: _Inference, order: list[ir.Statement]) -> None:
             state.failed.add(statement.index)  # already reported where the edge failed
         elif not root & admissible:
             _no_path(state, statement, sets, admissible)
+        top = max((i.two_j for i in root & admissible), default=0)
+        if not target.declared and top > 2 * state.limits.max_l:
+            _refuse_spin(state, statement, f"`{target.name}` would carry spin {Fraction(top, 2)}",
+                         f"declare `{target.name}` with its irreps, or cut it with `lmax`")
+            continue
         state.produced.setdefault(target.name, set()).update(root & admissible)
         if not target.declared:
             state.readable[target.name] = frozenset(state.produced[target.name])
+
+
+def _beyond_spin_limit(state: _Inference, statement: ir.Statement) -> bool:
+    """Refuse (E501) a statement whose inner vertices could reach a spin above ``max_l``.
+
+    Checked on a cheap bound before any irreps set is built: sets of spins up to thousands would
+    make inference itself the out-of-memory error that the limit is there to prevent. The root
+    may go higher; what it produces is filtered by its target, then checked by :func:`_forward`."""
+    if _reads_failed_edge(state, statement):
+        return False
+    _, inner = spin_bound(statement.tree, state.readable)
+    if inner <= 2 * state.limits.max_l:
+        return False
+    _refuse_spin(state, statement, f"this fusion tree can reach spin {Fraction(inner, 2)} inside",
+                 "cut it with parentheses into internal edges declared with `lmax`")
+    return True
+
+
+def _refuse_spin(state: _Inference, statement: ir.Statement, what: str, hint: str) -> None:
+    state.failed.add(statement.index)
+    state.report("E501", f"{what} (at most {state.limits.max_l})", statement.span,
+                 hint=f"{hint}; or raise the limit: `limits=Limits(max_l=...)`, `fusionc --limit max_l=...`")
+    state.produced.setdefault(statement.target, set())
+    state.readable.setdefault(statement.target, frozenset())
 
 
 def _reads_failed_edge(state: _Inference, statement: ir.Statement) -> bool:
@@ -219,13 +252,9 @@ def _final_irreps(state: _Inference, order: list[ir.Statement]) -> tuple[ir.Leg,
 def _split_entries(state: _Inference, leg: ir.Leg, kept: IrrepSet,
                    legs: Mapping[str, ir.Leg]) -> list[MulIrrep] | None:
     """An edge written with ``paths = split``: one entry per path, in e3nn's sorted order."""
-    writers = state.writers(leg.name)
-    if len(writers) > 1:
-        state.report("E103", f"edge `{leg.name}` is written with `paths = split` and by other statements",
-                     writers[1].span, hint="with `paths = split` every path needs its own entry: give the "
-                     "other statements their own edge and add the edges afterwards")
-        return None
-    return [entry for _, entry in _split_slots(writers[0], legs, kept, state)]
+    writers = _sound_writers(state, leg, legs)
+    # checks.check_split_writers made the splitting statement the target's only writer.
+    return [entry for _, entry in _split_slots(writers[0], legs, kept, state)] if writers else None
 
 
 def _split_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: IrrepSet,
@@ -255,10 +284,12 @@ def _inferred_muls(state: _Inference, leg: ir.Leg, kept: IrrepSet,
     found: dict[Irrep, set[int]] = {}
     draft = ChainMap({leg.name: replace(leg, irreps=Irreps([MulIrrep(1, i) for i in sorted(kept)],
                                                            state.diagram.group))}, legs)
-    for writer in state.writers(leg.name):
+    for writer in _sound_writers(state, leg, legs):
         for path in _raw_paths(writer, draft, kept, state):
             muls = [draft[ref.leg].irreps[entry].mul for ref, entry in zip(writer.leaves, path[0], strict=False)]  # type: ignore[index]
             found.setdefault(path[2], set()).add(output_multiplicity(writer, muls) or muls[0])
+    if any(w.index in state.failed for w in state.writers(leg.name)):
+        return None  # a writer was refused (e.g. beyond a limit): its paths are unknown
     clashes = {i: m for i, m in found.items() if len(m) > 1}
     if clashes:
         irrep, muls_ = next(iter(sorted(clashes.items())))
@@ -267,6 +298,21 @@ def _inferred_muls(state: _Inference, leg: ir.Leg, kept: IrrepSet,
                      hint=f"declare it, e.g. `edge {leg.name} : {max(muls_)}x{irrep}`, so paths add into one slot")
         return None
     return {i: min(m) for i, m in found.items()}
+
+
+def _sound_writers(state: _Inference, leg: ir.Leg, legs: Mapping[str, ir.Leg]) -> list[ir.Statement]:
+    """The writers of ``leg`` whose leaves all have irreps.
+
+    A writer that reads a dead edge (one whose failure was reported where it failed) contributes
+    nothing; the diagram is refused already, but the other writers are still worth checking."""
+    sound = []
+    for writer in state.writers(leg.name):
+        if all(legs[ref.leg].irreps is not None for ref in writer.leaves):
+            sound.append(writer)
+        elif not state.problems:  # never silently: an edge without irreps must have been reported
+            state.report("E301", f"`{leg.name}` is written from an edge with no admissible irreps",
+                         writer.span, hint="check the statements that write its arguments")
+    return sound
 
 
 def output_multiplicity(statement: ir.Statement, muls: list[int]) -> int | None:
@@ -290,10 +336,13 @@ def _raw_paths(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: Irr
                 if legs[ref.leg].irreps is not None}
     sets = node_sets(statement.tree, readable)
     pruned = dict(_pruned_sets(statement.tree, sets, allowed))
-    out = list(_combos(statement.tree, legs, pruned))
-    if len(out) > MAX_PATHS:
-        state.report("E501", f"this statement has {len(out)} paths (at most {MAX_PATHS})", statement.span,
-                     hint="lower the irreps of the arguments or constrain intermediate edges with lmax")
+    limit = state.limits.max_paths
+    # Stop one past the limit: the count of an oversized statement is never materialised.
+    out = list(islice(_combos(statement.tree, legs, pruned), limit + 1))
+    if len(out) > limit:
+        _report_once(state, statement, "E501", f"this statement has more than {limit} paths",
+                     "lower the irreps of the arguments or constrain intermediate edges with lmax; or raise "
+                     "the limit: `limits=Limits(max_paths=...)`, `fusionc --limit max_paths=...`")
         return []
     return out
 

@@ -77,17 +77,46 @@ Node = LeafRef | Fuse
 
 
 def leaves(node: Node) -> tuple[LeafRef, ...]:
-    """The leaves of a tree, left to right."""
-    if isinstance(node, LeafRef):
-        return (node,)
-    return leaves(node.left) + leaves(node.right)
+    """The leaves of a tree, left to right.
+
+    Iterative, like every walk over a user-sized tree: a 1000-leaf fusion must reach the size
+    check (E501) rather than Python's recursion limit."""
+    found: list[LeafRef] = []
+    stack: list[Node] = [node]
+    while stack:
+        top = stack.pop()
+        if isinstance(top, LeafRef):
+            found.append(top)
+        else:
+            stack += (top.right, top.left)
+    return tuple(found)
 
 
 def fuse_nodes(node: Node) -> tuple[Fuse, ...]:
     """The vertices of a tree in post-order (children before parents, the root last)."""
-    if isinstance(node, LeafRef):
-        return ()
-    return fuse_nodes(node.left) + fuse_nodes(node.right) + (node,)
+    found: list[Fuse] = []
+    stack: list[tuple[Node, bool]] = [(node, False)]
+    while stack:
+        top, expanded = stack.pop()
+        if isinstance(top, LeafRef):
+            continue
+        if expanded:
+            found.append(top)
+        else:
+            stack += ((top, True), (top.right, False), (top.left, False))
+    return tuple(found)
+
+
+def tree_depth(node: Node) -> int:
+    """The number of vertices on the longest root-to-leaf path (0 for a leaf)."""
+    deepest = 0
+    stack: list[tuple[Node, int]] = [(node, 0)]
+    while stack:
+        top, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(top, Fuse):
+            stack += ((top.left, depth + 1), (top.right, depth + 1))
+    return deepest
 
 
 @dataclass(frozen=True, slots=True)
