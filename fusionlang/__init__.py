@@ -16,6 +16,7 @@ from typing import Any
 from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
 from .groups import O3, SO3, SU2, Group, Irrep, Irreps, MulIrrep, coupling
+from .limits import Limits
 
 # public name -> (module, attribute), imported lazily. Names of submodules (parse, render) are
 # not re-exported: importing the submodule would replace the attribute.
@@ -32,7 +33,7 @@ _LAZY = {
 
 __all__ = [
     "O3", "SO3", "SU2", "CheckResult", "CompileResult", "Diagnostic", "FusionError", "Group", "Irrep", "Irreps",
-    "MulIrrep", "__version__", "check", "compile", "compile_file", "coupling", "explain", "format_source",
+    "Limits", "MulIrrep", "__version__", "check", "compile", "compile_file", "coupling", "explain", "format_source",
     "to_networkx",
 ]
 

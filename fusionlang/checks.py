@@ -116,30 +116,4 @@ def check_cycles(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnost
                   label="closes the cycle", hint="a fusion diagram flows one way; write the result into a new edge")]
 
 
-def check_size(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
-    """Refuse diagrams too large to plan in reasonable time (before inference allocates anything)."""
-    problems = []
-    if len(diagram.statements) > limits.max_statements:
-        problems.append(_too_large(diagram, f"{len(diagram.statements)} statements", limits.max_statements,
-                                   "max_statements", diagram.span, "split the diagram into several"))
-    if len(diagram.legs) > limits.max_legs:
-        problems.append(_too_large(diagram, f"{len(diagram.legs)} legs", limits.max_legs, "max_legs",
-                                   diagram.span, "split the diagram into several"))
-    for statement in diagram.statements:
-        if statement.arity > limits.max_leaves:
-            problems.append(_too_large(diagram, f"a fusion tree with {statement.arity} leaves", limits.max_leaves,
-                                       "max_leaves", statement.span, "fuse in stages through internal edges"))
-    for leg in diagram.legs:
-        if leg.role == "index" and leg.classes > limits.max_classes:
-            problems.append(_too_large(diagram, f"index `{leg.name}` with {leg.classes} classes", limits.max_classes,
-                                       "max_classes", leg.span, "use fewer classes"))
-    return problems
-
-
-def _too_large(diagram: ir.Diagram, what: str, limit: int, name: str, span: object, hint: str) -> Diagnostic:
-    """E501 with the limit's name, so the user knows what to raise if they mean it."""
-    return _diag(diagram, "E501", f"{what} (at most {limit})", span,
-                 hint=f"{hint}; or raise the limit: `limits=Limits({name}=...)`, `fusionc --limit {name}=...`")
-
-
-STRUCTURE_CHECKS = (check_usage, check_writer_kinds, check_cycles, check_size)
+STRUCTURE_CHECKS = (check_usage, check_writer_kinds, check_cycles)

@@ -174,14 +174,36 @@ def _snippet(source: Source, span: Span, label: str, arrow: str = "-->") -> list
     # Carets stop at the end of the first line: multi-line spans are underlined on their first line.
     end_col = min(source.position(span.end).column, len(text) + 1) \
         if source.position(span.end).line == start.line else len(text) + 1
-    carets = "^" * max(1, end_col - start.column)
+    text, first, last = _window(_printable(text), start.column, end_col)
+    carets = "^" * max(1, last - first)
     pad = " " * width
     return [
         f"{pad}{arrow} {source.name}:{start.line}:{start.column}",
         f"{pad} |",
         f"{start.line} | {text}",
-        f"{pad} | {' ' * (start.column - 1)}{carets}{(' ' + label) if label else ''}".rstrip(),
+        f"{pad} | {' ' * (first - 1)}{carets}{(' ' + label) if label else ''}".rstrip(),
     ]
+
+
+SNIPPET_WIDTH = 100  # characters of a long line shown around the span
+
+
+def _window(text: str, first: int, last: int) -> tuple[str, int, int]:
+    """A long line cut to the part around columns ``first``..``last`` (1-based), with ``…`` marks;
+    the columns are moved to match. A 1000-leaf statement stays readable."""
+    if len(text) <= SNIPPET_WIDTH:
+        return text, first, last
+    begin = max(0, first - 1 - SNIPPET_WIDTH // 4)
+    stop = begin + SNIPPET_WIDTH
+    prefix, suffix = ("…" if begin else ""), ("…" if stop < len(text) else "")
+    shift = begin - len(prefix)
+    return prefix + text[begin:stop] + suffix, first - shift, min(last - shift, SNIPPET_WIDTH + len(prefix) + 1)
+
+
+def _printable(text: str) -> str:
+    """Lone surrogates (possible in strings given to the API) as U+FFFD, one for one, so that the
+    message can be printed and encoded and the carets stay aligned."""
+    return "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in text)
 
 
 def sort_key(diagnostic: Diagnostic) -> tuple[str, int, str]:

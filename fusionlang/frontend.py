@@ -19,7 +19,7 @@ from .infer import infer
 from .limits import DEFAULT, Limits
 from .lower import lower_file
 from .resources import check_declared_sizes, check_inferred_sizes
-from .source import Source
+from .source import Source, Span
 
 Check = Callable[[ir.Diagram, Limits], list[Diagnostic]]
 PASSES: tuple[Check, ...] = (*checks.STRUCTURE_CHECKS, check_declared_sizes)
@@ -79,6 +79,9 @@ def check_source(source: SourceLike, name: str | None = None, *, limits: Limits 
     from .parse import parse
 
     text = read_source(source, name)
+    problem = _unencodable(text)
+    if problem is not None:
+        return CheckResult(text, (), (problem,))
     try:
         tree = parse(text)
     except FusionError as failure:
@@ -92,6 +95,18 @@ def check_source(source: SourceLike, name: str | None = None, *, limits: Limits 
         if inferred is not None:
             diagrams.append(inferred)
     return CheckResult(text, tuple(diagrams), tuple(sorted(problems, key=sort_key)))
+
+
+def _unencodable(source: Source) -> Diagnostic | None:
+    """E001 at the first lone surrogate: text that is not Unicode cannot be written into a
+    module, a file or a terminal (a string given to the API can carry one; a file cannot)."""
+    try:
+        source.text.encode("utf-8")
+    except UnicodeEncodeError as failure:
+        return Diagnostic("E001", "the text holds a lone surrogate, which is not a Unicode character",
+                          Span(failure.start, failure.start + 1), source, label="here",
+                          hint="remove it, or decode the text with errors='replace'")
+    return None
 
 
 def check_diagram(diagram: ir.Diagram, infer_irreps: bool = True,

@@ -264,6 +264,8 @@ def _split_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: I
     slots = []
     for entries, inner, root in raw:
         muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries, strict=True)]  # type: ignore[index]
+        if not _uuu_fits(state, statement, muls):
+            return []
         slots.append(((entries, inner), MulIrrep(output_multiplicity(statement, muls) or muls[0], root)))
     return sorted(slots, key=lambda slot: (slot[1].irrep.two_j, slot[1].irrep.parity))
 
@@ -414,12 +416,19 @@ def _split_paths(legs: dict[str, ir.Leg], statement: ir.Statement, target: Irrep
     return tuple(sorted(paths, key=lambda p: (p.leaves, p.inner, p.output)))
 
 
-def _channels_fit(diagram: ir.Diagram, statement: ir.Statement, muls: list[int], slot: MulIrrep,
-                  state: _Inference) -> bool:
+def _uuu_fits(state: _Inference, statement: ir.Statement, muls: list[int]) -> bool:
+    """``channels = uuu`` needs one multiplicity on every leaf of a path (E401 otherwise)."""
     if statement.channels == "uuu" and len(set(muls)) > 1:
         _report_once(state, statement, "E401", f"`channels = uuu` wires one channel index through every leg, "
                      f"but the legs have multiplicities {', '.join(map(str, muls))}",
                      "use `channels = uvw` (weights mix channels) or give the legs equal multiplicities")
+        return False
+    return True
+
+
+def _channels_fit(diagram: ir.Diagram, statement: ir.Statement, muls: list[int], slot: MulIrrep,
+                  state: _Inference) -> bool:
+    if not _uuu_fits(state, statement, muls):
         return False
     wanted = output_multiplicity(statement, muls)
     if wanted is not None and wanted != slot.mul:

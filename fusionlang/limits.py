@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 
-__all__ = ["DEFAULT", "Limits"]
+__all__ = ["CEILINGS", "DEFAULT", "Limits"]
+
+# Limits that cannot be raised: the planner names the channel axes of a fusion's leaves with
+# nine letters of its einsum alphabet.
+CEILINGS = {"max_leaves": 9}
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,6 @@ class Limits:
     max_statements: int = 10_000        # statements in one diagram
     max_legs: int = 10_000              # declared legs in one diagram
     max_leaves: int = 9                 # leaves of one fusion (the planner's index alphabet)
-    max_depth: int = 64                 # nesting of parentheses (trees and irreps)
     max_multiplicity: int = 1_000_000   # one entry's multiplicity, nested factors multiplied out
     max_l: int = 64                     # the largest spin (l, or j for SU(2)) on any edge
     max_entries: int = 4_096            # entries (mul x irrep terms) of one edge
@@ -47,6 +50,9 @@ class Limits:
         bad = sorted(name for name, value in overrides.items() if not isinstance(value, int) or value < 1)
         if bad:
             raise ValueError(f"limits must be positive integers: {', '.join(bad)}")
+        over = sorted(name for name, value in overrides.items() if value > CEILINGS.get(name, value))
+        if over:
+            raise ValueError(", ".join(f"{name} is at most {CEILINGS[name]}" for name in over))
         return replace(self, **overrides)
 
     @classmethod

@@ -20,15 +20,36 @@ from collections.abc import Iterator
 from . import ir
 from .diagnostics import Diagnostic
 from .groups import Irrep, Irreps
-from .limits import DEFAULT, Limits
+from .limits import CEILINGS, DEFAULT, Limits
+from .weights import weight_numel
 
 __all__ = ["check_declared_sizes", "check_inferred_sizes", "path_table_numbers", "spin_bound"]
 
 
 def _too_large(diagram: ir.Diagram, what: str, limit: int, name: str, span: object, hint: str) -> Diagnostic:
-    """E501 naming the limit, so that a user who means it knows what to raise."""
+    """E501 naming the limit, so that a user who means it knows what to raise (where it can be)."""
+    if name not in CEILINGS:
+        hint += f"; or raise the limit: `limits=Limits({name}=...)`, `fusionc --limit {name}=...`"
     return Diagnostic("E501", f"{what} (at most {limit})", span, diagram.source,  # type: ignore[arg-type]
-                      hint=f"{hint}; or raise the limit: `limits=Limits({name}=...)`, `fusionc --limit {name}=...`")
+                      hint=hint)
+
+
+def _count_problems(diagram: ir.Diagram, limits: Limits) -> Iterator[Diagnostic]:
+    """Statements, legs, leaves of one fusion and classes of an index."""
+    if len(diagram.statements) > limits.max_statements:
+        yield _too_large(diagram, f"{len(diagram.statements)} statements", limits.max_statements,
+                         "max_statements", diagram.span, "split the diagram into several")
+    if len(diagram.legs) > limits.max_legs:
+        yield _too_large(diagram, f"{len(diagram.legs)} legs", limits.max_legs, "max_legs", diagram.span,
+                         "split the diagram into several")
+    for statement in diagram.statements:
+        if statement.arity > limits.max_leaves:
+            yield _too_large(diagram, f"a fusion tree with {statement.arity} leaves", limits.max_leaves,
+                             "max_leaves", statement.span, "fuse in stages through internal edges")
+    for leg in diagram.legs:
+        if leg.role == "index" and leg.classes > limits.max_classes:
+            yield _too_large(diagram, f"index `{leg.name}` with {leg.classes} classes", limits.max_classes,
+                             "max_classes", leg.span, "use fewer classes")
 
 
 def _irreps_problems(diagram: ir.Diagram, leg: ir.Leg, irreps: Irreps, limits: Limits) -> Iterator[Diagnostic]:
@@ -51,9 +72,10 @@ def _irreps_problems(diagram: ir.Diagram, leg: ir.Leg, irreps: Irreps, limits: L
 
 
 def check_declared_sizes(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
-    """Every declared leg within the limits (runs before inference)."""
-    return [problem for leg in diagram.legs if leg.irreps is not None
-            for problem in _irreps_problems(diagram, leg, leg.irreps, limits)]
+    """Counts, and every declared leg, within the limits (runs before inference)."""
+    return [*_count_problems(diagram, limits),
+            *(problem for leg in diagram.legs if leg.irreps is not None
+              for problem in _irreps_problems(diagram, leg, leg.irreps, limits))]
 
 
 def check_inferred_sizes(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
@@ -89,15 +111,8 @@ def path_table_numbers(diagram: ir.Diagram, statement: ir.Statement, path: ir.Pa
 
 def statement_weight_numel(diagram: ir.Diagram, statement: ir.Statement) -> int:
     """The statement's weights: the blocks of every path, times the classes of ``per``."""
-    from .plan import weight_block  # the weight layout of docs/semantics.md, written once
-
-    total = 0
-    target = diagram.irreps(statement.target)
-    for path in statement.paths:
-        muls = [diagram.irreps(ref.leg)[entry].mul for ref, entry in zip(statement.leaves, path.leaves, strict=True)]
-        total += math.prod(weight_block(statement, muls, target[path.output].mul))
     classes = diagram.leg(statement.per).classes if statement.per else 1
-    return total * max(classes, 1)
+    return weight_numel(diagram, statement) * max(classes, 1)
 
 
 def spin_bound(node: ir.Node, readable: dict[str, frozenset[Irrep]]) -> tuple[int, int]:
