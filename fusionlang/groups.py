@@ -331,7 +331,8 @@ class _IrrepsParser:
                 # Nested factors multiply out: `100000x(100000x0e)` is one entry of 10^10 channels.
                 raise _syntax_error(self.text, start, self.pos, f"multiplicity {outer} x {mul} = {outer * mul} "
                                     "is too large", code="E024",
-                                    hint=f"multiplicities, nested factors multiplied out, are at most {MAX_MULTIPLICITY}")
+                                    hint="multiplicities, nested factors multiplied out, are at most "
+                                         f"{MAX_MULTIPLICITY}")
             self.pos += 1
             self._skip()
         else:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections import ChainMap, Counter
 from collections.abc import Iterator, Mapping
-from itertools import islice
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
+from itertools import islice
 
 import networkx as nx
 
