@@ -151,14 +151,21 @@ class Statement:
     # index input whose value selects the weights (per-species weights).
     aggregate: bool = False
     per: str | None = None
+    # The tree's walks, computed once: every pass reads them, some for every statement.
+    _leaves: tuple[LeafRef, ...] = field(init=False, compare=False, repr=False)
+    _vertices: tuple[Fuse, ...] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_leaves", leaves(self.tree))
+        object.__setattr__(self, "_vertices", fuse_nodes(self.tree))
 
     @property
     def leaves(self) -> tuple[LeafRef, ...]:
-        return leaves(self.tree)
+        return self._leaves
 
     @property
     def vertices(self) -> tuple[Fuse, ...]:
-        return fuse_nodes(self.tree)
+        return self._vertices
 
     @property
     def arity(self) -> int:

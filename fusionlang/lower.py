@@ -184,13 +184,13 @@ def parse_irreps(text: syntax.IrrepsText, state: _Lowering) -> Irreps | None:
 
 def _statements(block: syntax.Diagram, state: _Lowering) -> list[ir.Statement]:
     written = {s.target.text for s in _items(block, syntax.Statement)}
-    return [_statement(index, stmt, written, state)
+    known = set(state.legs) | written  # built once: diagrams may have thousands of statements
+    return [_statement(index, stmt, known, state)
             for index, stmt in enumerate(_items(block, syntax.Statement))]
 
 
-def _statement(index: int, stmt: syntax.Statement, written: set[str], state: _Lowering) -> ir.Statement:
+def _statement(index: int, stmt: syntax.Statement, known: set[str], state: _Lowering) -> ir.Statement:
     tree = _tree(stmt.args, _Counter(), stmt.span)
-    known = set(state.legs) | written
     for leaf in ir.leaves(tree):
         _resolve(leaf, known, state)
     _target(stmt.target, state)
