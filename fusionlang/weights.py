@@ -1,0 +1,158 @@
+"""The weight layout of docs/semantics.md ("Weights", "Normalisation"), written once.
+
+A path's weight block is indexed by some of its leaves' channels (and, for ``uvw``, the output
+channel); a statement's weights are its (kept) paths' blocks flattened in C order, in path order.
+A path adds ``fan_in`` terms into every number of its output entry. The planner, the reference
+contraction of :mod:`fusionlang.testing`, the importers and the graph orchestrator all read these
+functions.
+
+>>> from fusionlang.frontend import check_source
+>>> d = check_source("diagram d { group O3\\n input x : 3x1o\\n input y : 2x1o\\n output z : 3x0e\\n"
+...                  " x, y -> z [channels = uvu, weights = path] }").diagram()
+>>> s = d.statements[0]
+>>> weight_axes(s), path_weight_shape(d, s, s.paths[0]), weight_numel(d, s)
+((1,), (2,), 2)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from . import ir
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["fan_in", "fan_in_totals", "leaf_muls", "path_fan_in", "path_weight_shape", "split_weights",
+           "weight_axes", "weight_block", "weight_letters", "weight_numel"]
+
+
+def weight_axes(statement: ir.Statement) -> tuple[int, ...]:
+    """The leaves whose channel indexes a weight block, in order (``uvw`` adds the output
+    channel after them); ``()`` also without weights (see :func:`weight_block`).
+
+    >>> s = ir.Statement(0, ir.Fuse(ir.LeafRef("x", 0), ir.LeafRef("y", 1)), "z", "uvu", "path")
+    >>> weight_axes(s)
+    (1,)
+    """
+    if statement.weights == "none":
+        return ()
+    per_channel = statement.weights != "path"
+    count = statement.arity
+    if statement.channels in ("uvw", "uvu") and (per_channel or statement.channels == "uvw"):
+        return tuple(range(count))
+    if statement.channels == "uvu":
+        return tuple(range(1, count))
+    return (0,) if per_channel else ()
+
+
+def _has_output_axis(statement: ir.Statement) -> bool:
+    return statement.weights != "none" and statement.channels == "uvw"
+
+
+def weight_block(statement: ir.Statement, leaf_muls: Sequence[int], out_mul: int) -> tuple[int, ...]:
+    """One path's weight block shape, ``()`` without weights (or for one shared scalar).
+
+    >>> s = ir.Statement(0, ir.Fuse(ir.LeafRef("x", 0), ir.LeafRef("y", 1)), "z", "uvu", "channel")
+    >>> weight_block(s, [3, 2], 3)
+    (3, 2)
+    """
+    block = tuple(leaf_muls[k] for k in weight_axes(statement))
+    return block + (out_mul,) if _has_output_axis(statement) else block
+
+
+def weight_letters(statement: ir.Statement, leaf_channels: Sequence[str], out: str = "w") -> str:
+    """The block's axes as einsum letters, given every leaf's channel letter and the output's.
+
+    >>> s = ir.Statement(0, ir.Fuse(ir.LeafRef("x", 0), ir.LeafRef("y", 1)), "z", "uvw", "channel")
+    >>> weight_letters(s, "uv")
+    'uvw'
+    """
+    letters = "".join(leaf_channels[k] for k in weight_axes(statement))
+    return letters + out if _has_output_axis(statement) else letters
+
+
+def fan_in(statement: ir.Statement, leaf_muls: Sequence[int]) -> int:
+    """Terms one path adds into each number of its output entry (docs/semantics.md).
+
+    >>> s = ir.Statement(0, ir.Fuse(ir.LeafRef("x", 0), ir.LeafRef("y", 1)), "z", "uvu", "channel")
+    >>> fan_in(s, [3, 2])
+    2
+    """
+    if statement.channels == "uuu" or (statement.channels == "uvw" and statement.weights == "none"):
+        return 1
+    return math.prod(leaf_muls[1:] if statement.channels == "uvu" else leaf_muls)
+
+
+def leaf_muls(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> list[int]:
+    """The multiplicity of every leaf's entry along ``path``."""
+    return [diagram.irreps(ref.leg)[entry].mul for ref, entry in zip(statement.leaves, path.leaves, strict=True)]
+
+
+def path_fan_in(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> int:
+    """:func:`fan_in` of one path of a checked diagram.
+
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x : 3x1o\\n output y : 3x1o\\n x -> y }").diagram()
+    >>> path_fan_in(d, d.statements[0], d.statements[0].paths[0])
+    3
+    """
+    return fan_in(statement, leaf_muls(diagram, statement, path))
+
+
+def fan_in_totals(diagram: ir.Diagram) -> dict[tuple[str, int], int]:
+    """(target leg, entry) -> the terms every path of every writer adds into one of its numbers."""
+    totals: Counter[tuple[str, int]] = Counter()
+    for statement in diagram.statements:
+        for path in statement.paths:
+            totals[(statement.target, path.output)] += path_fan_in(diagram, statement, path)
+    return dict(totals)
+
+
+def path_weight_shape(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> tuple[int, ...] | None:
+    """The shape of one path's weight block; None without weights."""
+    if statement.weights == "none":
+        return None
+    out_mul = diagram.irreps(statement.target)[path.output].mul
+    return weight_block(statement, leaf_muls(diagram, statement, path), out_mul)
+
+
+def weight_numel(diagram: ir.Diagram, statement: ir.Statement, kept: Sequence[int] | None = None) -> int:
+    """The numbers of a statement's weights (0 without weights): every path's block, or only
+    those of the paths at positions ``kept`` (the reduced symmetric basis).
+
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x : 2x0e\\n output y : 3x0e\\n x -> y }").diagram()
+    >>> weight_numel(d, d.statements[0])
+    6
+    """
+    shapes = [path_weight_shape(diagram, statement, p) for k, p in enumerate(statement.paths)
+              if kept is None or k in kept]
+    return sum(math.prod(shape) for shape in shapes if shape is not None)
+
+
+def split_weights(diagram: ir.Diagram, statement: ir.Statement, flat: torch.Tensor | None) -> list[Any]:
+    """One block per path, ``[..., *path_weight_shape]``, cut from the flat weights in path order
+    (``None`` per path without weights); a ``ValueError`` when ``flat`` has the wrong size.
+
+    >>> import torch
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x : 2x0e\\n output y : 3x0e\\n x -> y }").diagram()
+    >>> [b.shape for b in split_weights(d, d.statements[0], torch.zeros(6))]
+    [torch.Size([2, 3])]
+    """
+    import torch
+
+    shapes = [path_weight_shape(diagram, statement, p) for p in statement.paths]
+    if statement.weights == "none":
+        return [None] * len(shapes)
+    numel = weight_numel(diagram, statement)
+    if flat is None or flat.shape[-1:] != (numel,):
+        got = "nothing" if flat is None else f"shape {tuple(flat.shape)}"
+        raise ValueError(f"statement {statement.index} needs weights [..., {numel}], got {got}")
+    sizes = [math.prod(shape or ()) for shape in shapes]
+    pieces = torch.split(flat, sizes, dim=-1)
+    return [piece.reshape((*flat.shape[:-1], *(shape or ()))) for piece, shape in zip(pieces, shapes, strict=True)]
