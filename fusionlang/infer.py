@@ -40,7 +40,6 @@ class _Inference:
     needed: dict[str, set[Irrep]] = field(default_factory=dict)    # irreps some output needs
     failed: set[int] = field(default_factory=set)                  # statements already diagnosed
     _writers: dict[str, tuple[ir.Statement, ...]] = field(default_factory=dict)
-    _readers: dict[str, tuple[ir.Statement, ...]] = field(default_factory=dict)
     _legs: dict[str, ir.Leg] = field(default_factory=dict)
 
     def leg(self, name: str) -> ir.Leg:
@@ -56,16 +55,6 @@ class _Inference:
                 index.setdefault(statement.target, []).append(statement)
             self._writers = {name: tuple(found) for name, found in index.items()}
         return self._writers.get(name, ())
-
-    def readers(self, name: str) -> tuple[ir.Statement, ...]:
-        """The statements reading ``name`` on some leaf (indexed once, like :meth:`writers`)."""
-        if not self._readers:
-            index: dict[str, dict[int, ir.Statement]] = {}
-            for statement in self.diagram.statements:
-                for ref in statement.leaves:
-                    index.setdefault(ref.leg, {})[statement.index] = statement
-            self._readers = {name: tuple(found.values()) for name, found in index.items()}
-        return self._readers.get(name, ())
 
     def report(self, code: str, message: str, span: object, **extra: object) -> None:
         self.problems.append(Diagnostic(code, message, span, self.diagram.source, **extra))  # type: ignore[arg-type]
@@ -282,9 +271,8 @@ def _split_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: I
 
 
 def _dead_edge(state: _Inference, leg: ir.Leg) -> None:
-    neighbours = state.writers(leg.name) + state.readers(leg.name)
-    if any(s.index in state.failed for s in neighbours):
-        return
+    if state.failed:
+        return  # most likely a consequence of the statement that failed: say that one only
     produced = _listing(state.produced.get(leg.name, set()))
     state.report("E301", f"edge `{leg.name}` has no admissible irreps: none of {produced} reaches an output",
                  leg.span, label="dead edge",
