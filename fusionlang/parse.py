@@ -22,15 +22,16 @@ Decisions (the grammar is ``grammars/fusion.lark``):
   what follows ``#``, right-stripped, so ``#`` + text reprints the comment (an empty trailing
   ``#`` is dropped). A comment after a ``}`` goes to the next diagram or the file's end.
 * **Errors.** lark's exceptions are turned into diagnostics by a catalogue of rules
-  (:data:`CATALOGUE`, in :mod:`fusionlang.syntax_errors`), keyed on what the parser expected and what it found rather than on LALR
-  state numbers (``UnexpectedInput.match_examples`` matches states, which shift whenever the
-  grammar changes); every rule carries the examples that trigger it and the tests check them.
-  After an error the parser resynchronises (the broken item, or at top level everything up to the
-  next ``diagram`` line, is blanked out, offsets unchanged) and parses again, so independent
-  mistakes are reported together (at most :data:`MAX_ERRORS`). Parenthesised arguments and irreps
-  nest at most :data:`MAX_DEPTH` deep (E011), which keeps every later recursive pass safe. The
-  checks made on the finished tree (keywords as names E010, nesting E011, ``lmax`` size E006) run
-  only when the text has no syntax error.
+  (:data:`CATALOGUE`, in :mod:`fusionlang.syntax_errors`), keyed on what the parser expected and
+  what it found rather than on LALR state numbers (``UnexpectedInput.match_examples`` matches
+  states, which shift whenever the grammar changes); every rule carries the examples that
+  trigger it and the tests check them. After an error the parser resynchronises (the broken
+  item, or at top level everything up to the next ``diagram`` line, is blanked out, offsets
+  unchanged) and parses again, so independent mistakes are reported together (at most
+  :data:`MAX_ERRORS`). Parenthesised arguments and irreps nest at most :data:`MAX_DEPTH` deep
+  (E011), which keeps every later recursive pass safe. The checks made on the finished tree
+  (keywords as names E010, nesting E011, ``lmax`` size E006) run only when the text has no
+  syntax error.
 
 The lark parser is built once, lazily, behind a lock; each call parses with its own state, so
 :func:`parse` is thread-safe. lark trees and exceptions never leave this module.

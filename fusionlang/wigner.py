@@ -1,4 +1,4 @@
-"""Exact coupling coefficients, Wigner 6j/9j symbols and Wigner D matrices.
+"""Exact coupling coefficients, Wigner 6j/9j symbols and coupling tensors.
 
 Spins are exact: every ``j``/``m`` argument is an ``int`` or a
 ``fractions.Fraction`` (any ``numbers.Rational``, e.g. ``sympy.Rational``,
@@ -20,6 +20,9 @@ Tensor conventions (torch is imported lazily, only by the tensor functions):
   ``y``: the textbook real ``l = 1`` order ``(y, z, x)`` lands on e3nn's
   Cartesian ``(x, y, z)``, so the ``l = 1`` representation matrix is the
   ordinary rotation matrix.
+
+The Wigner D matrices (``su2_wigner_D``, ``o3_wigner_D``) are in :mod:`fusionlang.rotations`;
+they can still be imported from here.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -47,13 +50,9 @@ __all__ = [
     "real_coupling",
     "coupling_tensor",
     "clear_coupling_memory_cache",
-    "su2_wigner_D",
-    "o3_wigner_D",
-    "random_rotation_angles",
 ]
 
 Spin = int | Fraction
-Angle = Union[float, "torch.Tensor"]  # noqa: UP007 (forward reference: torch is imported lazily)
 
 NORMALIZATIONS = ("wigner_3j", "component", "norm", "unitary")
 
@@ -567,117 +566,14 @@ def clear_coupling_memory_cache() -> None:
 
 # ------------------------------------------------------------------ Wigner D
 
-
-@lru_cache(maxsize=64)
-def _small_d_terms(tj: int) -> tuple[list[int], list[float], list[int], list[int]]:
-    """Wigner's formula for ``d^j(beta)`` as flat term lists (index, coefficient, powers).
-
-    ``d[m', m] = sum_s (-1)^(m'-m+s) sqrt((j+m')!(j-m')!(j+m)!(j-m)!)
-    / ((j+m-s)! s! (m'-m+s)! (j-m'-s)!) cos(b/2)^(2j+m-m'-2s) sin(b/2)^(m'-m+2s)``.
-    """
-    f = _factorials(tj)
-    n = tj + 1
-    indices, coefficients, cos_powers, sin_powers = [], [], [], []
-    for row in range(n):  # row: m' = row - j; "plus"/"minus" are j +- m as integers
-        for col in range(n):
-            root = math.sqrt(f[row] * f[tj - row] * f[col] * f[tj - col])
-            for s in range(max(0, col - row), min(col, tj - row) + 1):
-                denominator = f[col - s] * f[s] * f[row - col + s] * f[tj - row - s]
-                indices.append(row * n + col)
-                coefficients.append((-1 if (row - col + s) % 2 else 1) * root / denominator)
-                cos_powers.append(tj + col - row - 2 * s)
-                sin_powers.append(row - col + 2 * s)
-    return indices, coefficients, cos_powers, sin_powers
+# The D matrices live in fusionlang.rotations (which imports torch); these names stay importable
+# from here, loaded on first use so that importing this module does not import torch.
+_MOVED_TO_ROTATIONS = ("su2_wigner_D", "o3_wigner_D", "random_rotation_angles")
 
 
-def _small_d(tj: int, beta: torch.Tensor) -> torch.Tensor:
-    import torch
+def __getattr__(name: str) -> Any:
+    if name in _MOVED_TO_ROTATIONS:
+        from fusionlang import rotations
 
-    indices, coefficients, cos_powers, sin_powers = _small_d_terms(tj)
-    half = beta[..., None] / 2
-    terms = torch.tensor(coefficients, dtype=torch.float64)
-    terms = terms * torch.cos(half) ** torch.tensor(cos_powers, dtype=torch.float64)
-    terms = terms * torch.sin(half) ** torch.tensor(sin_powers, dtype=torch.float64)
-    flat = torch.zeros(*beta.shape, (tj + 1) ** 2, dtype=torch.float64)
-    flat.index_add_(-1, torch.tensor(indices), terms)
-    return flat.reshape(*beta.shape, tj + 1, tj + 1)
-
-
-def _as_angles(*angles: Angle) -> list[torch.Tensor]:
-    import torch
-
-    return list(torch.broadcast_tensors(*(torch.as_tensor(a, dtype=torch.float64) for a in angles)))
-
-
-def su2_wigner_D(j: Spin, alpha: Angle, beta: Angle, gamma: Angle) -> torch.Tensor:
-    """Condon-Shortley Wigner matrix ``D^j(alpha, beta, gamma)``, complex128.
-
-    ZYZ Euler angles: ``D = exp(-i alpha Jz) exp(-i beta Jy) exp(-i gamma Jz)``,
-    i.e. ``D[m', m] = exp(-i m' alpha) d[m', m](beta) exp(-i m gamma)``, rows
-    and columns ``m`` ascending.  Angles are floats or tensors that broadcast;
-    the result has shape ``(..., 2j+1, 2j+1)``.  The CG tensors of
-    :func:`su2_coupling` satisfy ``D1 (x) D2 C = C D3``.
-
-    >>> import torch
-    >>> bool(torch.allclose(su2_wigner_D(1, 0.0, 0.0, 0.0), torch.eye(3, dtype=torch.complex128)))
-    True
-    """
-    import torch
-
-    tj = _twice_spin(j)
-    alpha_t, beta_t, gamma_t = _as_angles(alpha, beta, gamma)
-    m = torch.arange(-tj, tj + 1, 2, dtype=torch.float64) / 2
-    left = torch.polar(torch.ones_like(m), -m * alpha_t[..., None])
-    right = torch.polar(torch.ones_like(m), -m * gamma_t[..., None])
-    return left[..., :, None] * _small_d(tj, beta_t) * right[..., None, :]
-
-
-def _parity_sign(parity: int | str) -> int:
-    sign = {"e": 1, "o": -1, 1: 1, -1: -1}.get(parity)
-    if sign is None:
-        raise ValueError(f"parity must be 1, -1, 'e' or 'o', got {parity!r}")
-    return sign
-
-
-def o3_wigner_D(
-    l: int, parity: int | str, alpha: Angle, beta: Angle, gamma: Angle, k: Angle = 0
-) -> torch.Tensor:
-    """Real O(3) representation matrix in e3nn's basis, float64 ``(..., 2l+1, 2l+1)``.
-
-    Equals ``e3nn.o3.Irrep(l, parity).D_from_angles(alpha, beta, gamma, k)``:
-    ``parity**k`` times the rotation by ``gamma`` around Y, then ``beta``
-    around X, then ``alpha`` around Y.  In e3nn's complex basis that rotation
-    is ``su2_wigner_D(l, -alpha, beta, -gamma)``; it is brought to the real
-    basis with :func:`real_basis_change`.  ``parity`` is 1/-1 (or "e"/"o").
-
-    >>> [round(x, 12) for x in o3_wigner_D(1, -1, 0.0, 0.0, 0.0, k=1).diagonal().tolist()]
-    [-1.0, -1.0, -1.0]
-    """
-    import torch
-
-    sign = _parity_sign(parity)
-    tl = _twice_integer_spin(l)
-    alpha_t, beta_t, gamma_t, k_t = _as_angles(alpha, beta, gamma, k)
-    q = real_basis_change(tl // 2)
-    rotation = (q @ su2_wigner_D(tl // 2, -alpha_t, beta_t, -gamma_t) @ q.conj().T).real
-    factor = torch.as_tensor(float(sign), dtype=torch.float64) ** k_t
-    return rotation * factor[..., None, None]
-
-
-def random_rotation_angles(
-    generator: torch.Generator | None = None, shape: tuple[int, ...] = ()
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Haar-random Euler angles ``(alpha, beta, gamma)`` as float64 tensors of ``shape``.
-
-    >>> import torch
-    >>> alpha, beta, gamma = random_rotation_angles(torch.Generator().manual_seed(0))
-    >>> bool(0 <= beta <= math.pi)
-    True
-    """
-    import torch
-
-    def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(shape, generator=generator, dtype=torch.float64)
-
-    # Uniform cos(beta) makes the rotation uniformly (Haar) distributed.
-    return uniform(0, 2 * math.pi), torch.arccos(uniform(-1, 1)), uniform(0, 2 * math.pi)
+        return getattr(rotations, name)
+    raise AttributeError(f"module 'fusionlang.wigner' has no attribute {name!r}")

@@ -14,7 +14,7 @@ import sympy
 import torch
 from sympy.physics import wigner as sympy_wigner
 
-from fusionlang import wigner
+from fusionlang import rotations, wigner
 from fusionlang.wigner import SignedSqrt
 
 HALF = Fraction(1, 2)
@@ -215,38 +215,11 @@ def test_su2_coupling_completeness(j1: Fraction) -> None:
 def test_su2_coupling_invariant_under_rotations(j1: Fraction) -> None:
     generator = torch.Generator().manual_seed(int(2 * j1))
     for _, j2, j in _su2_triples_with_first(j1)[::2]:
-        angles = wigner.random_rotation_angles(generator)
-        d1, d2, d3 = (wigner.su2_wigner_D(x, *angles) for x in (j1, j2, j))
+        angles = rotations.random_rotation_angles(generator)
+        d1, d2, d3 = (rotations.su2_wigner_D(x, *angles) for x in (j1, j2, j))
         c = wigner.su2_coupling(j1, j2, j)
         rotated_inputs = torch.einsum("ia,jb,abk->ijk", d1, d2, c)
         torch.testing.assert_close(rotated_inputs, c @ d3, atol=1e-11, rtol=0)
-
-
-def test_su2_wigner_D_spin_half_is_the_known_matrix() -> None:
-    alpha, beta, gamma = 0.3, 1.1, -0.7
-    c, s = math.cos(beta / 2), math.sin(beta / 2)
-    d = torch.tensor([[c, s], [-s, c]], dtype=torch.complex128)  # rows/cols m = -1/2, +1/2
-    phases = torch.tensor([0.5, -0.5], dtype=torch.float64)
-    left = torch.polar(torch.ones(2, dtype=torch.float64), phases * alpha)
-    right = torch.polar(torch.ones(2, dtype=torch.float64), phases * gamma)
-    expected = left[:, None] * d * right[None, :]
-    torch.testing.assert_close(wigner.su2_wigner_D(HALF, alpha, beta, gamma), expected, atol=1e-15, rtol=0)
-
-
-@pytest.mark.parametrize("j", SPINS_UP_TO_7, ids=str)
-def test_su2_wigner_D_is_unitary_and_composes(j: Fraction) -> None:
-    dim = int(2 * j) + 1
-    d = wigner.su2_wigner_D(j, 0.4, 2.2, -1.3)
-    torch.testing.assert_close(d @ d.conj().T, torch.eye(dim, dtype=torch.complex128), atol=1e-12, rtol=0)
-    beta_product = wigner.su2_wigner_D(j, 0.0, 0.5, 0.0) @ wigner.su2_wigner_D(j, 0.0, 1.9, 0.0)
-    torch.testing.assert_close(beta_product, wigner.su2_wigner_D(j, 0.0, 2.4, 0.0), atol=1e-12, rtol=0)
-
-
-def test_su2_wigner_D_batched() -> None:
-    alpha = torch.tensor([0.1, 0.2, 0.3])
-    batch = wigner.su2_wigner_D(Fraction(3, 2), alpha.double(), 0.5, 0.25)
-    assert batch.shape == (3, 4, 4)
-    torch.testing.assert_close(batch[1], wigner.su2_wigner_D(Fraction(3, 2), 0.2, 0.5, 0.25))
 
 
 # ---------------------------------------------------------------- real (e3nn) tensors
@@ -284,47 +257,10 @@ def test_real_basis_change_is_conjugate_of_e3nn(l: int) -> None:
 @pytest.mark.parametrize("l1, l2, l3", L_TRIPLES[::2], ids=str)
 def test_real_coupling_invariant_under_o3_rotations(l1: int, l2: int, l3: int) -> None:
     generator = torch.Generator().manual_seed(100 * l1 + 10 * l2 + l3)
-    angles = wigner.random_rotation_angles(generator)
-    d1, d2, d3 = (wigner.o3_wigner_D(x, 1, *angles) for x in (l1, l2, l3))
+    angles = rotations.random_rotation_angles(generator)
+    d1, d2, d3 = (rotations.o3_wigner_D(x, 1, *angles) for x in (l1, l2, l3))
     c = wigner.real_coupling(l1, l2, l3)
     torch.testing.assert_close(torch.einsum("ia,jb,abk->ijk", d1, d2, c), c @ d3, atol=1e-11, rtol=0)
-
-
-def _cartesian_rotation(axis: int, angle: float) -> torch.Tensor:
-    c, s = math.cos(angle), math.sin(angle)
-    i, j = [(1, 2), (2, 0), (0, 1)][axis]  # right-handed rotation in the (i, j) plane
-    rotation = torch.eye(3, dtype=torch.float64)
-    rotation[i, i], rotation[i, j], rotation[j, i], rotation[j, j] = c, -s, s, c
-    return rotation
-
-
-def test_l1_representation_is_the_cartesian_rotation_matrix() -> None:
-    # e3nn: gamma around Y first, then beta around X, then alpha around Y.  Its polar axis is
-    # Y, so the textbook real l=1 order (y, z, x) lands on e3nn's Cartesian (x, y, z).
-    alpha, beta, gamma = 0.3, 1.2, -0.8
-    x_axis, y_axis = 0, 1
-    rotation = _cartesian_rotation(y_axis, alpha) @ _cartesian_rotation(x_axis, beta)
-    rotation = rotation @ _cartesian_rotation(y_axis, gamma)
-    torch.testing.assert_close(wigner.o3_wigner_D(1, -1, alpha, beta, gamma), rotation, atol=1e-14, rtol=0)
-    torch.testing.assert_close(
-        wigner.o3_wigner_D(1, -1, alpha, beta, gamma, 1), -rotation, atol=1e-14, rtol=0
-    )
-
-
-@pytest.mark.parametrize("l", range(7))
-@pytest.mark.parametrize("parity", [1, -1, "o"])
-def test_o3_wigner_D_equals_e3nn(l: int, parity: int | str, float64_default: None) -> None:
-    o3 = pytest.importorskip("e3nn.o3")
-    generator = torch.Generator().manual_seed(l)
-    alpha, beta, gamma = wigner.random_rotation_angles(generator, shape=(6,))
-    k = torch.tensor([0.0, 1.0, 2.0, 3.0, 0.0, 1.0])
-    p = {1: 1, -1: -1, "o": -1}[parity]
-    ours = wigner.o3_wigner_D(l, parity, alpha, beta, gamma, k)
-    reference = o3.Irrep(l, p).D_from_angles(alpha, beta, gamma, k)
-    assert ours.shape == (6, 2 * l + 1, 2 * l + 1)
-    torch.testing.assert_close(ours, reference, atol=1e-10, rtol=0)
-    scalar = wigner.o3_wigner_D(l, parity, float(alpha[1]), float(beta[1]), float(gamma[1]), 1)
-    torch.testing.assert_close(scalar, reference[1], atol=1e-10, rtol=0)
 
 
 @pytest.mark.parametrize("l1, l2, l3", L_TRIPLES[::3], ids=str)
