@@ -289,8 +289,10 @@ def _inferred_muls(state: _Inference, leg: ir.Leg, kept: IrrepSet,
         for path in _raw_paths(writer, draft, kept, state):
             muls = [draft[ref.leg].irreps[entry].mul for ref, entry in zip(writer.leaves, path[0], strict=False)]  # type: ignore[index]
             found.setdefault(path[2], set()).add(output_multiplicity(writer, muls) or muls[0])
-    if any(w.index in state.failed for w in state.writers(leg.name)):
-        return None  # a writer was refused (e.g. beyond a limit): its paths are unknown
+    if any(w.index in state.failed for w in state.writers(leg.name)) or not kept <= found.keys():
+        # A writer was refused (beyond a limit), or reads an edge that failed: the paths are
+        # unknown, and the failure has been reported where it happened.
+        return None
     clashes = {i: m for i, m in found.items() if len(m) > 1}
     if clashes:
         irrep, muls_ = next(iter(sorted(clashes.items())))
