@@ -193,6 +193,17 @@ class Diagram:
     source: Source | None = field(default=None, compare=False, repr=False)
     # SO(3) features in the complex spherical basis (Cormorant) instead of e3nn's real one.
     basis: Basis = "real"
+    # Lookups by name, built once: passes ask for legs and writers of every statement, and a
+    # diagram may have thousands of them.
+    _legs_by_name: dict[str, Leg] = field(init=False, compare=False, repr=False, hash=False)
+    _writers_by_name: dict[str, tuple[Statement, ...]] = field(init=False, compare=False, repr=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_legs_by_name", {leg.name: leg for leg in reversed(self.legs)})
+        writers: dict[str, list[Statement]] = {}
+        for statement in self.statements:
+            writers.setdefault(statement.target, []).append(statement)
+        object.__setattr__(self, "_writers_by_name", {name: tuple(found) for name, found in writers.items()})
 
     @property
     def is_graph(self) -> bool:
@@ -205,10 +216,7 @@ class Diagram:
         return self.legs_of("index")
 
     def leg(self, name: str) -> Leg:
-        for leg in self.legs:
-            if leg.name == name:
-                return leg
-        raise KeyError(name)
+        return self._legs_by_name[name]
 
     def irreps(self, name: str) -> Irreps:
         """The irreps of a leg (after inference)."""
@@ -230,7 +238,7 @@ class Diagram:
 
     def writers(self, name: str) -> tuple[Statement, ...]:
         """The statements whose target is ``name``."""
-        return tuple(s for s in self.statements if s.target == name)
+        return self._writers_by_name.get(name, ())
 
     def readers(self, name: str) -> tuple[Statement, ...]:
         """The statements that read ``name`` on at least one leaf."""
