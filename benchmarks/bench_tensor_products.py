@@ -191,9 +191,10 @@ def compare(ours: Callable[[], float], theirs: Callable[[], float], repeat: int)
 def time_strategies(sizes: list[int], repeat: int) -> None:
     from fusionlang import plan
     from fusionlang.frontend import check_source
+    from fusionlang.plan.cost import estimate, traffic
+    from fusionlang.plan.strategies import applicable_strategies
     from fusionlang.source import Source
 
-    everything = plan._strategies
     extra = [(p.stem, p.read_text(), None) for p in sorted((ROOT / "examples").glob("*.fusion"))
              if p.stem in ("tree4", "product_basis")]
     print(f"{'case':7} {'strategy':22} {'ms':>8} {'model ms':>8} {'ops':>4} {'flops':>9} {'batched':>9} "
@@ -201,23 +202,19 @@ def time_strategies(sizes: list[int], repeat: int) -> None:
     for name, text, _ in [*cases(), *extra]:
         diagram = check_source(text).diagram()
         last = diagram.statements[-1]
-        model = plan._statement_model(diagram, last, plan.fan_in_totals(diagram), "w")
-        for strategy in everything(model):
-            plan._strategies = lambda m, s=strategy, k=last.index: (  # type: ignore[assignment]
-                [s] if m.index == k else everything(m))
-            try:
-                result = fusionlang.api._compile(Source(text + f"# {strategy.label}\n", f"{name}.fusion"))
-            finally:
-                plan._strategies = everything
+        model = plan.statement_models(diagram)[last.index]
+        for strategy in applicable_strategies(model):
+            result = fusionlang.api._compile(Source(text + f"# {strategy.label}\n", f"{name}.fusion"),
+                                             strategy={last.index: strategy.label})
             module = result.module_class()()
             xs = inputs_for(result, sizes[0])
             with torch.no_grad():
                 ms, _ = compare(timer(lambda m=module, a=xs: m(*a)), timer(lambda: None), repeat)
             steps = result.program().steps
-            print(f"{name:7} {strategy.label:22} {ms:8.3f} {plan._estimate(steps) * 1e3:8.3f} "
+            print(f"{name:7} {strategy.label:22} {ms:8.3f} {estimate(steps) * 1e3:8.3f} "
                   f"{sum(s.is_op for s in steps):4d} {sum(s.flops for s in steps):9d} "
                   f"{sum(s.flops for s in steps if s.batched):9d} {sum(s.setup_flops for s in steps):9d} "
-                  f"{plan.traffic(steps):8d}", flush=True)
+                  f"{traffic(steps):8d}", flush=True)
 
 
 def main() -> None:

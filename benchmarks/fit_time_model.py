@@ -1,4 +1,4 @@
-"""Fit the planner's run-time model (the constants in ``fusionlang.plan``) to measured times.
+"""Fit the planner's run-time model (the constants in ``fusionlang.plan.cost``) to measured times.
 
     python benchmarks/fit_time_model.py [--threads 2] [--repeat 7]
 
@@ -10,7 +10,7 @@ FLOPs by kind, setup FLOPs, bytes of traffic). Only the *ranking* matters, so th
 fitted by minimising the regret: how much slower the strategy the model picks is than the
 fastest one measured (mean + 0.3 · worst, with a small weight on the relative error of the
 estimates so that they stay meaningful). The script prints the current model's regret, the
-fitted constants and their regret; copy the constants into ``fusionlang/plan.py`` when they
+fitted constants and their regret; copy the constants into ``fusionlang/plan/cost.py`` when they
 rank better on this machine.
 
 Timings are only comparable on an otherwise idle machine (see bench_tensor_products.py).
@@ -34,6 +34,7 @@ from bench_tensor_products import compare, inputs_for, timer  # noqa: E402
 import fusionlang.api  # noqa: E402
 from fusionlang import plan  # noqa: E402
 from fusionlang.frontend import check_source  # noqa: E402
+from fusionlang.plan.strategies import applicable_strategies  # noqa: E402
 from fusionlang.source import Source  # noqa: E402
 
 
@@ -60,16 +61,11 @@ def measure(text: str, repeat: int) -> list[dict[str, Any]]:
     """Every strategy of the last statement: its features and measured milliseconds."""
     diagram = check_source(text).diagram()
     last = diagram.statements[-1]
-    everything = plan._strategies
-    model = plan._statement_model(diagram, last, plan.fan_in_totals(diagram), "w")
+    model = plan.statement_models(diagram)[last.index]
     rows = []
-    for strategy in everything(model):
-        plan._strategies = lambda m, s=strategy, k=last.index: (  # type: ignore[assignment]
-            [s] if m.index == k else everything(m))
-        try:
-            result = fusionlang.api._compile(Source(text + f"# {strategy.label}\n", "fit.fusion"))
-        finally:
-            plan._strategies = everything
+    for strategy in applicable_strategies(model):
+        result = fusionlang.api._compile(Source(text + f"# {strategy.label}\n", "fit.fusion"),
+                                         strategy={last.index: strategy.label})
         module = result.module_class()()
         xs = inputs_for(result, plan.REFERENCE_BATCH)
         with torch.no_grad():

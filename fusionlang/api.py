@@ -7,8 +7,10 @@
 torch.Size([5, 9])
 
 Everything here is a pure function of its input apart from two caches (generated modules in
-``sys.modules``, guarded by a lock in :mod:`fusionlang.runtime`; and :func:`_compile_cached`),
-so compiling from several threads is safe.
+``sys.modules``, guarded by a lock in :mod:`fusionlang.runtime`; and the last ``_CACHE_SIZE``
+compile results), so compiling from several threads is safe. A generated module stays registered
+only while something of it is alive (a result still cached, a class, an instance): compiling
+thousands of diagrams in one process keeps only those (:func:`fusionlang.runtime.load_generated`).
 """
 
 from __future__ import annotations
@@ -23,17 +25,18 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import ir
-from .codegen import Unit, class_name, file_label, generate_source, module_name, plan_unit
+from . import ir, pipeline
+from .codegen import Unit, class_name, module_name
 from .diagnostics import Diagnostic, FusionError
-from .frontend import SourceLike, check_source, read_source, select_diagram
-from .plan import PlanReport, Program
+from .frontend import SourceLike, read_source, select_diagram
+from .limits import DEFAULT, Limits
+from .plan import AUTO, PlanReport, Program, StrategyChoice
 from .source import Source
 
 __all__ = ["CompileResult", "compile", "compile_file", "explain"]
 
 _CACHE_SIZE = 64
-_cache: OrderedDict[tuple[str, str], CompileResult] = OrderedDict()
+_cache: OrderedDict[tuple[str, str, Limits], CompileResult] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -43,7 +46,7 @@ class CompileResult:
 
     ``source_code`` is the generated Python text; ``classes`` maps every diagram's name to its
     ``nn.Module`` class (importable: the module is registered in ``sys.modules`` as
-    ``module.__name__``); ``diagrams`` are the checked IR; ``diagnostics`` the warnings;
+    ``module.__name__`` while any of it is alive); ``diagrams`` are the checked IR; ``diagnostics`` the warnings;
     ``units`` what each diagram compiled to (its planned programs: one, or one per contraction
     of a graph diagram, which an orchestrator class calls).
     """
@@ -104,22 +107,24 @@ class CompileResult:
         return "".join(self.svg(diagram.name) for diagram in self.diagrams)
 
 
-def compile(source: SourceLike, *, name: str | None = None) -> CompileResult:  # noqa: A001
+def compile(source: SourceLike, *, name: str | None = None,  # noqa: A001
+            limits: Limits = DEFAULT) -> CompileResult:
     """Compile ``.fusion`` source (text, a ``pathlib.Path``, or a :class:`Source`) to modules.
 
-    ``name`` names text sources in diagnostics and ``# FILE:LINE`` comments. Raises
-    :class:`FusionError` for user errors; nothing is written anywhere.
+    ``name`` names text sources in diagnostics and ``# FILE:LINE`` comments; ``limits`` bound
+    every size (:mod:`fusionlang.limits`). Raises :class:`FusionError` for user errors; nothing
+    is written anywhere.
 
     >>> compile("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }").classes
     {'d': <class '_fusionlang_generated.source_....d'>}
     """
     text = read_source(source, name)
-    key = (text.name, text.text)
+    key = (text.name, text.text, limits)
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    result = _compile(text)
+    result = _compile(text, limits=limits)
     with _cache_lock:
         _cache[key] = result
         while len(_cache) > _CACHE_SIZE:
@@ -127,21 +132,17 @@ def compile(source: SourceLike, *, name: str | None = None) -> CompileResult:  #
     return result
 
 
-def _compile(text: Source) -> CompileResult:
+def _compile(text: Source, *, limits: Limits = DEFAULT, strategy: StrategyChoice = AUTO) -> CompileResult:
     from .runtime import load_generated
 
-    checked = check_source(text).raise_for_errors()
-    if not checked.diagrams:
-        raise FusionError([Diagnostic("E114", f"{text.name} has no diagram", hint="write `diagram NAME { ... }`")])
-    units = tuple(plan_unit(d, file_label(text)) for d in checked.diagrams)
-    source_code = generate_source(text, units)
+    compilation = pipeline.run(text, limits=limits, strategy=strategy)
+    checked, units, source_code = compilation.checked, compilation.units, compilation.source_code
+    assert checked is not None
     module = load_generated(module_name(text.name, source_code), source_code)
     classes = {d.name: getattr(module, class_name(d.name)) for d in checked.diagrams}
     for diagram in checked.diagrams:
         classes[diagram.name].__fusion_diagram__ = diagram  # type: ignore[attr-defined]
-    warnings = tuple(d for d in checked.diagnostics if d.severity != "error")
-    warnings += tuple(w for unit in units for p in unit.programs for w in p.warnings)
-    return CompileResult(text, source_code, module, classes, checked.diagrams, warnings, units)
+    return CompileResult(text, source_code, module, classes, checked.diagrams, compilation.warnings, units)
 
 
 def compile_file(path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> CompileResult:
@@ -173,14 +174,15 @@ def _atomic_write(target: Path, text: str) -> None:
         raise
 
 
-def explain(source: SourceLike, name: str | None = None, *, diagram: str | None = None) -> str:
+def explain(source: SourceLike, name: str | None = None, *, diagram: str | None = None,
+            limits: Limits = DEFAULT) -> str:
     """The planner's report as text, for every diagram of ``source`` (or only ``diagram``).
 
-    ``name`` names text sources, as in :func:`compile`.
+    ``name`` names text sources and ``limits`` bound sizes, as in :func:`compile`. Nothing is
+    generated or imported.
 
     >>> print(explain("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }"))  # doctest: +ELLIPSIS
     plan of d: ...
     """
-    checked = check_source(read_source(source, name)).raise_for_errors()
-    diagrams = checked.diagrams if diagram is None else (checked.diagram(diagram),)
-    return "\n\n".join(plan_unit(d, file_label(checked.source)).report.explain() for d in diagrams)
+    planned = pipeline.run(source, name, until="plan", diagram=diagram, limits=limits)
+    return "\n\n".join(unit.report.explain() for unit in planned.units)

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
+from .cli_io import read_inputs, write_atomically
 from .cli_render import EXAMPLE as _RENDER_EXAMPLE
 from .cli_render import cmd_render, configure_render
 from .diagnostics import Diagnostic, FusionError, diagnostics_json, render_all
-from .source import Source
 
 EPILOG = """\
 examples:
@@ -35,22 +35,6 @@ examples:
 
 class UsageError(Exception):
     """Bad command-line usage (exit code 2)."""
-
-
-def read_inputs(paths: Sequence[str]) -> list[Source]:
-    """Sources for the command-line FILE arguments (``-`` is standard input)."""
-    sources = []
-    for path in paths:
-        if path == "-":
-            sources.append(Source(sys.stdin.read(), "<stdin>"))
-            continue
-        try:
-            sources.append(Source(Path(path).read_text(encoding="utf-8"), path))
-        except (OSError, UnicodeDecodeError) as failure:
-            raise FusionError([Diagnostic("E901", f"cannot read `{path}`: {failure.__class__.__name__}: "
-                                          f"{getattr(failure, 'strerror', None) or failure}",
-                                          hint="check the path and that the file is UTF-8 text")]) from None
-    return sources
 
 
 def _emit_diagnostics(diagnostics: Sequence[Diagnostic], fmt: str) -> None:
@@ -104,7 +88,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 status = 1
         elif args.in_place and source.name != "<stdin>":
             if formatted != source.text:
-                _write_atomically(Path(source.name), formatted)
+                write_atomically(Path(source.name), formatted)
         else:
             sys.stdout.write(formatted)
     return status
@@ -119,35 +103,23 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.output in (None, "-"):
         sys.stdout.write(result.source_code)
     else:
-        _write_atomically(Path(args.output), result.source_code)
+        write_atomically(Path(args.output), result.source_code)
         print(f"wrote {args.output}: {', '.join(result.classes)}", file=sys.stderr)
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     """Show the contraction plan of every diagram."""
-    from . import api
+    from . import pipeline
 
     (source,) = read_inputs([args.file])
-    result = api.compile(source)
-    names = [d.name for d in result.diagrams if args.diagram in (None, d.name)]
+    reports = [unit.report for unit in pipeline.run(source, until="plan").units
+               if args.diagram in (None, unit.diagram.name)]
     if args.format == "json":
-        print(json.dumps({"diagrams": [result.plan(n).to_dict() for n in names]}, indent=2))
+        print(json.dumps({"diagrams": [report.to_dict() for report in reports]}, indent=2))
     else:
-        print("\n\n".join(result.plan(n).explain() for n in names))
+        print("\n\n".join(report.explain() for report in reports))
     return 0
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and a rename, so a failure leaves nothing half-written."""
-    temporary = path.with_name(f".{path.name}.fusionc-tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        temporary.replace(path)
-    except OSError as failure:
-        temporary.unlink(missing_ok=True)
-        raise FusionError([Diagnostic("E901", f"cannot write `{path}`: {failure.strerror or failure}",
-                                      hint="check that the folder exists and is writable")]) from None
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -8,10 +8,10 @@ write), 2 bad usage (E903, e.g. PNG without ``-o``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
+from .cli_io import read_inputs, write_atomically
 from .diagnostics import Diagnostic, FusionError, render_all
 from .source import Source
 
@@ -61,8 +61,6 @@ def _render(args: argparse.Namespace) -> int:
     to_stdout = args.output in (None, "-")
     if fmt == "png" and to_stdout:
         raise _Usage("PNG output needs a file: add `-o OUT.png`")
-    from .cli import read_inputs
-
     (source,) = read_inputs([args.file])
     name, drawing = _drawing(source, args.diagram, args.plan, fmt)
     if to_stdout:
@@ -76,38 +74,17 @@ def _render(args: argparse.Namespace) -> int:
 
 def _drawing(source: Source, name: str | None, plan: bool, fmt: str) -> tuple[str, str | bytes]:
     """The name of the diagram and its drawing (or its plan's), after checking the file."""
-    from . import render
-    from .frontend import check_source
+    from . import pipeline, render
 
-    result = check_source(source)
-    if not result.ok:
-        raise FusionError(result.diagnostics)
+    result = pipeline.run(source, until="check").checked
+    assert result is not None
     if result.diagnostics:
         print(result.render(), file=sys.stderr)
     diagram = result.diagram(name)
     if not plan:
         return diagram.name, render.render(diagram, render.as_format(fmt))
-    from .codegen import plan_unit
-
-    unit = plan_unit(diagram)
+    unit = pipeline.plan_unit(diagram)
     if unit.orchestrator is None:
         return diagram.name, render.render_plan(unit.programs[0], render.as_format(fmt))
     dot = render.dot_text(render.plans_graph(unit.programs, f"plan of {diagram.name}"))
     return diagram.name, render.from_dot(dot, render.as_format(fmt))
-
-
-def write_atomically(path: Path, data: str | bytes) -> None:
-    """Write through a temporary file next to ``path`` and a rename: never half a file."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.fusionc-tmp")
-    try:
-        temporary.write_bytes(payload)
-        temporary.replace(path)
-    except OSError as failure:
-        temporary.unlink(missing_ok=True)
-        raise _write_error(path, failure) from None
-
-
-def _write_error(path: Path, failure: OSError) -> FusionError:
-    return FusionError([Diagnostic("E901", f"cannot write `{path}`: {failure.strerror or failure}",
-                                   hint="check that the folder exists and is writable")])

@@ -5,9 +5,8 @@ layout is in ``templates/module.py.jinja``. Generated modules import only ``torc
 :mod:`fusionlang.runtime`; every source is passed through ``compile()`` before it is returned,
 and the same input always gives the same bytes.
 
->>> from fusionlang.frontend import check_source
->>> checked = check_source("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }", "d.fusion")
->>> text = generate_source(checked.source, [plan_unit(d) for d in checked.diagrams])
+>>> from fusionlang.pipeline import run
+>>> text = run("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }", "d.fusion").source_code
 >>> "class d(runtime.CompiledModule):" in text
 True
 """
@@ -15,7 +14,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import keyword
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,38 +23,14 @@ from typing import Any
 from . import ir
 from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
-from .plan import (
-    LARGE_BATCH,
-    REFERENCE_BATCH,
-    PlanReport,
-    Program,
-    Step,
-    Table,
-    block_literal,
-    combined_report,
-    kept_paths,
-    plan_diagram,
-)
+from .names import class_name
+from .plan import PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
 from .source import Source
 
-__all__ = ["Unit", "class_name", "explain_report", "generate_source", "module_name", "plan_unit", "render_model"]
+__all__ = ["Unit", "class_name", "explain_report", "generate_source", "module_name", "render_model"]
 
 TEMPLATE = "module.py.jinja"
 _MANY_PIECES = 3  # more output pieces than this are written one per line
-
-
-def class_name(diagram: str) -> str:
-    """The class of a diagram: its name, made a valid identifier deterministically.
-
-    >>> class_name("fc_tp"), class_name("2body-x"), class_name("class")
-    ('fc_tp', '_2body_x', 'class_')
-    """
-    text = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in diagram) or "_"
-    if not text.isidentifier():
-        text = "_" + text
-    if keyword.iskeyword(text) or text in ("torch", "runtime"):
-        text += "_"
-    return text
 
 
 def module_name(file: str, source_code: str) -> str:
@@ -94,27 +68,7 @@ class Unit:
     def report(self) -> PlanReport:
         if self.orchestrator is None:
             return self.programs[0].report
-        return combined_report(self.diagram.name, self.programs)
-
-
-def plan_unit(diagram: ir.Diagram, file: str | None = None) -> Unit:
-    """Plan one checked diagram (each contraction of a graph diagram on its own).
-
-    ``basis complex`` SO(3) diagrams are planned as SU(2) diagrams with integer spins."""
-    from .graphs import as_complex_su2, graph_model, needs_orchestrator, orchestrator_model
-
-    planned = as_complex_su2(diagram)
-    label = file or _diagram_file(diagram)
-    if not needs_orchestrator(planned):
-        return Unit(diagram, (plan_diagram(planned, label),))
-    model = graph_model(planned, kept_paths)
-    programs = {call.attr: plan_diagram(call.diagram, label) for call in model.calls}
-    orchestrator = orchestrator_model(model, programs, label)
-    return Unit(diagram, tuple(programs[call.attr] for call in model.calls), orchestrator)
-
-
-def _diagram_file(diagram: ir.Diagram) -> str:
-    return file_label(diagram.source) if diagram.source is not None else "<string>"
+        return combined_report(self.diagram.name, [p.report for p in self.programs])
 
 
 # -- the render model ------------------------------------------------------------------------------
@@ -168,7 +122,19 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
         "results": [io.var for io in program.outputs],
         "result_dims": [io.dim for io in program.outputs],
         "chunk": program.chunk,
+        "where": _literal(diagram.name),
+        "checks": _input_checks(program),
     }
+
+
+def _input_checks(program: Program) -> list[dict[str, Any]]:
+    """What ``forward`` checks of each argument (``runtime.check_feature``): its last dimension,
+    what it holds (for the message), whether it is complex (SU(2) features; weights are real)."""
+    is_complex = repr(program.diagram.group.is_complex)
+    checks = [{"name": io.var, "dim": io.dim, "what": _literal(str(io.irreps)), "complex": is_complex}
+              for io in program.inputs]
+    return checks + [{"name": w.name, "dim": w.numel, "what": _literal(f"external weights of statement {w.statement}"),
+                      "complex": "False"} for w in program.weight_inputs]
 
 
 def _paths(program: Program, statement: int) -> int:
@@ -350,53 +316,3 @@ def generate_source(source: Source, units: Sequence[Unit]) -> str:
         raise FusionError([Diagnostic("E602", f"generated code for {source.name} does not compile: {failure}",
                                       hint="this is a bug in fusionlang; please report it")]) from failure
     return text
-
-
-# -- explain ---------------------------------------------------------------------------------------
-
-def explain_report(report: PlanReport) -> str:
-    """A plain-text table of a :class:`PlanReport`.
-
-    Per statement: the strategy and its estimated time, naive and planned per-sample FLOPs,
-    operations and parameters, and the runners-up; per output: totals, the peak intermediate and
-    the shared intermediates.
-    """
-    rows = [("statement", "strategy", "est ms", "paths", "naive", "planned", "setup", "ops", "params")]
-    for s in report.statements:
-        params = f"{s.parameters}" + (f" (of {s.redundant_parameters})" if s.redundant_parameters != s.parameters
-                                      else "")
-        paths = f"{s.kept_paths}/{s.paths}" if s.kept_paths != s.paths else f"{s.paths}"
-        estimate = f"{s.estimates_ms[0][1]:.3f}" if s.estimates_ms else "-"
-        rows.append((f"{s.line}: {s.text}", s.strategy, estimate, paths, f"{s.naive_flops:,}",
-                     f"{s.planned_flops:,}", f"{s.setup_flops:,}", str(s.operations), params))
-    lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
-             f"({report.table_numbers:,} numbers); FLOPs per sample; est ms: the run-time model at "
-             f"N = {REFERENCE_BATCH} on a CPU (the strategy chosen is never far from the fastest estimate "
-             f"there and at N = {LARGE_BATCH})", ""]
-    lines += _table(rows)
-    for s in report.statements:
-        if len(s.estimates_ms) > 1:
-            others = ", ".join(f"{label} {ms:.3f}" for label, ms in s.estimates_ms[1:4])
-            lines.append(f"  line {s.line} runners-up (est ms): {others}")
-    for out in report.outputs:
-        ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
-        lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "
-                  f"({ratio:.2f}x), setup {out.setup_flops:,} per call, peak intermediate "
-                  f"{out.peak_intermediate:,} numbers per sample, parameters {out.parameters:,}"
-                  + (f" (redundant basis: {out.redundant_parameters:,})"
-                     if out.redundant_parameters != out.parameters else "")]
-        lines += [f"  order: {o}" for o in dict.fromkeys(out.orders)]
-        if out.shared:
-            lines.append(f"  shared: {', '.join(out.shared)}")
-    return "\n".join(lines)
-
-
-def _table(rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    out = []
-    for number, row in enumerate(rows):
-        out.append("  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
-                             for k, (cell, w) in enumerate(zip(row, widths, strict=False))).rstrip())
-        if number == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import ir
-from .codegen import class_name
 from .domains import is_graph_like, statement_domain
 from .groups import SU2, Irrep, Irreps, MulIrrep
 from .infer import statement_order
-from .plan import unique_name
+from .names import class_name, unique_name
+from .weights import fan_in_totals
 
 __all__ = ["Call", "GraphModel", "as_complex_su2", "graph_model", "needs_orchestrator", "set_partitions"]
 
@@ -325,8 +325,6 @@ def _kept(model: GraphModel, statement: ir.Statement, kept_paths: Any, neighbour
 def _scale_buffer(model: GraphModel, statement: ir.Statement, sub: ir.Diagram, attr: str) -> str | None:
     """Per-component factors sqrt(fan_in of the sub-diagram / fan_in of the whole diagram): the
     sub-diagram normalises over its own paths, the semantics over every writer of the target."""
-    from .plan import fan_in_totals
-
     whole, own = fan_in_totals(model.diagram), fan_in_totals(sub)
     target = model.diagram.irreps(statement.target)
     factors: list[float] = []
@@ -372,7 +370,30 @@ def orchestrator_model(model: GraphModel, programs: dict[str, Any], file: str) -
         "node_source": _node_source(model), "steps": steps,
         "signature_literal": repr(tuple(_signature(model, externals))),
         "kept_literal": repr(dict(sorted(model.kept.items()))),
+        "checks": _input_checks(model, externals),
     }
+
+
+def _input_checks(model: GraphModel, externals: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``forward`` checks first (``runtime.check_*``): every feature and external weights
+    ``[N or E, dim]`` at the module's dtype, ``edge_index`` ``[2, E]`` and index inputs ``[N]``
+    (their values, where cheap), and one count of nodes and one of edges across the arguments."""
+    is_complex = repr(model.diagram.group.is_complex)
+    rows: list[dict[str, Any]] = [
+        {"name": model.names[leg.name], "dim": leg.irreps.dim if leg.irreps else 0, "what": str(leg.irreps),
+         "complex": is_complex, "rows": "E" if leg.domain == "edges" else "N"} for leg in model.diagram.inputs]
+    rows += [{"name": e["name"], "dim": e["numel"], "what": "external weights", "complex": "False",
+              "rows": "E" if e["domain"] == "edges" else "N"} for e in externals]
+    indices: list[dict[str, Any]] = [{"name": model.names[leg.name], "classes": leg.classes}
+                                     for leg in model.diagram.indices]
+    nodes: list[tuple[str, str]] = [(r["name"], f"{r['name']}.shape[0]") for r in rows if r["rows"] == "N"]
+    nodes += [(i["name"], f"{i['name']}.shape[0]") for i in indices]
+    edges: list[tuple[str, str]] = [(r["name"], f"{r['name']}.shape[0]") for r in rows if r["rows"] == "E"]
+    edges += [("edge_index", "edge_index.shape[1]")] if model.diagram.is_graph else []
+    return {"rows": rows, "indices": indices, "edge_index": model.diagram.is_graph,
+            "num_nodes": nodes[0][1] if nodes else "-1",
+            "counts": [{"what": what, "names": [n for n, _ in pairs], "sizes": [size for _, size in pairs]}
+                       for what, pairs in (("nodes", nodes), ("edges", edges)) if len(pairs) > 1]}
 
 
 def _signature(model: GraphModel, externals: list[dict[str, Any]]) -> list[tuple[str, str, int]]:

@@ -25,8 +25,9 @@ from typing import Any
 import torch
 
 from . import ir
-from .codegen import class_name
-from .testing import path_coupling, path_fan_in, path_weight_shape, split_weights
+from .names import class_name
+from .path_tensors import path_coupling
+from .weights import fan_in_totals, path_weight_shape, split_weights
 
 __all__ = ["diagram_of", "from_e3nn_linear", "from_e3nn_tensor_product", "from_mace_symmetric_contraction",
            "kept_paths", "load_e3nn_weights", "load_mace_symmetric_contraction", "per_class_parameter",
@@ -106,8 +107,7 @@ def _our_coefficient(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path
 
 def _target_fan_in(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> int:
     """fan_in of the path's output entry: every path (kept or not) of every writer of the target."""
-    return sum(path_fan_in(diagram, s, p) for s in diagram.writers(statement.target)
-               for p in s.paths if p.output == path.output)
+    return fan_in_totals(diagram)[(statement.target, path.output)]
 
 
 def _fit_block(block: torch.Tensor, shape: tuple[int, ...], batch: int, what: str) -> torch.Tensor:

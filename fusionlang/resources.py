@@ -7,9 +7,9 @@ statement's paths: the numbers of its coupling tables and of its weights. Every 
 of :class:`fusionlang.limits.Limits`; each diagnostic names the field a user can raise.
 
 >>> from fusionlang.frontend import check_source
->>> result = check_source("diagram d { group O3\\n input x : 2x70e\\n output y : 2x70e\\n x -> y }")
->>> [d.code for d in result.diagnostics]
-['E501']
+>>> result = check_source("diagram d { group O3\\n input x : 2x70e\\n output y : 0e\\n x, x -> y }")
+>>> [d.message for d in result.diagnostics]
+['`x` carries spin 70 (at most 64)']
 """
 
 from __future__ import annotations

@@ -6,35 +6,47 @@
 * :class:`CompiledModule` is the base class of generated modules: it keeps an exact float64 copy
   of every table and derives the working buffers from it whenever the module changes dtype or
   device, and it pickles modules built in memory by their generated source;
+* :func:`check_feature`, :func:`check_batch`, :func:`check_rows`, :func:`check_edge_index` and
+  :func:`check_index` are the input checks at the top of every generated ``forward``: a
+  mis-shaped input raises a ``ValueError`` that names it, rather than being silently reshaped;
 * :func:`load_generated` turns a generated source into an importable module (registered in
   ``sys.modules`` under its name, source lines registered with ``linecache`` so that
-  ``inspect``, tracebacks and ``torch.jit.script`` can read them).
+  ``inspect``, tracebacks and ``torch.jit.script`` can read them) for as long as any of its
+  classes, instances or the module itself is alive; the next load (or :func:`release_collected`)
+  after it was collected drops both registrations.
 
-Nothing here is called inside ``forward``: generated forwards use plain torch operations, so they
-run eagerly and under ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and
-``torch.export``.
+What ``forward`` calls here (the checks, :func:`in_one_pass`) is plain torch and Python that
+TorchScript compiles and ``torch.compile``/``torch.export`` trace, so generated forwards run
+eagerly and under ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and ``torch.export``.
 """
 
 from __future__ import annotations
 
+import gc
 import itertools
 import linecache
 import math
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import torch
 
-__all__ = ["CompiledModule", "TreeSpec", "coupling_table", "in_one_pass", "index_table", "load_generated", "rebuild"]
+__all__ = ["CompiledModule", "TreeSpec", "check_batch", "check_count", "check_edge_index", "check_feature",
+           "check_index", "check_rows", "coupling_table", "in_one_pass", "index_table", "load_generated", "rebuild",
+           "release_collected"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
 
 _LOCK = threading.Lock()
+COLLECT_EVERY = 256  # modules loaded between two garbage collections (see load_generated)
+_EXECUTED = [0]
+PACKAGE = "_fusionlang_generated"  # the parent of every module compiled in memory
 
 
 # -- coupling tables -------------------------------------------------------------------------------
@@ -143,6 +155,164 @@ def _working(table: torch.Tensor, real: torch.dtype) -> torch.Tensor:
     return table.to(_COMPLEX_OF.get(real, torch.complex128) if table.is_complex() else real)
 
 
+# -- the input checks of generated forwards ---------------------------------------------------------
+# TorchScript compiles these (type hints, f-strings, `torch.jit.is_scripting()` branches);
+# torch.compile and torch.export trace them: a check on shapes and dtypes costs nothing in the
+# graph, and data-dependent checks (index ranges) run only eagerly on the CPU.
+
+def check_feature(where: str, name: str, x: torch.Tensor, dim: int, what: str, real: torch.dtype,
+                  is_complex: bool) -> None:
+    """``x`` is ``[..., dim]`` at the module's precision (``real``, or its complex type).
+
+    >>> check_feature("d", "y", torch.zeros(5, 18), 9, "0e + 1o + 2e", torch.float32, False)
+    Traceback (most recent call last):
+    ...
+    ValueError: d: `y` (0e + 1o + 2e) must be a tensor [..., 9], got shape [5, 18]
+    """
+    if x.dim() == 0 or x.shape[-1] != dim:
+        raise ValueError(f"{where}: `{name}` ({what}) must be a tensor [..., {dim}], got shape {list(x.shape)}")
+    _check_dtype(where, name, x, real, is_complex)
+
+
+def check_rows(where: str, name: str, x: torch.Tensor, dim: int, what: str, real: torch.dtype,
+               is_complex: bool, rows: str) -> None:
+    """``x`` is ``[rows, dim]`` (``rows``: ``"N"`` nodes or ``"E"`` edges of a graph) at the
+    module's precision.
+
+    >>> check_rows("g", "h", torch.zeros(2, 5, 4), 4, "0e + 1o", torch.float32, False, "N")
+    Traceback (most recent call last):
+    ...
+    ValueError: g: `h` (0e + 1o) must be a tensor [N, 4], got shape [2, 5, 4]
+    """
+    if x.dim() != 2 or x.shape[1] != dim:
+        raise ValueError(f"{where}: `{name}` ({what}) must be a tensor [{rows}, {dim}], got shape {list(x.shape)}")
+    _check_dtype(where, name, x, real, is_complex)
+
+
+def _check_dtype(where: str, name: str, x: torch.Tensor, real: torch.dtype, is_complex: bool) -> None:
+    if is_complex != x.is_complex():
+        kind = "complex (SU(2) and `basis complex` features)" if is_complex else "real"
+        raise ValueError(f"{where}: `{name}` must be {kind}, got {_dtype_name(x.dtype)}")
+    expected = _complex_of(real) if is_complex else real
+    if x.dtype != expected and not _autocasting(x):
+        raise ValueError(f"{where}: `{name}` is {_dtype_name(x.dtype)} but the module computes in "
+                         f"{_dtype_name(expected)}: convert the input, or the module with .to({_dtype_name(x.dtype)})")
+
+
+def check_batch(where: str, names: list[str], xs: list[torch.Tensor]) -> None:
+    """Every input has the batch shape of the first (no broadcasting between inputs).
+
+    >>> check_batch("d", ["x", "y"], [torch.zeros(10, 288), torch.zeros(5, 9)])
+    Traceback (most recent call last):
+    ...
+    ValueError: d: `y` has batch shape [5] but `x` has [10]: all inputs share one batch shape
+    """
+    first = xs[0].shape[:-1]
+    for position in range(1, len(xs)):
+        if xs[position].shape[:-1] != first:
+            raise ValueError(f"{where}: `{names[position]}` has batch shape {list(xs[position].shape[:-1])} but "
+                             f"`{names[0]}` has {list(first)}: all inputs share one batch shape")
+
+
+def check_count(where: str, what: str, names: list[str], counts: list[int]) -> None:
+    """Every input on the nodes (on the edges) of a graph has the same number of them.
+
+    >>> check_count("g", "edges", ["Y", "edge_index"], [7, 6])
+    Traceback (most recent call last):
+    ...
+    ValueError: g: `edge_index` has 6 edges but `Y` has 7
+    """
+    for position in range(1, len(counts)):
+        if counts[position] != counts[0]:
+            raise ValueError(f"{where}: `{names[position]}` has {counts[position]} {what} but "
+                             f"`{names[0]}` has {counts[0]}")
+
+
+def check_edge_index(where: str, edge_index: torch.Tensor, num_nodes: int) -> None:
+    """``edge_index`` is an integer ``[2, E]`` with node numbers below ``num_nodes`` (a negative
+    ``num_nodes`` skips the range; so does a run off the CPU or under tracing: see :func:`_readable`).
+
+    >>> check_edge_index("g", torch.tensor([[0, 3], [1, 0]]), 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: g: `edge_index` holds node numbers 0 .. 3, but there are 3 nodes
+    """
+    if edge_index.dim() != 2 or edge_index.shape[0] != 2:
+        raise ValueError(f"{where}: `edge_index` must be a tensor [2, E] (row 0 the senders, row 1 the receivers), "
+                         f"got shape {list(edge_index.shape)}")
+    _check_integer(where, "edge_index", edge_index)
+    if num_nodes >= 0 and edge_index.numel() > 0 and _readable(edge_index):
+        low, high = int(edge_index.min()), int(edge_index.max())
+        if low < 0 or high >= num_nodes:
+            raise ValueError(f"{where}: `edge_index` holds node numbers {low} .. {high}, "
+                             f"but there are {num_nodes} nodes")
+
+
+def check_index(where: str, name: str, index: torch.Tensor, classes: int) -> None:
+    """An index input is an integer ``[N]`` with values in ``0 .. classes - 1`` (the range is
+    checked where cheap: see :func:`_readable`).
+
+    >>> check_index("g", "species", torch.tensor([0, 2, 3]), 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: g: `species` holds classes 0 .. 3, but it has 3 classes (0 .. 2)
+    """
+    if index.dim() != 1:
+        raise ValueError(f"{where}: `{name}` must be a tensor [N] of classes, got shape {list(index.shape)}")
+    _check_integer(where, name, index)
+    if index.numel() > 0 and _readable(index):
+        low, high = int(index.min()), int(index.max())
+        if low < 0 or high >= classes:
+            raise ValueError(f"{where}: `{name}` holds classes {low} .. {high}, "
+                             f"but it has {classes} classes (0 .. {classes - 1})")
+
+
+def _check_integer(where: str, name: str, index: torch.Tensor) -> None:
+    if index.dtype != torch.int64 and index.dtype != torch.int32:
+        raise ValueError(f"{where}: `{name}` must be torch.int64 (or torch.int32), got {_dtype_name(index.dtype)}")
+
+
+def _readable(index: torch.Tensor) -> bool:
+    """Whether reading an index tensor's values costs little: on the CPU (on a GPU it would wait
+    for the device) and not while ``torch.compile``, ``torch.export`` or ``torch.jit.trace``
+    record the module (a branch on values would break the graph)."""
+    if torch.jit.is_scripting():
+        return index.is_cpu
+    else:
+        tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+        return index.is_cpu and not tracing
+
+
+def _autocasting(x: torch.Tensor) -> bool:
+    """Inside ``torch.autocast`` the inputs may come at the autocast precision."""
+    if torch.jit.is_scripting():
+        return False
+    else:
+        return torch.is_autocast_enabled(x.device.type)
+
+
+def _complex_of(real: torch.dtype) -> torch.dtype:
+    if real == torch.float64:
+        return torch.complex128
+    if real == torch.float16:
+        return torch.complex32
+    return torch.complex64
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    """``torch.float32`` and so on (TorchScript's ``str`` of a dtype is a number)."""
+    if not torch.jit.is_scripting():
+        return str(dtype)
+    known = [(torch.float16, "torch.float16"), (torch.bfloat16, "torch.bfloat16"), (torch.float32, "torch.float32"),
+             (torch.float64, "torch.float64"), (torch.complex32, "torch.complex32"),
+             (torch.complex64, "torch.complex64"), (torch.complex128, "torch.complex128"),
+             (torch.int32, "torch.int32"), (torch.int64, "torch.int64")]
+    for candidate, name in known:
+        if dtype == candidate:
+            return name
+    return f"dtype number {dtype}"
+
+
 class CompiledModule(torch.nn.Module):
     """Base class of generated modules: exact coupling tables and pickling by source.
 
@@ -213,22 +383,123 @@ def rebuild(module_name: str, source: str, qualname: str) -> CompiledModule:
 
 
 def load_generated(name: str, source: str) -> types.ModuleType:
-    """Execute a generated source as the module ``name`` (once: a module already registered under
-    that name with the same source is returned as is).
+    """Execute a generated source as the module ``name`` (once: while a module of that name and
+    source is alive, it is returned as is).
+
+    The module is registered in ``sys.modules`` and its lines in ``linecache`` for as long as it
+    lives, and it lives as long as anything of it does (the module, a class, an instance: they
+    all hold its globals, which hold the module). Once the last of them is collected, the next
+    call (or :func:`release_collected`) drops both registrations; every ``COLLECT_EVERY`` new
+    modules the garbage is collected. So compiling thousands of diagrams in one process keeps
+    those still in use and at most ``COLLECT_EVERY`` others.
 
     >>> m = load_generated("_fusionlang_doctest", "ANSWER = 42\\n")
     >>> m.ANSWER, m is load_generated("_fusionlang_doctest", "ANSWER = 42\\n")
     (42, True)
     """
     with _LOCK:
-        existing = sys.modules.get(name)
-        if existing is not None and getattr(existing, "__fusion_source__", None) == source:
-            return existing
-        filename = f"<fusionlang-generated {name}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
-        module = types.ModuleType(name)
-        module.__file__ = filename
-        module.__fusion_source__ = source  # type: ignore[attr-defined]
+        _release_pending()
+        module = _alive(name, source)
+        if module is not None:
+            return module
+        module = _execute(name, source)
+        _EXECUTED[0] += 1
+        due = _EXECUTED[0] % COLLECT_EVERY == 0
+    if due:
+        # A released module is cyclic garbage (its classes and functions hold its globals), which
+        # Python collects only in its rare full collections: collect now and then (about 0.1 s
+        # with torch loaded), so the registrations stay within the live modules + COLLECT_EVERY.
+        gc.collect()
+        release_collected()
+    return module
+
+
+def release_collected() -> None:
+    """Drop the ``sys.modules`` and ``linecache`` entries of generated modules that were garbage
+    collected (:func:`load_generated` does it on every call).
+
+    >>> import gc
+    >>> m = load_generated("_fusionlang_generated.doctest", "A = 1\\n")
+    >>> del m; _ = gc.collect(); release_collected()
+    >>> import sys; "_fusionlang_generated.doctest" in sys.modules
+    False
+    """
+    with _LOCK:
+        _release_pending()
+
+
+class _Registration(types.ModuleType):
+    """What ``sys.modules`` holds for a module compiled in memory: a view that reaches the module
+    through a weak reference (``import``, ``pickle`` and ``inspect`` find its classes through it),
+    so that the registration keeps nothing alive."""
+
+    def __init__(self, module: types.ModuleType) -> None:
+        super().__init__(module.__name__, module.__doc__)
+        self.__file__ = module.__file__
+        self.__fusion_source__ = module.__fusion_source__  # type: ignore[attr-defined]
+        self.__fusion_weakref__ = weakref.ref(module)
+
+    def __getattr__(self, name: str) -> Any:
+        module = self.__fusion_weakref__()
+        if module is None:
+            raise AttributeError(f"module {self.__name__!r} was released")
+        return getattr(module, name)
+
+
+def _alive(name: str, source: str) -> types.ModuleType | None:
+    """The live module registered as ``name`` with this source, if any."""
+    registered = sys.modules.get(name)
+    if getattr(registered, "__fusion_source__", None) != source:
+        return None
+    if isinstance(registered, _Registration):
+        return registered.__fusion_weakref__()
+    return registered
+
+
+def _execute(name: str, source: str) -> types.ModuleType:
+    filename = f"<fusionlang-generated {name}>"
+    lines = source.splitlines(keepends=True)
+    module = types.ModuleType(name)
+    module.__file__ = filename
+    module.__fusion_source__ = source  # type: ignore[attr-defined]
+    # The globals hold the module: it lives exactly as long as anything defined in it.
+    module.__fusion_module__ = module  # type: ignore[attr-defined]
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    try:
         exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated code
-        sys.modules[name] = module
-        return module
+    except BaseException:
+        _unregister(name, filename, None, lines)
+        raise
+    registration = _Registration(module)
+    if name.startswith(PACKAGE + ".") and PACKAGE not in sys.modules:
+        package = types.ModuleType(PACKAGE, "Modules that fusionlang compiled in memory.")
+        package.__path__ = []  # a package, so that `pickle` can import its modules by name
+        sys.modules[PACKAGE] = package
+    sys.modules[name] = registration
+    weakref.finalize(module, _collected, name, filename, registration, lines).atexit = False
+    return module
+
+
+# The registrations of collected modules, dropped at the next load. The collector runs finalisers
+# in any thread at any allocation, possibly while other code walks `sys.modules` or
+# `linecache.cache` (`linecache.checkcache` indexes a list of keys taken before): a finaliser only
+# appends here (atomic), it never changes either mapping itself.
+_PENDING: list[tuple[str, str, types.ModuleType | None, list[str]]] = []
+
+
+def _collected(name: str, filename: str, registration: types.ModuleType | None, lines: list[str]) -> None:
+    _PENDING.append((name, filename, registration, lines))
+
+
+def _release_pending() -> None:
+    while _PENDING:
+        _unregister(*_PENDING.pop())
+
+
+def _unregister(name: str, filename: str, registration: types.ModuleType | None, lines: list[str]) -> None:
+    """Remove exactly these registrations (a module loaded again under the same name keeps its own)."""
+    if registration is not None and sys.modules.get(name) is registration:
+        del sys.modules[name]
+    entry = linecache.cache.get(filename)
+    if entry is not None and len(entry) == 4 and entry[2] is lines:
+        del linecache.cache[filename]

@@ -17,10 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fusionlang import render  # noqa: E402
-from fusionlang.frontend import check_source  # noqa: E402
-from fusionlang.graphs import needs_orchestrator  # noqa: E402
-from fusionlang.plan import plan_diagram  # noqa: E402
+from fusionlang import pipeline, render  # noqa: E402
 
 EXAMPLES = ROOT / "examples"
 OUT = ROOT / "docs" / "diagrams"
@@ -29,11 +26,10 @@ OUT = ROOT / "docs" / "diagrams"
 def drawings() -> Iterator[tuple[str, str]]:
     """(file name, SVG text) for every diagram of every example, plans after diagrams."""
     for path in sorted(EXAMPLES.glob("*.fusion")):
-        result = check_source(path).raise_for_errors()
-        for diagram in result.diagrams:
-            yield f"{diagram.name}.svg", render.render_svg(diagram)
-            if not needs_orchestrator(diagram):
-                yield f"{diagram.name}.plan.svg", render.render_plan(plan_diagram(diagram), "svg")
+        for unit in pipeline.run(path, until="plan").units:
+            yield f"{unit.diagram.name}.svg", render.render_svg(unit.diagram)
+            if unit.orchestrator is None:
+                yield f"{unit.diagram.name}.plan.svg", render.render_plan(unit.programs[0], "svg")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,11 @@ def test_checking_and_coupling_benchmarks_run() -> None:
     assert "cold and warm results agree: True" in out
 
 
+def test_compile_time_benchmark_times_every_example() -> None:
+    out = run("bench_compile.py", "--repeat", "1", "--budget", "1000")
+    assert out.count("[OK]") == len(list((ROOT / "examples").glob("*.fusion")))
+
+
 def test_the_time_model_fit_measures_every_strategy_and_scores_the_model() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:

@@ -16,7 +16,6 @@ import pickle
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -271,13 +270,10 @@ def test_random_diagrams_match_both_references(seed: int) -> None:
 
 @pytest.mark.parametrize("label", ["full/U/joint", "full/chain/entry", "full/U/q", "blocks/U/joint",
                                    "blocks/chain/joint", "single/chain/entry", "single/U/entry"])
-def test_every_strategy_computes_the_same(label: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    everything = P._strategies
-    monkeypatch.setattr(P, "_strategies", lambda m: [s for s in everything(m) if s.label == label]
-                        or everything(m)[:1])
+def test_every_strategy_computes_the_same(label: str) -> None:
     for number, text in enumerate([(ROOT / "examples" / "tree4.fusion").read_text(), random_diagram(3),
                                    random_diagram(11), random_diagram(16)]):
-        result = api._compile(Source(text + f"# {label}\n", f"s{number}.fusion"))
+        result = api._compile(Source(text + f"# {label}\n", f"s{number}.fusion"), strategy=label)
         for diagram in plain(result):
             ours, dense, _ = run_and_references(result, diagram)
             assert_close(ours, dense, 1e-10)
@@ -472,20 +468,6 @@ def test_compiling_from_many_threads() -> None:
         codes = list(pool.map(lambda text: api._compile(Source(text, "t.fusion")).source_code, sources))
     assert codes[:6] == codes[6:]
     assert threading.active_count() >= 1
-
-
-def test_compile_time_per_example_is_under_a_second() -> None:
-    for path in EXAMPLES:
-        text = api.read_source(path)
-        api._compile(text)  # warm the coupling cache and the imports
-        best = min(_timed(lambda source=text: api._compile(source)) for _ in range(2))
-        assert best < 1.0, f"{path.name}: {best:.2f} s"
-
-
-def _timed(fn) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def test_slices_of_one_tensor_become_one_split() -> None:

@@ -45,7 +45,7 @@ def test_python_blocks_run(where: str, body: str, monkeypatch: pytest.MonkeyPatc
     exec(compile(body, where, "exec"), namespace)
 
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(fusionlang.__path__, "fusionlang.")
+MODULES = sorted(m.name for m in pkgutil.walk_packages(fusionlang.__path__, "fusionlang.")
                  if m.name not in ("fusionlang.__main__",))
 
 

@@ -462,7 +462,7 @@ def test_compile_result_draws_itself_for_jupyter() -> None:
 
 @needs_dot
 def test_plan_of_a_graph_diagram_draws_every_contraction(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fusionlang.codegen import plan_unit
+    from fusionlang.pipeline import plan_unit
 
     path = ROOT / "examples" / "fusion_block.fusion"
     code, out, _ = fusionc_render([str(path), "--diagram", "fusion_block_k2", "--plan", "--format", "dot"], capsys)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
+from pathlib import Path
 
 import pytest
 import sympy
@@ -504,3 +506,99 @@ def test_reference_of_random_diagrams_is_equivariant(seed: int) -> None:
         return reference_forward(diagram, args[:n], {**internal, **dict(zip(externals, args[n:], strict=True))})
 
     assert testing.assert_module_equivariant(forward, diagram) <= 1e-10
+
+
+# -- trustworthy at high spins, in the complex basis, at 10^5 channels, and able to fail ------------
+
+HIGH_SPIN = {
+    "O3": "diagram high { group O3\n input x : 2x60e\n input y : 1o\n output z : 2x(59o + 60o + 61o)\n"
+          " x, y -> z [channels = uvu, weights = channel] }",
+    "SU2": "diagram high { group SU2\n input x : 2x119/2\n input y : 1/2\n output z : 2x(59 + 60)\n"
+           " x, y -> z [channels = uvu, weights = channel] }",
+}
+COMPLEX_SQUARE = ("diagram cormorant_square { group SO3\n basis complex\n input F : 4x(0 + 1 + 2)\n"
+                  " output G : 4x(0 + 1 + 2)\n F, F -> G [channels = uuu, weights = channel] }")
+MANY_CHANNELS = ("diagram many { group O3\n input x : 100000x(0e + 1o)\n output y : 100000x(0e + 1o)\n"
+                 " x -> y [channels = uuu, weights = channel] }")
+DTYPES = pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+
+
+def _module(text: str, dtype: torch.dtype = torch.float64, name: str | None = None):  # type: ignore[no-untyped-def]
+    from fusionlang import api
+
+    result = api.compile(text)
+    return result.module_class(name)(dtype=dtype), result.diagram(name)
+
+
+def _roll_m(output: torch.Tensor, where: slice, dim: int, channel: int = 0) -> torch.Tensor:
+    """``output`` with the m components of one channel of one entry cyclically shifted by one."""
+    block = output[..., where].reshape(*output.shape[:-1], -1, dim).clone()
+    block[..., channel, :] = block[..., channel, :].roll(1, dims=-1)
+    return torch.cat([output[..., :where.start], block.flatten(-2), output[..., where.stop:]], dim=-1)
+
+
+@DTYPES
+@pytest.mark.parametrize("group", sorted(HIGH_SPIN))
+def test_module_equivariance_holds_at_spin_60(group: str, dtype: torch.dtype) -> None:
+    """The old D matrices gave false failures from l = 25 on and an OverflowError at l = 50."""
+    module, diagram = _module(HIGH_SPIN[group], dtype)
+    assert testing.assert_module_equivariant(module, diagram, dtype=dtype, trials=2) <= testing.default_tolerance(dtype)
+
+
+@pytest.mark.parametrize("group", sorted(HIGH_SPIN))
+def test_permuting_m_components_is_caught_at_spin_60(group: str) -> None:
+    module, diagram = _module(HIGH_SPIN[group])
+    irreps = diagram.irreps("z")
+    entry = max(range(len(irreps)), key=lambda k: irreps[k].irrep.two_j)
+    where, dim = irreps.slices()[entry], irreps[entry].irrep.dim
+
+    def broken(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return _roll_m(module(x, y), where, dim, channel=1)
+
+    with pytest.raises(AssertionError, match="not equivariant"):
+        testing.assert_module_equivariant(broken, diagram)
+
+
+@DTYPES
+def test_plain_complex_basis_diagram(dtype: torch.dtype) -> None:
+    """``basis complex`` features are complex and rotate by SU(2) matrices of integer spin."""
+    module, diagram = _module(COMPLEX_SQUARE, dtype)
+    assert testing.rotation_group(diagram) == SU2
+    assert testing.assert_module_equivariant(module, diagram, dtype=dtype) <= testing.default_tolerance(dtype)
+    with pytest.raises(AssertionError, match="not equivariant under SU2"):
+        testing.assert_module_equivariant(lambda f: module(f).conj(), diagram, dtype=dtype)
+    (features,) = testing.module_arguments(module, diagram, dtype=dtype)
+    assert features.dtype == testing.feature_dtype(SU2, dtype) and module(features).is_complex()
+
+
+def test_complex_and_real_cormorant_graph_layers() -> None:
+    """assert_module_equivariant also takes graph modules (a random graph, then graph_equivariance_error)."""
+    text = (Path(__file__).resolve().parent.parent / "examples" / "cormorant.fusion").read_text()
+    for name in ("cormorant_complex", "cormorant_real"):
+        module, diagram = _module(text, name=name)
+        assert testing.assert_module_equivariant(module, diagram, trials=2) <= 1e-10, name
+
+
+def test_one_hundred_thousand_channels_take_seconds_and_a_single_wrong_channel_is_caught() -> None:
+    """Rotations act block by block: a dense 400 000 x 400 000 matrix would need 1.3 TB."""
+    module, diagram = _module(MANY_CHANNELS)
+    start = time.perf_counter()
+    assert testing.assert_module_equivariant(module, diagram, trials=2, batch=2) <= 1e-10
+    assert time.perf_counter() - start < 30  # about 1 s on an idle core
+    where, dim = diagram.irreps("y").slices()[1], 3
+
+    def broken(x: torch.Tensor) -> torch.Tensor:
+        return _roll_m(module(x), where, dim, channel=77_777)
+
+    with pytest.raises(AssertionError, match="not equivariant"):
+        testing.assert_module_equivariant(broken, diagram, trials=2, batch=2)
+
+
+@pytest.mark.parametrize("group", sorted(GROUP_IRREPS))
+def test_rotate_equals_the_dense_representation(group: str) -> None:
+    irreps = Irreps(GROUP_IRREPS[group], group)
+    element = random_rotation(group, _generator(6))
+    x = testing.random_features(irreps, (3, 2), generator=_generator(7))
+    assert _close(testing.rotate(x, irreps, element), x @ representation(irreps, element).T, 1e-13)
+    with pytest.raises(ValueError, match="cannot carry"):
+        testing.rotate(x[..., :-1], irreps, element)

@@ -60,6 +60,11 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("cormorant_complex__s0_0", "F_at_sender", F_at_sender, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
+        runtime.check_feature("cormorant_complex__s0_0", "Y", Y, 9, "0 + 1 + 2", self.real_dtype, True)
+        runtime.check_feature("cormorant_complex__s0_0", "weights_out_0", weights_out_0, 120, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("cormorant_complex__s0_0", ["F_at_sender", "Y", "weights_out_0"], [F_at_sender, Y, weights_out_0])
         batch = list(F_at_sender.shape[:-1])
         # cormorant.fusion:10  F_at_sender: 8x0 + 8x1 + 8x2 as [n, 72]
         F_at_sender = F_at_sender.reshape(-1, 72)
@@ -175,6 +180,8 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_complex__s1_1", "F", F, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(F.shape[:-1])
         # cormorant.fusion:11  F: 8x0 + 8x1 + 8x2 as [n, 72]
         F = F.reshape(-1, 72)
@@ -248,6 +255,8 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_complex__s2_2", "F", F, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(F.shape[:-1])
         # cormorant.fusion:12  F: 8x0 + 8x1 + 8x2 as [n, 72]
         F = F.reshape(-1, 72)
@@ -320,6 +329,8 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_complex__s3_3", "message", message, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(message.shape[:-1])
         # cormorant.fusion:13  message: 8x0 + 8x1 + 8x2 as [n, 72]
         message = message.reshape(-1, 72)
@@ -392,6 +403,8 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_complex__s4_4", "square", square, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(square.shape[:-1])
         # cormorant.fusion:14  square: 8x0 + 8x1 + 8x2 as [n, 72]
         square = square.reshape(-1, 72)
@@ -467,6 +480,13 @@ class cormorant_complex(runtime.CompiledModule):
         self.add_table("scale_s2_0", torch.tensor([0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257], dtype=torch.float64))
 
     def forward(self, F: torch.Tensor, Y: torch.Tensor, weights_message_0: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("cormorant_complex", "F", F, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True, "N")
+        runtime.check_rows("cormorant_complex", "Y", Y, 9, "0 + 1 + 2", self.real_dtype, True, "E")
+        runtime.check_rows("cormorant_complex", "weights_message_0", weights_message_0, 120, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("cormorant_complex", edge_index, F.shape[0])
+        runtime.check_count("cormorant_complex", "edges", ["Y", "weights_message_0", "edge_index"], [Y.shape[0], weights_message_0.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = F.shape[0]
@@ -540,6 +560,11 @@ class cormorant_real__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("cormorant_real__s0_0", "F_at_sender", F_at_sender, 72, "8x(0 + 1 + 2)", self.real_dtype, False)
+        runtime.check_feature("cormorant_real__s0_0", "Y", Y, 9, "0 + 1 + 2", self.real_dtype, False)
+        runtime.check_feature("cormorant_real__s0_0", "weights_out_0", weights_out_0, 120, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("cormorant_real__s0_0", ["F_at_sender", "Y", "weights_out_0"], [F_at_sender, Y, weights_out_0])
         batch = list(F_at_sender.shape[:-1])
         # cormorant.fusion:23  F_at_sender: 8x(0 + 1 + 2) as [n, 72]
         F_at_sender = F_at_sender.reshape(-1, 72)
@@ -653,6 +678,8 @@ class cormorant_real__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_real__s1_1", "F", F, 72, "8x(0 + 1 + 2)", self.real_dtype, False)
         batch = list(F.shape[:-1])
         # cormorant.fusion:24  F: 8x(0 + 1 + 2) as [n, 72]
         F = F.reshape(-1, 72)
@@ -725,6 +752,8 @@ class cormorant_real__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_real__s2_2", "F", F, 72, "8x(0 + 1 + 2)", self.real_dtype, False)
         batch = list(F.shape[:-1])
         # cormorant.fusion:25  F: 8x(0 + 1 + 2) as [n, 72]
         F = F.reshape(-1, 72)
@@ -795,6 +824,8 @@ class cormorant_real__s3_3(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_real__s3_3", "message", message, 72, "8x0 + 8x1 + 8x2", self.real_dtype, False)
         batch = list(message.shape[:-1])
         # cormorant.fusion:26  message: 8x0 + 8x1 + 8x2 as [n, 72]
         message = message.reshape(-1, 72)
@@ -865,6 +896,8 @@ class cormorant_real__s4_4(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("cormorant_real__s4_4", "square", square, 72, "8x0 + 8x1 + 8x2", self.real_dtype, False)
         batch = list(square.shape[:-1])
         # cormorant.fusion:27  square: 8x0 + 8x1 + 8x2 as [n, 72]
         square = square.reshape(-1, 72)
@@ -939,6 +972,13 @@ class cormorant_real(runtime.CompiledModule):
         self.add_table("scale_s2_0", torch.tensor([0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257, 0.5773502691896257], dtype=torch.float64))
 
     def forward(self, F: torch.Tensor, Y: torch.Tensor, weights_message_0: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("cormorant_real", "F", F, 72, "8x(0 + 1 + 2)", self.real_dtype, False, "N")
+        runtime.check_rows("cormorant_real", "Y", Y, 9, "0 + 1 + 2", self.real_dtype, False, "E")
+        runtime.check_rows("cormorant_real", "weights_message_0", weights_message_0, 120, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("cormorant_real", edge_index, F.shape[0])
+        runtime.check_count("cormorant_real", "edges", ["Y", "weights_message_0", "edge_index"], [Y.shape[0], weights_message_0.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = F.shape[0]

@@ -59,6 +59,10 @@ class fc_tp(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fc_tp", "x", x, 288, "32x0e + 32x1o + 32x2e", self.real_dtype, False)
+        runtime.check_feature("fc_tp", "y", y, 9, "0e + 1o + 2e", self.real_dtype, False)
+        runtime.check_batch("fc_tp", ["x", "y"], [x, y])
         batch = list(x.shape[:-1])
         # fc_tp.fusion:4  x: 32x0e + 32x1o + 32x2e as [n, 288]
         x = x.reshape(-1, 288)

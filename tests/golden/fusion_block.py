@@ -55,6 +55,11 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k2__s0_0", "h_at_sender", h_at_sender, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k2__s0_0", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k2__s0_0", "weights_out_0", weights_out_0, 88, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k2__s0_0", ["h_at_sender", "Y", "weights_out_0"], [h_at_sender, Y, weights_out_0])
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:9  h_at_sender: 8x(0e + 1o + 2e) as [n, 72]
         h_at_sender = h_at_sender.reshape(-1, 72)
@@ -179,6 +184,10 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k2__s1_1", "h_at_receiver", h_at_receiver, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k2__s1_1", "m", m, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k2__s1_1", ["h_at_receiver", "m"], [h_at_receiver, m])
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:10  h_at_receiver: 8x(0e + 1o + 2e) as [n, 72]
         h_at_receiver = h_at_receiver.reshape(-1, 72)
@@ -291,6 +300,10 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k2__s1_2", "h", h, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k2__s1_2", "m_density", m_density, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k2__s1_2", ["h", "m_density"], [h, m_density])
         batch = list(h.shape[:-1])
         # fusion_block.fusion:10  h: 8x(0e + 1o + 2e) as [n, 72]
         h = h.reshape(-1, 72)
@@ -380,6 +393,13 @@ class fusion_block_k2(runtime.CompiledModule):
         self.add_table("scale_s1_0", torch.tensor([0.8528028654224418, 0.8528028654224418, 0.8528028654224418, 0.8528028654224418, 0.8528028654224418, 0.8528028654224418, 0.8528028654224418, 0.8528028654224418, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544, 0.7559289460184544], dtype=torch.float64))
 
     def forward(self, h: torch.Tensor, Y: torch.Tensor, weights_m_0: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("fusion_block_k2", "h", h, 72, "8x(0e + 1o + 2e)", self.real_dtype, False, "N")
+        runtime.check_rows("fusion_block_k2", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False, "E")
+        runtime.check_rows("fusion_block_k2", "weights_m_0", weights_m_0, 88, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("fusion_block_k2", edge_index, h.shape[0])
+        runtime.check_count("fusion_block_k2", "edges", ["Y", "weights_m_0", "edge_index"], [Y.shape[0], weights_m_0.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = h.shape[0]
@@ -432,6 +452,11 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k3__s0_0", "h_at_sender", h_at_sender, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s0_0", "Y", Y, 4, "0e + 1o", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s0_0", "weights_out_0", weights_out_0, 32, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k3__s0_0", ["h_at_sender", "Y", "weights_out_0"], [h_at_sender, Y, weights_out_0])
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:19  h_at_sender: 8x(0e + 1o) as [n, 32]
         h_at_sender = h_at_sender.reshape(-1, 32)
@@ -523,6 +548,10 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k3__s1_1", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_1", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k3__s1_1", ["h_at_receiver", "m"], [h_at_receiver, m])
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
         h_at_receiver = h_at_receiver.reshape(-1, 32)
@@ -623,6 +652,11 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k3__s1_2", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_2", "m_density_at_receiver", m_density_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_2", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k3__s1_2", ["h_at_receiver", "m_density_at_receiver", "m"], [h_at_receiver, m_density_at_receiver, m])
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
         h_at_receiver = h_at_receiver.reshape(-1, 32)
@@ -733,6 +767,11 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k3__s1_3", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_3", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_3", "m_density_at_receiver", m_density_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k3__s1_3", ["h_at_receiver", "m", "m_density_at_receiver"], [h_at_receiver, m, m_density_at_receiver])
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
         h_at_receiver = h_at_receiver.reshape(-1, 32)
@@ -843,6 +882,11 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k3__s1_4", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_4", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_4", "m_density_at_receiver", m_density_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k3__s1_4", ["h_at_receiver", "m", "m_density_at_receiver"], [h_at_receiver, m, m_density_at_receiver])
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:20  h_at_receiver: 8x(0e + 1o) as [n, 32]
         h_at_receiver = h_at_receiver.reshape(-1, 32)
@@ -952,6 +996,10 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("fusion_block_k3__s1_5", "h", h, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("fusion_block_k3__s1_5", "m_density", m_density, 32, "8x(0e + 1o)", self.real_dtype, False)
+        runtime.check_batch("fusion_block_k3__s1_5", ["h", "m_density"], [h, m_density])
         batch = list(h.shape[:-1])
         # fusion_block.fusion:20  h: 8x(0e + 1o) as [n, 32]
         h = h.reshape(-1, 32)
@@ -1048,6 +1096,13 @@ class fusion_block_k3(runtime.CompiledModule):
         self.add_table("scale_s1_0", torch.tensor([0.6324555320336759, 0.6324555320336759, 0.6324555320336759, 0.6324555320336759, 0.6324555320336759, 0.6324555320336759, 0.6324555320336759, 0.6324555320336759, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475, 0.5590169943749475], dtype=torch.float64))
 
     def forward(self, h: torch.Tensor, Y: torch.Tensor, weights_m_0: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("fusion_block_k3", "h", h, 32, "8x(0e + 1o)", self.real_dtype, False, "N")
+        runtime.check_rows("fusion_block_k3", "Y", Y, 4, "0e + 1o", self.real_dtype, False, "E")
+        runtime.check_rows("fusion_block_k3", "weights_m_0", weights_m_0, 32, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("fusion_block_k3", edge_index, h.shape[0])
+        runtime.check_count("fusion_block_k3", "edges", ["Y", "weights_m_0", "edge_index"], [Y.shape[0], weights_m_0.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = h.shape[0]
@@ -1126,6 +1181,11 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_fusion_block__s0_0", "h_at_sender", h_at_sender, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s0_0", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s0_0", "weights_out_0", weights_out_0, 88, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_fusion_block__s0_0", ["h_at_sender", "Y", "weights_out_0"], [h_at_sender, Y, weights_out_0])
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:32  h_at_sender: 8x(0e + 1o + 2e) as [n, 72]
         h_at_sender = h_at_sender.reshape(-1, 72)
@@ -1243,6 +1303,11 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_fusion_block__s1_1", "h_at_sender", h_at_sender, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s1_1", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s1_1", "weights_out_0", weights_out_0, 88, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_fusion_block__s1_1", ["h_at_sender", "Y", "weights_out_0"], [h_at_sender, Y, weights_out_0])
         batch = list(h_at_sender.shape[:-1])
         # fusion_block.fusion:33  h_at_sender: 8x(0e + 1o + 2e) as [n, 72]
         h_at_sender = h_at_sender.reshape(-1, 72)
@@ -1362,6 +1427,10 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_fusion_block__s2_2", "A", A, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s2_2", "weights_out_0", weights_out_0, 40, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_fusion_block__s2_2", ["A", "weights_out_0"], [A, weights_out_0])
         batch = list(A.shape[:-1])
         # fusion_block.fusion:34  A: 8x(0e + 1o + 2e) as [n, 72]
         A = A.reshape(-1, 72)
@@ -1520,6 +1589,10 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_fusion_block__s3_3", "A", A, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s3_3", "weights_out_0", weights_out_0, 80, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_fusion_block__s3_3", ["A", "weights_out_0"], [A, weights_out_0])
         batch = list(A.shape[:-1])
         # fusion_block.fusion:35  A: 8x(0e + 1o + 2e) as [n, 72]
         A = A.reshape(-1, 72)
@@ -1710,6 +1783,10 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_fusion_block__s4_4", "h_at_receiver", h_at_receiver, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s4_4", "m", m, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_batch("mace_fusion_block__s4_4", ["h_at_receiver", "m"], [h_at_receiver, m])
         batch = list(h_at_receiver.shape[:-1])
         # fusion_block.fusion:36  h_at_receiver: 8x(0e + 1o + 2e) as [n, 72]
         h_at_receiver = h_at_receiver.reshape(-1, 72)
@@ -1822,6 +1899,10 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_fusion_block__s4_5", "h", h, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("mace_fusion_block__s4_5", "m_density", m_density, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_batch("mace_fusion_block__s4_5", ["h", "m_density"], [h, m_density])
         batch = list(h.shape[:-1])
         # fusion_block.fusion:36  h: 8x(0e + 1o + 2e) as [n, 72]
         h = h.reshape(-1, 72)
@@ -1925,6 +2006,16 @@ class mace_fusion_block(runtime.CompiledModule):
         self.add_table("scale_s4_0", torch.tensor([0.565685424949238, 0.565685424949238, 0.565685424949238, 0.565685424949238, 0.565685424949238, 0.565685424949238, 0.565685424949238, 0.565685424949238, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492, 0.5107539184552492], dtype=torch.float64))
 
     def forward(self, h: torch.Tensor, Y: torch.Tensor, weights_m_0: torch.Tensor, weights_A_1: torch.Tensor, edge_index: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("mace_fusion_block", "h", h, 72, "8x(0e + 1o + 2e)", self.real_dtype, False, "N")
+        runtime.check_rows("mace_fusion_block", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False, "E")
+        runtime.check_rows("mace_fusion_block", "weights_m_0", weights_m_0, 88, "external weights", self.real_dtype, False, "E")
+        runtime.check_rows("mace_fusion_block", "weights_A_1", weights_A_1, 88, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("mace_fusion_block", edge_index, h.shape[0])
+        runtime.check_index("mace_fusion_block", "species", species, 3)
+        runtime.check_count("mace_fusion_block", "nodes", ["h", "species"], [h.shape[0], species.shape[0]])
+        runtime.check_count("mace_fusion_block", "edges", ["Y", "weights_m_0", "weights_A_1", "edge_index"], [Y.shape[0], weights_m_0.shape[0], weights_A_1.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = h.shape[0]

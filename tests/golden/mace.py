@@ -59,6 +59,11 @@ class mace_interaction__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_interaction__s0_0", "h_at_sender", h_at_sender, 64, "16x(0e + 1o)", self.real_dtype, False)
+        runtime.check_feature("mace_interaction__s0_0", "Y", Y, 16, "0e + 1o + 2e + 3o", self.real_dtype, False)
+        runtime.check_feature("mace_interaction__s0_0", "weights_out_0", weights_out_0, 208, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_interaction__s0_0", ["h_at_sender", "Y", "weights_out_0"], [h_at_sender, Y, weights_out_0])
         batch = list(h_at_sender.shape[:-1])
         # mace.fusion:10  h_at_sender: 16x(0e + 1o) as [n, 64]
         h_at_sender = h_at_sender.reshape(-1, 64)
@@ -167,6 +172,13 @@ class mace_interaction(runtime.CompiledModule):
         self.s0_0 = mace_interaction__s0_0(dtype=dtype, device=device)
 
     def forward(self, h: torch.Tensor, Y: torch.Tensor, weights_A_0: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("mace_interaction", "h", h, 64, "16x(0e + 1o)", self.real_dtype, False, "N")
+        runtime.check_rows("mace_interaction", "Y", Y, 16, "0e + 1o + 2e + 3o", self.real_dtype, False, "E")
+        runtime.check_rows("mace_interaction", "weights_A_0", weights_A_0, 208, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("mace_interaction", edge_index, h.shape[0])
+        runtime.check_count("mace_interaction", "edges", ["Y", "weights_A_0", "edge_index"], [Y.shape[0], weights_A_0.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = h.shape[0]
@@ -203,6 +215,10 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_product_basis__s0_0", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
+        runtime.check_feature("mace_product_basis__s0_0", "weights_out_0", weights_out_0, 32, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_product_basis__s0_0", ["A", "weights_out_0"], [A, weights_out_0])
         batch = list(A.shape[:-1])
         # mace.fusion:20  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
@@ -297,6 +313,10 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_product_basis__s1_1", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
+        runtime.check_feature("mace_product_basis__s1_1", "weights_out_0", weights_out_0, 112, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_product_basis__s1_1", ["A", "weights_out_0"], [A, weights_out_0])
         batch = list(A.shape[:-1])
         # mace.fusion:21  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
@@ -519,6 +539,10 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("mace_product_basis__s2_2", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
+        runtime.check_feature("mace_product_basis__s2_2", "weights_out_0", weights_out_0, 320, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("mace_product_basis__s2_2", ["A", "weights_out_0"], [A, weights_out_0])
         batch = list(A.shape[:-1])
         # mace.fusion:22  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)
@@ -785,6 +809,11 @@ class mace_product_basis(runtime.CompiledModule):
         self.add_table("scale_s2_0", torch.tensor([0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.5345224838248488, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342, 0.454858826147342], dtype=torch.float64))
 
     def forward(self, A: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("mace_product_basis", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False, "N")
+        runtime.check_index("mace_product_basis", "species", species, 3)
+        runtime.check_count("mace_product_basis", "nodes", ["A", "species"], [A.shape[0], species.shape[0]])
         weights_B_0_by_species = self.weights_B_0.index_select(0, species)
         # mace.fusion:20
         B_s0_0 = self.s0_0(A, weights_B_0_by_species) * self.scale_s0_0

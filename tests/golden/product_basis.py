@@ -77,6 +77,8 @@ class product_basis(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("product_basis", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
         batch = list(A.shape[:-1])
         # product_basis.fusion:4  A: 16x(0e + 1o + 2e + 3o) as [n, 256]
         A = A.reshape(-1, 256)

@@ -47,6 +47,11 @@ class spins(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("spins", "s1", s1, 2, "1/2", self.real_dtype, True)
+        runtime.check_feature("spins", "s2", s2, 2, "1/2", self.real_dtype, True)
+        runtime.check_feature("spins", "s3", s3, 2, "1/2", self.real_dtype, True)
+        runtime.check_batch("spins", ["s1", "s2", "s3"], [s1, s2, s3])
         batch = list(s1.shape[:-1])
         # spins.fusion:4  s1: 1/2 as [n, 2]
         s1 = s1.reshape(-1, 2)
@@ -137,6 +142,12 @@ class chain4(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("chain4", "s1", s1, 2, "1/2", self.real_dtype, True)
+        runtime.check_feature("chain4", "s2", s2, 2, "1/2", self.real_dtype, True)
+        runtime.check_feature("chain4", "s3", s3, 2, "1/2", self.real_dtype, True)
+        runtime.check_feature("chain4", "s4", s4, 2, "1/2", self.real_dtype, True)
+        runtime.check_batch("chain4", ["s1", "s2", "s3", "s4"], [s1, s2, s3, s4])
         batch = list(s1.shape[:-1])
         # spins.fusion:13  s1: 1/2 as [n, 2]
         s1 = s1.reshape(-1, 2)
@@ -232,6 +243,11 @@ class tetrahedron(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("tetrahedron", "a", a, 2, "1/2", self.real_dtype, True)
+        runtime.check_feature("tetrahedron", "b", b, 3, "1", self.real_dtype, True)
+        runtime.check_feature("tetrahedron", "c", c, 4, "3/2", self.real_dtype, True)
+        runtime.check_batch("tetrahedron", ["a", "b", "c"], [a, b, c])
         batch = list(a.shape[:-1])
         # spins.fusion:23  a: 1/2 as [n, 2]
         a = a.reshape(-1, 2)
@@ -334,6 +350,11 @@ class theta(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("theta", "a", a, 4, "3/2", self.real_dtype, True)
+        runtime.check_feature("theta", "b", b, 3, "1", self.real_dtype, True)
+        runtime.check_feature("theta", "zero", zero, 1, "0", self.real_dtype, True)
+        runtime.check_batch("theta", ["a", "b", "zero"], [a, b, zero])
         batch = list(a.shape[:-1])
         # spins.fusion:37  a: 3/2 as [n, 4]
         a = a.reshape(-1, 4)

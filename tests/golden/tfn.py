@@ -55,6 +55,11 @@ class tfn__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("tfn__s0_0", "h_at_sender", h_at_sender, 60, "16x0e + 8x1o + 4x2e", self.real_dtype, False)
+        runtime.check_feature("tfn__s0_0", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
+        runtime.check_feature("tfn__s0_0", "weights_out_0", weights_out_0, 96, "external weights of statement 0", self.real_dtype, False)
+        runtime.check_batch("tfn__s0_0", ["h_at_sender", "Y", "weights_out_0"], [h_at_sender, Y, weights_out_0])
         batch = list(h_at_sender.shape[:-1])
         # tfn.fusion:8  h_at_sender: 16x0e + 8x1o + 4x2e as [n, 60]
         h_at_sender = h_at_sender.reshape(-1, 60)
@@ -183,6 +188,8 @@ class tfn__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, conv: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("tfn__s1_1", "conv", conv, 296, "16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e", self.real_dtype, False)
         batch = list(conv.shape[:-1])
         # tfn.fusion:9  conv: 16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e as [n, 296]
         conv = conv.reshape(-1, 296)
@@ -307,6 +314,8 @@ class tfn__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype (else a ValueError naming it)
+        runtime.check_feature("tfn__s2_2", "h", h, 60, "16x0e + 8x1o + 4x2e", self.real_dtype, False)
         batch = list(h.shape[:-1])
         # tfn.fusion:10  h: 16x0e + 8x1o + 4x2e as [n, 60]
         h = h.reshape(-1, 60)
@@ -378,6 +387,13 @@ class tfn(runtime.CompiledModule):
         self.add_table("scale_s2_0", torch.tensor([0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.6030226891555273, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.4264014327112209, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333, 0.3333333333333333], dtype=torch.float64))
 
     def forward(self, h: torch.Tensor, Y: torch.Tensor, weights_conv_0: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        # each input [N, dim] (nodes) or [E, dim] (edges) at the module's dtype, integer indices in range, one
+        # count of nodes and of edges (else a ValueError naming it)
+        runtime.check_rows("tfn", "h", h, 60, "16x0e + 8x1o + 4x2e", self.real_dtype, False, "N")
+        runtime.check_rows("tfn", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False, "E")
+        runtime.check_rows("tfn", "weights_conv_0", weights_conv_0, 96, "external weights", self.real_dtype, False, "E")
+        runtime.check_edge_index("tfn", edge_index, h.shape[0])
+        runtime.check_count("tfn", "edges", ["Y", "weights_conv_0", "edge_index"], [Y.shape[0], weights_conv_0.shape[0], edge_index.shape[1]])
         sender = edge_index[0]
         receiver = edge_index[1]
         num_nodes = h.shape[0]

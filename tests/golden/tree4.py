@@ -111,6 +111,12 @@ class tree4(runtime.CompiledModule):
     __constants__ = ["CHUNK"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
+        runtime.check_feature("tree4", "a", a, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("tree4", "b", b, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("tree4", "c", c, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_feature("tree4", "d", d, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
+        runtime.check_batch("tree4", ["a", "b", "c", "d"], [a, b, c, d])
         batch = list(a.shape[:-1])
         # tree4.fusion:4  a: 8x(0e + 1o + 2e) as [n, 72]
         a = a.reshape(-1, 72)

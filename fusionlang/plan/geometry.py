@@ -1,0 +1,136 @@
+"""Where a leg's entries and a path's pieces are: entries, paths, stacks and index letters.
+
+Shared vocabulary of the planner's statement model and its emitters; plain frozen data.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from .. import ir
+from ..groups import Irrep, MulIrrep
+from .program import TreeSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry ``mul x irrep`` of a leg, starting at ``start`` in its flat layout."""
+
+    leg: str
+    index: int
+    item: MulIrrep
+    start: int
+
+    @property
+    def mul(self) -> int:
+        return self.item.mul
+
+    @property
+    def irrep(self) -> Irrep:
+        return self.item.irrep
+
+    @property
+    def dim(self) -> int:
+        return self.item.irrep.dim
+
+
+@dataclass(frozen=True, slots=True)
+class PathModel:
+    """One path of a statement: its leaf and output entries, its coupling tree, its weight block
+    (shape and offset in the statement's flat weights) and the ``fan_in`` of its output entry."""
+
+    position: int                       # in statement.paths
+    path: ir.Path
+    leaves: tuple[Entry, ...]
+    output: Entry
+    tree: TreeSpec
+    block: tuple[int, ...]              # the weight block's shape (() when unweighted)
+    offset: int                         # where the block starts in the flat weights
+    fan_in: int                         # of its output entry, over every writer
+
+    @property
+    def block_size(self) -> int:
+        return math.prod(self.block)
+
+
+def leg_entries(diagram: ir.Diagram, leg: str) -> tuple[Entry, ...]:
+    """The entries of ``leg`` in order."""
+    irreps = diagram.irreps(leg)
+    return tuple(Entry(leg, k, item, where.start)
+                 for k, (item, where) in enumerate(zip(irreps, irreps.slices(), strict=False)))
+
+
+def tree_spec(node: ir.Node, leaves: Sequence[Irrep], inner: Iterator[Irrep]) -> TreeSpec:
+    """The path's irreps along the tree (inner irreps are consumed in post-order)."""
+    if isinstance(node, ir.LeafRef):
+        return str(leaves[node.position])
+    left = tree_spec(node.left, leaves, inner)
+    right = tree_spec(node.right, leaves, inner)
+    return (left, right, str(next(inner)))
+
+
+@dataclass(frozen=True, slots=True)
+class Stack:
+    """Entries of one leg (equal multiplicities) side by side: ``[n, mul, sum of dims]``."""
+
+    leg: str
+    entries: tuple[Entry, ...]
+
+    @property
+    def mul(self) -> int:
+        return self.entries[0].mul
+
+    @property
+    def dim(self) -> int:
+        return sum(e.dim for e in self.entries)
+
+    def offset(self, entry: Entry) -> int:
+        total = 0
+        for e in self.entries:
+            if e.index == entry.index:
+                return total
+            total += e.dim
+        raise KeyError(entry)
+
+    @property
+    def key(self) -> tuple[str, tuple[int, ...]]:
+        return self.leg, tuple(e.index for e in self.entries)
+
+
+def stack_of(entries: Iterable[Entry]) -> Stack:
+    """The stack of the distinct ``entries`` (of one leg), in entry order."""
+    unique = sorted({e.index: e for e in entries}.values(), key=lambda e: e.index)
+    return Stack(unique[0].leg, tuple(unique))
+
+
+CHANNELS = "uvxyrstgh"
+COMPONENTS = "ijlmoqabcdef"
+INNER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def leaf_channels(statement: ir.Statement) -> tuple[str, ...]:
+    """The channel letter of every leaf: its own (uvw), shared (uuu), first carried (uvu)."""
+    count = statement.arity
+    if statement.channels == "uuu":
+        return ("u",) * count
+    return tuple(CHANNELS[:count])
+
+
+def out_channels(statement: ir.Statement) -> str:
+    """The channel letters of a statement's result (before its component axis)."""
+    channels = leaf_channels(statement)
+    if statement.channels == "uvw":
+        return "w" if statement.weights != "none" else "".join(channels)
+    return "u"
+
+
+def statement_text(statement: ir.Statement) -> str:
+    """A statement as written, for comments and the report: ``(a, b), c -> z``."""
+    def text(node: ir.Node, top: bool) -> str:
+        if isinstance(node, ir.LeafRef):
+            return node.leg
+        inner = ", ".join(text(n, False) for n in (node.left, node.right))
+        return inner if top else f"({inner})"
+    return f"{text(statement.tree, True)} -> {statement.target}"

@@ -1,0 +1,116 @@
+"""Each statement's frozen model, computed once: its paths (entries, trees, weight blocks and
+offsets, fan-in), which of them keep weights, and its weight sizes.
+
+Everything the strategies, the cost model and the report know about a statement comes from its
+:class:`StatementModel`.
+
+>>> from fusionlang.frontend import check_source
+>>> d = check_source("diagram d { group O3\\n input x : 1o\\n output y : 0e + 1e\\n"
+...                  " x, x -> y [channels = uuu, weights = channel] }").diagram()
+>>> model = statement_models(d)[0]
+>>> model.all_paths, [p.position for p in model.paths], model.numel, model.redundant_numel
+(2, [0], 1, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from .. import ir
+from ..weights import fan_in_totals, weight_block
+from .geometry import PathModel, leg_entries, tree_spec
+from .symmetric import independent_paths, reducible, symmetric_groups
+
+
+@dataclass(frozen=True)
+class StatementModel:
+    """One statement as every later stage reads it.
+
+    ``every_path``: all its paths (entries, coupling tree, weight block, ``fan_in``), offsets in
+    the full weight layout; ``paths``: those that keep weights (all of them unless ``reduced``, the
+    reduced symmetric basis over ``symmetric_groups``), offsets in the kept layout; ``numel``: the
+    weights the module has, ``redundant_numel``: what every path would need."""
+
+    statement: ir.Statement
+    every_path: tuple[PathModel, ...]
+    paths: tuple[PathModel, ...]
+    numel: int
+    redundant_numel: int
+    reduced: bool
+    symmetric_groups: tuple[tuple[int, ...], ...]
+
+    @property
+    def index(self) -> int:
+        return self.statement.index
+
+    @property
+    def all_paths(self) -> int:
+        return len(self.every_path)
+
+    @property
+    def weighted(self) -> bool:
+        return self.statement.weights != "none"
+
+    @property
+    def external(self) -> bool:
+        return self.statement.weights == "external"
+
+
+def statement_models(diagram: ir.Diagram) -> dict[int, StatementModel]:
+    """Every statement's model, by statement index."""
+    fan_ins = fan_in_totals(diagram)
+    return {s.index: statement_model(diagram, s, fan_ins) for s in diagram.statements}
+
+
+def statement_model(diagram: ir.Diagram, statement: ir.Statement,
+                    fan_ins: dict[tuple[str, int], int]) -> StatementModel:
+    """One statement's model; ``fan_ins`` are :func:`fusionlang.weights.fan_in_totals` of the diagram."""
+    every = _laid_out(_paths(diagram, statement, fan_ins), statement)
+    groups = symmetric_groups(statement)
+    reduced = reducible(diagram, statement)
+    paths = every
+    if reduced:
+        paths = _laid_out(independent_paths(diagram.group.name, every, groups),
+                          statement)
+    return StatementModel(statement, every, paths, _numel(paths, statement), _numel(every, statement), reduced,
+                          groups if reduced else ())
+
+
+def kept_paths(diagram: ir.Diagram, statement: int = 0) -> tuple[int, ...]:
+    """Positions of the paths of ``statement`` that keep weights (the reduced symmetric basis;
+    every path unless the statement reads one leg on several leaves).
+
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x : 1o\\n output y : 0e + 1e\\n"
+    ...                  " x, x -> y [channels = uuu, weights = channel] }").diagram()
+    >>> kept_paths(d)
+    (0,)
+    """
+    found = next(s for s in diagram.statements if s.index == statement)
+    return tuple(p.position for p in statement_model(diagram, found, fan_in_totals(diagram)).paths)
+
+
+def _paths(diagram: ir.Diagram, statement: ir.Statement, fan_ins: dict[tuple[str, int], int]) -> list[PathModel]:
+    entries = {leg.name: leg_entries(diagram, leg.name) for leg in diagram.legs}
+    out: list[PathModel] = []
+    for position, path in enumerate(statement.paths):
+        leaves = tuple(entries[r.leg][e] for r, e in zip(statement.leaves, path.leaves, strict=False))
+        output = entries[statement.target][path.output]
+        tree = tree_spec(statement.tree, [e.irrep for e in leaves], iter(path.inner))
+        block = weight_block(statement, [e.mul for e in leaves], output.mul)
+        out.append(PathModel(position, path, leaves, output, tree, block, 0, fan_ins[(statement.target, path.output)]))
+    return out
+
+
+def _laid_out(paths: Sequence[PathModel], statement: ir.Statement) -> tuple[PathModel, ...]:
+    """The paths with the offsets of their blocks in the concatenation of theirs (path order)."""
+    found, offset = [], 0
+    for path in paths:
+        found.append(replace(path, offset=offset))
+        offset += path.block_size if statement.weights != "none" else 0
+    return tuple(found)
+
+
+def _numel(paths: Sequence[PathModel], statement: ir.Statement) -> int:
+    return sum(p.block_size for p in paths) if statement.weights != "none" else 0

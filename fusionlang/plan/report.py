@@ -1,0 +1,143 @@
+"""The planner's report (opt_einsum's ``PathInfo``): plain data that formats itself.
+
+>>> from fusionlang.frontend import check_source
+>>> from fusionlang.plan import plan_diagram
+>>> d = check_source("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }").diagram()
+>>> plan_diagram(d).report.explain().splitlines()[0].startswith("plan of d: ")
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .batches import LARGE_BATCH, REFERENCE_BATCH
+
+
+@dataclass(frozen=True)
+class StatementReport:
+    """What the planner decided for one statement."""
+
+    index: int
+    line: int
+    text: str
+    target: str
+    paths: int
+    kept_paths: int
+    strategy: str
+    orders: tuple[str, ...]
+    naive_flops: int
+    planned_flops: int
+    setup_flops: int
+    operations: int
+    parameters: int
+    redundant_parameters: int
+    # every strategy tried, with its estimated milliseconds at REFERENCE_BATCH, in order of preference
+    estimates_ms: tuple[tuple[str, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class OutputReport:
+    """Costs of everything an output needs (every statement it depends on)."""
+
+    leg: str
+    statements: tuple[int, ...]
+    naive_flops: int
+    planned_flops: int
+    setup_flops: int
+    peak_intermediate: int
+    orders: tuple[str, ...]
+    shared: tuple[str, ...]
+    parameters: int
+    redundant_parameters: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class PlanReport:
+    """The planner's report on one diagram (FLOPs are per sample unless called setup).
+
+    ``naive``: every path contracted on its own in the worse natural order; ``planned``: what
+    the generated forward executes (stacked tables count their zeros), shared steps once."""
+
+    diagram: str
+    outputs: tuple[OutputReport, ...]
+    statements: tuple[StatementReport, ...]
+    shared: tuple[str, ...]
+    operations: int
+    tables: int
+    table_numbers: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data."""
+        return {"diagram": self.diagram, "outputs": [o.to_dict() for o in self.outputs],
+                "statements": [s.to_dict() for s in self.statements], "shared": list(self.shared),
+                "operations": self.operations, "tables": self.tables, "table_numbers": self.table_numbers}
+
+    def explain(self) -> str:
+        """A plain-text table of the plan (:func:`explain_report`)."""
+        return explain_report(self)
+
+
+def combined_report(diagram: str, reports: Sequence[PlanReport]) -> PlanReport:
+    """One report for a diagram compiled as several planned sub-diagrams (graph diagrams)."""
+    statements = tuple(replace(s, text=f"{s.text}  [{r.diagram}]") for r in reports for s in r.statements)
+    outputs = tuple(replace(o, leg=f"{o.leg} [{r.diagram}]") for r in reports for o in r.outputs)
+    return PlanReport(diagram, outputs, statements, tuple(v for r in reports for v in r.shared),
+                      sum(r.operations for r in reports), sum(r.tables for r in reports),
+                      sum(r.table_numbers for r in reports))
+
+
+def explain_report(report: PlanReport) -> str:
+    """A plain-text table of a :class:`PlanReport`.
+
+    Per statement: the strategy and its estimated time, naive and planned per-sample FLOPs,
+    operations and parameters, and the runners-up; per output: totals, the peak intermediate and
+    the shared intermediates.
+    """
+    rows = [("statement", "strategy", "est ms", "paths", "naive", "planned", "setup", "ops", "params")]
+    for s in report.statements:
+        params = f"{s.parameters}" + (f" (of {s.redundant_parameters})" if s.redundant_parameters != s.parameters
+                                      else "")
+        paths = f"{s.kept_paths}/{s.paths}" if s.kept_paths != s.paths else f"{s.paths}"
+        estimate = f"{s.estimates_ms[0][1]:.3f}" if s.estimates_ms else "-"
+        rows.append((f"{s.line}: {s.text}", s.strategy, estimate, paths, f"{s.naive_flops:,}",
+                     f"{s.planned_flops:,}", f"{s.setup_flops:,}", str(s.operations), params))
+    lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
+             f"({report.table_numbers:,} numbers); FLOPs per sample; est ms: the run-time model at "
+             f"N = {REFERENCE_BATCH} on a CPU (the strategy chosen is never far from the fastest estimate "
+             f"there and at N = {LARGE_BATCH})", ""]
+    lines += _table(rows)
+    for s in report.statements:
+        if len(s.estimates_ms) > 1:
+            others = ", ".join(f"{label} {ms:.3f}" for label, ms in s.estimates_ms[1:4])
+            lines.append(f"  line {s.line} runners-up (est ms): {others}")
+    for out in report.outputs:
+        ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
+        lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "
+                  f"({ratio:.2f}x), setup {out.setup_flops:,} per call, peak intermediate "
+                  f"{out.peak_intermediate:,} numbers per sample, parameters {out.parameters:,}"
+                  + (f" (redundant basis: {out.redundant_parameters:,})"
+                     if out.redundant_parameters != out.parameters else "")]
+        lines += [f"  order: {o}" for o in dict.fromkeys(out.orders)]
+        if out.shared:
+            lines.append(f"  shared: {', '.join(out.shared)}")
+    return "\n".join(lines)
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
+    out = []
+    for number, row in enumerate(rows):
+        out.append("  ".join(cell.ljust(w) if k < 2 else cell.rjust(w)
+                             for k, (cell, w) in enumerate(zip(row, widths, strict=False))).rstrip())
+        if number == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out

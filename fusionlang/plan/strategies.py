@@ -1,0 +1,173 @@
+"""Strategies: how a statement's paths are grouped, stacked and contracted.
+
+Every strategy is registered by name in :data:`STRATEGIES` and has one signature,
+``strategy.apply(builder, model) -> orders``; :func:`applicable_strategies` lists those that apply to
+a statement. ``fusionlang.plan.plan_diagram(diagram, strategy=NAME)`` forces one.
+
+>>> sorted(STRATEGIES)[:3]
+['blocks/U/entry', 'blocks/U/joint', 'blocks/U/q']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .builder import Builder, add_result, joint_layout, layout_text, q_layout
+from .geometry import PathModel, Stack, out_channels, stack_of, statement_text
+from .model import StatementModel
+from .networks import emit_network, order_text, plan_network
+from .paths import BATCH
+from .symmetric import entry_key, symmetric_stacks
+from .tables import coupling_operands, leaf_operands
+from .weighted import emit_linear, emit_q_weights, linear_groups, q_channels, weight_operand
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How to group and contract a statement's paths.
+
+    ``stacking``: ``full`` (one stack per leaf and multiplicity signature) or ``blocks`` (one
+    group per tuple of leaf entries), ``single`` (one group per path);
+    ``form``: ``U`` (couplings pre-contracted along the tree) or ``chain`` (one table per vertex);
+    ``outputs``: ``joint`` (every output entry of the group in one network, a path axis where
+    weights need it), ``entry`` (one network per output entry), ``q`` (couple all paths into one
+    flat axis, then weight each run of alike output entries at once, in their final layout)."""
+
+    stacking: str
+    form: str
+    outputs: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.stacking}/{self.form}/{self.outputs}"
+
+    def applies(self, model: StatementModel) -> bool:
+        """Whether the strategy can emit ``model``'s statement."""
+        statement = model.statement
+        if statement.is_linear or self.stacking == "linear":
+            return statement.is_linear and self.stacking == "linear"
+        if self.stacking == "single":
+            return self.form == ("U" if model.reduced else "chain")
+        if self.form == "chain" and (statement.arity == 2 or model.reduced):
+            return False
+        return self.outputs != "q" or model.weighted
+
+    def apply(self, b: Builder, model: StatementModel) -> list[str]:
+        """Emit the statement; returns the human-readable orders chosen."""
+        return apply_strategy(b, model, self)
+
+
+def _registry() -> dict[str, Strategy]:
+    found = [Strategy(s, f, o) for s in ("full", "blocks") for f in ("U", "chain") for o in ("joint", "entry", "q")]
+    found += [Strategy("single", "U", "entry"), Strategy("single", "chain", "entry"), Strategy("linear", "-", "entry")]
+    return {strategy.label: strategy for strategy in found}
+
+
+STRATEGIES: dict[str, Strategy] = _registry()
+"""Every strategy by name, in the order the choice breaks ties."""
+
+AUTO = "auto"
+
+StrategyChoice = str | Mapping[int, str]
+"""``"auto"``, one strategy's name for every statement, or names by statement index."""
+
+
+def get_strategy(name: str) -> Strategy:
+    """The strategy called ``name``; a ``KeyError`` naming the valid ones otherwise.
+
+    >>> get_strategy("full/U/joint").form
+    'U'
+    """
+    if name not in STRATEGIES:
+        raise KeyError(f"unknown strategy {name!r}; the strategies are {AUTO!r}, {', '.join(map(repr, STRATEGIES))}")
+    return STRATEGIES[name]
+
+
+def applicable_strategies(model: StatementModel, name: str = AUTO) -> list[Strategy]:
+    """The strategies that can emit ``model``'s statement, in order; only ``name`` when it is one
+    of them (a strategy that does not apply to a statement leaves it to the choice)."""
+    found = [strategy for strategy in STRATEGIES.values() if strategy.applies(model)]
+    return [s for s in found if s.label == name] or found
+
+
+def _groups(model: StatementModel, strategy: Strategy) -> list[list[PathModel]]:
+    """Partition of the kept paths (each group: equal leaf and output multiplicities)."""
+    def key(path: PathModel) -> tuple[Any, ...]:
+        muls = tuple(e.mul for e in path.leaves) + (path.output.mul,)
+        if strategy.stacking == "blocks":
+            return muls + entry_key(model.symmetric_groups, path)
+        if strategy.stacking == "single":
+            return muls + entry_key(model.symmetric_groups, path) + (path.position,)
+        return muls
+    found: dict[tuple[Any, ...], list[PathModel]] = {}
+    for path in model.paths:
+        found.setdefault(key(path), []).append(path)
+    return list(found.values())
+
+
+def _split_by_output(paths: list[PathModel], strategy: Strategy) -> list[list[PathModel]]:
+    if strategy.outputs != "entry":
+        return [paths]
+    found: dict[int, list[PathModel]] = {}
+    for path in paths:
+        found.setdefault(path.output.index, []).append(path)
+    return list(found.values())
+
+
+def apply_strategy(b: Builder, model: StatementModel, strategy: Strategy) -> list[str]:
+    """Emit the statement with ``strategy``; returns the human-readable orders chosen."""
+    orders: list[str] = []
+    b.line = model.statement.line
+    if strategy.stacking == "linear":
+        for number, paths in enumerate(linear_groups(model)):
+            b.group_id = (model.index, number)
+            orders.append(emit_linear(b, model, paths))
+        return orders
+    number = 0
+    b.line = model.statement.line
+    for paths in _groups(model, strategy):
+        for part in _split_by_output(paths, strategy):
+            b.group_id = (model.index, number)
+            number += 1
+            orders.append(_emit_group(b, model, part, strategy))
+    return orders
+
+
+def _group_stacks(model: StatementModel, paths: Sequence[PathModel], stacking: str) -> dict[int, Stack]:
+    if model.reduced and stacking == "full":
+        return symmetric_stacks(model.statement, paths)
+    if model.reduced:
+        entries = {(e.leg, e.index): e for e in paths[0].leaves}
+        key = entry_key(model.symmetric_groups, paths[0])
+        legs = [ref.leg for ref in model.statement.leaves]
+        return {k: Stack(legs[k], (entries[(legs[k], key[k])],)) for k in range(model.statement.arity)}
+    return {k: stack_of(p.leaves[k] for p in paths) for k in range(model.statement.arity)}
+
+
+def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy) -> str:
+    statement = model.statement
+    stacks = _group_stacks(model, paths, strategy.stacking)
+    q_mode = strategy.outputs == "q"
+    layout = q_layout(paths) if q_mode else joint_layout(paths)
+    path_axis = model.weighted and not q_mode
+    operands, sizes, names = leaf_operands(b, statement, stacks)
+    tables, table_names = coupling_operands(b, model, paths, stacks, layout, path_axis, strategy.form,
+                                            strategy.stacking, sizes)
+    operands += tables
+    names += table_names
+    sizes["k"] = layout.size
+    out_chan = out_channels(statement) if not q_mode else q_channels(statement)
+    if path_axis:
+        operands.append(weight_operand(b, model, paths, sizes))
+        names.append("W")
+    group = plan_network(operands, BATCH + out_chan + "k", sizes, strategy.label)
+    comment = f"{statement_text(statement)}: {len(paths)} path{'s' * (len(paths) != 1)} → {layout_text(layout)}"
+    order = order_text(group, names)
+    if q_mode:
+        return emit_q_weights(b, model, paths, layout, group, comment, order, strategy.stacking == "full")
+    var = emit_network(b, group, f"{statement.target}_t", comment, statement.index)
+    channels = tuple(sizes[c] for c in out_chan)
+    add_result(b, statement.target, var, channels, layout)
+    return order

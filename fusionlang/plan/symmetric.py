@@ -1,0 +1,163 @@
+"""The reduced symmetric basis (docs/semantics.md, "Repeated inputs").
+
+For a statement that reads one leg on several leaves, the paths' couplings symmetrised over those
+leaves are linearly dependent; the planner keeps a maximal linearly independent subset
+(:func:`independent_paths`: per class of paths with disjoint supports, a float64 Gram matrix
+and an incremental Cholesky factorisation).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+
+from .. import ir
+from .geometry import PathModel, Stack, stack_of
+from .program import Block, TableSpec, table_tensor, tree_dims
+
+# Relative tolerance of the rank test that drops linearly dependent symmetrised paths (the
+# component of a path's tensor orthogonal to the kept ones, relative to its norm).
+RANK_TOLERANCE = 1e-6
+
+
+def symmetric_groups(statement: ir.Statement) -> tuple[tuple[int, ...], ...]:
+    """Leaf positions that read the same leg, for every leg read more than once.
+
+    >>> s = ir.Statement(0, ir.Fuse(ir.Fuse(ir.LeafRef("A", 0), ir.LeafRef("A", 1)), ir.LeafRef("B", 2)),
+    ...                  "z", "uuu", "channel")
+    >>> symmetric_groups(s)
+    ((0, 1),)
+    """
+    by_leg: dict[tuple[str, str], list[int]] = {}
+    for ref in statement.leaves:
+        by_leg.setdefault((ref.leg, ref.via), []).append(ref.position)
+    return tuple(tuple(p) for p in by_leg.values() if len(p) > 1)
+
+
+def reducible(diagram: ir.Diagram, statement: ir.Statement) -> bool:
+    """Weights can be shared across permutations of repeated leaves when the channels permute
+    along: one channel index (``uuu``) or multiplicity 1 on every repeated leaf."""
+    groups = symmetric_groups(statement)
+    if not groups or statement.weights == "none":
+        return False
+    if statement.channels == "uuu":
+        return True
+    repeated = {p for g in groups for p in g}
+    return all(e.mul == 1 for ref in statement.leaves if ref.position in repeated
+               for e in diagram.irreps(ref.leg))
+
+
+def independent_paths(group: str, paths: Sequence[PathModel], groups: tuple[tuple[int, ...], ...]) -> list[PathModel]:
+    """A maximal linearly independent subset of the paths' symmetrised couplings, earliest first.
+
+    Symmetrising over the repeated leaves maps a path's block of leaf entries onto the blocks of
+    its permutations only, so paths into different output entries, or whose repeated leaves read
+    different multisets of entries (:func:`entry_key`), have disjoint supports and are
+    independent: the rank test runs per such class, on the paths' own small tensors. (One table
+    over every entry of the leg grows with the cube of its dimension: gigabytes for a density of
+    ten entries.) A path is kept when its symmetrised coupling has a component orthogonal to the
+    kept ones larger than ``RANK_TOLERANCE`` times its norm (float64)."""
+    kept: list[PathModel] = []
+    classes: dict[tuple[Any, ...], list[PathModel]] = {}
+    for path in paths:
+        classes.setdefault((path.output.index, entry_key(groups, path)), []).append(path)
+    for members in classes.values():
+        problem = tuple((tuple(e.index for e in p.leaves), p.tree, p.fan_in) for p in members)
+        keep = _independent_columns(group, problem, groups)
+        kept += [p for p, flag in zip(members, keep, strict=True) if flag]
+    return sorted(kept, key=lambda p: p.position)
+
+
+@lru_cache(maxsize=4096)
+def _independent_columns(group: str, problem: tuple[tuple[Any, ...], ...],
+                         groups: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
+    """Which of one class's paths ``(leaf entries, tree, fan_in)`` add a direction.
+
+    The Gram matrix of the symmetrised couplings without building them: symmetrisation ``S`` is an
+    orthogonal projector, so ``<S a, S b> = <a, S b>``, the average over leaf permutations ``g`` of
+    ``<a, g b>``, nonzero only where ``g`` moves ``b``'s entries onto ``a``'s."""
+    import torch
+
+    tensors = [table_tensor(TableSpec(group, tree_dims(tree), (Block((0,) * (len(entries) + 1), tree, fan_in),)))
+               for entries, tree, fan_in in problem]
+    permutations = list(group_permutations(groups, len(problem[0][0])))
+    gram = torch.zeros((len(problem), len(problem)), dtype=tensors[0].dtype)
+    for i, (entries_i, _, _) in enumerate(problem):
+        for j, (entries_j, _, _) in enumerate(problem):
+            for order in permutations:
+                if tuple(entries_j[k] for k in order) == entries_i:
+                    moved = tensors[j].permute(*order, len(order))
+                    gram[i, j] += (tensors[i].conj() * moved).sum() / len(permutations)
+    return _cholesky_flags(gram, [float(t.abs().norm()) for t in tensors])
+
+
+def _cholesky_flags(gram: Any, scales: Sequence[float]) -> tuple[bool, ...]:
+    """Which columns of a Gram matrix add a direction to the earlier ones, by more than
+    ``RANK_TOLERANCE`` times their scale (``scales[k]``: the norm of the path's tensor before
+    symmetrisation, so that a path whose symmetrised tensor is round-off zero is dropped).
+
+    An incremental Cholesky factorisation in column order that skips dependent columns: column
+    ``k``'s squared residual against the kept ones is ``G_kk - |L^-1 G_kept,k|^2``. (A Gram matrix
+    squares the condition number, hence a residual tolerance of 1e-6 relative rather than machine
+    precision; roundoff leaves dependent columns near 1e-8.)"""
+    import torch
+
+    gram = gram.to(torch.complex128 if gram.is_complex() else torch.float64)
+    factor = gram.new_zeros((0, 0))
+    kept: list[int] = []
+    flags = []
+    for k in range(gram.shape[0]):
+        norm2 = float(gram[k, k].real)
+        if kept:
+            y = torch.linalg.solve_triangular(factor, gram[kept, k][:, None], upper=False)[:, 0]
+            residual2 = norm2 - float((y.conj() @ y).real)
+        else:
+            y, residual2 = gram.new_zeros(0), norm2
+        flags.append(norm2 > 0.0 and residual2 > (RANK_TOLERANCE ** 2) * scales[k] ** 2)
+        if flags[-1]:
+            factor = _extend_cholesky(factor, y, residual2 ** 0.5)
+            kept.append(k)
+    return tuple(flags)
+
+
+def _extend_cholesky(factor: Any, row: Any, diagonal: float) -> Any:
+
+    size = factor.shape[0]
+    grown = factor.new_zeros((size + 1, size + 1))
+    grown[:size, :size] = factor
+    grown[size, :size] = row.conj()
+    grown[size, size] = diagonal
+    return grown
+
+
+def symmetric_stacks(statement: ir.Statement, paths: Sequence[PathModel]) -> dict[int, Stack]:
+    """One stack per leaf; leaves reading the same leg share the union of their entries."""
+    stacks: dict[int, Stack] = {}
+    for ref in statement.leaves:
+        same = [r.position for r in statement.leaves if r.leg == ref.leg]
+        stacks[ref.position] = stack_of(p.leaves[k] for p in paths for k in same)
+    return stacks
+
+
+def entry_key(groups: tuple[tuple[int, ...], ...], path: PathModel) -> tuple[Any, ...]:
+    """The leaf entries of a path; for leaves that read one leg (symmetrised), their multiset."""
+    entries = [e.index for e in path.leaves]
+    for group in groups:
+        ordered = sorted(entries[k] for k in group)
+        for k, value in zip(group, ordered, strict=False):
+            entries[k] = value
+    return tuple(entries)
+
+
+def group_permutations(groups: tuple[tuple[int, ...], ...], arity: int) -> Iterator[tuple[int, ...]]:
+    """Every permutation of leaf positions that permutes within each group (as tuples:
+    position ``m`` takes the entry of position ``sigma[m]``)."""
+    choices = [list(itertools.permutations(g)) for g in groups]
+    for picked in itertools.product(*choices):
+        sigma = list(range(arity))
+        for group, image in zip(groups, picked, strict=False):
+            for source, target in zip(group, image, strict=False):
+                sigma[source] = target
+        yield tuple(sigma)

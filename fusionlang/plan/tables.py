@@ -1,0 +1,184 @@
+"""Coupling tables of one group of paths: one pre-contracted table (``U``) or one per vertex
+(``chain``), laid out block by block against the leaves' stacks and the output layout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from .. import ir
+from .builder import Builder, Layout, out_offset
+from .geometry import COMPONENTS, INNER, PathModel, Stack, leaf_channels, statement_text
+from .model import StatementModel
+from .networks import Operand
+from .paths import BATCH
+from .program import Block, TableSpec, spec_dim
+from .symmetric import entry_key, group_permutations
+from .values import stack_value
+
+
+def leaf_operands(b: Builder, statement: ir.Statement,
+                  stacks: dict[int, Stack]) -> tuple[list[Operand], dict[str, int], list[str]]:
+    """The leaves' stacks as operands ``[n, channel, D]``, with their index sizes and names."""
+    channels = leaf_channels(statement)
+    sizes: dict[str, int] = {}
+    operands, names = [], []
+    for k, ref in enumerate(statement.leaves):
+        stack = stacks[k]
+        var = stack_value(b, stack)
+        sizes[channels[k]] = stack.mul
+        sizes[COMPONENTS[k]] = stack.dim
+        operands.append(Operand(var, BATCH + channels[k] + COMPONENTS[k], ("stack",) + stack.key))
+        names.append(ref.leg)
+    return operands, sizes, names
+
+
+def coupling_operands(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
+                      layout: Layout, path_axis: bool, form: str, stacking: str,
+                      sizes: dict[str, int]) -> tuple[list[Operand], list[str]]:
+    """The coupling tables of a group: one ``U`` (or ``C``), or one per vertex (``chain``)."""
+    if path_axis:
+        sizes["p"] = len(paths)
+    if form == "U" or model.statement.arity <= 2:
+        canonical = model.reduced and stacking != "full"
+        return ([_u_table(b, model, paths, stacks, layout, path_axis, canonical)],
+                ["U" if model.statement.arity > 2 else "C"])
+    return _chain_tables(b, model, paths, stacks, layout, path_axis, sizes)
+
+
+def _u_table(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
+             layout: Layout, path_axis: bool, canonical: bool) -> Operand:
+    arity = model.statement.arity
+    shape = tuple(stacks[k].dim for k in range(arity)) + ((len(paths),) if path_axis else ()) + (layout.size,)
+    blocks = []
+    for number, path in enumerate(paths):
+        tail = ((number,) if path_axis else ()) + (out_offset(layout, path),)
+        if canonical:
+            blocks += _canonical_blocks(model, path, stacks, tail)
+            continue
+        offsets = tuple(stacks[k].offset(e) for k, e in enumerate(path.leaves))
+        blocks.append(Block(offsets + tail, path.tree, path.fan_in))
+    symmetrize = () if canonical else model.symmetric_groups
+    spec = TableSpec(b.diagram.group.name, shape, tuple(blocks), (arity,) if path_axis else (), symmetrize)
+    statement = model.statement
+    what = "coupling" if arity <= 2 else "pre-contracted coupling (U)"
+    if model.reduced:
+        what = f"symmetrised {what}" + (", sorted entries only" if canonical else "")
+    name = b.table(spec, f"cg_{statement.target}_{statement.index}",
+                   f"{statement_text(statement)}: {what} of {len(paths)} path{'s' * (len(paths) != 1)}",
+                   statement.index)
+    indices = "".join(COMPONENTS[:arity]) + ("p" if path_axis else "") + "k"
+    return Operand(name, indices, ("table", spec))
+
+
+def _canonical_blocks(model: StatementModel, path: PathModel, stacks: dict[int, Stack],
+                      tail: tuple[int, ...]) -> list[Block]:
+    """The symmetrised coupling of ``path`` on the sorted ordering of its repeated entries.
+
+    With ``U_sym = (1/|G|) Σ_σ σ·U`` and equal features on the repeated leaves, every ordering of
+    a multiset of entries contributes alike: the sorted ordering, times the number of orderings,
+    is all that needs computing. ``σ·U_p`` reaches the sorted window when ``σ`` maps the sorted
+    entries onto the path's entries; it is the path's coupling with its leaf axes permuted."""
+    arity = len(path.leaves)
+    canonical = entry_key(model.symmetric_groups, path)
+    found = []
+    perms = list(group_permutations(model.symmetric_groups, arity))
+    orderings = len({tuple(canonical[s[m]] for m in range(arity)) for s in perms})
+    for sigma in perms:
+        if tuple(canonical[sigma[m]] for m in range(arity)) != tuple(e.index for e in path.leaves):
+            continue
+        # placed axis m holds the index of canonical position m, i.e. the path's axis sigma^-1(m)
+        inverse = tuple(sigma.index(m) for m in range(arity))
+        offsets = tuple(stacks[m].offset(stacks[m].entries[0]) for m in range(arity))
+        found.append(Block(offsets + tail, path.tree, path.fan_in, inverse, (orderings, len(perms))))
+    return found
+
+
+def _chain_tables(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
+                  layout: Layout, path_axis: bool, sizes: dict[str, int]) -> tuple[list[Operand], list[str]]:
+    """One table per vertex: inner vertices stack the distinct sub-paths below them."""
+    statement = model.statement
+    vertices = statement.vertices
+    slots = [_vertex_slots(statement, v, paths) for v in vertices[:-1]]
+    operands, names = [], []
+    for number, vertex in enumerate(vertices):
+        root = number == len(vertices) - 1
+        spec, indices = _vertex_table(b, model, vertex, number, paths, stacks, slots, layout, path_axis, root)
+        for letter, size in zip(indices, spec.shape, strict=False):
+            sizes[letter] = size
+        name = b.table(spec, f"cg_{statement.target}_{statement.index}_v{number}",
+                       f"{statement_text(statement)}: vertex {number} of {len(paths)} paths", statement.index)
+        operands.append(Operand(name, indices, ("table", spec)))
+        names.append(f"C{number}")
+    return operands, names
+
+
+def _vertex_slots(statement: ir.Statement, vertex: ir.Fuse, paths: Sequence[PathModel]) -> list[tuple[Any, ...]]:
+    keys = {_subpath_key(statement, vertex, p) for p in paths}
+    return sorted(keys, key=repr)
+
+
+def _subpath_key(statement: ir.Statement, node: ir.Node, path: PathModel) -> tuple[Any, ...]:
+    """What a sub-tree computes along a path: its leaves' entries and its vertices' irreps."""
+    leaves = tuple(ref.position for ref in ir.leaves(node))
+    entries = tuple(path.leaves[p].index for p in leaves)
+    positions = [statement.vertices.index(v) for v in ir.fuse_nodes(node)]
+    return entries, tuple(str(path.path.inner[k]) for k in positions)
+
+
+def _vertex_table(b: Builder, model: StatementModel, vertex: ir.Fuse, number: int, paths: Sequence[PathModel],
+                  stacks: dict[int, Stack], slots: list[list[tuple[Any, ...]]], layout: Layout,
+                  path_axis: bool, root: bool) -> tuple[TableSpec, str]:
+    statement = model.statement
+    left_axis = _child_axis(statement, vertex.left, stacks, slots)
+    right_axis = _child_axis(statement, vertex.right, stacks, slots)
+    if root:
+        out_letters = ("p" if path_axis else "") + "k"
+        shape = (left_axis[1], right_axis[1]) + ((len(paths),) if path_axis else ()) + (layout.size,)
+    else:
+        out_letters = INNER[number]
+        shape = (left_axis[1], right_axis[1], _slots_dim(slots[number]))
+    blocks: dict[tuple[int, ...], Block] = {}
+    for index, path in enumerate(paths):
+        inner = str(path.path.inner[number])
+        tree = (_child_irrep(statement, vertex.left, path), _child_irrep(statement, vertex.right, path), inner)
+        offsets: tuple[int, ...] = (left_axis[2](path), right_axis[2](path))
+        if root:
+            offsets += ((index,) if path_axis else ()) + (out_offset(layout, path),)
+            blocks[offsets] = Block(offsets, tree, path.fan_in)
+        else:
+            offsets += (_slot_offset(slots[number], _subpath_key(statement, vertex, path)),)
+            blocks[offsets] = Block(offsets, tree, 1)
+    spec = TableSpec(b.diagram.group.name, shape, tuple(blocks[k] for k in sorted(blocks)),
+                     (2,) if root and path_axis else ())
+    return spec, left_axis[0] + right_axis[0] + out_letters
+
+
+def _child_axis(statement: ir.Statement, child: ir.Node, stacks: dict[int, Stack],
+                slots: list[list[tuple[Any, ...]]]) -> tuple[str, int, Callable[[PathModel], int]]:
+    """(index letter, size, offset of a path) of a vertex's child axis."""
+    if isinstance(child, ir.LeafRef):
+        stack = stacks[child.position]
+        return COMPONENTS[child.position], stack.dim, lambda p: stack.offset(p.leaves[child.position])
+    number = statement.vertices.index(child)
+    own = slots[number]
+    return INNER[number], _slots_dim(own), lambda p: _slot_offset(own, _subpath_key(statement, child, p))
+
+
+def _child_irrep(statement: ir.Statement, child: ir.Node, path: PathModel) -> str:
+    if isinstance(child, ir.LeafRef):
+        return str(path.leaves[child.position].irrep)
+    return str(path.path.inner[statement.vertices.index(child)])
+
+
+def _slot_dim(slot: tuple[Any, ...]) -> int:
+    return spec_dim(slot[1][-1])
+
+
+def _slots_dim(slots: Sequence[tuple[Any, ...]]) -> int:
+    return sum(_slot_dim(s) for s in slots)
+
+
+def _slot_offset(slots: Sequence[tuple[Any, ...]], key: tuple[Any, ...]) -> int:
+    return sum(_slot_dim(s) for s in slots[:slots.index(key)])

@@ -1,0 +1,232 @@
+"""Weights in the emitted code: slices or gathers of a statement's flat weights, the ``q`` form
+(couple every path into its own slot, then weight each run of alike output entries), and linear maps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from .. import ir
+from ..weights import weight_letters
+from .builder import Builder, Layout, Result, add_result
+from .geometry import PathModel, leaf_channels, leg_entries, out_channels
+from .model import StatementModel
+from .networks import Coupled, GroupPlan, Operand, contract, emit_network_parts, network_sizes
+from .paths import BATCH, Network
+from .program import Step
+from .values import entry_piece, irrep_hint, piece_var
+
+
+def q_channels(statement: ir.Statement) -> str:
+    """The distinct channel letters of a statement's leaves (``q`` results keep them all)."""
+    return "".join(dict.fromkeys(leaf_channels(statement)))
+
+
+def weight_operand(b: Builder, model: StatementModel, paths: Sequence[PathModel], sizes: dict[str, int]) -> Operand:
+    """The weights of ``paths`` as a network operand ``[(n,) p, *block]``."""
+    letters = weight_letters(model.statement, leaf_channels(model.statement))
+    var = _weight_value(b, model, paths)
+    sizes.setdefault("w", paths[0].output.mul)
+    indices = (BATCH if model.external else "") + "p" + letters
+    return Operand(var, indices, ("weights", model.index, tuple(p.position for p in paths)))
+
+
+def _weight_value(b: Builder, model: StatementModel, paths: Sequence[PathModel], scale: float | None = None,
+                  split: tuple[int, ...] = ()) -> str:
+    """``[(n,) P, *block]``: the weight blocks of ``paths`` (a view when they are consecutive);
+    the path axis is viewed as ``split`` when given."""
+    block = paths[0].block
+    starts = tuple(p.offset for p in paths)
+    size = paths[0].block_size
+    consecutive = all(s2 == s1 + size for s1, s2 in zip(starts, starts[1:], strict=False))
+    shape = ((-1,) if model.external else ()) + (split or (len(paths),)) + block
+    source = b.weight_sources[model.index]
+    statement = model.statement
+    comment = f"weights of {_paths_text(paths)}" + (f", times 1/sqrt({paths[0].fan_in})" if scale else "")
+    key = ("weights", model.index, starts, scale, split)
+    if consecutive:
+        return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
+            t, "weights", (), source=source, start=starts[0], stop=starts[0] + size * len(paths), shape=shape,
+            scale=scale, comment=comment, statement=statement.index, size=0))
+    if all(start % size == 0 for start in starts) and model.numel % size == 0:
+        # gather whole blocks of a [(n,) blocks, size] view: one index per block, not per number
+        # (gathering numbers along the last axis of per-sample weights was 15% of a forward)
+        index = b.index_buffer(tuple(start // size for start in starts), 1, f"idx_{statement.target}_{statement.index}",
+                               f"which blocks of {size} weights the {_paths_text(paths)} use")
+        return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
+            t, "weights", (), source=source, index=index, shape=shape, scale=scale, comment=comment,
+            statement=statement.index, size=0, stop=size))
+    index = b.index_buffer(starts, size, f"idx_{statement.target}_{statement.index}",
+                           f"where the weights of {_paths_text(paths)} start ({size} numbers each)")
+    return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
+        t, "weights", (), source=source, index=index, shape=shape, scale=scale, comment=comment,
+        statement=statement.index, size=0))
+
+
+def _paths_text(paths: Sequence[PathModel]) -> str:
+    if len(paths) == 1:
+        return f"path {paths[0].position}"
+    positions = [p.position for p in paths]
+    if positions == list(range(positions[0], positions[-1] + 1)):
+        return f"paths {positions[0]}..{positions[-1]}"
+    return f"{len(paths)} paths"
+
+
+def emit_q_weights(b: Builder, model: StatementModel, paths: list[PathModel], layout: Layout, group: GroupPlan,
+                   comment: str, order: str, in_parts: bool) -> str:
+    """Couple the paths (run by run of alike output entries, ``in_parts``), then weight each run
+    at once.
+
+    Parts pay off for stacked operands, whose coupled tensor is wide (a hand-written prototype of
+    the 32-channel channelwise product, N = 16384: 283 → 196 ms forward); for one-entry groups
+    they only add small products (8 channels: 3.4 → 4.7 ms at N = 1024, 72 → 92 ms at 16384),
+    so those slice one coupled tensor."""
+    statement = model.statement
+    channels = q_channels(statement)
+    chan_sizes = _q_channel_sizes(model, paths)
+    by_entry: dict[int, list[int]] = {}
+    for position, (path, _) in enumerate(layout.slots):
+        assert path is not None
+        by_entry.setdefault(path.output.index, []).append(position)
+    runs = [[by_entry[e] for e in run] for run in _entry_runs(layout, by_entry)]
+    ranges = [(layout.offset(run[0][0]), sum(layout.dims[k] for positions in run for k in positions))
+              for run in runs]
+    coupled = emit_network_parts(b, group, f"{statement.target}_t", comment, statement.index, ranges, in_parts)
+    for run, part in zip(runs, coupled, strict=True):
+        if len(run) == 1:
+            _q_entry(b, model, layout, run[0], part, channels, chan_sizes)
+        else:
+            _q_run(b, model, layout, run, part, channels, chan_sizes)
+    return f"{order}, coupled and then ·W per run of alike output entries"
+
+
+def _entry_runs(layout: Layout, by_entry: dict[int, list[int]]) -> list[list[int]]:
+    """Consecutive output entries with equal (paths, dim, multiplicity): weighted in one operation
+    whose result ``[n, E, mul, dim]`` is already their ``mul_ir`` layout."""
+    runs: list[list[int]] = []
+    shape: dict[int, tuple[int, int, int]] = {}
+    for entry, positions in by_entry.items():
+        item = layout.slots[positions[0]][1]
+        shape[entry] = (len(positions), item.dim, item.mul)
+        if runs and runs[-1][-1] == entry - 1 and shape[runs[-1][-1]] == shape[entry]:
+            runs[-1].append(entry)
+        else:
+            runs.append([entry])
+    return runs
+
+
+def _q_run(b: Builder, model: StatementModel, layout: Layout, positions: list[list[int]], coupled: Coupled,
+           channels: str, chan_sizes: dict[str, int]) -> None:
+    statement = model.statement
+    count, per = len(positions), len(positions[0])
+    entries = [layout.slots[p[0]][1] for p in positions]
+    dim = entries[0].dim
+    chan_shape = tuple(chan_sizes[c] for c in channels)
+    text = f"the coupled paths into {statement.target}[{entries[0].item}] x {count}, entry by entry"
+    view = _coupled_view(b, coupled, layout.offset(positions[0][0]), chan_shape, (count, per, dim),
+                         f"{statement.target}_paths", text)
+    paths = [layout.slots[k][0] for p in positions for k in p]
+    weights = _weight_value(b, model, [p for p in paths if p is not None], split=(count, per))
+    w_indices = (BATCH if model.external else "") + "ep" + weight_letters(statement, leaf_channels(statement))
+    out_chan = out_channels(statement)
+    equation = f"{BATCH}{channels}epk,{w_indices}->{BATCH}e{out_chan}k"
+    sizes = {**chan_sizes, "e": count, "p": per, "k": dim}
+    net = Network((BATCH + channels + "epk", w_indices), BATCH + "e" + out_chan + "k", network_sizes(sizes))
+    text = (f"{statement.target}[{entries[0].item} x {count}] = Σ_p W_p · coupled path p, "
+            f"entries {entries[0].index}..{entries[-1].index} in their mul_ir layout")
+    var = contract(b, f"{statement.target}_{irrep_hint(entries[0], leg_entries(b.diagram, entries[0].leg))}",
+                   (view, weights), equation, net, text, statement.index)
+    result = Result(var, (entries[0].mul,), tuple((e.index, k) for k, e in enumerate(entries)), dim, True)
+    b.results.setdefault(statement.target, []).append(result)
+
+
+def _coupled_view(b: Builder, coupled: Coupled, offset: int, chan_shape: tuple[int, ...],
+                  slot_shape: tuple[int, ...], hint: str, comment: str) -> str:
+    """``[n, *channels, *slot_shape]``: the slots from layout offset ``offset`` of ``coupled``. A
+    whole part is only reshaped: a slice would cost a zero-filled gradient in backward."""
+    var, start, width = coupled.var, offset, math.prod(slot_shape)
+    shape = (-1, *chan_shape, *slot_shape)
+    size = math.prod(chan_shape) * width
+    if coupled.whole:
+        return b.value(("reshape", var, shape), hint,
+                       lambda t: Step(t, "reshape", (var,), shape=shape, size=size, comment=comment))
+    return b.value(("narrow", var, start, width, shape), hint,
+                   lambda t: Step(t, "narrow", (var,), start=start, stop=start + width, shape=shape, size=size,
+                                  comment=comment))
+
+
+def _q_channel_sizes(model: StatementModel, paths: Sequence[PathModel]) -> dict[str, int]:
+    letters = leaf_channels(model.statement)
+    found: dict[str, int] = {}
+    for k, letter in enumerate(letters):
+        found.setdefault(letter, paths[0].leaves[k].mul)
+    found["w"] = paths[0].output.mul
+    return found
+
+
+def _q_entry(b: Builder, model: StatementModel, layout: Layout, positions: list[int], coupled: Coupled,
+             channels: str, chan_sizes: dict[str, int]) -> None:
+    statement = model.statement
+    paths = [layout.slots[k][0] for k in positions]
+    entry = layout.slots[positions[0]][1]
+    chan_shape = tuple(chan_sizes[c] for c in channels)
+    text = f"the {len(positions)} coupled path{'s' * (len(positions) != 1)} into {statement.target}[{entry.item}]"
+    view = _coupled_view(b, coupled, layout.offset(positions[0]), chan_shape, (len(positions), entry.dim),
+                         f"{statement.target}_paths", text)
+    weights = _weight_value(b, model, [p for p in paths if p is not None])
+    w_indices = (BATCH if model.external else "") + "p" + weight_letters(statement, leaf_channels(statement))
+    out_chan = out_channels(statement)
+    equation = f"{BATCH}{channels}pk,{w_indices}->{BATCH}{out_chan}k"
+    sizes = {**chan_sizes, "p": len(positions), "k": entry.dim}
+    net = Network((BATCH + channels + "pk", w_indices), BATCH + out_chan + "k", network_sizes(sizes))
+    text = f"{statement.target}[{entry.item}] = Σ_p W_p · coupled path p"
+    hint = f"{statement.target}_{irrep_hint(entry, leg_entries(b.diagram, entry.leg))}"
+    var = contract(b, hint, (view, weights), equation, net, text, statement.index)
+    add_result(b, statement.target, var, (entry.mul,), Layout(((None, entry),), (entry.dim,)))
+
+
+def linear_groups(model: StatementModel) -> list[list[PathModel]]:
+    """A linear map's kept paths, grouped by output entry."""
+    found: dict[int, list[PathModel]] = {}
+    for path in model.paths:
+        found.setdefault(path.output.index, []).append(path)
+    return list(found.values())
+
+
+def emit_linear(b: Builder, model: StatementModel, paths: list[PathModel]) -> str:
+    """One output entry of a linear map: ``Σ_paths x_e · W_p / sqrt(fan_in)``."""
+    statement = model.statement
+    entry = paths[0].output
+    alpha = 1.0 / math.sqrt(paths[0].fan_in)
+    terms = []
+    for path in paths:
+        x = piece_var(b, entry_piece(b, path.leaves[0]))
+        w = _weight_value(b, model, [path], alpha)
+        terms.append(_linear_term(b, model, path, x, w))
+    if len(terms) > 1:
+        args = tuple(terms)
+        size = entry.mul * entry.dim
+        var = b.value(("add",) + args, f"{statement.target}_{statement.index}_sum", lambda t: Step(
+            t, "add", args, comment=f"{len(args)} paths into {statement.target}[{entry.item}]",
+            statement=statement.index,
+            flops=size * (len(args) - 1), size=size))
+    else:
+        var = terms[0]
+    add_result(b, statement.target, var, (entry.mul,), Layout(((None, entry),), (entry.dim,)))
+    return "x·W"
+
+
+def _linear_term(b: Builder, model: StatementModel, path: PathModel, x: str, w: str) -> str:
+    statement = model.statement
+    entry_in, entry = path.leaves[0], path.output
+    w_indices = (BATCH if model.external else "") + "p" + {"uvw": "uw", "uvu": "u", "uuu": "u"}[statement.channels]
+    if statement.weights == "path" and statement.channels != "uvw":
+        w_indices = "p"
+    out = "w" if statement.channels == "uvw" else "u"
+    equation = f"nuk,{w_indices}->n{out}k"
+    sizes = {"u": entry_in.mul, "w": entry.mul, "k": entry.dim, "p": 1}
+    net = Network(("nuk", w_indices), f"n{out}k", network_sizes(sizes))
+    comment = f"{statement.target}[{entry.item}] ← {entry_in.leg}[{entry_in.item}] · W"
+    hint = f"{statement.target}_{irrep_hint(entry, leg_entries(b.diagram, entry.leg))}"
+    return contract(b, hint, (x, w), equation, net, comment, statement.index)
