@@ -24,7 +24,7 @@ from . import ir
 from .domains import is_graph_like, statement_domain
 from .groups import SU2, Irrep, Irreps, MulIrrep
 from .infer import statement_order
-from .names import class_name, unique_name
+from .names import Names, class_name, unique_name
 from .weights import fan_in_totals
 
 __all__ = ["Call", "GraphModel", "as_complex_su2", "graph_model", "needs_orchestrator", "set_partitions"]
@@ -104,8 +104,11 @@ class GraphModel:
     buffers: list[dict[str, Any]] = field(default_factory=list)
     names: dict[str, str] = field(default_factory=dict)
     kept: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    # statement index -> the forward argument of its external weights (as the user passes them,
+    # before any call gathers them onto edges)
+    externals: dict[int, str] = field(default_factory=dict)
     _cache: dict[tuple[str, ...], str] = field(default_factory=dict)
-    _taken: set[str] = field(default_factory=set)
+    _taken: Names = field(default_factory=Names)
 
     def fresh(self, hint: str) -> str:
         return unique_name(class_name(hint), self._taken)
@@ -231,7 +234,8 @@ def _weights(model: GraphModel, statement: ir.Statement) -> _Weights:
     if statement.weights == "none":
         return _Weights("none")
     if statement.weights == "external":
-        return _Weights("external", model.fresh(f"weights_{statement.target}_{statement.index}"))
+        model.externals[statement.index] = model.fresh(f"weights_{statement.target}_{statement.index}")
+        return _Weights("external", model.externals[statement.index])
     if statement.per is None:
         return _Weights("internal")
     table = model.fresh(f"weights_{statement.target}_{statement.index}")
@@ -421,7 +425,7 @@ def _statement_text(statement: ir.Statement) -> str:
 
 def _external(model: GraphModel, statement: ir.Statement, programs: dict[str, Any]) -> dict[str, Any]:
     call = next(c for c in model.calls if c.statement == statement.index)
-    return {"name": call.weights, "numel": programs[call.attr].weight_inputs[0].numel,
+    return {"name": model.externals[statement.index], "numel": programs[call.attr].weight_inputs[0].numel,
             "domain": statement_domain(model.diagram, statement)}
 
 

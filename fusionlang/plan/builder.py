@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field, replace
 
 from .. import ir
-from ..names import identifier, unique_name
+from ..names import Names, identifier, unique_name
 from .geometry import Entry, PathModel
 from .program import IndexBuffer, Step, Table, TableSpec
 
@@ -21,7 +21,7 @@ class Builder:
     file: str
     steps: list[Step] = field(default_factory=list)
     memo: dict[Hashable, str] = field(default_factory=dict)
-    names: set[str] = field(default_factory=set)
+    names: Names = field(default_factory=Names)
     tables: dict[TableSpec, Table] = field(default_factory=dict)
     indices: dict[tuple[tuple[int, ...], int], IndexBuffer] = field(default_factory=dict)
     users: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
@@ -33,7 +33,7 @@ class Builder:
     weight_sources: dict[int, str] = field(default_factory=dict)   # "self.weight_z_0" or an argument
 
     def fork(self) -> Builder:
-        return Builder(self.diagram, self.file, list(self.steps), dict(self.memo), set(self.names),
+        return Builder(self.diagram, self.file, list(self.steps), dict(self.memo), self.names.copy(),
                        dict(self.tables), dict(self.indices), {k: set(v) for k, v in self.users.items()},
                        {k: list(v) for k, v in self.results.items()},
                        {k: dict(v) for k, v in self.leg_pieces.items()}, self.group_id, self.line,

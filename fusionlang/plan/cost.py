@@ -167,8 +167,11 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO) -> Choice:
     count (their zero blocks) and still win by running fewer operations. ``strategy`` names the
     only strategy to try (where it applies)."""
     choices = []
-    for candidate in applicable_strategies(model, strategy):
-        trial = b.fork()
+    candidates = applicable_strategies(model, strategy)
+    for candidate in candidates:
+        # A lone candidate is applied in place: the caller goes on with the chosen builder, and a
+        # copy of every earlier statement's state per statement is quadratic in long diagrams.
+        trial = b.fork() if len(candidates) > 1 else b
         before = len(trial.steps)
         orders = tuple(candidate.apply(trial, model))
         new = trial.steps[before:]

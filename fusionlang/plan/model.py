@@ -92,7 +92,8 @@ def kept_paths(diagram: ir.Diagram, statement: int = 0) -> tuple[int, ...]:
 
 
 def _paths(diagram: ir.Diagram, statement: ir.Statement, fan_ins: dict[tuple[str, int], int]) -> list[PathModel]:
-    entries = {leg.name: leg_entries(diagram, leg.name) for leg in diagram.legs}
+    # only this statement's legs: a diagram may have thousands
+    entries = {name: leg_entries(diagram, name) for name in {r.leg for r in statement.leaves} | {statement.target}}
     out: list[PathModel] = []
     for position, path in enumerate(statement.paths):
         leaves = tuple(entries[r.leg][e] for r, e in zip(statement.leaves, path.leaves, strict=False))

@@ -85,11 +85,28 @@ def get_strategy(name: str) -> Strategy:
     return STRATEGIES[name]
 
 
+MAX_GROUPS = 64
+"""The choice skips a strategy that would emit more networks than this for one statement (unless
+every strategy would): each costs a few operations per call, so such a strategy never wins, and
+emitting thousands of them to estimate it made compiling a statement of many paths take seconds."""
+
+
 def applicable_strategies(model: StatementModel, name: str = AUTO) -> list[Strategy]:
     """The strategies that can emit ``model``'s statement, in order; only ``name`` when it is one
     of them (a strategy that does not apply to a statement leaves it to the choice)."""
     found = [strategy for strategy in STRATEGIES.values() if strategy.applies(model)]
-    return [s for s in found if s.label == name] or found
+    named = [s for s in found if s.label == name]
+    if named:
+        return named
+    counts = {s.label: group_count(model, s) for s in found}
+    return [s for s in found if counts[s.label] <= MAX_GROUPS] or [min(found, key=lambda s: counts[s.label])]
+
+
+def group_count(model: StatementModel, strategy: Strategy) -> int:
+    """How many networks ``strategy`` emits for ``model``'s statement."""
+    if strategy.stacking == "linear":
+        return len(linear_groups(model))
+    return sum(len(_split_by_output(paths, strategy)) for paths in _groups(model, strategy))
 
 
 def _groups(model: StatementModel, strategy: Strategy) -> list[list[PathModel]]:
