@@ -19,6 +19,7 @@ from .cli_io import read_inputs, write_atomically
 from .cli_render import EXAMPLE as _RENDER_EXAMPLE
 from .cli_render import cmd_render, configure_render
 from .diagnostics import Diagnostic, FusionError, diagnostics_json, render_all
+from .limits import Limits
 
 EPILOG = """\
 examples:
@@ -50,7 +51,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     found: list[Diagnostic] = []
     for source in read_inputs(args.files):
-        found += check_source(source).diagnostics
+        found += check_source(source, limits=_limits(args)).diagnostics
     _emit_diagnostics(found, args.format)
     if args.format == "text" and not found:
         print(f"ok: {len(args.files)} file{'s' if len(args.files) != 1 else ''} checked", file=sys.stderr)
@@ -65,9 +66,11 @@ def cmd_ir(args: argparse.Namespace) -> int:
     reports: list[dict[str, Any]] = []
     found: list[Diagnostic] = []
     for source in read_inputs(args.files):
-        result = check_source(source)
+        result = check_source(source, limits=_limits(args))
         found += result.diagnostics
         reports += [ir_report(d) for d in result.diagrams if args.diagram in (None, d.name)]
+    if not found and not reports:
+        found.append(_no_diagram(args.diagram))
     if found:
         _emit_diagnostics(found, args.format)
         return 1
@@ -99,7 +102,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from . import api
 
     (source,) = read_inputs([args.file])
-    result = api.compile(source)
+    result = api.compile(source, limits=_limits(args))
     if args.output in (None, "-"):
         sys.stdout.write(result.source_code)
     else:
@@ -113,13 +116,29 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from . import pipeline
 
     (source,) = read_inputs([args.file])
-    reports = [unit.report for unit in pipeline.run(source, until="plan").units
+    reports = [unit.report for unit in pipeline.run(source, until="plan", limits=_limits(args)).units
                if args.diagram in (None, unit.diagram.name)]
+    if not reports:
+        raise FusionError([_no_diagram(args.diagram)])
     if args.format == "json":
         print(json.dumps({"diagrams": [report.to_dict() for report in reports]}, indent=2))
     else:
         print("\n\n".join(report.explain() for report in reports))
     return 0
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    """The limits of ``--limit NAME=VALUE`` options (E903 for a malformed one)."""
+    try:
+        return Limits.parse_overrides(args.limit or [])
+    except ValueError as problem:
+        raise FusionError([Diagnostic("E903", f"--limit: {problem}",
+                                      hint=f"the limits are {', '.join(Limits.names())}")]) from None
+
+
+def _no_diagram(name: str | None) -> Diagnostic:
+    return Diagnostic("E113", f"no diagram `{name}`" if name else "no diagram in the input",
+                      hint="`fusionc check FILE` lists the file's problems; the diagram names follow `diagram`")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,14 +164,21 @@ def _format(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
 
+def _limit(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--limit", action="append", metavar="NAME=VALUE",
+                     help="raise (or lower) a resource limit, e.g. max_l=80 (docs/language.md, Limits)")
+
+
 def _configure_check(sub: argparse.ArgumentParser) -> None:
     _files(sub)
     _format(sub)
+    _limit(sub)
 
 
 def _configure_ir(sub: argparse.ArgumentParser) -> None:
     _files(sub)
     _format(sub)
+    _limit(sub)
     sub.add_argument("--diagram", help="only this diagram")
 
 
@@ -165,12 +191,14 @@ def _configure_fmt(sub: argparse.ArgumentParser) -> None:
 def _configure_compile(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
     sub.add_argument("-o", "--output", metavar="OUT.py", help="where to write the module (default stdout)")
+    _limit(sub)
 
 
 def _configure_explain(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
     sub.add_argument("--diagram", help="only this diagram")
     _format(sub)
+    _limit(sub)
 
 
 Configure = Callable[[argparse.ArgumentParser], None]

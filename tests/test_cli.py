@@ -105,3 +105,20 @@ def test_python_dash_m(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "fusionlang", "--version"], capture_output=True, text=True,
                           cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"fusionc {__version__}"
+
+
+def test_limits_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    high = str(ROOT / "tests" / "cases" / "errors" / "E501_spin_too_large.fusion")
+    code, _, err = run(["check", high], capsys)
+    assert code == 1 and "E501" in err and "--limit max_l=" in err
+    assert run(["check", high, "--limit", "max_l=70"], capsys)[0] == 0
+    code, _, err = run(["check", high, "--limit", "max_l=x"], capsys)
+    assert code == 1 and "E903" in err
+    code, out, _ = run(["compile", high, "--limit", "max_l=70", "--limit", "max_dim=1000"], capsys)
+    assert code == 0 and "class high" in out
+
+
+@pytest.mark.parametrize("command", ["ir", "explain"])
+def test_an_unknown_diagram_is_an_error(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run([command, EXAMPLES[0], "--diagram", "NOPE"], capsys)
+    assert code == 1 and "E113" in err
