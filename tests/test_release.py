@@ -112,7 +112,7 @@ def test_instances_pickle_save_and_copy_after_their_compile_result_is_gone(clean
     torch.save(data["module"].state_dict(), state)
     state.seek(0)
     fresh = type(data["module"])()
-    fresh.load_state_dict(torch.load(state))
+    fresh.load_state_dict(torch.load(state, weights_only=True))
     assert torch.equal(fresh(data["x"]), data["out"])
     del data, fresh
     collect()
