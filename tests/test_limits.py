@@ -92,3 +92,34 @@ def test_a_lone_surrogate_is_a_diagnostic() -> None:
 def test_limits_bound_path_enumeration_without_materialising_it() -> None:
     text = "diagram d {\n group O3\n input x : 0e + 1o + 2e + 3o\n output y\n x, x, x, x, x, x, x, x, x -> y\n}"
     assert codes(text, limits=Limits(max_paths=1000)) == ["E501"]
+
+
+def _most_table_numbers(program: object) -> int:
+    """The numbers of the coupling tables that one statement added, at most (the limit is per statement)."""
+    import math
+    from collections import Counter
+
+    numbers: Counter[int] = Counter()
+    for table in program.tables:  # type: ignore[attr-defined]
+        numbers[table.statement] += math.prod(table.spec.shape)
+    return max(numbers.values(), default=0)
+
+
+@pytest.mark.parametrize("example", ["tree4", "product_basis", "fc_tp"])
+def test_plans_keep_their_coupling_tables_within_the_limit(example: str) -> None:
+    from fusionlang.plan import plan_diagram
+
+    diagram = check_source(Path(__file__).parent.parent / "examples" / f"{example}.fusion").diagrams[0]
+    most = _most_table_numbers(plan_diagram(diagram))
+    outcomes = []
+    for budget in (most - 1, most // 4, 1):
+        try:
+            program = plan_diagram(diagram, limits=Limits(max_table_numbers=max(budget, 1)))
+        except FusionError as refused:
+            assert [d.code for d in refused.diagnostics] == ["E501"]
+            assert "max_table_numbers" in refused.diagnostics[0].hint
+            outcomes.append("refused")
+            continue
+        assert _most_table_numbers(program) <= max(budget, 1)
+        outcomes.append("planned")
+    assert outcomes[-1] == "refused"

@@ -103,7 +103,7 @@ def plan_diagram(diagram: ir.Diagram, file: str | None = None, *, strategy: Stra
     for statement in statement_order(diagram):
         model = models[statement.index]
         before = len(b.steps)
-        choice = choose(b, model, names[statement.index])
+        choice = choose(b, model, names[statement.index], limits.max_table_numbers)
         b = choice.builder
         reports.append(statement_report(b, model, choice, model_naive_flops(model), b.steps[before:]))
     outputs = emit_outputs(b)

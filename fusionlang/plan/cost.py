@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .. import ir
+from ..diagnostics import Diagnostic, FusionError
+from ..limits import DEFAULT
 from ..weights import fan_in_totals, weight_letters
 from .batches import BYTES_PER_NUMBER, LARGE_BATCH, REFERENCE_BATCH
 from .builder import Builder
@@ -27,7 +29,7 @@ from .model import StatementModel, statement_model
 from .networks import network_sizes
 from .paths import BATCH, Network, left_to_right, left_to_right_from, tree_cost
 from .program import Step, batch_chunk
-from .strategies import AUTO, Strategy, applicable_strategies
+from .strategies import AUTO, Strategy, applicable_strategies, fallback_strategies
 
 # The run-time model (CPU, float32, a reference batch); see the module docstring for the fit.
 OP_OVERHEAD = 6.7e-5            # s per emitted operation (dispatch, allocation, small tensors)
@@ -158,25 +160,33 @@ class Choice:
     seconds: float                                   # estimated at REFERENCE_BATCH
     large: float                                     # estimated at LARGE_BATCH
     estimates: tuple[tuple[str, float], ...] = ()   # every strategy's estimate, chosen first
+    tables: int = 0                                  # numbers of the coupling tables it added
 
 
-def choose(b: Builder, model: StatementModel, strategy: str = AUTO) -> Choice:
+def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
+           table_budget: int = DEFAULT.max_table_numbers) -> Choice:
     """The strategy that is never far from the fastest estimate, at a small batch (where the
     number of operations counts) and at a large one (where FLOPs and traffic do): the least
     worst ratio to the fastest at either. Dense stacks may execute more FLOPs than the naive
     count (their zero blocks) and still win by running fewer operations. ``strategy`` names the
-    only strategy to try (where it applies)."""
-    choices = []
-    candidates = applicable_strategies(model, strategy)
-    for candidate in candidates:
-        # A lone candidate is applied in place: the caller goes on with the chosen builder, and a
-        # copy of every earlier statement's state per statement is quadratic in long diagrams.
-        trial = b.fork() if len(candidates) > 1 else b
-        before = len(trial.steps)
-        orders = tuple(candidate.apply(trial, model))
-        new = trial.steps[before:]
-        choices.append(Choice(candidate, trial, orders, sum(s.flops for s in new), estimate(new),
-                              estimate_large(new)))
+    only strategy to try (where it applies).
+
+    A strategy whose new coupling tables would hold more than ``table_budget`` numbers is not a
+    candidate (dense stacks of high spins reach gigabytes); when every candidate is over, the
+    strategies of smaller, per-block tables are tried, fewest networks first, and the statement
+    is refused (E501) only when none fits (the size checks make that rare: the per-path tables
+    are what ``max_table_numbers`` bounds before planning)."""
+    choices = [c for c in _tried(b, model, applicable_strategies(model, strategy)) if c.tables <= table_budget]
+    for fallback in ([] if choices else fallback_strategies(model)):
+        choices = [c for c in _tried(b, model, [fallback]) if c.tables <= table_budget]
+        if choices:
+            break
+    if not choices:
+        raise FusionError([Diagnostic(
+            "E501", f"every plan of this statement needs coupling tables of more than {table_budget} numbers",
+            model.statement.span, b.diagram.source,
+            hint="lower the spins of its arguments, or cut intermediate edges with `lmax`; or raise the limit: "
+                 "`limits=Limits(max_table_numbers=...)`, `fusionc --limit max_table_numbers=...`")])
     small, large = min(c.seconds for c in choices), min(c.large for c in choices)
 
     def regret(c: Choice) -> tuple[float, float, int]:
@@ -184,3 +194,19 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO) -> Choice:
         return max(c.seconds / small if small else 1.0, c.large / large if large else 1.0), c.seconds, c.flops
     ranked = sorted(choices, key=regret)
     return replace(ranked[0], estimates=tuple((c.strategy.label, c.seconds) for c in ranked))
+
+
+def _tried(b: Builder, model: StatementModel, candidates: Sequence[Strategy]) -> list[Choice]:
+    """Each candidate applied to a fork of the builder (a linear map's lone strategy in place:
+    copying every earlier statement's state per statement is quadratic in long diagrams)."""
+    choices = []
+    for candidate in candidates:
+        in_place = len(candidates) == 1 and model.statement.is_linear
+        trial = b if in_place else b.fork()
+        before = len(trial.steps)
+        orders = tuple(candidate.apply(trial, model))
+        new = trial.steps[before:]
+        tables = sum(math.prod(spec.shape) for spec in trial.tables if spec not in b.tables or in_place)
+        choices.append(Choice(candidate, trial, orders, sum(s.flops for s in new), estimate(new),
+                              estimate_large(new), tables=tables))
+    return choices

@@ -102,6 +102,14 @@ def applicable_strategies(model: StatementModel, name: str = AUTO) -> list[Strat
     return [s for s in found if counts[s.label] <= MAX_GROUPS] or [min(found, key=lambda s: counts[s.label])]
 
 
+def fallback_strategies(model: StatementModel) -> list[Strategy]:
+    """The applicable strategies that :func:`applicable_strategies` leaves out, fewest networks
+    first (tried when every candidate's tables are over the budget)."""
+    found = [strategy for strategy in STRATEGIES.values() if strategy.applies(model)]
+    chosen = {s.label for s in applicable_strategies(model)}
+    return sorted((s for s in found if s.label not in chosen), key=lambda s: group_count(model, s))
+
+
 def group_count(model: StatementModel, strategy: Strategy) -> int:
     """How many networks ``strategy`` emits for ``model``'s statement."""
     if strategy.stacking == "linear":
