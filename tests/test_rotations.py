@@ -169,15 +169,6 @@ def test_l1_representation_is_the_cartesian_rotation_matrix() -> None:
     torch.testing.assert_close(o3_wigner_D(1, -1, alpha, beta, gamma, 1), -rotation, atol=1e-14, rtol=0)
 
 
-@pytest.fixture
-def float64_default():
-    # e3nn builds its matrices in the default dtype; compare at double precision.
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 @pytest.mark.parametrize("l", range(7))
 @pytest.mark.parametrize("parity", [1, -1, "o"])
 def test_o3_wigner_D_equals_e3nn(l: int, parity: int | str, float64_default: None) -> None:

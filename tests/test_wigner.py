@@ -227,15 +227,6 @@ def test_su2_coupling_invariant_under_rotations(j1: Fraction) -> None:
 L_TRIPLES = [t for t in itertools.product(range(7), repeat=3) if abs(t[0] - t[1]) <= t[2] <= t[0] + t[1]]
 
 
-@pytest.fixture
-def float64_default():
-    # e3nn builds its matrices in the default dtype; compare at double precision.
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
-
-
 @pytest.mark.parametrize("l1, l2, l3", L_TRIPLES, ids=str)
 def test_real_coupling_equals_e3nn_wigner_3j(l1: int, l2: int, l3: int) -> None:
     o3 = pytest.importorskip("e3nn.o3")
