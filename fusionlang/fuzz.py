@@ -329,18 +329,7 @@ def _check_reference(module: Any, diagram: Any, generator: Any) -> None:
     weights = testing.random_weights(diagram, batch=(3,), generator=generator)
     inputs = [testing.random_features(leg.irreps, (3,), group=diagram.group, generator=generator)
               for leg in diagram.inputs]
-    external = []
-    for statement in diagram.statements:
-        if statement.weights == "none":
-            continue
-        flat = _zero_dropped(module, diagram, statement, weights)
-        ours = importers.to_module_layout(module, diagram, statement.index, flat)
-        if statement.weights == "external":
-            external.append(ours)
-            continue
-        parameter = importers.statement_parameter(module, statement.index)
-        with torch.no_grad():
-            parameter.copy_(ours.reshape(parameter.shape))
+    external = importers.load_reference_weights(module, diagram, weights)
     with torch.no_grad():
         ours_out = _as_tuple(module(*inputs, *external))
     theirs = _as_tuple(testing.reference_forward(diagram, inputs, weights))
@@ -349,23 +338,6 @@ def _check_reference(module: Any, diagram: Any, generator: Any) -> None:
     if not error <= TOLERANCE:
         raise _Defect("reference_mismatch", f"relative error {error:.3g} against testing.reference_forward",
                       _features(diagram))
-
-
-def _zero_dropped(module: Any, diagram: Any, statement: Any, weights: dict[int, Any]) -> Any:
-    """Zero the blocks of paths the planner dropped (repeated leaves), as tests/test_oracles.py."""
-    import torch
-
-    from . import importers, testing
-
-    kept = importers.kept_paths(module, statement.index)
-    if kept is None:
-        return weights[statement.index]
-    blocks = testing.split_weights(diagram, statement, weights[statement.index])
-    lead = weights[statement.index].shape[:-1]
-    pieces = [(b if k in kept else torch.zeros_like(b)).reshape(*lead, -1)
-              for k, b in enumerate(blocks) if b is not None]
-    weights[statement.index] = torch.cat(pieces, dim=-1)
-    return weights[statement.index]
 
 
 def _check_misshaped(module: Any, diagram: Any, arguments: Sequence[Any]) -> None:

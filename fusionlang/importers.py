@@ -503,3 +503,38 @@ def _change_of_basis(ours: torch.Tensor | None, u: torch.Tensor, what: str) -> t
         raise ValueError(f"{what}: mace's basis is not in the span of the module's paths (relative residual "
                          f"{residual:.2e}); are the irreps, parities and normalisation the same?")
     return change
+
+
+def load_reference_weights(module: Any, diagram: ir.Diagram, weights: dict[int, torch.Tensor]) -> list[torch.Tensor]:
+    """Weights in docs/semantics.md's layout (``{statement index: flat weights}``, as
+    :func:`fusionlang.testing.random_weights` makes them) into a compiled module: internal ones
+    copied into its parameters, external ones returned in statement order, for ``forward``.
+
+    For a statement whose weights the module shares across repeated leaves (fewer kept paths),
+    the dropped paths' blocks are set to zero in ``weights`` (in place) and only the kept ones go
+    to the module: module and reference then compute the same function."""
+    external = []
+    for statement in diagram.statements:
+        if statement.weights == "none":
+            continue
+        ours = to_module_layout(module, diagram, statement.index, _zero_dropped(module, diagram, statement, weights))
+        if statement.weights == "external":
+            external.append(ours)
+            continue
+        parameter = statement_parameter(module, statement.index)
+        with torch.no_grad():
+            parameter.copy_(ours.reshape(parameter.shape))
+    return external
+
+
+def _zero_dropped(module: Any, diagram: ir.Diagram, statement: ir.Statement,
+                  weights: dict[int, torch.Tensor]) -> torch.Tensor:
+    kept = kept_paths(module, statement.index)
+    if kept is None:
+        return weights[statement.index]
+    blocks = split_weights(diagram, statement, weights[statement.index])
+    lead = weights[statement.index].shape[:-1]
+    pieces = [(b if k in kept else torch.zeros_like(b)).reshape(*lead, -1)
+              for k, b in enumerate(blocks) if b is not None]
+    weights[statement.index] = torch.cat(pieces, dim=-1)
+    return weights[statement.index]

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import torch
 
-from fusionlang import ir, testing
+from fusionlang import importers, ir, testing
 from fusionlang.api import compile as compile_fusion
 from fusionlang.frontend import check_source
 from fusionlang.graphs import needs_orchestrator
-from fusionlang.importers import kept_paths, load_e3nn_weights, statement_parameter, to_module_layout
+from fusionlang.importers import load_e3nn_weights, statement_parameter
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.fusion"))
 # (file, diagram) of every plain diagram of the examples; graph diagrams are checked in test_graphs.py
@@ -29,40 +29,6 @@ def _compiled(text: str, name: str | None = None, dtype: torch.dtype = torch.flo
     diagram = result.diagram(name)
     module = result.module_class(diagram.name)()
     return testing.cast_module(module, dtype), diagram
-
-
-def _load(module: Any, diagram: ir.Diagram, weights: dict[int, torch.Tensor]) -> list[torch.Tensor]:
-    """Copy internal weights into the module; return the external ones, in statement order.
-
-    For a statement whose weights the module shares across repeated leaves (fewer kept paths),
-    the dropped paths' blocks are set to zero in ``weights`` (in place) and only the kept ones
-    go to the module: with one leg on several leaves both then compute the same function."""
-    external = []
-    for statement in diagram.statements:
-        if statement.weights == "none":
-            continue
-        flat = _zero_dropped(module, diagram, statement, weights)
-        ours = to_module_layout(module, diagram, statement.index, flat)
-        if statement.weights == "external":
-            external.append(ours)
-            continue
-        parameter = statement_parameter(module, statement.index)
-        with torch.no_grad():
-            parameter.copy_(ours.reshape(parameter.shape))
-    return external
-
-
-def _zero_dropped(module: Any, diagram: ir.Diagram, statement: ir.Statement,
-                  weights: dict[int, torch.Tensor]) -> torch.Tensor:
-    kept = kept_paths(module, statement.index)
-    if kept is None:
-        return weights[statement.index]
-    blocks = testing.split_weights(diagram, statement, weights[statement.index])
-    lead = weights[statement.index].shape[:-1]
-    pieces = [(b if k in kept else torch.zeros_like(b)).reshape(*lead, -1)
-              for k, b in enumerate(blocks) if b is not None]
-    weights[statement.index] = torch.cat(pieces, dim=-1)
-    return weights[statement.index]
 
 
 def _as_tuple(value: Any) -> tuple[torch.Tensor, ...]:
@@ -83,7 +49,7 @@ def _compare_with_reference(text: str, seed: int, batch: int = 3, name: str | No
     g = torch.Generator().manual_seed(seed)
     weights = testing.random_weights(diagram, batch=(batch,), generator=g)
     inputs = [testing.random_features(leg.irreps, (batch,), generator=g) for leg in diagram.inputs]
-    external = _load(module, diagram, weights)
+    external = importers.load_reference_weights(module, diagram, weights)
     with torch.no_grad():
         ours = module(*inputs, *external)
     return _relative_error(ours, testing.reference_forward(diagram, inputs, weights))
@@ -152,7 +118,7 @@ def test_a_broken_module_is_caught() -> None:
     module, diagram = _compiled(text)
     g = torch.Generator().manual_seed(0)
     weights = testing.random_weights(diagram, generator=g)
-    _load(module, diagram, weights)
+    importers.load_reference_weights(module, diagram, weights)
     inputs = [testing.random_features(leg.irreps, (2,), generator=g) for leg in diagram.inputs]
     wrong = {0: weights[0].clone()}
     wrong[0][-1] += 1.0

@@ -83,13 +83,18 @@ def _independent_columns(group: str, problem: tuple[tuple[Any, ...], ...],
     tensors = [table_tensor(TableSpec(group, tree_dims(tree), (Block((0,) * (len(entries) + 1), tree, fan_in),)))
                for entries, tree, fan_in in problem]
     permutations = list(group_permutations(groups, len(problem[0][0])))
+    # the paths on each tuple of entries, as rows of one matrix: one product per (path, permutation)
+    rows: dict[tuple[int, ...], list[int]] = {}
+    for i, (entries, _, _) in enumerate(problem):
+        rows.setdefault(entries, []).append(i)
+    flat = {entries: torch.stack([tensors[i].reshape(-1) for i in members]).conj() for entries, members in rows.items()}
     gram = torch.zeros((len(problem), len(problem)), dtype=tensors[0].dtype)
-    for i, (entries_i, _, _) in enumerate(problem):
-        for j, (entries_j, _, _) in enumerate(problem):
-            for order in permutations:
-                if tuple(entries_j[k] for k in order) == entries_i:
-                    moved = tensors[j].permute(*order, len(order))
-                    gram[i, j] += (tensors[i].conj() * moved).sum() / len(permutations)
+    for j, (entries_j, _, _) in enumerate(problem):
+        for order in permutations:
+            onto = tuple(entries_j[k] for k in order)
+            if onto in rows:
+                moved = tensors[j].permute(*order, len(order)).reshape(-1)
+                gram[rows[onto], j] += flat[onto] @ moved / len(permutations)
     return _cholesky_flags(gram, [float(t.abs().norm()) for t in tensors])
 
 
