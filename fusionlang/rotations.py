@@ -37,7 +37,7 @@ from functools import lru_cache
 import torch
 
 from .groups import SU2, Group, GroupLike, Irrep, Irreps, as_group
-from .wigner import Spin, _twice_integer_spin, _twice_spin, real_basis_change
+from .wigner import Spin, real_basis_change, twice_integer_spin, twice_spin
 
 __all__ = [
     "MAX_SPIN", "GroupElement", "feature_dtype", "irrep_matrix", "o3_wigner_D", "random_rotation",
@@ -118,7 +118,7 @@ def su2_wigner_D(j: Spin, alpha: Angle, beta: Angle, gamma: Angle) -> torch.Tens
     >>> bool(torch.allclose(su2_wigner_D(1, 0.0, 0.0, 0.0), torch.eye(3, dtype=torch.complex128)))
     True
     """
-    tj = _twice_spin(j)
+    tj = twice_spin(j)
     _check_spin(tj)
     alpha_t, beta_t, gamma_t = _as_angles(alpha, beta, gamma)
     m = torch.arange(-tj, tj + 1, 2, dtype=torch.float64) / 2
@@ -148,7 +148,7 @@ def o3_wigner_D(l: int, parity: int | str, alpha: Angle, beta: Angle, gamma: Ang
     [-1.0, -1.0, -1.0]
     """
     sign = _parity_sign(parity)
-    tl = _twice_integer_spin(l)
+    tl = twice_integer_spin(l)
     alpha_t, beta_t, gamma_t, k_t = _as_angles(alpha, beta, gamma, k)
     q = real_basis_change(tl // 2)
     rotation = (q @ su2_wigner_D(tl // 2, -alpha_t, beta_t, -gamma_t) @ q.conj().T).real

@@ -180,15 +180,15 @@ def _twice(value: Spin, what: str) -> int:
     return int(doubled)
 
 
-def _twice_spin(value: Spin, what: str = "j") -> int:
+def twice_spin(value: Spin, what: str = "j") -> int:
     twice = _twice(value, what)
     if twice < 0:
         raise ValueError(f"{what} = {value} must be non-negative")
     return twice
 
 
-def _twice_integer_spin(value: Spin, what: str = "l") -> int:
-    twice = _twice_spin(value, what)
+def twice_integer_spin(value: Spin, what: str = "l") -> int:
+    twice = twice_spin(value, what)
     if twice % 2:
         raise ValueError(f"{what} = {value} must be an integer for SO(3)/O(3)")
     return twice
@@ -259,7 +259,7 @@ def su2_clebsch_gordan(j1: Spin, m1: Spin, j2: Spin, m2: Spin, j: Spin, m: Spin)
     >>> print(su2_clebsch_gordan(half, half, half, -half, 0, 0))
     sqrt(1/2)
     """
-    twice_js = (_twice_spin(j1, "j1"), _twice_spin(j2, "j2"), _twice_spin(j, "j"))
+    twice_js = (twice_spin(j1, "j1"), twice_spin(j2, "j2"), twice_spin(j, "j"))
     twice_ms = (_twice(m1, "m1"), _twice(m2, "m2"), _twice(m, "m"))
     args = (twice_js[0], twice_ms[0], twice_js[1], twice_ms[1], twice_js[2], twice_ms[2])
     if not _cg_selection_ok(*args):
@@ -334,7 +334,7 @@ def wigner_6j(j1: Spin, j2: Spin, j3: Spin, j4: Spin, j5: Spin, j6: Spin) -> Sig
     sqrt(1/36)
     """
     spins = (j1, j2, j3, j4, j5, j6)
-    return _wigner_6j_twice(tuple(_twice_spin(s, f"j{i + 1}") for i, s in enumerate(spins)))
+    return _wigner_6j_twice(tuple(twice_spin(s, f"j{i + 1}") for i, s in enumerate(spins)))
 
 
 def _nine_j_terms(t: tuple[int, ...]) -> Iterable[SignedSqrt]:
@@ -363,7 +363,7 @@ def wigner_9j(
     sqrt(1/9)
     """
     spins = (j1, j2, j3, j4, j5, j6, j7, j8, j9)
-    t = tuple(_twice_spin(s, f"j{i + 1}") for i, s in enumerate(spins))
+    t = tuple(twice_spin(s, f"j{i + 1}") for i, s in enumerate(spins))
     rows_and_columns = (t[0:3], t[3:6], t[6:9], t[0::3], t[1::3], t[2::3])
     if not all(_triangle_ok(*triad) for triad in rows_and_columns):
         return _ZERO
@@ -398,7 +398,7 @@ def su2_coupling(j1: Spin, j2: Spin, j3: Spin) -> torch.Tensor:
     tensor([[ 0.0000, -0.7071],
             [ 0.7071,  0.0000]], dtype=torch.float64)
     """
-    twice = (_twice_spin(j1, "j1"), _twice_spin(j2, "j2"), _twice_spin(j3, "j3"))
+    twice = (twice_spin(j1, "j1"), twice_spin(j2, "j2"), twice_spin(j3, "j3"))
     _check_triangle(*twice)
     return _su2_block_tensor(*twice)
 
@@ -479,7 +479,7 @@ def real_coupling(l1: int, l2: int, l3: int, normalization: str = "wigner_3j") -
     >>> round(float(real_coupling(1, 1, 0)[0, 0, 0]), 6)
     0.57735
     """
-    twice = (_twice_integer_spin(l1, "l1"), _twice_integer_spin(l2, "l2"), _twice_integer_spin(l3, "l3"))
+    twice = (twice_integer_spin(l1, "l1"), twice_integer_spin(l2, "l2"), twice_integer_spin(l3, "l3"))
     _check_triangle(*twice)
     return _real_block_tensor(*twice, normalization)
 
@@ -549,7 +549,7 @@ def coupling_tensor(
     torch.Size([3, 3, 5])
     """
     family = _group_family(group)
-    to_twice = _twice_integer_spin if family == "SO3" else _twice_spin
+    to_twice = twice_integer_spin if family == "SO3" else twice_spin
     twice = (to_twice(j1, "j1"), to_twice(j2, "j2"), to_twice(j3, "j3"))
     _check_triangle(*twice)
     _normalization_scale(normalization, *twice)  # validates the name
@@ -562,18 +562,3 @@ def clear_coupling_memory_cache() -> None:
     >>> clear_coupling_memory_cache()
     """
     _memoized_coupling.cache_clear()
-
-
-# ------------------------------------------------------------------ Wigner D
-
-# The D matrices live in fusionlang.rotations (which imports torch); these names stay importable
-# from here, loaded on first use so that importing this module does not import torch.
-_MOVED_TO_ROTATIONS = ("su2_wigner_D", "o3_wigner_D", "random_rotation_angles")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_ROTATIONS:
-        from fusionlang import rotations
-
-        return getattr(rotations, name)
-    raise AttributeError(f"module 'fusionlang.wigner' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import sympy
 import torch
 from sympy.physics.wigner import wigner_d
 
-from fusionlang import rotations, wigner
+from fusionlang import rotations
 from fusionlang.rotations import MAX_SPIN, o3_wigner_D, su2_wigner_D
 
 HALF = Fraction(1, 2)
@@ -185,11 +185,3 @@ def test_o3_wigner_D_equals_e3nn(l: int, parity: int | str, float64_default: Non
     torch.testing.assert_close(scalar, reference[1], atol=1e-10, rtol=0)
 
 
-def test_wigner_still_exports_the_d_matrices() -> None:
-    from fusionlang.wigner import o3_wigner_D as moved_o3
-    from fusionlang.wigner import su2_wigner_D as moved_su2
-
-    assert moved_su2 is su2_wigner_D and moved_o3 is o3_wigner_D
-    assert wigner.random_rotation_angles is rotations.random_rotation_angles
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        wigner.nothing  # noqa: B018

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fusionlang.rotations import o3_wigner_D, random_rotation_angles
 from fusionlang.spherical import SphericalHarmonics, irreps_text
-from fusionlang.wigner import o3_wigner_D, random_rotation_angles
 
 
 @pytest.mark.parametrize("lmax", [0, 1, 2, 3, 6])
