@@ -9,6 +9,7 @@ and an incremental Cholesky factorisation).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
@@ -64,10 +65,54 @@ def independent_paths(group: str, paths: Sequence[PathModel], groups: tuple[tupl
     for path in paths:
         classes.setdefault((path.output.index, entry_key(groups, path)), []).append(path)
     for members in classes.values():
-        problem = tuple((tuple(e.index for e in p.leaves), p.tree, p.fan_in) for p in members)
-        keep = _independent_columns(group, problem, groups)
-        kept += [p for p, flag in zip(members, keep, strict=True) if flag]
+        kept += [p for p, flag in zip(members, _class_flags(group, members, groups), strict=True) if flag]
     return sorted(kept, key=lambda p: p.position)
+
+
+def _class_flags(group: str, members: Sequence[PathModel], groups: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
+    """The rank test of one class, by whichever of two equal computations is cheaper: a dense
+    table over the class's entries, symmetrised once (best for many paths on few entries, e.g.
+    MACE's product basis), or the Gram matrix from pairs of the paths' own tensors (best for few
+    paths on many entries, where the dense table is mostly zeros)."""
+    arity = len(members[0].leaves)
+    stacks = _class_stacks(members, groups)
+    dims = tuple(stacks[k].dim for k in range(arity))
+    out_dim = members[0].output.dim
+    count, size = len(members), math.prod(e.dim for e in members[0].leaves) * out_dim
+    orders = math.prod(math.factorial(len(g)) for g in groups)
+    tuples = len({tuple(e.index for e in p.leaves) for p in members})
+    dense = math.prod(dims) * out_dim * count * (orders + count)
+    pairwise = orders * count * max(1, count // tuples) * size
+    if dense <= pairwise:
+        problem = tuple((tuple(stacks[k].offset(e) for k, e in enumerate(p.leaves)), p.tree, p.fan_in)
+                        for p in members)
+        return _dense_columns(group, dims, out_dim, problem, groups)
+    return _independent_columns(group, tuple((tuple(e.index for e in p.leaves), p.tree, p.fan_in) for p in members),
+                                groups)
+
+
+def _class_stacks(members: Sequence[PathModel], groups: tuple[tuple[int, ...], ...]) -> dict[int, Stack]:
+    """One stack per leaf over the class's entries; the leaves of one symmetric group share theirs."""
+    group_of = {k: g for g in groups for k in g}
+    return {k: stack_of(p.leaves[j] for p in members for j in group_of.get(k, (k,)))
+            for k in range(len(members[0].leaves))}
+
+
+@lru_cache(maxsize=1024)
+def _dense_columns(group: str, dims: tuple[int, ...], out_dim: int, problem: tuple[tuple[Any, ...], ...],
+                   groups: tuple[tuple[int, ...], ...]) -> tuple[bool, ...]:
+    """The rank test on one table over the class's stacked entries, with a path axis, symmetrised
+    over the repeated leaves; columns are the paths (``problem``: offsets, tree, fan_in)."""
+    arity = len(dims)
+    blocks = tuple(Block(offsets + (number, 0), tree, fan_in)
+                   for number, (offsets, tree, fan_in) in enumerate(problem))
+    shape = dims + (len(problem), out_dim)
+    raw = table_tensor(TableSpec(group, shape, blocks, (arity,)))
+    scales = raw.movedim(arity, -1).reshape(-1, len(problem)).abs().norm(dim=0)
+    table = table_tensor(TableSpec(group, shape, blocks, (arity,), groups))
+    columns = table.movedim(arity, -1).reshape(-1, len(problem))
+    columns = columns[columns.abs().sum(dim=1) > 0]
+    return _cholesky_flags(columns.conj().T @ columns, [float(x) for x in scales])
 
 
 @lru_cache(maxsize=4096)
@@ -83,18 +128,20 @@ def _independent_columns(group: str, problem: tuple[tuple[Any, ...], ...],
     tensors = [table_tensor(TableSpec(group, tree_dims(tree), (Block((0,) * (len(entries) + 1), tree, fan_in),)))
                for entries, tree, fan_in in problem]
     permutations = list(group_permutations(groups, len(problem[0][0])))
-    # the paths on each tuple of entries, as rows of one matrix: one product per (path, permutation)
+    # the paths on each tuple of entries, stacked: one product per (tuple, permutation)
     rows: dict[tuple[int, ...], list[int]] = {}
     for i, (entries, _, _) in enumerate(problem):
         rows.setdefault(entries, []).append(i)
-    flat = {entries: torch.stack([tensors[i].reshape(-1) for i in members]).conj() for entries, members in rows.items()}
+    stacked = {entries: torch.stack([tensors[i] for i in members]) for entries, members in rows.items()}
+    flat = {entries: block.reshape(len(rows[entries]), -1).conj() for entries, block in stacked.items()}
     gram = torch.zeros((len(problem), len(problem)), dtype=tensors[0].dtype)
-    for j, (entries_j, _, _) in enumerate(problem):
+    for entries, block in stacked.items():
         for order in permutations:
-            onto = tuple(entries_j[k] for k in order)
+            onto = tuple(entries[k] for k in order)
             if onto in rows:
-                moved = tensors[j].permute(*order, len(order)).reshape(-1)
-                gram[rows[onto], j] += flat[onto] @ moved / len(permutations)
+                moved = block.permute(0, *(k + 1 for k in order), len(order) + 1).reshape(len(rows[entries]), -1)
+                at = torch.tensor(rows[onto])[:, None], torch.tensor(rows[entries])[None, :]
+                gram[at] += flat[onto] @ moved.T / len(permutations)
     return _cholesky_flags(gram, [float(t.abs().norm()) for t in tensors])
 
 
