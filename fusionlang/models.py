@@ -1,26 +1,30 @@
-"""A small MACE-like interatomic potential assembled from compiled fusion diagrams.
+"""A MACE interatomic potential assembled from compiled fusion diagrams.
 
-The model follows MACE (Batatia et al. 2022) with every equivariant operation compiled from a
+The model follows MACE (Batatia et al. 2022; mace-torch's ``ScaleShiftMACE`` with
+``RealAgnosticResidualInteractionBlock``) with every equivariant operation compiled from a
 ``.fusion`` diagram::
 
-    h⁰ = embedding(species)                                             channels x 0e
-    A  = linear(Σ_{j→i} R(|r_ij|) · h_j ⊗ Y(r_ij)) / avg_num_neighbors   mace_interaction, mace_linear
-    B  = A + A⊗A + A⊗A⊗A (per-species weights) [+ fusion block]          mace_product_basis
-    h¹ = B;   E_i = E0[species_i] + scale · Σ_layers readout(B⁰ᵉ_i);   E = Σ_i E_i;   F = -∂E/∂pos
+    h⁰ = embedding(species)                                              channels x 0e
+    per layer t:
+      s  = skip(h, species)                                                mace_skip (per-species linear)
+      A  = linear(Σ_{j→i} R(|r_ij|) · up(h)_j ⊗ Y(r_ij)) / avg_num_neighbors  mace_linear, mace_interaction
+      B  = linear(A + A⊗A + A⊗A⊗A (per-species weights) [+ fusion block]) + s   mace_product_basis
+      h  = B;   e_t = readout_t(B⁰ᵉ)   (linear; the last layer: linear, SiLU, linear)
+    E_i = E0[species_i] + scale · Σ_t e_t + shift;   E = Σ_i E_i;   F = -∂E/∂pos
 
 with ``r_ij = pos[sender] - pos[receiver]`` (translation invariant by construction), ``Y`` the real
-spherical harmonics (:class:`fusionlang.spherical.SphericalHarmonics`) and ``R`` a radial network
-over a Bessel basis times a smooth polynomial cutoff, which gives the per-edge weights of the
-interaction (external weights). With ``fusion_block=True`` the product basis also fuses the
-centre's features with the messages of every pair of distinct neighbours
-(``h, neighbours(m), neighbours(m) -> B``, as ``mace_fusion_block`` in examples/fusion_block.fusion).
+spherical harmonics (:class:`fusionlang.spherical.SphericalHarmonics`) and ``R`` a radial MLP
+(MACE's sizes by default: three hidden layers of 64, no biases) over a Bessel basis times a smooth
+polynomial cutoff, which gives the per-edge weights of the interaction (external weights). With
+``fusion_block=True`` the product basis also fuses the centre's features with the messages of every
+pair of distinct neighbours (``h, neighbours(m), neighbours(m) -> B``, as ``mace_fusion_block`` in
+examples/fusion_block.fusion). Data live in :mod:`fusionlang.atoms`, training in
+:mod:`fusionlang.training`.
 
-The module also carries a tiny data set generator (random clusters of 4 to 8 atoms of 3 species,
-labelled by a Morse pair potential plus a three-body angular term), a training loop and a plot of
-the loss curves; ``scripts/train_mace.py`` runs them end to end.
-
+>>> from fusionlang.atoms import collate
+>>> from fusionlang.toydata import make_dataset
 >>> data = make_dataset(4, seed=0)
->>> model = MacePotential(MaceConfig(channels=4, lmax=1, interactions=1), dtype=torch.float64)
+>>> model = MacePotential(MaceConfig(channels=4, lmax=1, interactions=1, radial_mlp=(8,)), dtype=torch.float64)
 >>> energy, forces = model.energy_and_forces(collate(data))
 >>> energy.shape, forces.shape == collate(data).forces.shape
 (torch.Size([4]), True)
@@ -29,22 +33,21 @@ the loss curves; ``scripts/train_mace.py`` runs them end to end.
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from string import Template
+from typing import Any
 
 import torch
 
 from . import api
+from .atoms import Batch, Statistics
 from .groups import O3, Irreps
 from .spherical import SphericalHarmonics, irreps_text
 
 __all__ = [
-    "Batch", "EpochLoss", "MaceConfig", "MacePotential", "ReferencePotential", "Statistics", "Structure",
-    "collate", "evaluate", "fit_statistics", "interaction_source", "linear_source", "make_dataset",
-    "parameter_count", "plot_losses", "product_basis_source", "random_structure", "train",
+    "MaceConfig", "MacePotential", "interaction_source", "linear_source", "match_parameters", "parameter_count",
+    "potential_from_state", "potential_state", "product_basis_source", "skip_source",
 ]
 
 # -- the diagrams ----------------------------------------------------------------------------------
@@ -71,6 +74,18 @@ diagram mace_linear {
     input  x : $source
     output y : $target
     x -> y  [channels = uvw, weights = channel]
+}
+""")
+
+# MACE's residual skip connection: a per-species linear map of the layer's input to its output
+# (mace-torch: a fully connected tensor product of the features with the one-hot species).
+SKIP = Template("""\
+diagram mace_skip {
+    group O3
+    input  h : $source
+    index  species : $species
+    output s : $target
+    h -> s  [channels = uvw, weights = channel, per = species]
 }
 """)
 
@@ -118,6 +133,11 @@ def linear_source(source: str, target: str) -> str:
     return LINEAR.substitute(source=source, target=target)
 
 
+def skip_source(source: str, target: str, species: int) -> str:
+    """The ``mace_skip`` diagram: a per-species linear map from ``source`` to ``target``."""
+    return SKIP.substitute(source=source, target=target, species=species)
+
+
 def product_basis_source(density: str, target: str, species: int, *, hidden: str | None = None,
                          fusion_lmax: int = 2) -> str:
     """The ``mace_product_basis`` diagram (correlation 3, per-species weights). With ``hidden``
@@ -142,10 +162,12 @@ def product_basis_source(density: str, target: str, species: int, *, hidden: str
 
 @dataclass(frozen=True)
 class MaceConfig:
-    """The sizes of a :class:`MacePotential` (small defaults: trains on a laptop CPU).
+    """The sizes of a :class:`MacePotential` (MACE's structure, small defaults: trains on a CPU).
 
     ``lmax`` bounds the edge harmonics and the density ``A``; hidden node features between layers
     are ``channels x (0e + ... + hidden_lmax)``; the last layer's product basis outputs scalars.
+    ``radial_mlp`` are the hidden widths of the radial network (MACE: 64, 64, 64); ``readout_hidden``
+    the width of the last, non-linear readout (MACE: 16x0e); ``residual`` adds MACE's skip connection.
     """
 
     species: int = 3
@@ -156,27 +178,30 @@ class MaceConfig:
     r_max: float = 5.0
     bessel: int = 8
     cutoff_power: int = 5
-    radial_hidden: int = 32
+    radial_mlp: tuple[int, ...] = (64, 64, 64)
+    readout_hidden: int = 16
+    residual: bool = True
     fusion_block: bool = False
     fusion_lmax: int = 2
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "radial_mlp", tuple(int(w) for w in self.radial_mlp))  # lists from YAML/JSON
         if not 0 <= self.hidden_lmax <= self.lmax or self.interactions < 1:
             raise ValueError(f"need 0 <= hidden_lmax <= lmax and interactions >= 1, got {self}")
+        if not self.radial_mlp or min(self.radial_mlp) < 1 or self.readout_hidden < 1 or self.channels < 1:
+            raise ValueError(f"channels, radial_mlp widths and readout_hidden must be positive, got {self}")
         if self.fusion_block and self.fusion_lmax > self.lmax:
             raise ValueError(f"the fusion block's messages use the edge harmonics: fusion_lmax "
                              f"{self.fusion_lmax} must not exceed lmax {self.lmax}")
 
-
-@dataclass(frozen=True)
-class Statistics:
-    """Data set constants the model is built with (as MACE): the mean number of neighbours (the
-    sums over neighbours are divided by it), per-species reference energies ``E0`` (eV) and the
-    energy scale (the RMS of the force components, eV/Å)."""
-
-    avg_num_neighbors: float = 1.0
-    atomic_energies: tuple[float, ...] = ()
-    scale: float = 1.0
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> MaceConfig:
+        """A config from plain values (a YAML section), refusing unknown keys by name."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
 
 
 # -- radial functions ------------------------------------------------------------------------------
@@ -241,24 +266,46 @@ def _call(module: torch.nn.Module, values: Mapping[str, torch.Tensor]) -> torch.
     return module(*(values[name] for name, _, _ in type(module).SIGNATURE))  # type: ignore[attr-defined]
 
 
-class MaceLayer(torch.nn.Module):
-    """One interaction and product basis, and the readout of its scalars to per-atom energies."""
+def _compiled(source: str, name: str, dtype: torch.dtype) -> torch.nn.Module:
+    """The module of the only diagram in ``source``, built at ``dtype``."""
+    return api.compile(source, name=f"{name}.fusion").module_class()(dtype=dtype)
 
-    def __init__(self, config: MaceConfig, hidden_lmax: int, target_lmax: int, dtype: torch.dtype) -> None:
+
+class Readout(torch.nn.Module):
+    """Per-atom energy from the scalars: linear, or (the last layer, as MACE) linear, SiLU, linear."""
+
+    def __init__(self, channels: int, hidden: int | None, dtype: torch.dtype) -> None:
+        super().__init__()
+        sizes = [channels, 1] if hidden is None else [channels, hidden, 1]
+        self.mlp = RadialMLP(sizes, dtype)  # bias-free linear maps with normalised SiLU between them
+
+    def forward(self, scalars: torch.Tensor) -> torch.Tensor:
+        return self.mlp(scalars).squeeze(-1)
+
+
+class MaceLayer(torch.nn.Module):
+    """One MACE layer: skip, linear up, interaction, linear, product basis, linear, and its readout."""
+
+    def __init__(self, config: MaceConfig, hidden_lmax: int, target_lmax: int, last: bool, dtype: torch.dtype) -> None:
         super().__init__()
         c = config
-        hidden, density = _irreps(c.channels, hidden_lmax), _irreps(c.channels, c.lmax)
+        hidden, density, target = (_irreps(c.channels, lmax) for lmax in (hidden_lmax, c.lmax, target_lmax))
+        self.up = _compiled(linear_source(hidden, hidden), "mace_linear_up", dtype)
         interaction = api.compile(interaction_source(hidden, c.lmax), name="mace_interaction.fusion")
         middle = str(interaction.diagram("mace_interaction").irreps("A"))
         self.interaction = interaction.module_class("mace_interaction")(dtype=dtype)
-        self.linear = api.compile(linear_source(middle, density), name="mace_linear.fusion").module_class()(dtype=dtype)
-        product = product_basis_source(density, _irreps(c.channels, target_lmax), c.species,
+        self.linear = _compiled(linear_source(middle, density), "mace_linear", dtype)
+        product = product_basis_source(density, target, c.species,
                                        hidden=hidden if c.fusion_block else None, fusion_lmax=c.fusion_lmax)
-        self.product = api.compile(product, name="mace_product_basis.fusion").module_class()(dtype=dtype)
+        self.product = _compiled(product, "mace_product_basis", dtype)
+        self.product_linear = _compiled(linear_source(target, target), "mace_linear_product", dtype)
+        # The skip maps the irreps the input and output share (the first layer's input is scalars).
+        shared = _irreps(c.channels, min(hidden_lmax, target_lmax))
+        self.skip = _compiled(skip_source(hidden, shared, c.species), "mace_skip", dtype) if c.residual else None
         self.fusion_dim = (c.fusion_lmax + 1) ** 2
         self.weights = _external_weights(self.interaction) + _external_weights(self.product)
-        self.radial = RadialMLP([c.bessel, c.radial_hidden, c.radial_hidden, sum(n for _, n in self.weights)], dtype)
-        self.readout = torch.nn.Linear(c.channels, 1, bias=False, dtype=dtype)
+        self.radial = RadialMLP([c.bessel, *c.radial_mlp, sum(n for _, n in self.weights)], dtype)
+        self.readout = Readout(c.channels, c.readout_hidden if last else None, dtype)
 
     def forward(self, h: torch.Tensor, harmonics: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor,
                 species: torch.Tensor, inverse_neighbours: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -266,15 +313,19 @@ class MaceLayer(torch.nn.Module):
         weights = self.radial(radial) * inverse_neighbours
         names, sizes = zip(*self.weights, strict=True)
         values = dict(zip(names, weights.split(list(sizes), -1), strict=True))
-        A = _call(self.interaction, {**values, "h": h, "Y": harmonics, "edge_index": edge_index})
-        A = self.linear(A)
-        B = _call(self.product, {**values, "A": A, "h": h, "Y": harmonics[:, :self.fusion_dim],
+        up = self.up(h)
+        A = self.linear(_call(self.interaction, {**values, "h": up, "Y": harmonics, "edge_index": edge_index}))
+        B = _call(self.product, {**values, "A": A, "h": up, "Y": harmonics[:, :self.fusion_dim],
                                  "edge_index": edge_index, "species": species})
-        return B, self.readout(B[:, :self.readout.in_features]).squeeze(-1)
+        B = self.product_linear(B)
+        if self.skip is not None:
+            s = self.skip(h, species)
+            B = torch.cat([B[:, :s.shape[1]] + s, B[:, s.shape[1]:]], dim=1)
+        return B, self.readout(B[:, :self.readout.mlp.layers[0].in_features])
 
 
 class MacePotential(torch.nn.Module):
-    """A MACE-like potential: ``forward(positions, species, edge_index, batch, num_structures)``
+    """A MACE potential: ``forward(positions, species, edge_index, batch, num_structures)``
     gives the energy of every structure ``[S]``; :meth:`energy_and_forces` adds ``-dE/dpos``.
 
     ``edge_index`` is ``[2, E]``, row 0 the sender j, row 1 the receiver i (within ``r_max``);
@@ -294,25 +345,31 @@ class MacePotential(torch.nn.Module):
         self.harmonics = SphericalHarmonics(config.lmax)
         self.radial_basis = RadialBasis(config.r_max, config.bessel, config.cutoff_power, dtype)
         lmaxes = [0] + [config.hidden_lmax] * (config.interactions - 1) + [0]
-        self.layers = torch.nn.ModuleList(MaceLayer(config, lmaxes[t], lmaxes[t + 1], dtype)
-                                          for t in range(config.interactions))
+        self.layers = torch.nn.ModuleList(
+            MaceLayer(config, lmaxes[t], lmaxes[t + 1], t == config.interactions - 1, dtype)
+            for t in range(config.interactions))
         energies = statistics.atomic_energies or (0.0,) * config.species
-        self.register_buffer("atomic_energies", torch.tensor(energies, dtype=dtype))
-        self.scale = statistics.scale
+        if len(energies) != config.species:
+            raise ValueError(f"{len(energies)} atomic energies for {config.species} species")
+        # float64 whatever the model's dtype: E0 is thousands of eV for a molecule, and float32 would
+        # round the total energy to ~0.5 meV before any error of the model is measured.
+        self.register_buffer("atomic_energies", torch.tensor(energies, dtype=torch.float64))
+        self.scale, self.shift = statistics.scale, statistics.shift
 
     @property
     def dtype(self) -> torch.dtype:
         return self.embedding.weight.dtype
 
     def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        """The energy of every atom ``[N]`` (eV)."""
+        """The energy of every atom ``[N]`` (eV, float64)."""
         vectors = positions[edge_index[0]] - positions[edge_index[1]]
         harmonics, radial = self.harmonics(vectors), self.radial_basis(vectors.norm(dim=-1))
-        h, energy = self.embedding(species), self.atomic_energies[species]
+        h, contributions = self.embedding(species), []
         for layer in self.layers:
             h, contribution = layer(h, harmonics, radial, edge_index, species, 1.0 / self.statistics.avg_num_neighbors)
-            energy = energy + self.scale * contribution
-        return energy
+            contributions.append(contribution)
+        interaction = torch.stack(contributions).sum(0)
+        return self.atomic_energies[species] + (self.scale * interaction + self.shift).to(torch.float64)
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 batch: torch.Tensor, num_structures: int) -> torch.Tensor:
@@ -328,257 +385,77 @@ class MacePotential(torch.nn.Module):
         return (energy if create_graph else energy.detach()), -gradient
 
 
-# -- data ------------------------------------------------------------------------------------------
+# -- saving, and matching parameter counts ---------------------------------------------------------
 
-@dataclass(frozen=True)
-class Structure:
-    """One labelled structure: positions ``[n, 3]`` (Å), species ``[n]``, energy (eV), forces (eV/Å)."""
-
-    positions: torch.Tensor
-    species: torch.Tensor
-    energy: float
-    forces: torch.Tensor
+STATE_KIND = "fusionlang.MacePotential"
 
 
-@dataclass(frozen=True)
-class Batch:
-    """Structures concatenated along atoms, with their neighbour graph (edges within ``r_max``)."""
-
-    positions: torch.Tensor    # [N, 3]
-    species: torch.Tensor      # [N]
-    edge_index: torch.Tensor   # [2, E]: row 0 sender j, row 1 receiver i
-    batch: torch.Tensor        # [N]: the structure of every atom
-    energy: torch.Tensor       # [S]
-    forces: torch.Tensor       # [N, 3]
-    num_atoms: torch.Tensor    # [S]
-
-    @property
-    def num_structures(self) -> int:
-        return int(self.num_atoms.numel())
+def potential_state(model: MacePotential, atomic_numbers: Sequence[int]) -> dict[str, Any]:
+    """Everything needed to rebuild ``model`` (for ``torch.save``): its config, data set constants,
+    the atomic number of each species index, dtype and weights."""
+    return {"kind": STATE_KIND, "version": 1, "config": asdict(model.config), "statistics": asdict(model.statistics),
+            "atomic_numbers": [int(z) for z in atomic_numbers], "dtype": str(model.dtype).removeprefix("torch."),
+            "state_dict": model.state_dict()}
 
 
-def neighbour_graph(positions: torch.Tensor, r_max: float) -> torch.Tensor:
-    """Every ordered pair (j, i), j ≠ i, closer than ``r_max``: ``[2, E]``, row 0 the sender j."""
-    distances = torch.cdist(positions, positions)
-    close = (distances < r_max) & ~torch.eye(len(positions), dtype=torch.bool)
-    receiver, sender = close.nonzero(as_tuple=True)
-    return torch.stack([sender, receiver])
+def potential_from_state(state: Mapping[str, Any]) -> tuple[MacePotential, tuple[int, ...]]:
+    """The model and atomic numbers saved by :func:`potential_state`.
 
-
-def collate(structures: Sequence[Structure], r_max: float = 5.0) -> Batch:
-    """One :class:`Batch` of ``structures`` (float64)."""
-    counts = [len(s.species) for s in structures]
-    offsets = [sum(counts[:k]) for k in range(len(counts))]
-    edges = [neighbour_graph(s.positions, r_max) + offset for s, offset in zip(structures, offsets, strict=True)]
-    return Batch(
-        positions=torch.cat([s.positions for s in structures]),
-        species=torch.cat([s.species for s in structures]),
-        edge_index=torch.cat(edges, dim=1),
-        batch=torch.repeat_interleave(torch.arange(len(structures)), torch.tensor(counts)),
-        energy=torch.tensor([s.energy for s in structures], dtype=torch.float64),
-        forces=torch.cat([s.forces for s in structures]),
-        num_atoms=torch.tensor(counts),
-    )
-
-
-@dataclass(frozen=True)
-class ReferencePotential:
-    """The many-body reference: Morse pairs plus a three-body angular term, both cut off smoothly::
-
-        E = Σ_{i<j} fc(r_ij) D_ab [(1 - exp(-α (r_ij - r0_ab)))² - 1]
-          + Σ_i k_{z_i} Σ_{j<k} g(r_ij) g(r_ik) (cos θ_jik - cos θ0)²,    g(r) = exp(-r / ρ) fc(r)
-
-    with ``r0_ab = radius_a + radius_b`` and ``D_ab = sqrt(D_a D_b)``; cos θ0 = -1/3 (tetrahedral).
-
-    >>> e, f = ReferencePotential().label(torch.tensor([[0.0, 0, 0], [1.5, 0, 0]], dtype=torch.float64),
-    ...                                   torch.tensor([1, 1]))
-    >>> round(e, 3), round(float(f[0, 0] + f[1, 0]), 12)
-    (-0.971, 0.0)
+    >>> model = MacePotential(MaceConfig(channels=2, lmax=1, interactions=1, radial_mlp=(4,)), dtype=torch.float64)
+    >>> again, numbers = potential_from_state(potential_state(model, (1, 6, 8)))
+    >>> numbers, parameter_count(again) == parameter_count(model)
+    ((1, 6, 8), True)
     """
-
-    radius: tuple[float, ...] = (0.6, 0.75, 0.9)
-    depth: tuple[float, ...] = (0.6, 1.0, 1.4)
-    alpha: float = 1.5
-    angular: tuple[float, ...] = (1.0, 3.0, 6.0)
-    cos0: float = -1.0 / 3.0
-    decay: float = 1.0
-    r_max: float = 5.0
-
-    def energy(self, positions: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        n = len(positions)
-        eye = torch.eye(n, dtype=positions.dtype)
-        diff = positions[None, :, :] - positions[:, None, :]            # [i, j]: r_j - r_i
-        dist = (diff.pow(2).sum(-1) + eye).sqrt()                       # 1 on the diagonal: no 0/0
-        fc = polynomial_cutoff(dist / self.r_max) * (1 - eye)
-        radius, depth = (torch.tensor(v, dtype=positions.dtype)[species] for v in (self.radius, self.depth))
-        r0, d = radius[:, None] + radius[None, :], (depth[:, None] * depth[None, :]).sqrt()
-        pair = 0.5 * (fc * d * ((1 - torch.exp(-self.alpha * (dist - r0))) ** 2 - 1)).sum()
-        g, unit = torch.exp(-dist / self.decay) * fc, diff / dist[..., None]
-        cos = torch.einsum("ijx,ikx->ijk", unit, unit)
-        k = torch.tensor(self.angular, dtype=positions.dtype)[species]
-        triples = k[:, None, None] * g[:, :, None] * g[:, None, :] * (1 - eye)[None] * (cos - self.cos0) ** 2
-        return pair + 0.5 * triples.sum()
-
-    def label(self, positions: torch.Tensor, species: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """(energy, forces) of one structure, float64."""
-        positions = positions.detach().to(torch.float64).requires_grad_(True)
-        energy = self.energy(positions, species)
-        (gradient,) = torch.autograd.grad(energy, positions)
-        return float(energy.detach()), -gradient
-
-
-def random_structure(generator: torch.Generator, potential: ReferencePotential = ReferencePotential(),
-                     atoms: tuple[int, int] = (4, 8), species: int = 3) -> Structure:
-    """A random cluster: atoms added one by one at a bond length of 0.85 to 1.3 × r0 from a random
-    atom already placed, never closer than 0.8 × r0 to any other."""
-    n = int(torch.randint(atoms[0], atoms[1] + 1, (1,), generator=generator))
-    z = torch.randint(0, species, (n,), generator=generator)
-    radius = torch.tensor(potential.radius, dtype=torch.float64)[z]
-    placed = [torch.zeros(3, dtype=torch.float64)]
-    while len(placed) < n:
-        new = len(placed)
-        anchor = int(torch.randint(0, new, (1,), generator=generator))
-        direction = torch.randn(3, generator=generator, dtype=torch.float64)
-        stretch = 0.85 + 0.45 * float(torch.rand(1, generator=generator, dtype=torch.float64))
-        candidate = placed[anchor] + direction / direction.norm() * stretch * float(radius[anchor] + radius[new])
-        distances = (torch.stack(placed) - candidate).norm(dim=-1)
-        if bool((distances >= 0.8 * (radius[:new] + radius[new])).all()):
-            placed.append(candidate)
-    positions = torch.stack(placed)
-    positions = positions - positions.mean(0)
-    energy, forces = potential.label(positions, z)
-    return Structure(positions, z, energy, forces)
-
-
-def make_dataset(count: int, seed: int = 0, potential: ReferencePotential = ReferencePotential(),
-                 atoms: tuple[int, int] = (4, 8), species: int = 3) -> list[Structure]:
-    """``count`` random labelled clusters (deterministic in ``seed``)."""
-    generator = torch.Generator().manual_seed(seed)
-    return [random_structure(generator, potential, atoms, species) for _ in range(count)]
-
-
-def fit_statistics(data: Sequence[Structure], r_max: float = 5.0, species: int = 3) -> Statistics:
-    """Mean neighbour count, least-squares per-species energies, RMS force component of ``data``."""
-    batch = collate(data, r_max)
-    counts = torch.zeros(batch.num_structures, species, dtype=torch.float64)
-    counts.index_put_((batch.batch, batch.species), torch.ones(len(batch.species), dtype=torch.float64),
-                      accumulate=True)
-    energies = torch.linalg.lstsq(counts, batch.energy[:, None]).solution[:, 0]
-    return Statistics(avg_num_neighbors=batch.edge_index.shape[1] / len(batch.species),
-                      atomic_energies=tuple(float(e) for e in energies),
-                      scale=float(batch.forces.pow(2).mean().sqrt()))
-
-
-# -- training --------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class EpochLoss:
-    """Mean losses of one epoch: energy MSE per atom ((eV/atom)²), force MSE per component
-    ((eV/Å)²) and their weighted sum."""
-
-    epoch: int
-    total: float
-    energy: float
-    forces: float
-    seconds: float = field(default=0.0, compare=False)
-
-
-def loss_terms(model: MacePotential, data: Batch, create_graph: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(energy MSE per atom, force MSE) of ``model`` on one batch."""
-    energy, forces = model.energy_and_forces(data, create_graph=create_graph)
-    per_atom = (energy - data.energy.to(energy.dtype)) / data.num_atoms.to(energy.dtype)
-    return per_atom.pow(2).mean(), (forces - data.forces.to(forces.dtype)).pow(2).mean()
-
-
-def evaluate(model: MacePotential, data: Sequence[Structure], energy_weight: float = 10.0,
-             force_weight: float = 1.0) -> EpochLoss:
-    """The losses of ``model`` on ``data`` (no update; epoch -1)."""
-    energy, forces = (float(t.detach()) for t in loss_terms(model, collate(data, model.config.r_max)))
-    return EpochLoss(-1, energy_weight * energy + force_weight * forces, energy, forces)
-
-
-def _batches(data: Sequence[Structure], size: int, generator: torch.Generator, r_max: float) -> Iterable[Batch]:
-    order = torch.randperm(len(data), generator=generator).tolist()
-    for start in range(0, len(order), size):
-        yield collate([data[k] for k in order[start:start + size]], r_max)
-
-
-def _progress(epochs: int, enabled: bool) -> tuple[Iterable[int], Callable[[str], None]]:
-    """The epochs, under a tqdm bar when tqdm is there (a dev dependency), and how to print beside it."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return range(epochs), print
-    bar = tqdm(range(epochs), desc="training", unit="epoch", disable=not enabled, leave=False)
-    return bar, tqdm.write
-
-
-def train(model: MacePotential, data: Sequence[Structure], epochs: int, *, batch_size: int = 8,
-          lr: float = 1e-2, energy_weight: float = 10.0, force_weight: float = 1.0, seed: int = 0,
-          progress: bool = True, log: Callable[[str], None] | None = None) -> list[EpochLoss]:
-    """Fit ``model`` to energies and forces with Adam (learning rate decayed 10× over the run);
-    prints one line per epoch (``log``, by default beside the tqdm bar) and returns the history.
-
-    The loss is ``energy_weight * MSE(energy per atom) + force_weight * MSE(force components)``.
-    Forces alone leave a per-atom energy offset that barely depends on geometry undetermined, so
-    the energy gets the larger weight (MACE's late-stage ratio, 10:1).
-
-    >>> model = MacePotential(MaceConfig(channels=2, lmax=1, interactions=1), dtype=torch.float64)
-    >>> history = train(model, make_dataset(2), 2, progress=False, log=lambda line: None)
-    >>> [h.epoch for h in history]
-    [0, 1]
-    """
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=0.1 ** (1 / max(epochs, 1)))
-    generator = torch.Generator().manual_seed(seed)
-    epochs_iter, write = _progress(epochs, progress)
-    history: list[EpochLoss] = []
-    for epoch in epochs_iter:
-        start = time.perf_counter()
-        sums = torch.zeros(3, dtype=torch.float64)
-        for batch in _batches(data, batch_size, generator, model.config.r_max):
-            energy, forces = loss_terms(model, batch, create_graph=True)
-            loss = energy_weight * energy + force_weight * forces
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            sums += torch.stack([loss, energy, forces]).detach().double() * batch.num_structures
-        schedule.step()
-        total, energy_mse, force_mse = (sums / len(data)).tolist()
-        history.append(EpochLoss(epoch, total, energy_mse, force_mse, time.perf_counter() - start))
-        (log or write)(f"epoch {epoch:3d}  loss {total:.4e}  energy MSE {energy_mse:.4e} (eV/atom)²  "
-                       f"force MSE {force_mse:.4e} (eV/Å)²")
-    return history
-
-
-def plot_losses(histories: Mapping[str, Sequence[EpochLoss]], path: str | Path, title: str = "") -> Path:
-    """Write a PNG of the loss curves (total, energy, forces; log scale), one line per history.
-
-    Needs matplotlib (a development dependency); uses the Agg canvas, never pyplot's global state.
-    """
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ModuleNotFoundError(
-            "plot_losses needs matplotlib, which fusionlang does not install: "
-            "`pip install matplotlib` (or `pip install -e '.[dev]'`)") from None
-    figure = Figure(figsize=(12, 3.8), layout="constrained")
-    axes = figure.subplots(1, 3)
-    panels = [("total", "loss (weighted)"), ("energy", "energy MSE (eV/atom)²"), ("forces", "force MSE (eV/Å)²")]
-    for ax, (key, label) in zip(axes, panels, strict=True):
-        for name, history in histories.items():
-            ax.plot([h.epoch + 1 for h in history], [getattr(h, key) for h in history], label=name, marker=".")
-        ax.set(yscale="log", xlabel="epoch", title=label)
-        ax.grid(True, which="both", alpha=0.3)
-    axes[0].legend()
-    if title:
-        figure.suptitle(title)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=110)
-    return target
+    if state.get("kind") != STATE_KIND:
+        raise ValueError(f"not a saved fusionlang potential (kind {state.get('kind')!r})")
+    statistics = dict(state["statistics"])
+    statistics["atomic_energies"] = tuple(statistics.get("atomic_energies", ()))
+    model = MacePotential(MaceConfig.from_dict(state["config"]), Statistics(**statistics),
+                          dtype=getattr(torch, state["dtype"]))
+    model.load_state_dict(state["state_dict"])
+    return model, tuple(state["atomic_numbers"])
 
 
 def parameter_count(module: torch.nn.Module) -> int:
     """The number of trainable numbers in ``module``."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+def _radial_count(widths: Sequence[int], bessel: int, outputs: Sequence[int]) -> int:
+    """Weights of the bias-free radial MLPs ``bessel -> widths -> output`` of every layer."""
+    inner = bessel * widths[0] + sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
+    return sum(inner + widths[-1] * output for output in outputs)
+
+
+def match_parameters(config: MaceConfig, target: int) -> MaceConfig:
+    """``config`` with the radial MLP's first and last widths (and, only if that cannot hit it, the
+    readout width) changed so that the model has exactly ``target`` parameters: the readout as close
+    to its width as possible first, then the smallest change of the radial widths.
+
+    >>> small = MaceConfig(channels=2, lmax=1, interactions=1, radial_mlp=(4, 4), readout_hidden=4)
+    >>> wide = match_parameters(small, 200)
+    >>> parameter_count(MacePotential(wide)), wide.radial_mlp
+    (200, (7, 7))
+    """
+    model = MacePotential(config, dtype=torch.float64)
+    outputs = [sum(n for _, n in layer.weights) for layer in model.layers]  # type: ignore[union-attr]
+    fixed = parameter_count(model) - _radial_count(config.radial_mlp, config.bessel, outputs)
+    first, last, readout = config.radial_mlp[0], config.radial_mlp[-1], config.readout_hidden
+    one_width = len(config.radial_mlp) == 1
+    best: tuple[tuple[int, int], MaceConfig] | None = None
+    for d_readout in range(-readout + 1, 8 * readout + 1):
+        rest = target - fixed - d_readout * (config.channels + 1)
+        for w_first in range(1, 4 * first + 1):
+            for w_last in ([w_first] if one_width else range(1, 4 * last + 1)):
+                widths = (w_first,) if one_width else (w_first, *config.radial_mlp[1:-1], w_last)
+                if _radial_count(widths, config.bessel, outputs) == rest:
+                    key = (abs(d_readout), abs(w_first - first) + abs(w_last - last))
+                    if best is None or key < best[0]:
+                        best = (key, replace(config, radial_mlp=widths, readout_hidden=readout + d_readout))
+        if best is not None:
+            break
+    if best is None:
+        raise ValueError(f"no radial/readout widths give {target} parameters from {config}")
+    matched = best[1]
+    assert parameter_count(MacePotential(matched, dtype=torch.float64)) == target, "the count is exact"
+    return matched

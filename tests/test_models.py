@@ -1,11 +1,9 @@
-"""The MACE-like potential of fusionlang.models: symmetries of energies and forces (float64),
-forces against finite differences and gradcheck, training reduces the loss, and the embedded
-diagrams agree with examples/."""
+"""The MACE potential of fusionlang.models: symmetries of energies and forces (float64), forces
+against finite differences and gradcheck, saving and loading, matched parameter counts, and the
+embedded diagrams agree with examples/. Training is tested in test_training.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,23 +11,22 @@ import pytest
 import torch
 
 from fusionlang import api
+from fusionlang.atoms import Batch, collate, fit_statistics
 from fusionlang.models import (
-    Batch,
     MaceConfig,
     MacePotential,
-    collate,
-    evaluate,
-    fit_statistics,
     interaction_source,
-    make_dataset,
-    plot_losses,
+    match_parameters,
+    parameter_count,
+    potential_from_state,
+    potential_state,
     product_basis_source,
-    train,
 )
 from fusionlang.testing import random_rotation, representation
+from fusionlang.toydata import make_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY = MaceConfig(channels=4, lmax=2, hidden_lmax=1, interactions=2, bessel=4, radial_hidden=8)
+TINY = MaceConfig(channels=4, lmax=2, hidden_lmax=1, interactions=2, bessel=4, radial_mlp=(8, 8), readout_hidden=4)
 RELATIVE = 1e-10
 
 
@@ -130,7 +127,7 @@ def test_forces_are_minus_the_finite_difference_gradient(model: MacePotential, b
 def test_gradcheck(data: list, fusion: bool) -> None:
     """First and second derivatives of the energy (training on forces needs the second)."""
     torch.manual_seed(1)
-    config = MaceConfig(channels=2, lmax=2, hidden_lmax=1, interactions=2, bessel=3, radial_hidden=4,
+    config = MaceConfig(channels=2, lmax=2, hidden_lmax=1, interactions=2, bessel=3, radial_mlp=(4,),
                         fusion_block=fusion)
     tiny = MacePotential(config, fit_statistics(data), dtype=torch.float64)
     small = collate(data[:1])
@@ -141,19 +138,6 @@ def test_gradcheck(data: list, fusion: bool) -> None:
     positions = small.positions.clone().requires_grad_(True)
     assert torch.autograd.gradcheck(energy, (positions,))
     assert torch.autograd.gradgradcheck(energy, (positions,))
-
-
-@pytest.mark.parametrize("fusion", [False, True], ids=["mace", "fusion"])
-def test_a_few_training_steps_reduce_the_loss(data: list, fusion: bool) -> None:
-    torch.manual_seed(4)
-    model = MacePotential(replace(TINY, fusion_block=fusion), fit_statistics(data), dtype=torch.float64)
-    before = evaluate(model, data)
-    lines: list[str] = []
-    history = train(model, data, 6, batch_size=2, lr=1e-2, progress=False, log=lines.append)
-    after = evaluate(model, data)
-    assert [h.epoch for h in history] == list(range(6)) and len(lines) == 6 and "force MSE" in lines[0]
-    assert history[-1].total < history[0].total
-    assert after.total < 0.9 * before.total and after.forces < before.forces
 
 
 # -- the embedded diagrams are the examples' ---------------------------------------------------------
@@ -182,30 +166,42 @@ def test_fusion_block_needs_the_harmonics() -> None:
         MaceConfig(lmax=1, fusion_block=True)
 
 
-# -- the loss plot ---------------------------------------------------------------------------------
+# -- saving, matching parameters, settings -----------------------------------------------------------
 
-def test_plot_losses_writes_a_png(tmp_path: Path, data: list) -> None:
-    pytest.importorskip("matplotlib")
-    model = MacePotential(replace(TINY, interactions=1), fit_statistics(data), dtype=torch.float64)
-    history = train(model, data[:2], 2, progress=False, log=lambda line: None)
-    path = plot_losses({"a": history, "b": history}, tmp_path / "deep" / "loss.png", title="t")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_state_round_trip_gives_the_same_energies(model: MacePotential, batch: Batch) -> None:
+    again, numbers = potential_from_state(potential_state(model, (1, 6, 8)))
+    assert numbers == (1, 6, 8) and again.config == model.config and again.statistics == model.statistics
+    assert torch.equal(again.energy_and_forces(batch)[0], model.energy_and_forces(batch)[0])
 
 
-def test_plot_losses_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with pytest.raises(ModuleNotFoundError, match="pip install matplotlib"):
-        plot_losses({}, tmp_path / "loss.png")
+def test_state_of_something_else_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a saved fusionlang potential"):
+        potential_from_state({"kind": "other"})
 
 
-def test_training_script_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matplotlib")
-    spec = importlib.util.spec_from_file_location("train_mace", ROOT / "scripts" / "train_mace.py")
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    out = tmp_path / "loss.png"
-    assert script.main(["--epochs", "1", "--structures", "4", "--validation", "2", "--threads", "1",
-                        "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "MACE + fusion block" in printed and "parameters" in printed and out.exists()
+def test_match_parameters_hits_the_count_exactly() -> None:
+    fusion = MacePotential(replace(TINY, fusion_block=True), dtype=torch.float64)
+    matched = match_parameters(TINY, parameter_count(fusion))
+    assert parameter_count(MacePotential(matched, dtype=torch.float64)) == parameter_count(fusion)
+    assert not matched.fusion_block and matched.radial_mlp[1:] == TINY.radial_mlp[1:]
+
+
+def test_the_skip_connection_adds_parameters_and_changes_energies(batch: Batch, data: list) -> None:
+    torch.manual_seed(0)
+    with_skip = MacePotential(TINY, fit_statistics(data), dtype=torch.float64)
+    torch.manual_seed(0)
+    without = MacePotential(replace(TINY, residual=False), fit_statistics(data), dtype=torch.float64)
+    assert parameter_count(with_skip) > parameter_count(without)
+    assert not torch.allclose(with_skip.energy_and_forces(batch)[0], without.energy_and_forces(batch)[0])
+
+
+def test_atomic_energies_stay_float64_in_a_float32_model(data: list, batch: Batch) -> None:
+    model = MacePotential(TINY, fit_statistics(data), dtype=torch.float32)
+    energy, forces = model.energy_and_forces(batch)
+    assert model.atomic_energies.dtype == energy.dtype == torch.float64 and forces.dtype == torch.float32
+
+
+def test_unknown_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="unknown model setting.*'chanels'"):
+        MaceConfig.from_dict({"chanels": 4})
+    assert MaceConfig.from_dict({"radial_mlp": [4, 4]}).radial_mlp == (4, 4)

@@ -1,0 +1,133 @@
+"""Atomic structures for the potentials of ``fusionlang.models``: labelled structures, batches
+with their neighbour graphs, the data set constants a model is built with, and extended XYZ files
+(as written by ``fusionlang.datagen`` and read by ASE and mace-torch).
+
+>>> s = Structure(torch.tensor([[0.0, 0, 0], [1.0, 0, 0]], dtype=torch.float64), torch.tensor([0, 1]), -1.0,
+...               torch.zeros(2, 3, dtype=torch.float64))
+>>> collate([s, s]).edge_index.shape
+torch.Size([2, 4])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["Batch", "Statistics", "Structure", "atomic_numbers_in", "collate", "fit_statistics",
+           "neighbour_graph", "read_structures"]
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Data set constants the model is built with (as MACE): the mean number of neighbours (the
+    sums over neighbours are divided by it), per-species reference energies ``E0`` (eV), the
+    energy scale (the RMS of the force components, eV/Å) and shift (the mean energy per atom left
+    after ``E0``, eV): mace-torch's ``ScaleShiftMACE`` constants."""
+
+    avg_num_neighbors: float = 1.0
+    atomic_energies: tuple[float, ...] = ()
+    scale: float = 1.0
+    shift: float = 0.0
+
+
+@dataclass(frozen=True)
+class Structure:
+    """One labelled structure: positions ``[n, 3]`` (Å), species ``[n]``, energy (eV), forces (eV/Å)."""
+
+    positions: torch.Tensor
+    species: torch.Tensor
+    energy: float
+    forces: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Structures concatenated along atoms, with their neighbour graph (edges within ``r_max``)."""
+
+    positions: torch.Tensor    # [N, 3]
+    species: torch.Tensor      # [N]
+    edge_index: torch.Tensor   # [2, E]: row 0 sender j, row 1 receiver i
+    batch: torch.Tensor        # [N]: the structure of every atom
+    energy: torch.Tensor       # [S]
+    forces: torch.Tensor       # [N, 3]
+    num_atoms: torch.Tensor    # [S]
+
+    @property
+    def num_structures(self) -> int:
+        return int(self.num_atoms.numel())
+
+
+def neighbour_graph(positions: torch.Tensor, r_max: float) -> torch.Tensor:
+    """Every ordered pair (j, i), j ≠ i, closer than ``r_max``: ``[2, E]``, row 0 the sender j."""
+    distances = torch.cdist(positions, positions)
+    close = (distances < r_max) & ~torch.eye(len(positions), dtype=torch.bool)
+    receiver, sender = close.nonzero(as_tuple=True)
+    return torch.stack([sender, receiver])
+
+
+def collate(structures: Sequence[Structure], r_max: float = 5.0) -> Batch:
+    """One :class:`Batch` of ``structures`` (float64)."""
+    counts = [len(s.species) for s in structures]
+    offsets = [sum(counts[:k]) for k in range(len(counts))]
+    edges = [neighbour_graph(s.positions, r_max) + offset for s, offset in zip(structures, offsets, strict=True)]
+    return Batch(
+        positions=torch.cat([s.positions for s in structures]),
+        species=torch.cat([s.species for s in structures]),
+        edge_index=torch.cat(edges, dim=1),
+        batch=torch.repeat_interleave(torch.arange(len(structures)), torch.tensor(counts)),
+        energy=torch.tensor([s.energy for s in structures], dtype=torch.float64),
+        forces=torch.cat([s.forces for s in structures]),
+        num_atoms=torch.tensor(counts),
+    )
+
+
+
+def fit_statistics(data: Sequence[Structure], r_max: float = 5.0, species: int = 3) -> Statistics:
+    """Mean neighbour count, least-squares per-species energies, RMS force component and mean
+    residual energy per atom of ``data``. Where the data cannot tell the species' energies apart
+    (one composition, as a molecular dynamics set), least squares gives the smallest-norm split."""
+    batch = collate(data, r_max)
+    counts = torch.zeros(batch.num_structures, species, dtype=torch.float64)
+    counts.index_put_((batch.batch, batch.species), torch.ones(len(batch.species), dtype=torch.float64),
+                      accumulate=True)
+    energies = torch.linalg.pinv(counts) @ batch.energy  # smallest norm where rank-deficient
+    return Statistics(avg_num_neighbors=batch.edge_index.shape[1] / len(batch.species),
+                      atomic_energies=tuple(float(e) for e in energies),
+                      scale=float(batch.forces.pow(2).mean().sqrt()),
+                      shift=float(((batch.energy - counts @ energies) / batch.num_atoms).mean()))
+
+
+
+def _frames(path: str | Path) -> list:
+    """Every frame of an extended XYZ file (``.xz`` compressed or not), through ASE."""
+    from ase.io import read  # ASE: an optional dependency, imported only to read files
+
+    frames = read(str(path), index=":", format="extxyz")
+    return frames if isinstance(frames, list) else [frames]
+
+
+def atomic_numbers_in(*paths: str | Path) -> tuple[int, ...]:
+    """The sorted atomic numbers present in ``paths``: species index k is the k-th of them."""
+    return tuple(sorted({int(z) for path in paths for frame in _frames(path) for z in frame.numbers}))
+
+
+def read_structures(path: str | Path, atomic_numbers: Sequence[int], energy_key: str = "REF_energy",
+                    forces_key: str = "REF_forces") -> list[Structure]:
+    """The labelled structures of an extended XYZ file, species numbered by their place in
+    ``atomic_numbers`` (energies in eV, forces in eV/Å, as ``fusionlang.datagen`` writes them)."""
+    index = {int(z): k for k, z in enumerate(atomic_numbers)}
+    structures = []
+    for number, frame in enumerate(_frames(path)):
+        unknown = sorted({int(z) for z in frame.numbers} - set(index))
+        if unknown:
+            raise ValueError(f"{path}: frame {number} has atomic numbers {unknown}, not in {list(atomic_numbers)}")
+        structures.append(Structure(
+            positions=torch.tensor(frame.positions, dtype=torch.float64),
+            species=torch.tensor([index[int(z)] for z in frame.numbers]),
+            energy=float(frame.info[energy_key]),
+            forces=torch.tensor(frame.arrays[forces_key], dtype=torch.float64),
+        ))
+    return structures
