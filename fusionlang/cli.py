@@ -30,6 +30,7 @@ examples:
   fusionc explain examples/tree4.fusion        contraction plan: FLOPs, order, parameters
   fusionc render examples/spins.fusion -o spins.svg   draw the diagram
   fusionc fmt --check examples/*.fusion        is every file canonically formatted?
+  fusionc train examples/train/ethanol.yaml    train a potential (docs/training.md)
   cat model.fusion | fusionc check -           read standard input
 """
 
@@ -127,6 +128,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train an interatomic potential from a YAML or JSON configuration (docs/training.md)."""
+    from .training import command  # torch and the data readers: only for this command
+
+    return command(args.config, args.out, args.resume)
+
+
 def _limits(args: argparse.Namespace) -> Limits:
     """The limits of ``--limit NAME=VALUE`` options (E903 for a malformed one)."""
     try:
@@ -201,6 +209,13 @@ def _configure_explain(sub: argparse.ArgumentParser) -> None:
     _limit(sub)
 
 
+def _configure_train(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("config", metavar="CONFIG", help="a .yaml or .json training configuration")
+    sub.add_argument("--out", metavar="DIR", help="the output folder (default: `out` of the configuration)")
+    sub.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
+                     help="continue from DIR/checkpoint.pt when it exists (default: yes)")
+
+
 Configure = Callable[[argparse.ArgumentParser], None]
 _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], Configure, str]] = [
     ("check", cmd_check, _configure_check, "fusionc check examples/spins.fusion --format json"),
@@ -209,6 +224,7 @@ _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], Configure, str]]
     ("explain", cmd_explain, _configure_explain, "fusionc explain examples/tree4.fusion --format json"),
     ("render", cmd_render, configure_render, _RENDER_EXAMPLE),
     ("fmt", cmd_fmt, _configure_fmt, "fusionc fmt --check examples/*.fusion"),
+    ("train", cmd_train, _configure_train, "fusionc train examples/train/ethanol.yaml --out runs/ethanol"),
 ]
 
 
