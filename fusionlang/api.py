@@ -113,7 +113,7 @@ def compile(source: SourceLike, *, name: str | None = None,  # noqa: A001
 
     ``name`` names text sources in diagnostics and ``# FILE:LINE`` comments; ``limits`` bound
     every size (:mod:`fusionlang.limits`). Raises :class:`FusionError` for user errors; nothing
-    is written anywhere.
+    is written but the disk cache (:mod:`fusionlang.cache`; docs/api.md, "The disk cache").
 
     >>> compile("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }").classes
     {'d': <class '_fusionlang_generated.source_....d'>}

@@ -5,7 +5,10 @@ Where entries live
     ``~/.cache/fusionlang``; inside it one sub-folder per package version
     (``importlib.metadata.version("fusionlang")``, or ``"0.1.0.dev0"`` when the
     package is not installed), so an upgrade never reads stale entries.
-    Set ``FUSIONLANG_NO_CACHE=1`` to bypass the disk entirely.
+    Set ``FUSIONLANG_NO_CACHE=1`` to bypass the disk entirely; delete the folder to clear it.
+    Entries whose meaning depends on the compiler's code (symmetric bases, plans, generated
+    modules) also carry :func:`code_fingerprint` in their key, so an edited checkout never reads
+    what an older one wrote under the same version.
 
 File format (one file per request, named ``sha256(key).hex() + ".flc"``)
     a 24-byte header ``struct "<8sIIQ"``: magic (which also records the
@@ -49,6 +52,7 @@ __all__ = [
     "NO_CACHE_ENV",
     "FALLBACK_VERSION",
     "package_version",
+    "code_fingerprint",
     "cache_enabled",
     "cache_directory",
     "entry_path",
@@ -75,6 +79,8 @@ _MAGIC = b"FLCACHE" + (b"L" if sys.byteorder == "little" else b"B")
 _HEADER = struct.Struct("<8sIIQ")
 _SUFFIX = ".flc"
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+# libraries whose version can change what the compiler writes (templates, parse trees)
+_SHAPING_LIBRARIES = ("jinja2", "lark")
 
 
 @lru_cache(maxsize=1)
@@ -88,6 +94,41 @@ def package_version() -> str:
         return importlib.metadata.version("fusionlang")
     except importlib.metadata.PackageNotFoundError:
         return FALLBACK_VERSION
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """sha256 (first 16 hex digits) of the package's Python files, grammars and templates, and of
+    the versions of the libraries that shape the generated code (jinja2, lark).
+
+    Computed once per process (a few milliseconds). If the files cannot be read, a random value:
+    entries keyed by it are then never found again, which is safe.
+
+    >>> len(code_fingerprint())
+    16
+    """
+    from ._resources import resource_dir
+
+    digest = hashlib.sha256()
+    try:
+        package = Path(__file__).resolve().parent
+        files = [(p.relative_to(package).as_posix(), p) for p in package.rglob("*.py")]
+        files += [(f"{name}/{p.name}", p) for name in ("grammars", "templates")
+                  for p in resource_dir(name).iterdir() if p.is_file()]
+        for label, path in sorted(files):
+            digest.update(label.encode("utf-8") + b"\0" + path.read_bytes() + b"\0")
+        digest.update(repr([_library_version(name) for name in _SHAPING_LIBRARIES]).encode("utf-8"))
+    except (OSError, RuntimeError) as error:
+        logger.debug("fusionlang cache: no code fingerprint (%s); code-dependent entries are not reused", error)
+        return os.urandom(8).hex()
+    return digest.hexdigest()[:16]
+
+
+def _library_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def cache_enabled() -> bool:
@@ -117,14 +158,14 @@ def cache_directory() -> Path:
     return _cache_root() / package_version()
 
 
-def entry_path(key: str) -> Path:
-    """File that stores the entry for ``key``.
+def entry_path(key: str, folder: str = "") -> Path:
+    """File that stores the entry for ``key`` (in the sub-folder ``folder``, if given).
 
-    >>> entry_path("demo").suffix
-    '.flc'
+    >>> entry_path("demo").suffix, entry_path("demo", "plans").parent.name
+    ('.flc', 'plans')
     """
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()
-    return cache_directory() / (digest + _SUFFIX)
+    return cache_directory() / folder / (digest + _SUFFIX)
 
 
 def _frame(key: str, payload: bytes) -> bytes:
@@ -151,7 +192,7 @@ def _unframe(key: str, blob: bytes) -> bytes | None:
     return payload
 
 
-def load_bytes(key: str) -> bytes | None:
+def load_bytes(key: str, folder: str = "") -> bytes | None:
     """Payload stored for ``key``, or None if absent, unreadable or damaged.
 
     >>> load_bytes("fusionlang.doctest/never-stored") is None
@@ -160,7 +201,7 @@ def load_bytes(key: str) -> bytes | None:
     if not cache_enabled():
         return None
     try:
-        path = entry_path(key)
+        path = entry_path(key, folder)
         with open(path, "rb") as handle:
             blob = handle.read()
     except (OSError, RuntimeError) as error:  # RuntimeError: no home folder
@@ -190,7 +231,7 @@ def _remove_quietly(path: str) -> None:
         os.unlink(path)
 
 
-def store_bytes(key: str, payload: bytes) -> bool:
+def store_bytes(key: str, payload: bytes, folder: str = "") -> bool:
     """Store ``payload`` under ``key``; returns False (never raises) on failure.
 
     >>> import os, tempfile, unittest.mock
@@ -201,7 +242,7 @@ def store_bytes(key: str, payload: bytes) -> bool:
     if not cache_enabled():
         return False
     try:
-        _atomic_write(entry_path(key), _frame(key, payload))
+        _atomic_write(entry_path(key, folder), _frame(key, payload))
     except (OSError, RuntimeError) as error:
         logger.debug("fusionlang cache: could not store %r: %s", key, error)
         return False
@@ -215,25 +256,26 @@ def cached(
     encode: Callable[[T], bytes],
     decode: Callable[[bytes], T],
     validate: Callable[[T], bool] | None = None,
+    folder: str = "",
 ) -> T:
     """Return the value cached under ``key``, computing and storing it if needed.
 
     A payload that fails to ``decode`` (any exception) or to ``validate`` is
-    recomputed and overwritten.
+    recomputed and overwritten. ``folder``: a sub-folder of the cache for the entry.
 
     >>> import os, tempfile, unittest.mock
     >>> with unittest.mock.patch.dict(os.environ, {CACHE_DIR_ENV: tempfile.mkdtemp()}):
     ...     cached("answer", lambda: 42, encode=lambda v: str(v).encode(), decode=int)
     42
     """
-    payload = load_bytes(key)
+    payload = load_bytes(key, folder)
     if payload is not None:
         value = _decode_or_none(key, payload, decode, validate)
         if value is not None:
             return value
     value = compute()
     if cache_enabled():
-        store_bytes(key, encode(value))
+        store_bytes(key, encode(value), folder)
     return value
 
 

@@ -14,6 +14,12 @@ nobody sequences the back end by hand. Every pass is a plain function
 ``generate``       the Python source of one module (:mod:`fusionlang.codegen`)
 =================  =========================================================================
 
+Runs up to ``plan`` or ``generate`` are stored in the disk cache (:mod:`fusionlang.object_cache`),
+keyed by the source's name and text, the options, the stage and the compiler's code
+(:func:`fusionlang.cache.code_fingerprint`): the next run of the same source, in any process,
+reads the result instead of checking, planning and generating again (``FUSIONLANG_NO_CACHE=1``
+turns this off with the rest of the cache).
+
 >>> result = run("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }", until="plan")
 >>> result.source_code, result.units[0].report.diagram
 ('', 'd')
@@ -21,22 +27,28 @@ nobody sequences the back end by hand. Every pass is a plain function
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from . import ir
+from . import cache, ir
 from .codegen import Unit, file_label, generate_source
 from .diagnostics import Diagnostic, FusionError
 from .frontend import CheckResult, SourceLike, check_source, read_source
 from .graphs import GraphModel, as_complex_su2, graph_model, needs_orchestrator, orchestrator_model
 from .limits import DEFAULT, Limits
+from .object_cache import cached_objects
 from .plan import AUTO, Program, StrategyChoice, kept_paths, plan_diagram
 from .source import Source
 
 __all__ = ["PASSES", "Compilation", "Lowered", "Options", "plan_unit", "run"]
 
 Stage = Literal["check", "lower_basis", "lower_graphs", "plan", "generate"]
+# the stages whose results are worth the disk cache (the earlier ones take milliseconds)
+CACHED_STAGES: frozenset[Stage] = frozenset({"plan", "generate"})
+# Bump when a stored Compilation changes meaning (code edits change the fingerprint anyway).
+_CACHE_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -150,15 +162,38 @@ def run(source: SourceLike, name: str | None = None, *, until: Stage = "generate
     ``name`` names text sources; ``limits`` bound every size (:mod:`fusionlang.limits`);
     ``strategy`` is the planner's (:data:`fusionlang.plan.STRATEGIES`, or by statement index);
     ``diagram`` lowers and plans only that diagram (``generate`` then writes only its classes).
-    Raises :class:`FusionError` for user errors.
+    Raises :class:`FusionError` for user errors. Results up to ``plan`` and ``generate`` come from
+    the disk cache when an earlier run stored them (see the module's docstring).
     """
     options = Options(file, limits, strategy, diagram)
-    state = Compilation(read_source(source, name))
+    text = read_source(source, name)
+    if until not in CACHED_STAGES:
+        return _run(text, options, until)
+    return cached_objects(_cache_key(text, options, until), lambda: _run(text, options, until),
+                          shared={"source": text}, validate=lambda found: _complete(found, text, until))
+
+
+def _run(source: Source, options: Options, until: Stage) -> Compilation:
+    state = Compilation(source)
     for stage, pass_ in PASSES:
         state = pass_(state, options)
         if stage == until:
             break
     return state
+
+
+def _cache_key(source: Source, options: Options, until: Stage) -> str:
+    """Everything a run's result depends on, digested; the code is in the key, the version in the folder."""
+    strategy = options.strategy if isinstance(options.strategy, str) else sorted(options.strategy.items())
+    described = repr((source.name, source.text, options.file, options.limits, strategy, options.diagram, until))
+    digest = hashlib.sha256(described.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"fusionlang.compilation/v{_CACHE_FORMAT}/{cache.code_fingerprint()}/{digest}"
+
+
+def _complete(found: object, source: Source, until: Stage) -> bool:
+    """A stored run is usable when it is a Compilation of this very source, as far as ``until``."""
+    return (isinstance(found, Compilation) and found.source is source and found.checked is not None
+            and bool(found.units) and (until != "generate" or bool(found.source_code)))
 
 
 def plan_unit(diagram: ir.Diagram, file: str | None = None, *, strategy: StrategyChoice = AUTO,

@@ -47,9 +47,10 @@ def test_checking_and_coupling_benchmarks_run() -> None:
     assert "cold and warm results agree: True" in out
 
 
-def test_compile_time_benchmark_times_every_example() -> None:
-    out = run("bench_compile.py", "--repeat", "1", "--budget", "1000")
-    assert out.count("[OK]") == len(list((ROOT / "examples").glob("*.fusion")))
+def test_compile_time_benchmark_times_every_example_cold_and_warm() -> None:
+    out = run("bench_compile.py", "--repeat", "1", "--budget", "1000", "--channels", "2")
+    assert out.count("[OK]") == len(list((ROOT / "examples").glob("*.fusion"))) + 2   # and correlation 4 twice
+    assert all(" cold " in line and " warm " in line for line in out.splitlines() if "[OK]" in line)
 
 
 def test_the_time_model_fit_measures_every_strategy_and_scores_the_model() -> None:

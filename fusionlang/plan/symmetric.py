@@ -3,24 +3,29 @@
 For a statement that reads one leg on several leaves, the paths' couplings symmetrised over those
 leaves are linearly dependent; the planner keeps a maximal linearly independent subset
 (:func:`independent_paths`: per class of paths with disjoint supports, a float64 Gram matrix
-and an incremental Cholesky factorisation).
+and an incremental Cholesky factorisation). The kept positions are stored on disk
+(:mod:`fusionlang.cache`), keyed by everything that decides them, so the reduction (seconds for a
+correlation-4 product basis) runs once per machine; a hit needs no torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
-from .. import ir
+from .. import cache, ir
 from .geometry import PathModel, Stack, stack_of
 from .program import Block, TableSpec, table_tensor, tree_dims
 
 # Relative tolerance of the rank test that drops linearly dependent symmetrised paths (the
 # component of a path's tensor orthogonal to the kept ones, relative to its norm).
 RANK_TOLERANCE = 1e-6
+# Bump when the kept positions of the same paths change meaning (code edits change the fingerprint).
+_CACHE_FORMAT = 1
 
 
 def symmetric_groups(statement: ir.Statement) -> tuple[tuple[int, ...], ...]:
@@ -51,7 +56,38 @@ def reducible(diagram: ir.Diagram, statement: ir.Statement) -> bool:
 
 
 def independent_paths(group: str, paths: Sequence[PathModel], groups: tuple[tuple[int, ...], ...]) -> list[PathModel]:
-    """A maximal linearly independent subset of the paths' symmetrised couplings, earliest first.
+    """A maximal linearly independent subset of the paths' symmetrised couplings, earliest first
+    (:func:`_independent_paths`), read from the disk cache when an earlier run computed it."""
+    positions = {p.position for p in paths}
+    kept = cache.cached(_reduction_key(group, paths, groups),
+                        lambda: tuple(p.position for p in _independent_paths(group, paths, groups)),
+                        encode=_encode_positions, decode=_decode_positions,
+                        validate=lambda found: set(found) <= positions and list(found) == sorted(set(found)))
+    chosen = set(kept)
+    return sorted((p for p in paths if p.position in chosen), key=lambda p: p.position)
+
+
+def _reduction_key(group: str, paths: Sequence[PathModel], groups: tuple[tuple[int, ...], ...]) -> str:
+    """The cache key of a reduction: a digest of everything the rank test reads (the paths' entries
+    and irreps, trees, output entries, fan-in, in order), the tolerance and the compiler's code."""
+    described = repr((group, groups, RANK_TOLERANCE, [
+        (p.position, tuple((e.index, str(e.irrep)) for e in p.leaves), p.output.index, str(p.output.irrep), p.tree,
+         p.fan_in) for p in paths]))
+    digest = hashlib.sha256(described.encode("utf-8")).hexdigest()
+    return f"fusionlang.symmetric/v{_CACHE_FORMAT}/{cache.code_fingerprint()}/{digest}"
+
+
+def _encode_positions(positions: tuple[int, ...]) -> bytes:
+    return ",".join(map(str, positions)).encode("ascii")
+
+
+def _decode_positions(payload: bytes) -> tuple[int, ...]:
+    text = payload.decode("ascii")
+    return tuple(int(word) for word in text.split(",")) if text else ()
+
+
+def _independent_paths(group: str, paths: Sequence[PathModel], groups: tuple[tuple[int, ...], ...]) -> list[PathModel]:
+    """What :func:`independent_paths` computes when the disk cache has no answer.
 
     Symmetrising over the repeated leaves maps a path's block of leaf entries onto the blocks of
     its permutations only, so paths into different output entries, or whose repeated leaves read
