@@ -48,7 +48,6 @@ from fusionlang.training import TrainSettings, train  # noqa: E402
 ATOMIC_NUMBERS = (1, 6, 8)
 BASE = MaceConfig(species=3, channels=16, lmax=2, hidden_lmax=1, interactions=2, r_max=5.0, bessel=8,
                   radial_mlp=(64, 64, 64), readout_hidden=16)
-FUSION = replace(BASE, fusion_block=True, fusion_lmax=2)
 LABELS = {"mace": "MACE", "mace-wide": "MACE, wider radial MLP (matched)", "fusion": "MACE + fusion block",
           "fusion-small": "MACE + fusion block, smaller radial MLP", "mace-torch": "mace-torch MACE"}
 PAIRS = (("fusion", "mace-wide", "fusion block vs plain at equal parameters"),
@@ -56,17 +55,23 @@ PAIRS = (("fusion", "mace-wide", "fusion block vs plain at equal parameters"),
          ("mace", "mace-torch", "fusionlang MACE vs mace-torch MACE"))
 
 
-def model_config(name: str) -> MaceConfig:
-    """The fusionlang model config of a run (``mace-torch`` uses ``mace``'s sizes)."""
+def model_config(name: str, base: MaceConfig = BASE) -> MaceConfig:
+    """The fusionlang model config of a run (``mace-torch`` uses ``mace``'s sizes); the small
+    fusion model's radial MLP is three quarters as wide."""
+    fusion = replace(base, fusion_block=True, fusion_lmax=min(2, base.lmax))
     if name == "mace-wide":
-        return match_parameters(BASE, parameter_count(MacePotential(FUSION, dtype=torch.float64)))
-    return {"mace": BASE, "mace-torch": BASE, "fusion": FUSION,
-            "fusion-small": replace(FUSION, radial_mlp=(48, 48, 48))}[name]
+        return match_parameters(base, parameter_count(MacePotential(fusion, dtype=torch.float64)))
+    small = replace(fusion, radial_mlp=tuple(max(1, 3 * w // 4) for w in base.radial_mlp))
+    return {"mace": base, "mace-torch": base, "fusion": fusion, "fusion-small": small}[name]
 
 
-def build(name: str, data: Sequence[Structure]) -> tuple[torch.nn.Module, Callable[[Any], Any]]:
+def base_config(args: argparse.Namespace) -> MaceConfig:
+    return replace(BASE, channels=args.channels, radial_mlp=tuple(args.radial_mlp))
+
+
+def build(name: str, data: Sequence[Structure], base: MaceConfig) -> tuple[torch.nn.Module, Callable[[Any], Any]]:
     """The model of a run, built in float32 with the training set's constants, and its export."""
-    config = model_config(name)
+    config = model_config(name, base)
     constants = fit_statistics(data, config.r_max, config.species)
     if name == "mace-torch":
         from mace_reference import MaceTorchPotential
@@ -90,7 +95,7 @@ def settings(args: argparse.Namespace, size: int, seed: int) -> TrainSettings:
     epochs = max(1, math.ceil(args.steps * args.batch_size / size))
     return TrainSettings(max_epochs=epochs, batch_size=args.batch_size, lr=args.lr, scheduler="cosine",
                          ema_decay=0.99, patience=epochs, energy_weight=1.0, forces_weight=100.0, seed=seed,
-                         progress=False, plots=True)
+                         progress=False, plots=args.run_plots)
 
 
 def run_one(name: str, size: int, seed: int, args: argparse.Namespace) -> str:
@@ -100,12 +105,13 @@ def run_one(name: str, size: int, seed: int, args: argparse.Namespace) -> str:
     if (out / "metrics.json").exists():
         return str(out)
     train_set = subset(load(args.data, "train"), size, seed)
-    valid_set, test_set = load(args.data, "valid")[:args.valid_size], load(args.data, "test")
+    valid_set, test_set = load(args.data, "valid")[:args.valid_size], load(args.data, "test")[:args.test_size]
     torch.manual_seed(seed)
-    model, export = build(name, train_set)
+    model, export = build(name, train_set, base_config(args))
     lines: list[str] = []
     train(model, train_set, valid_set, settings(args, size, seed), out, test_set, r_max=BASE.r_max, export=export,
-          config={"model": name, "size": size, "seed": seed, "config": asdict(model_config(name))},
+          config={"model": name, "size": size, "seed": seed,
+                  "config": asdict(model_config(name, base_config(args)))},
           log=lines.append)
     return str(out)
 
@@ -216,11 +222,16 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--models", nargs="+", default=list(LABELS), choices=list(LABELS))
     parser.add_argument("--sizes", nargs="+", type=int, default=[200, 800])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--channels", type=int, default=BASE.channels)
+    parser.add_argument("--radial-mlp", type=int, nargs="+", default=list(BASE.radial_mlp))
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps of every run")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--valid-size", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each")
+    parser.add_argument("--test-size", type=int, default=None, help="default: the whole test set")
+    parser.add_argument("--workers", type=int, default=2, help="runs at once, one thread each (0: in this process)")
+    parser.add_argument("--run-plots", action=argparse.BooleanOptionalAction, default=True,
+                        help="learning curves and parity plots of every run (default: yes)")
     parser.add_argument("--report-only", action="store_true")
     return parser.parse_args(argv)
 
@@ -230,11 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report_only:
         jobs = [(name, size, seed) for seed in args.seeds for size in args.sizes for name in args.models]
         start = time.perf_counter()
-        with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, *job, args): job for job in jobs}
-            for number, future in enumerate(futures, 1):
-                print(f"[{number}/{len(jobs)}] {'/'.join(map(str, futures[future]))}: {future.result()} "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
+        if args.workers == 0:
+            for job in jobs:
+                print(f"{'/'.join(map(str, job))}: {run_one(*job, args)} ({time.perf_counter() - start:.0f} s)")
+        else:
+            with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+                futures = {pool.submit(run_one, *job, args): job for job in jobs}
+                for number, future in enumerate(futures, 1):
+                    print(f"[{number}/{len(jobs)}] {'/'.join(map(str, futures[future]))}: {future.result()} "
+                          f"({time.perf_counter() - start:.0f} s)", flush=True)
     report(args)
     return 0
 
