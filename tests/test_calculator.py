@@ -145,8 +145,7 @@ def test_refuses_what_it_cannot_compute(model: MacePotential) -> None:
 def test_nve_script_on_an_untrained_model(model: MacePotential, tmp_path: Path) -> None:
     """scripts/nve_drift.py end to end, 50 steps, on a labelled ethanol frame (an untrained model
     need not keep the molecule together, so only the outputs are checked, not the stability)."""
-    # TODO(lead): switch to data/ethanol/test.extxyz.xz once assembled.
-    frames = ROOT / "data" / "ethanol" / "labels" / "traj0.extxyz"
+    frames = ROOT / "data" / "ethanol" / "test.extxyz.xz"
     checkpoint = tmp_path / "best.pt"
     torch.save(potential_state(model, NUMBERS), checkpoint)
     spec = importlib.util.spec_from_file_location("nve_drift", ROOT / "scripts" / "nve_drift.py")
