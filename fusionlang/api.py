@@ -102,9 +102,19 @@ class CompileResult:
 
         return render_svg(self.diagram(name))
 
-    def _repr_svg_(self) -> str:
-        """Jupyter shows a compile result as the drawings of its diagrams, one after the other."""
-        return "".join(self.svg(diagram.name) for diagram in self.diagrams)
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a compile result as the drawings of its diagrams, one after the other.
+
+        Without graphviz's ``dot`` (E902) it gives None, and Jupyter falls back to ``__repr__``."""
+        try:
+            return "".join(self.svg(diagram.name) for diagram in self.diagrams)
+        except FusionError as failure:
+            if any(d.code == "E902" for d in failure.diagnostics):
+                return None
+            raise
+
+    def __repr__(self) -> str:
+        return f"<CompileResult of {self.source.name}: diagrams {', '.join(d.name for d in self.diagrams)}>"
 
 
 def compile(source: SourceLike, *, name: str | None = None,  # noqa: A001

@@ -1,8 +1,8 @@
-"""``fusionc render``: draw a diagram, or its contraction plan, as SVG, PNG or DOT.
+"""``fusionc render``: draw a diagram, or its contraction plan, as SVG, PNG, PDF or DOT.
 
 Wired into :mod:`fusionlang.cli` as ``("render", cmd_render, configure_render, EXAMPLE)``.
 Exit codes: 0 written, 1 diagnostics (errors in the file, E902 without graphviz, E901 on a failed
-write), 2 bad usage (E903, e.g. PNG without ``-o``).
+write), 2 bad usage (E903, e.g. PNG without ``-o``, or ``-o`` with a suffix that names no format).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from .diagnostics import Diagnostic, FusionError, render_all
 from .source import Source
 
 EXAMPLE = "fusionc render examples/spins.fusion -o spins.svg"
-FORMATS = ("svg", "png", "dot")
-_SUFFIXES = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
+FORMATS = ("svg", "png", "pdf", "dot")
+_SUFFIXES = {".svg": "svg", ".png": "png", ".pdf": "pdf", ".dot": "dot", ".gv": "dot"}
+_BINARY = ("png", "pdf")
 
 
 class _Usage(Exception):
@@ -28,15 +29,16 @@ def configure_render(sub: argparse.ArgumentParser) -> None:
     """Arguments of ``fusionc render``."""
     sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
     sub.add_argument("-o", "--output", metavar="OUT.svg",
-                     help="where to write (default stdout for svg and dot; required for png)")
+                     help="where to write; the suffix (.svg, .png, .pdf, .dot) chooses the format "
+                          "(default stdout for svg and dot; required for png and pdf)")
     sub.add_argument("--diagram", metavar="NAME", help="the diagram to draw (needed when the file has several)")
     sub.add_argument("--plan", action="store_true", help="draw the contraction plan instead of the diagram")
     sub.add_argument("--format", choices=FORMATS, default=None,
-                     help="svg, png or dot (default: from the suffix of -o, else svg)")
+                     help="svg, png, pdf or dot (default: from the suffix of -o, else svg)")
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    """Draw a diagram (or, with --plan, its contraction plan) as SVG, PNG or DOT."""
+    """Draw a diagram (or, with --plan, its contraction plan) as SVG, PNG, PDF or DOT."""
     try:
         return _render(args)
     except FusionError as failure:
@@ -48,19 +50,23 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def output_format(args: argparse.Namespace) -> str:
-    """``--format``, else the suffix of ``-o``, else svg."""
+    """``--format``, else the suffix of ``-o`` (refused when it names no format), else svg."""
     if args.format:
         return str(args.format)
-    if args.output not in (None, "-"):
-        return _SUFFIXES.get(Path(args.output).suffix.lower(), "svg")
-    return "svg"
+    if args.output in (None, "-"):
+        return "svg"
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise _Usage(f"cannot tell the format of `{args.output}` from its suffix: end it in "
+                     f"{', '.join(_SUFFIXES)}, or add --format")
+    return _SUFFIXES[suffix]
 
 
 def _render(args: argparse.Namespace) -> int:
     fmt = output_format(args)
     to_stdout = args.output in (None, "-")
-    if fmt == "png" and to_stdout:
-        raise _Usage("PNG output needs a file: add `-o OUT.png`")
+    if fmt in _BINARY and to_stdout:
+        raise _Usage(f"{fmt.upper()} output needs a file: add `-o OUT.{fmt}`")
     (source,) = read_inputs([args.file])
     name, drawing = _drawing(source, args.diagram, args.plan, fmt)
     if to_stdout:

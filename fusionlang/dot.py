@@ -17,8 +17,8 @@ from typing import Literal
 
 from .diagnostics import Diagnostic, FusionError
 
-Format = Literal["svg", "png", "dot"]
-FORMATS: tuple[Format, ...] = ("svg", "png", "dot")
+Format = Literal["svg", "png", "pdf", "dot"]
+FORMATS: tuple[Format, ...] = ("svg", "png", "pdf", "dot")
 
 # ---------------------------------------------------------------------------------------------
 # A tiny DOT model: nodes, edges and same-rank groups with attributes kept in a fixed order.
@@ -302,7 +302,7 @@ def _missing_dot(reason: str) -> FusionError:
     )])
 
 
-def run_dot(text: str, format: Literal["svg", "png"], dpi: int | None = None) -> bytes:
+def run_dot(text: str, format: Literal["svg", "png", "pdf"], dpi: int | None = None) -> bytes:
     """Lay out DOT text with the ``dot`` program; raises E902 when it is missing or fails."""
     program = shutil.which("dot")
     if program is None:
@@ -351,13 +351,15 @@ def as_format(text: str) -> Format:
 
 
 def from_dot(text: str, format: Format) -> str | bytes:
-    """DOT text laid out as SVG text or PNG bytes (or returned as it is for ``dot``)."""
+    """DOT text laid out as SVG text, PNG or PDF bytes (or returned as it is for ``dot``)."""
     if format == "dot":
         return text
     if format == "svg":
         return clean_svg(run_dot(text, "svg").decode("utf-8"))
     if format == "png":
         return run_dot(text, "png", dpi=PNG_DPI)
+    if format == "pdf":
+        return run_dot(text, "pdf")
     raise ValueError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
 
 

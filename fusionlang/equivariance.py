@@ -309,7 +309,7 @@ def _as_group(irreps: Irreps, group: Group) -> Irreps:
     """The same irreps read in another group (SO(3) spins as SU(2) ones for the complex basis)."""
     if irreps.group == group:
         return irreps
-    return Irreps([MulIrrep(e.mul, Irrep(e.irrep.two_j, 0, group)) for e in irreps], group)
+    return Irreps([MulIrrep(e.mul, Irrep(two_j=e.irrep.two_j, parity=0, group=group)) for e in irreps], group)
 
 
 def module_arguments(module: Any, diagram: ir.Diagram, generator: torch.Generator | None = None,

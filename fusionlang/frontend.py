@@ -70,7 +70,8 @@ def read_source(source: SourceLike, name: str | None = None) -> Source:
 def check_source(source: SourceLike, name: str | None = None, *, limits: Limits = DEFAULT) -> CheckResult:
     """Parse, lower, check and infer every diagram; never raises for user errors.
 
-    ``limits`` bounds every size (:mod:`fusionlang.limits`); a diagram beyond one gets E501.
+    ``limits`` bounds every size (:mod:`fusionlang.limits`); a diagram beyond one gets E501. A path
+    that cannot be read gives a result with the diagnostic E901 (``compile`` raises it).
 
     >>> result = check_source("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }")
     >>> result.ok, [len(s.paths) for s in result.diagram("d").statements]
@@ -78,7 +79,10 @@ def check_source(source: SourceLike, name: str | None = None, *, limits: Limits 
     """
     from .parse import parse
 
-    text = read_source(source, name)
+    try:
+        text = read_source(source, name)
+    except FusionError as unreadable:
+        return CheckResult(Source("", name or str(source)), (), unreadable.diagnostics)
     problem = _unencodable(text)
     if problem is not None:
         return CheckResult(text, (), (problem,))

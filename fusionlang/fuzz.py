@@ -260,7 +260,7 @@ def _in_group(irreps: Any, group: Any) -> Any:
 
     if irreps.group == group:
         return irreps
-    return Irreps([MulIrrep(e.mul, Irrep(e.irrep.two_j, 0, group)) for e in irreps], group)
+    return Irreps([MulIrrep(e.mul, Irrep(two_j=e.irrep.two_j, parity=0, group=group)) for e in irreps], group)
 
 
 def _equivariance_error(module: Any, diagram: Any, arguments: Sequence[Any], generator: Any) -> float:

@@ -29,9 +29,9 @@ from .groups import SU2, Group, Irrep, Irreps, MulIrrep, as_group
 __all__ = ["EXAMPLE_SNIPPETS", "Case", "campaign_inputs", "hostile_case", "hostile_source", "random_source"]
 
 _POOLS = {
-    "SU2": [Irrep(two_j, 0, SU2) for two_j in range(5)],
-    "SO3": [Irrep(2 * l, 0, as_group("SO3")) for l in range(3)],
-    "O3": [Irrep(2 * l, p, as_group("O3")) for l in range(3) for p in (1, -1)],
+    "SU2": [Irrep(two_j=two_j, parity=0, group=SU2) for two_j in range(5)],
+    "SO3": [Irrep(two_j=2 * l, parity=0, group="SO3") for l in range(3)],
+    "O3": [Irrep(two_j=2 * l, parity=p, group="O3") for l in range(3) for p in (1, -1)],
 }
 _MAX_SPIN = 3  # inferred targets beyond this are cut with `lmax` (keeps cases fast)
 _MAX_MUL = 8  # larger implied multiplicities switch the statement to weights (free multiplicity)

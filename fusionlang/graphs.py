@@ -49,7 +49,7 @@ def as_complex_su2(diagram: ir.Diagram) -> ir.Diagram:
 
 
 def _su2(irrep: Irrep) -> Irrep:
-    return Irrep(irrep.two_j, 0, SU2)
+    return Irrep(two_j=irrep.two_j, parity=0, group=SU2)
 
 
 def _su2_irreps(irreps: Irreps | None) -> Irreps | None:

@@ -8,10 +8,10 @@ SO(3) and spins such as ``3/2`` for SU(2).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, NamedTuple, overload
 
 from .diagnostics import Diagnostic, FusionError
 from .source import Source, Span
@@ -66,13 +66,30 @@ def as_group(group: GroupLike) -> Group:
 class Irrep:
     """An irreducible representation: twice its spin and, for O(3), its parity (+1 or -1).
 
-    >>> Irrep.parse("3/2", "SU2").dim, str(Irrep.parse("1y", "O3"))
-    (4, '1o')
+    Built from text (``Irrep("1o")``, ``Irrep("3/2", "SU2")``), from e3nn's ``(l, p)`` tuple or
+    ``o3.Irrep`` (O(3) only), or explicitly from twice the spin: ``Irrep(two_j=1, parity=0,
+    group="SU2")``. Two bare ints (``Irrep(1, -1)``) are refused: e3nn reads them as ``(l, p)``,
+    while fusionlang counts twice the spin, and guessing would silently change the irrep.
+
+    >>> Irrep("3/2", "SU2").dim, str(Irrep("1y")), str(Irrep(two_j=2, parity=-1))
+    (4, '1o', '1o')
     """
 
     two_j: int
-    parity: int = 0
-    group: Group = field(default=O3, compare=False)
+    parity: int
+    group: Group = field(compare=False)
+
+    def __init__(self, value: str | Irrep | tuple[int, int] | None = None, group: GroupLike | None = None, *,
+                 two_j: int | None = None, parity: int = 0) -> None:
+        if two_j is None:
+            two_j, parity, g = _irrep_fields(value, group)
+        elif value is not None:
+            raise TypeError("Irrep: give either a text/e3nn irrep or two_j=..., not both")
+        else:
+            g = _checked_fields(two_j, parity, as_group(O3 if group is None else group))
+        object.__setattr__(self, "two_j", two_j)
+        object.__setattr__(self, "parity", parity)
+        object.__setattr__(self, "group", g)
 
     @classmethod
     def parse(cls, text: str, group: GroupLike = O3) -> Irrep:
@@ -89,8 +106,17 @@ class Irrep:
     @property
     def l(self) -> int:  # noqa: E743 - the physicists' name
         if self.two_j % 2:
-            raise ValueError(f"{self} has a half-integer spin")
+            raise ValueError(f"{self} has a half-integer spin, so no integer l; use .j or .two_j")
         return self.two_j // 2
+
+    @property
+    def p(self) -> int:
+        """The parity as e3nn writes it (+1 or -1); 0 for SU(2) and SO(3), which have none."""
+        return self.parity
+
+    def __iter__(self) -> Iterator[int]:
+        """``l, p = irrep`` as with e3nn (integer spins only)."""
+        return iter((self.l, self.parity))
 
     @property
     def dim(self) -> int:
@@ -113,11 +139,50 @@ class Irrep:
         return f"Irrep({str(self)!r}, {self.group})"
 
 
+def _irrep_fields(value: object, group: GroupLike | None) -> tuple[int, int, Group]:
+    """(two_j, parity, group) of a text, fusionlang or e3nn irrep; ambiguous ints are refused."""
+    if isinstance(value, Irrep):
+        return value.two_j, value.parity, value.group
+    if isinstance(value, str):
+        irrep = Irrep.parse(value, O3 if group is None else group)
+        return irrep.two_j, irrep.parity, irrep.group
+    if isinstance(value, tuple) and tuple.__len__(value) == 2:  # e3nn's Irrep forbids len()
+        return _e3nn_fields(value, as_group(O3 if group is None else group))
+    if isinstance(value, int):
+        raise TypeError(f"Irrep({value}, ...) is ambiguous: e3nn reads ints as (l, p), fusionlang counts twice "
+                        f"the spin. Write Irrep(\"{value}o\") or Irrep(\"{value}e\") for l = {value}, or "
+                        f"Irrep(two_j={value}, parity=..., group=...) for spin {spin_text(value)}")
+    raise TypeError(f"cannot read {value!r} as an irrep: write Irrep(\"1o\"), Irrep(\"3/2\", \"SU2\") "
+                    "or Irrep(two_j=..., parity=..., group=...)")
+
+
+def _e3nn_fields(value: tuple[object, object], group: Group) -> tuple[int, int, Group]:
+    """e3nn's ``(l, p)``: an O(3) irrep of degree l and parity p."""
+    l, p = value
+    if group != O3:
+        raise TypeError(f"(l, p) = {value!r} is e3nn's O(3) form; write {group} irreps as text: "
+                        f"{_HINTS[group.name]}")
+    if not isinstance(l, int) or isinstance(l, bool) or l < 0 or p not in (1, -1):
+        raise ValueError(f"(l, p) = {value!r}: l must be an int >= 0 and p must be 1 or -1 (as in e3nn)")
+    return 2 * l, 1 if p == 1 else -1, group
+
+
+def _checked_fields(two_j: int, parity: int, group: Group) -> Group:
+    """Refuse explicit fields that are no irrep of ``group``."""
+    if not isinstance(two_j, int) or isinstance(two_j, bool) or two_j < 0:
+        raise ValueError(f"two_j must be an int >= 0, got {two_j!r}")
+    if two_j % 2 and not group.allows_half_integers:
+        raise ValueError(f"two_j={two_j} is the half-integer spin {spin_text(two_j)}: not an irrep of {group}")
+    if parity not in ((1, -1) if group.has_parity else (0,)):
+        raise ValueError(f"parity={parity!r}: {group} irreps take " + ("1 or -1" if group.has_parity else "0"))
+    return group
+
+
 @functools.lru_cache(maxsize=4096)
 def _product(two_j: int, parity: int, other_two_j: int, other_parity: int, group: Group) -> tuple[Irrep, ...]:
     # Cached: inference multiplies the same few irreps millions of times on large diagrams.
     lo, hi = abs(two_j - other_two_j), two_j + other_two_j
-    return tuple(Irrep(j, parity * other_parity, group) for j in range(lo, hi + 1, 2))
+    return tuple(Irrep(two_j=j, parity=parity * other_parity, group=group) for j in range(lo, hi + 1, 2))
 
 
 def spin_text(two_j: int) -> str:
@@ -128,7 +193,7 @@ def spin_text(two_j: int) -> str:
 def selection_problem(a: Irrep, b: Irrep, c: Irrep) -> tuple[str, str] | None:
     """Why ``c`` is not in ``a ⊗ b``, as (diagnostic code, reason), or None when it is.
 
-    >>> selection_problem(Irrep(2, -1), Irrep(2, -1), Irrep(2, -1))
+    >>> selection_problem(Irrep("1o"), Irrep("1o"), Irrep("1o"))
     ('E202', 'parity: 1o ⊗ 1o has parity e, not o')
     """
     if (a.two_j + b.two_j + c.two_j) % 2:
@@ -150,8 +215,17 @@ class MulIrrep:
     irrep: Irrep
 
     @property
+    def ir(self) -> Irrep:
+        """e3nn's name for :attr:`irrep`."""
+        return self.irrep
+
+    @property
     def dim(self) -> int:
         return self.mul * self.irrep.dim
+
+    def __iter__(self) -> Iterator[int | Irrep]:
+        """``mul, ir = entry``, as e3nn's ``_MulIr``."""
+        return iter((self.mul, self.irrep))
 
     def __str__(self) -> str:
         return str(self.irrep) if self.mul == 1 else f"{self.mul}x{self.irrep}"
@@ -166,6 +240,10 @@ class Irreps:
     (69, 2, '16x(0e + 1o) + 2e')
     >>> str(Irreps("0 + 1/2 + 3x3/2", "SU2"))
     '0 + 1/2 + 3x3/2'
+
+    It also takes e3nn's forms and answers e3nn's questions (O(3)): ``Irreps([(16, (0, 1))])``,
+    ``for mul, ir in x``, ``x.count("1o")``, ``x * 2``, ``x.ls``, ``x.randn(10, -1)``, and it
+    equals e3nn's strings: ``Irreps("16x0e") == "16x0e"``.
     """
 
     entries: tuple[MulIrrep, ...]
@@ -173,15 +251,16 @@ class Irreps:
     # How the text grouped the entries (sizes of consecutive `mul x (...)` runs): spelling only.
     layout: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
 
-    def __init__(self, value: str | Irreps | tuple[MulIrrep, ...] | list[MulIrrep] = "",
-                 group: GroupLike = O3) -> None:
+    def __init__(self, value: str | Irreps | Irrep | Iterable[object] | None = "", group: GroupLike = O3) -> None:
         group = as_group(group)
         if isinstance(value, Irreps):
             entries, layout, group = value.entries, value.layout, value.group
         elif isinstance(value, str):
             entries, layout = _IrrepsParser(value, group).parse()
+        elif isinstance(value, Irrep):
+            entries, layout = (MulIrrep(1, value),), ()
         else:
-            entries, layout = tuple(value), ()
+            entries, layout = tuple(e if isinstance(e, MulIrrep) else _entry(e, group) for e in value or ()), ()
         object.__setattr__(self, "entries", tuple(entries))
         object.__setattr__(self, "group", group)
         object.__setattr__(self, "layout", layout)
@@ -202,8 +281,35 @@ class Irreps:
             return Irreps(self.entries[index], self.group)
         return self.entries[index]
 
-    def __add__(self, other: Irreps) -> Irreps:
-        return Irreps(self.entries + other.entries, self.group)
+    def __add__(self, other: IrrepsLike) -> Irreps:
+        return Irreps(self.entries + Irreps(other, self.group).entries, self.group)
+
+    def __radd__(self, other: IrrepsLike) -> Irreps:
+        return Irreps(other, self.group) + self
+
+    def __mul__(self, times: int) -> Irreps:
+        """``x * 2``: the entries repeated, as e3nn (tensor products are diagrams: ``fusionlang.compile``)."""
+        if not isinstance(times, int) or isinstance(times, bool):
+            raise TypeError("Irreps * n repeats the entries; for a tensor product write a diagram "
+                            "(`x, y -> z`) and compile it")
+        return Irreps(self.entries * times, self.group)
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str) or _is_e3nn(other):
+            try:
+                other = Irreps(other, self.group)  # type: ignore[arg-type]
+            except (FusionError, TypeError, ValueError):
+                return False
+        if not isinstance(other, Irreps):
+            return NotImplemented
+        return (self.entries, self.group) == (other.entries, other.group)
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, MulIrrep):
+            return item in self.entries
+        return _as_irrep(item, self.group) in self.irreps
 
     @property
     def dim(self) -> int:
@@ -222,8 +328,45 @@ class Irreps:
         return int(j) if j.denominator == 1 else j
 
     @property
+    def ls(self) -> list[int]:
+        """l of every copy, as e3nn: ``Irreps("2x0e + 1o").ls == [0, 0, 1]`` (integer spins only)."""
+        if any(e.irrep.two_j % 2 for e in self.entries):
+            raise ValueError(f"{self} has half-integer spins, which have no integer l; use [e.irrep.j for e in x]")
+        return [e.irrep.two_j // 2 for e in self.entries for _ in range(e.mul)]
+
+    @property
     def irreps(self) -> tuple[Irrep, ...]:
         return tuple(e.irrep for e in self.entries)
+
+    @classmethod
+    def spherical_harmonics(cls, lmax: int, p: int = -1) -> Irreps:
+        """e3nn's ``Irreps.spherical_harmonics``: ``0e + 1o + 2e + ...`` up to ``lmax`` (parity ``p**l``)."""
+        if p not in (1, -1):
+            raise ValueError(f"p must be 1 or -1, got {p!r}")
+        return cls([(1, (l, p**l)) for l in range(lmax + 1)])
+
+    def randn(self, *size: int, normalization: str = "component", requires_grad: bool = False,
+              dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+        """A random tensor whose ``-1`` axis has ``dim`` entries, as e3nn: ``x.randn(10, -1)`` is ``[10, dim]``.
+
+        ``normalization="norm"`` gives every irrep copy unit norm; ``"component"`` is ``torch.randn``.
+        """
+        import torch
+
+        if size.count(-1) != 1:
+            raise ValueError(f"randn needs exactly one -1 in its size (the irreps axis), got {size}")
+        at = size.index(-1)
+        shape = (*size[:at], self.dim, *size[at + 1:])
+        if normalization == "component":
+            return torch.randn(shape, requires_grad=requires_grad, dtype=dtype, device=device)
+        if normalization != "norm":
+            raise ValueError(f"normalization must be 'component' or 'norm', got {normalization!r}")
+        parts = []
+        for e in self.entries:
+            r = torch.randn((*size[:at], e.mul, e.irrep.dim, *size[at + 1:]), dtype=dtype, device=device)
+            parts.append((r / r.norm(dim=at + 1, keepdim=True)).flatten(at, at + 1))
+        return torch.cat(parts, dim=at).requires_grad_(requires_grad) if parts else torch.zeros(shape, dtype=dtype,
+                                                                                                device=device)
 
     def slices(self) -> tuple[slice, ...]:
         """Where each entry lives in a ``[..., dim]`` feature vector."""
@@ -233,7 +376,9 @@ class Irreps:
             start += e.dim
         return tuple(out)
 
-    def count(self, irrep: Irrep) -> int:
+    def count(self, irrep: Irrep | str) -> int:
+        """The total multiplicity of ``irrep``: ``Irreps("16x1o + 2e").count("1o") == 16``."""
+        irrep = _as_irrep(irrep, self.group)
         return sum(e.mul for e in self.entries if e.irrep == irrep)
 
     def simplify(self) -> Irreps:
@@ -246,9 +391,19 @@ class Irreps:
                 merged.append(e)
         return Irreps(merged, self.group)
 
-    def sort(self) -> Irreps:
-        """Entries ordered by (spin, parity), stable (as e3nn's ``Irreps.sort().irreps``)."""
-        return Irreps(sorted(self.entries, key=lambda e: (e.irrep.two_j, e.irrep.parity)), self.group)
+    def sort(self) -> SortedIrreps:
+        """Entries ordered by (spin, parity), stable, with e3nn's permutations ``p`` and ``inv``.
+
+        >>> Irreps("2o + 1e + 0e + 1e").sort()
+        SortedIrreps(irreps=Irreps('0e + 1e + 1e + 2o', O3), p=(3, 1, 0, 2), inv=(2, 1, 3, 0))
+        """
+        inv = tuple(sorted(range(len(self)), key=lambda i: (self.entries[i].irrep, i)))
+        p = tuple(sorted(range(len(self)), key=inv.__getitem__))
+        return SortedIrreps(Irreps([self.entries[i] for i in inv], self.group), p, inv)
+
+    def regroup(self) -> Irreps:
+        """``sort().irreps.simplify()``, as e3nn."""
+        return self.sort().irreps.simplify()
 
     def to_e3nn(self) -> str:
         """e3nn's spelling, e.g. ``"16x0e+16x1o"`` (O(3) and SO(3) only)."""
@@ -272,6 +427,38 @@ class Irreps:
 
     def __repr__(self) -> str:
         return f"Irreps({str(self)!r}, {self.group})"
+
+
+IrrepsLike = Irreps | str | Irrep | Iterable[object]
+
+
+class SortedIrreps(NamedTuple):
+    """What :meth:`Irreps.sort` returns, as e3nn: the sorted irreps, ``p[old] = new``, ``inv[new] = old``."""
+
+    irreps: Irreps
+    p: tuple[int, ...]
+    inv: tuple[int, ...]
+
+
+def _as_irrep(value: object, group: Group) -> Irrep:
+    return value if isinstance(value, Irrep) else Irrep(value, group)  # type: ignore[arg-type]
+
+
+def _entry(item: object, group: Group) -> MulIrrep:
+    """One entry of e3nn's list form: ``(mul, ir)`` with ir a text, an Irrep or ``(l, p)``; or an irrep."""
+    if isinstance(item, (str, Irrep)) or (_is_e3nn(item) and not hasattr(item, "mul")):
+        return MulIrrep(1, _as_irrep(item, group))
+    if not (isinstance(item, tuple) and tuple.__len__(item) == 2):
+        raise TypeError(f"cannot read {item!r} as an irreps entry: write (mul, \"1o\"), (mul, (l, p)) as e3nn, "
+                        "or a string like \"16x1o\"")
+    mul, irrep = item
+    if not isinstance(mul, int) or isinstance(mul, bool) or mul < 1:
+        raise ValueError(f"{item!r}: the multiplicity must be an int >= 1 (fusionlang irreps have no empty entries)")
+    return MulIrrep(mul, _as_irrep(irrep, group))
+
+
+def _is_e3nn(value: object) -> bool:
+    return type(value).__module__.split(".")[0] == "e3nn"
 
 
 def _syntax_error(text: str, start: int, end: int, message: str, hint: str = "",
@@ -381,7 +568,7 @@ class _IrrepsParser:
                                      "integers l")
         parity = self._parity(two_j, start)
         self._skip()
-        return Irrep(two_j, parity, self.group)
+        return Irrep(two_j=two_j, parity=parity, group=self.group)
 
     def _half(self, numerator: str, start: int) -> int:
         self.pos += 1

@@ -254,13 +254,13 @@ def _draw_leg(build: GraphBuilder, diagram: ir.Diagram, leg: ir.Leg) -> None:
 @overload
 def render(diagram: ir.Diagram, format: Literal["svg", "dot"] = "svg") -> str: ...
 @overload
-def render(diagram: ir.Diagram, format: Literal["png"]) -> bytes: ...
+def render(diagram: ir.Diagram, format: Literal["png", "pdf"]) -> bytes: ...
 @overload
 def render(diagram: ir.Diagram, format: Format) -> str | bytes: ...
 
 
 def render(diagram: ir.Diagram, format: Format = "svg") -> str | bytes:
-    """The drawing of a checked diagram: SVG or DOT text (``str``), or PNG bytes.
+    """The drawing of a checked diagram: SVG or DOT text (``str``), or PNG or PDF bytes.
 
     >>> from fusionlang.frontend import check_source
     >>> d = check_source("diagram d { group O3\\n input x : 0e + 1o\\n output y : 1o\\n x, x -> y }").diagram()

@@ -259,11 +259,11 @@ def plan_to_dot(plan: Program) -> str:
 @overload
 def render_plan(plan: Program, format: Literal["svg", "dot"] = "svg") -> str: ...
 @overload
-def render_plan(plan: Program, format: Literal["png"]) -> bytes: ...
+def render_plan(plan: Program, format: Literal["png", "pdf"]) -> bytes: ...
 @overload
 def render_plan(plan: Program, format: Format) -> str | bytes: ...
 
 
 def render_plan(plan: Program, format: Format = "svg") -> str | bytes:
-    """The drawing of a contraction plan: SVG or DOT text, or PNG bytes."""
+    """The drawing of a contraction plan: SVG or DOT text, or PNG or PDF bytes."""
     return from_dot(plan_to_dot(plan), format)

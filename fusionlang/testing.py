@@ -203,9 +203,9 @@ def _common_dtype(group: Group, inputs: Sequence[torch.Tensor]) -> torch.dtype:
 # -- random diagrams ------------------------------------------------------------------------------------
 
 _IRREP_POOLS = {
-    "SU2": [Irrep(two_j, 0, SU2) for two_j in range(4)],
-    "SO3": [Irrep(2 * l, 0, as_group("SO3")) for l in range(3)],
-    "O3": [Irrep(2 * l, p, as_group("O3")) for l in range(3) for p in (1, -1)],
+    "SU2": [Irrep(two_j=two_j, parity=0, group=SU2) for two_j in range(4)],
+    "SO3": [Irrep(two_j=2 * l, parity=0, group="SO3") for l in range(3)],
+    "O3": [Irrep(two_j=2 * l, parity=p, group="O3") for l in range(3) for p in (1, -1)],
 }
 
 

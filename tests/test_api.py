@@ -57,3 +57,23 @@ def test_user_errors_raise_one_fusion_error_with_every_diagnostic() -> None:
         assert "error[E101]" in str(error)
     else:
         raise AssertionError("no FusionError")
+
+
+def test_check_of_an_unreadable_path_returns_e901_and_compile_raises_it(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.fusion"
+    result = fusionlang.check(missing)          # documented: check never raises for its input
+    assert not result.ok and [d.code for d in result.diagnostics] == ["E901"] and result.diagrams == ()
+    assert "missing.fusion" in result.render()
+    try:
+        fusionlang.compile(missing)
+    except FusionError as error:
+        assert [d.code for d in error.diagnostics] == ["E901"]
+    else:
+        raise AssertionError("no FusionError")
+
+
+def test_notebook_display_falls_back_to_text_without_dot(monkeypatch, tmp_path: Path) -> None:
+    result = fusionlang.compile(source(2), name="layer_2.fusion")
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no `dot` anywhere, E902
+    assert result._repr_svg_() is None          # Jupyter then shows the text repr
+    assert repr(result) == "<CompileResult of layer_2.fusion: diagrams layer_2>"

@@ -50,7 +50,7 @@ def test_values_are_hashable_and_immutable() -> None:
 
 
 def test_sort_and_simplify_follow_e3nn() -> None:
-    assert str(Irreps("1e + 0e + 0o + 1o + 2e").sort()) == "0o + 0e + 1o + 1e + 2e"
+    assert str(Irreps("1e + 0e + 0o + 1o + 2e").sort().irreps) == "0o + 0e + 1o + 1e + 2e"
     assert str(Irreps("0e + 0e + 1o").simplify()) == "2x0e + 1o"
 
 

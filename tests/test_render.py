@@ -330,7 +330,8 @@ def test_png_and_unknown_format() -> None:
     png = render.render(many("so3"), "png")
     assert isinstance(png, bytes) and png.startswith(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(ValueError, match="unknown format"):
-        render.render(many("so3"), "pdf")  # type: ignore[call-overload]
+        render.render(many("so3"), "gif")  # type: ignore[call-overload]
+    assert render.render(many("so3"), "pdf").startswith(b"%PDF-")
 
 
 # --- without graphviz ---------------------------------------------------------------------------
@@ -381,11 +382,12 @@ def fusionc_render(argv: list[str], capsys: pytest.CaptureFixture[str], stdin: s
 @needs_dot
 def test_cli_writes_svg_png_and_dot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spins = str(ROOT / "examples" / "spins.fusion")
-    for name, check in (("spins.svg", b"<svg"), ("spins.png", b"\x89PNG"), ("spins.dot", b"digraph")):
+    written = (("spins.svg", b"<svg"), ("spins.png", b"\x89PNG"), ("spins.pdf", b"%PDF-"), ("spins.dot", b"digraph"))
+    for name, check in written:
         code, out, err = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / name)], capsys)
         assert code == 0 and out == "" and f"wrote {tmp_path / name}: diagram spins" in err
         assert check in (tmp_path / name).read_bytes()[:400]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["spins.dot", "spins.png", "spins.svg"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spins.dot", "spins.pdf", "spins.png", "spins.svg"]
     code, _, _ = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / "as-dot.txt"), "--format", "dot"],
                                 capsys)
     assert code == 0 and (tmp_path / "as-dot.txt").read_text().startswith("digraph")
@@ -418,6 +420,11 @@ def test_cli_usage_and_diagnostics(tmp_path: Path, capsys: pytest.CaptureFixture
     code, _, err = fusionc_render([spins, "--diagram", "spins", "--format", "png"], capsys)
     assert code == 2 and "E903" in err and "-o" in err
     assert fusionc_render([spins, "--diagram", "spins", "--format", "gif"], capsys)[0] == 2
+    code, _, err = fusionc_render([spins, "--diagram", "spins", "--format", "pdf"], capsys)
+    assert code == 2 and "PDF output needs a file" in err
+    for unknown in ("spins.jpg", "spins"):   # a suffix naming no format was written as SVG
+        code, _, err = fusionc_render([spins, "--diagram", "spins", "-o", str(tmp_path / unknown)], capsys)
+        assert code == 2 and "E903" in err and ".pdf" in err and not (tmp_path / unknown).exists()
     code, _, err = fusionc_render(["-"], capsys, stdin=MANY)  # two diagrams, none chosen
     assert code == 1 and "E113" in err and "many, so3" in err
     bad = "diagram d {\n    group O3\n    input x : 1o\n    output y : 1o\n    x, x -> y\n}\n"

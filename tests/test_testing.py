@@ -90,7 +90,7 @@ def test_su2_representation_is_a_homomorphism() -> None:
         half = Irreps("1/2", SU2)
         product = GroupElement(SU2, *_su2_angles(representation(half, a) @ representation(half, b)))
         for two_j in range(7):
-            irreps = Irreps([MulIrrep(1, Irrep(two_j, 0, SU2))], SU2)
+            irreps = Irreps([MulIrrep(1, Irrep(two_j=two_j, parity=0, group=SU2))], SU2)
             lhs = representation(irreps, a) @ representation(irreps, b)
             assert _close(lhs, representation(irreps, product), 1e-10), two_j
 

@@ -13,6 +13,7 @@ import site
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,18 @@ def test_package_comes_from_the_wheel(installed: Path, tmp_path: Path) -> None:
                "print(r('grammars')); print(r('templates'))", cwd=tmp_path)
     assert data.returncode == 0, data.stderr
     assert all(str(installed) in line for line in data.stdout.split()), data.stdout
+
+
+def test_wheel_carries_types_license_and_data(installed: Path) -> None:
+    (wheel,) = (installed.parent / "dist").glob("fusionlang-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode("utf-8")
+    assert {"fusionlang/py.typed", "fusionlang/runtime.py", "fusionlang/grammars/fusion.lark",
+            "fusionlang/templates/module.py.jinja", "fusionlang/templates/graph_module.py.jinja"} <= names
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
 
 
 def test_cli_version_and_help(installed: Path, tmp_path: Path) -> None:
