@@ -138,7 +138,8 @@ def mean_std(values: Sequence[float], digits: int = 2) -> str:
 
 def table(runs: dict[tuple[str, int, int], dict[str, Any]]) -> list[str]:
     lines = ["| model | train size | seeds | parameters | test energy MAE (meV/atom) | test energy MAE (meV) | "
-             "test force MAE (meV/Å) | test force RMSE (meV/Å) | s / epoch |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "test force MAE (meV/Å) | test force RMSE (meV/Å) | s / epoch |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in LABELS:
         for size in sorted({s for (n, s, _) in runs if n == name}):
             group = [r for (n, s, _), r in sorted(runs.items()) if n == name and s == size]
@@ -175,7 +176,8 @@ def plot_learning_curve(runs: dict[tuple[str, int, int], dict[str, Any]], path: 
 
     figure = Figure(figsize=(10, 4), layout="constrained")
     axes = figure.subplots(1, 2)
-    keys = (("energy_mae_meV_per_atom", "test energy MAE (meV/atom)"), ("forces_mae_meV_per_A", "test force MAE (meV/Å)"))
+    keys = (("energy_mae_meV_per_atom", "test energy MAE (meV/atom)"),
+            ("forces_mae_meV_per_A", "test force MAE (meV/Å)"))
     for ax, (key, label) in zip(axes, keys, strict=True):
         for name in LABELS:
             sizes = sorted({s for (n, s, _) in runs if n == name})

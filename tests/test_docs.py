@@ -1,5 +1,6 @@
 """Every code example in docs/ runs: `fusion` blocks check cleanly, `python` blocks execute
-(in a fresh namespace, from the repository root), and doctests in the package pass."""
+(in a fresh, empty namespace, from the repository root, so a reader can copy them as they are),
+and doctests in the package pass."""
 
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ def test_fusion_blocks_check(where: str, body: str) -> None:
 
 
 @pytest.mark.parametrize("where,body", PYTHON, ids=[w for w, _ in PYTHON])
-def test_python_blocks_run(where: str, body: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_python_blocks_run(where: str, body: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
-    namespace: dict[str, object] = {"__name__": "__docs__", "TMP": tmp_path}
+    namespace: dict[str, object] = {"__name__": "__docs__"}
     exec(compile(body, where, "exec"), namespace)
 
 

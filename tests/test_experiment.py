@@ -46,7 +46,8 @@ def test_experiment_runs_resumes_and_reports(tmp_path: Path, script, capsys: pyt
         write_extxyz(data / f"{split}.extxyz", make_dataset(count, seed=seed))
         (data / f"{split}.extxyz.xz").write_bytes(__import__("lzma").compress((data / f"{split}.extxyz").read_bytes()))
     argv = ["--data", str(data), "--out", str(tmp_path / "runs"), "--docs", str(tmp_path / "docs"), "--sizes", "4",
-            "--seeds", "0", "1", "--steps", "1", "--channels", "2", "--radial-mlp", "4", "--test-size", "2", "--models", "mace", "fusion-small", "--workers", "0", "--no-run-plots"]
+            "--seeds", "0", "1", "--steps", "1", "--channels", "2", "--radial-mlp", "4", "--test-size", "2",
+            "--models", "mace", "fusion-small", "--workers", "0", "--no-run-plots"]
     try:
         assert script.main(argv) == 0
         first = (tmp_path / "runs" / "mace" / "n4" / "seed0" / "metrics.json").read_text()
