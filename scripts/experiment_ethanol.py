@@ -173,24 +173,33 @@ def paired(runs: dict[tuple[str, int, int], dict[str, Any]]) -> list[str]:
 
 def plot_learning_curve(runs: dict[tuple[str, int, int], dict[str, Any]], path: Path) -> None:
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    figure = Figure(figsize=(10, 4), layout="constrained")
+    figure = Figure(figsize=(11, 4.2), layout="constrained")
     axes = figure.subplots(1, 2)
     keys = (("energy_mae_meV_per_atom", "test energy MAE (meV/atom)"),
             ("forces_mae_meV_per_A", "test force MAE (meV/Å)"))
+    all_sizes = sorted({s for (_, s, _) in runs})
     for ax, (key, label) in zip(axes, keys, strict=True):
-        for name in LABELS:
+        for number, name in enumerate(LABELS):
             sizes = sorted({s for (n, s, _) in runs if n == name})
             if not sizes:
                 continue
             values = [[r["test"][key] for (n, s, _), r in runs.items() if n == name and s == size] for size in sizes]
-            means = [statistics.mean(v) for v in values]
             spreads = [statistics.stdev(v) if len(v) > 1 else 0.0 for v in values]
-            ax.errorbar(sizes, means, yerr=spreads, marker="o", capsize=3, label=LABELS[name])
+            dodge = 1.0 + 0.025 * (number - 2)  # side by side, so the error bars stay readable
+            ax.errorbar([s * dodge for s in sizes], [statistics.mean(v) for v in values], yerr=spreads, marker="o",
+                        capsize=3, label=LABELS[name])
         ax.set(xscale="log", yscale="log", xlabel="training structures", ylabel=label)
+        ax.set_xticks(all_sizes, [str(s) for s in all_sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        for axis in (ax.yaxis,):
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(ScalarFormatter())
         ax.grid(True, which="both", alpha=0.3)
     axes[1].legend(fontsize=7)
-    figure.suptitle("ethanol, B3LYP/6-31G*: learning curves (mean ± std over seeds, test = trajectory 2)")
+    figure.suptitle("ethanol, B3LYP/6-31G*: test errors against training set size (mean ± std over seeds; "
+                    "test = trajectory 2)", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
 
