@@ -119,6 +119,7 @@ def explain_report(report: PlanReport) -> str:
         if len(s.estimates_ms) > 1:
             others = ", ".join(f"{label} {ms:.3f}" for label, ms in s.estimates_ms[1:4])
             lines.append(f"  line {s.line} runners-up (est ms): {others}")
+    lines += [above_naive(s) for s in report.statements if s.planned_flops > s.naive_flops]
     for out in report.outputs:
         ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
         lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "
@@ -130,6 +131,13 @@ def explain_report(report: PlanReport) -> str:
         if out.shared:
             lines.append(f"  shared: {', '.join(out.shared)}")
     return "\n".join(lines)
+
+
+def above_naive(s: StatementReport) -> str:
+    """Why a statement may be planned above the naive count: said, not hidden in the table."""
+    return (f"  line {s.line} is planned above the naive count ({s.planned_flops / max(s.naive_flops, 1):.2f}x): "
+            f"its stacked tables multiply zeros; {s.strategy} was chosen by estimated time (fewer, larger "
+            f"operations), not by FLOPs")
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
