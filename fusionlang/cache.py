@@ -270,7 +270,7 @@ def cached(
     """
     payload = load_bytes(key, folder)
     if payload is not None:
-        value = _decode_or_none(key, payload, decode, validate)
+        value = decode_or_none(key, payload, decode, validate)
         if value is not None:
             return value
     value = compute()
@@ -279,12 +279,13 @@ def cached(
     return value
 
 
-def _decode_or_none(
+def decode_or_none(
     key: str,
     payload: bytes,
     decode: Callable[[bytes], T],
     validate: Callable[[T], bool] | None,
 ) -> T | None:
+    """``decode(payload)``, or None (the caller recomputes) when it fails or ``validate`` refuses it."""
     try:
         value = decode(payload)
     except Exception as error:  # any decoding failure just means "recompute"

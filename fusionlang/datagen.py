@@ -335,7 +335,8 @@ def _take(iterator: Iterable[Any], n: int) -> list[Any]:
 
 
 # ----------------------------------------------------------------------------------------------- assembling
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks (the manifest's checksums)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -382,7 +383,7 @@ def assemble(out: Path | str, seed: int = 0) -> dict[str, Any]:
         with lzma.open(tmp, "wt", encoding="utf-8", preset=9) as handle:
             handle.write(buffer.getvalue())
         _fsync_replace(tmp, path)
-        files[path.name] = _sha256(path)
+        files[path.name] = file_sha256(path)
     label_seconds = [float(a.info.get("label_seconds", 0.0)) for frames in shards.values() for a in frames]
     finished = sorted(float(a.info.get("labelled_at", 0.0)) for frames in shards.values() for a in frames)
     starts = [json.loads(line)["started"] for line in (out / "runs.jsonl").read_text(encoding="utf-8").splitlines()

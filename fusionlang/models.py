@@ -43,6 +43,7 @@ import torch
 from . import api
 from .atoms import Batch, Statistics
 from .groups import O3, Irreps
+from .metrics import parameter_count
 from .spherical import SphericalHarmonics, irreps_text
 
 __all__ = [
@@ -302,7 +303,7 @@ class MaceLayer(torch.nn.Module):
         # The skip maps the irreps the input and output share (the first layer's input is scalars).
         shared = _irreps(c.channels, min(hidden_lmax, target_lmax))
         self.skip = _compiled(skip_source(hidden, shared, c.species), "mace_skip", dtype) if c.residual else None
-        self.fusion_dim = (c.fusion_lmax + 1) ** 2
+        self.fusion_dim, self.channels = (c.fusion_lmax + 1) ** 2, c.channels
         self.weights = _external_weights(self.interaction) + _external_weights(self.product)
         self.radial = RadialMLP([c.bessel, *c.radial_mlp, sum(n for _, n in self.weights)], dtype)
         self.readout = Readout(c.channels, c.readout_hidden if last else None, dtype)
@@ -321,7 +322,7 @@ class MaceLayer(torch.nn.Module):
         if self.skip is not None:
             s = self.skip(h, species)
             B = torch.cat([B[:, :s.shape[1]] + s, B[:, s.shape[1]:]], dim=1)
-        return B, self.readout(B[:, :self.readout.mlp.layers[0].in_features])
+        return B, self.readout(B[:, :self.channels])  # the scalars lead B's layout
 
 
 class MacePotential(torch.nn.Module):
@@ -416,15 +417,27 @@ def potential_from_state(state: Mapping[str, Any]) -> tuple[MacePotential, tuple
     return model, tuple(state["atomic_numbers"])
 
 
-def parameter_count(module: torch.nn.Module) -> int:
-    """The number of trainable numbers in ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
 def _radial_count(widths: Sequence[int], bessel: int, outputs: Sequence[int]) -> int:
     """Weights of the bias-free radial MLPs ``bessel -> widths -> output`` of every layer."""
     inner = bessel * widths[0] + sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=False))
     return sum(inner + widths[-1] * output for output in outputs)
+
+
+def _radial_widths(config: MaceConfig, count: int, outputs: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every radial MLP of ``config``'s shape, with its first width up to 4x and its last width
+    solved for (the count is linear in it), whose weights number ``count``."""
+    found: list[tuple[int, ...]] = []
+    for first in range(1, 4 * config.radial_mlp[0] + 1):
+        if len(config.radial_mlp) == 1:
+            found += [(first,)] if _radial_count((first,), config.bessel, outputs) == count else []
+            continue
+        middle = config.radial_mlp[1:-1]
+        base = _radial_count((first, *middle, 0), config.bessel, outputs)
+        slope = _radial_count((first, *middle, 1), config.bessel, outputs) - base
+        last, remainder = divmod(count - base, slope)
+        if remainder == 0 and 1 <= last <= 4 * config.radial_mlp[-1]:
+            found.append((first, *middle, last))
+    return found
 
 
 def match_parameters(config: MaceConfig, target: int) -> MaceConfig:
@@ -434,24 +447,22 @@ def match_parameters(config: MaceConfig, target: int) -> MaceConfig:
 
     >>> small = MaceConfig(channels=2, lmax=1, interactions=1, radial_mlp=(4, 4), readout_hidden=4)
     >>> wide = match_parameters(small, 200)
-    >>> parameter_count(MacePotential(wide)), wide.radial_mlp
-    (200, (7, 7))
+    >>> parameter_count(MacePotential(wide)), wide.radial_mlp, wide.readout_hidden
+    (200, (8, 5), 4)
     """
     model = MacePotential(config, dtype=torch.float64)
     outputs = [sum(n for _, n in layer.weights) for layer in model.layers]  # type: ignore[union-attr]
     fixed = parameter_count(model) - _radial_count(config.radial_mlp, config.bessel, outputs)
-    first, last, readout = config.radial_mlp[0], config.radial_mlp[-1], config.readout_hidden
-    one_width = len(config.radial_mlp) == 1
+    readout = config.readout_hidden
     best: tuple[tuple[int, int], MaceConfig] | None = None
-    for d_readout in range(-readout + 1, 8 * readout + 1):
-        rest = target - fixed - d_readout * (config.channels + 1)
-        for w_first in range(1, 4 * first + 1):
-            for w_last in ([w_first] if one_width else range(1, 4 * last + 1)):
-                widths = (w_first,) if one_width else (w_first, *config.radial_mlp[1:-1], w_last)
-                if _radial_count(widths, config.bessel, outputs) == rest:
-                    key = (abs(d_readout), abs(w_first - first) + abs(w_last - last))
-                    if best is None or key < best[0]:
-                        best = (key, replace(config, radial_mlp=widths, readout_hidden=readout + d_readout))
+    for change in range(8 * readout + 1):  # the readout's change, smallest first
+        for d_readout in sorted({-change, change}):
+            if readout + d_readout < 1:
+                continue
+            for widths in _radial_widths(config, target - fixed - d_readout * (config.channels + 1), outputs):
+                moved = sum(abs(a - b) for a, b in zip(widths, config.radial_mlp, strict=True))
+                if best is None or (change, moved) < best[0]:
+                    best = ((change, moved), replace(config, radial_mlp=widths, readout_hidden=readout + d_readout))
         if best is not None:
             break
     if best is None:

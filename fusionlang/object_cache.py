@@ -64,7 +64,7 @@ def cached_objects(key: str, compute: Callable[[], T], *, shared: Mapping[str, o
     references = dict(shared or {})
     payload = cache.load_bytes(key, FOLDER)
     if payload is not None:
-        found = _decoded(key, payload, references, validate)
+        found = cache.decode_or_none(key, payload, lambda data: decode_objects(data, references), validate)
         if found is not None:
             _touch(key)
             return found
@@ -85,19 +85,6 @@ def _store(key: str, value: object, shared: Mapping[str, object]) -> None:
         return
     if cache.store_bytes(key, payload, FOLDER) and next(_stores) % PRUNE_EVERY == 0:
         prune()
-
-
-def _decoded(key: str, payload: bytes, shared: Mapping[str, object],
-             validate: Callable[[Any], bool] | None) -> Any:
-    try:
-        value = decode_objects(payload, shared)
-    except Exception as error:  # any decoding failure just means "recompute"
-        logger.debug("fusionlang cache: undecodable object entry for %r: %s", key, error)
-        return None
-    if validate is not None and not validate(value):
-        logger.debug("fusionlang cache: invalid object entry for %r ignored", key)
-        return None
-    return value
 
 
 def _touch(key: str) -> None:

@@ -23,7 +23,6 @@ Reported (``OUT/nve.json``, ``OUT/nve.png``, ``OUT/nve.csv``):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import platform
@@ -42,6 +41,7 @@ from ase.md.velocitydistribution import Stationary, ZeroRotation
 from ase.md.verlet import VelocityVerlet
 
 from fusionlang.calculator import FusionCalculator
+from fusionlang.datagen import file_sha256
 
 try:  # ASE >= 3.29 (MaxwellBoltzmannDistribution is deprecated there)
     from ase.md.velocitydistribution import thermalize_momenta
@@ -72,14 +72,6 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     if args.steps < 2 or args.timestep <= 0:
         parser.error("need --steps >= 2 and --timestep > 0")
     return args
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bonds(atoms: Any, factor: float = 1.2) -> np.ndarray:
@@ -162,7 +154,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     stable = (not stopped and max_stretch <= args.max_stretch and min_distance >= args.min_distance)
     report = {
         "settings": {
-            "checkpoint": str(args.checkpoint), "checkpoint_sha256": sha256(args.checkpoint),
+            "checkpoint": str(args.checkpoint), "checkpoint_sha256": file_sha256(args.checkpoint),
             "data": str(args.data), "frame": args.frame, "frame_info": frame_info,
             "formula": atoms.get_chemical_formula(), "atoms": n,
             "model_atomic_numbers": list(calculator.atomic_numbers), "model_dtype": str(calculator.model.dtype),
