@@ -366,3 +366,32 @@ def test_q_runs_are_coupled_in_parts_and_weights_gathered_by_blocks() -> None:
         gathers = [s for s in planned.steps if s.kind == "weights" and s.index]
         assert (gathers or reader == "narrow") and all(s.stop == 32 for s in gathers)  # blocks of channel rows
         assert all(b.size == 1 for b in planned.indices)
+
+
+# -- zeros: the zero-skipping limit and the tables' nonzeros ---------------------------------------
+
+def test_zero_skipping_limit_counts_the_coupling_nonzeros() -> None:
+    """An unweighted one-vertex statement: 3 FLOPs per coupling nonzero and channel, counted here
+    from the dense per-path tensors, plus the additions that sum paths into one output entry."""
+    from fusionlang.path_tensors import path_coupling
+    (d,) = diagrams_of("diagram d { group O3\n input x : 3x(1o + 2e)\n input y : 3x(0e + 1o + 2e)\n"
+                       " output z : 3x(0e + 1o + 1e + 2e)\n x, y -> z [channels = uuu, weights = none] }")
+    statement = d.statements[0]
+    nonzeros = sum(int((path_coupling(d, statement, p).abs() > 1e-12).sum()) for p in statement.paths)
+    writers: dict[int, int] = {}
+    for p in statement.paths:
+        writers[p.output] = writers.get(p.output, 0) + 1
+    sums = sum((n - 1) * 3 * d.irreps("z")[entry].irrep.dim for entry, n in writers.items())
+    report = plan_unit(d).report.statements[0]
+    assert report.zero_skipping_flops == 3 * 3 * nonzeros + sums
+    assert report.zero_skipping_flops < report.naive_flops
+
+
+@pytest.mark.parametrize("example", [p.stem for p in EXAMPLES])
+def test_every_statement_reports_its_zero_skipping_limit_and_table_nonzeros(example: str) -> None:
+    for d in diagrams_of(EXAMPLES[[p.stem for p in EXAMPLES].index(example)]):
+        report = plan_unit(d).report
+        for s in report.statements:
+            assert 0 < s.zero_skipping_flops <= s.naive_flops, s.text
+        assert 0 < report.table_nonzeros <= report.table_numbers
+        assert "zero-skip" in report.explain() and "nonzero" in report.explain()

@@ -15,6 +15,7 @@ from .geometry import Entry, leg_entries, statement_text
 from .model import StatementModel
 from .program import LegIO, Parameter, Program, Step, WeightInput
 from .report import OutputReport, PlanReport, StatementReport
+from .sparsity import table_nonzeros, zero_skipping_flops
 from .values import leg_pieces, piece_var
 
 
@@ -153,7 +154,8 @@ def statement_report(b: Builder, model: StatementModel, choice: Choice, naive: i
         statement.index, statement.line, statement_text(statement), statement.target, model.all_paths,
         len(model.paths), choice.strategy.label, choice.orders, naive, sum(s.flops for s in steps),
         sum(s.setup_flops for s in steps), sum(1 for s in steps if s.is_op), model.numel, model.redundant_numel,
-        tuple((label, round(seconds * 1e3, 3)) for label, seconds in choice.estimates))
+        tuple((label, round(seconds * 1e3, 3)) for label, seconds in choice.estimates),
+        zero_skipping_flops(b.diagram, model))
 
 
 def build_program(b: Builder, inputs: tuple[LegIO, ...], outputs: tuple[LegIO, ...], models: dict[int, StatementModel],
@@ -195,7 +197,8 @@ def _plan_report(b: Builder, statements: tuple[StatementReport, ...], shared: tu
     outputs = tuple(_output_report(b, leg.name, statements, shared) for leg in b.diagram.outputs)
     ops = sum(1 for s in b.steps if s.is_op)
     numbers = sum(t.spec.numel for t in b.tables.values())
-    return PlanReport(b.diagram.name, outputs, statements, shared, ops, len(b.tables), numbers)
+    nonzeros = sum(table_nonzeros(t.spec) for t in b.tables.values())
+    return PlanReport(b.diagram.name, outputs, statements, shared, ops, len(b.tables), numbers, nonzeros)
 
 
 def _upstream(diagram: ir.Diagram, leg: str) -> list[int]:
@@ -219,5 +222,6 @@ def _output_report(b: Builder, leg: str, statements: tuple[StatementReport, ...]
     return OutputReport(
         leg, tuple(indices), sum(s.naive_flops for s in mine), sum(s.planned_flops for s in mine),
         sum(s.setup_flops for s in mine), max((s.size for s in steps), default=0),
+        sum(s.zero_skipping_flops for s in mine),
         tuple(o for s in mine for o in s.orders), tuple(v for v in shared if v in used),
         sum(s.parameters for s in mine), sum(s.redundant_parameters for s in mine))

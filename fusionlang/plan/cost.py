@@ -40,6 +40,14 @@ MATRIX_OVERHEAD = 1.6e-11       # s per small matrix product of a batched einsum
 SETUP_FLOP_RATE = 2.7e12        # FLOP/s of batch-free work (per call)
 BYTE_RATE = 5.2e10              # B/s of memory traffic: every operation reads its operands, writes its result
 
+# Memory: a plan's coupling tables may hold at most TABLE_MEMORY_FACTOR times the per-path
+# coupling tensors (what e3nn stores), or SMALL_TABLE_NUMBERS (1 MiB of float32), whichever is
+# more. Dense stacks of high spins are mostly zeros and reach hundreds of MiB (l = 6 fully
+# connected: 48 MiB against 0.2 MiB per path, and 3.4x slower), which the time model alone does
+# not see: tables are read once per call, so their bytes vanish next to a large batch.
+TABLE_MEMORY_FACTOR = 2
+SMALL_TABLE_NUMBERS = 1 << 18
+
 
 def _path_network(statement: ir.Statement, path: PathModel) -> tuple[list[str], str, dict[str, int]]:
     """The per-path network: leaves, one coupling per vertex, weights (natural order)."""
@@ -109,6 +117,25 @@ def model_naive_flops(model: StatementModel) -> int:
     return total
 
 
+def per_path_numbers(model: StatementModel) -> int:
+    """Numbers of every path's own dense coupling tensor ``P[i_1, ..., i_n, k]`` (what a
+    per-path contraction, e3nn's, stores).
+
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x, y : 1o\\n output z : 0e + 2e\\n x, y -> z }").diagram()
+    >>> from fusionlang.weights import fan_in_totals
+    >>> per_path_numbers(statement_model(d, d.statements[0], fan_in_totals(d)))
+    54
+    """
+    return sum(math.prod(entry.dim for entry in path.leaves) * path.output.dim for path in model.every_path)
+
+
+def memory_budget(model: StatementModel) -> int:
+    """The most coupling-table numbers a plan of ``model``'s statement should hold (see
+    :data:`TABLE_MEMORY_FACTOR`); a soft bound: when no strategy fits, the smallest fit wins."""
+    return max(TABLE_MEMORY_FACTOR * per_path_numbers(model), SMALL_TABLE_NUMBERS)
+
+
 def traffic(steps: Sequence[Step]) -> int:
     """Numbers per sample that the operations read and write (the memory-traffic estimate)."""
     size = {s.target: s.size for s in steps}
@@ -169,18 +196,23 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
     number of operations counts) and at a large one (where FLOPs and traffic do): the least
     worst ratio to the fastest at either. Dense stacks may execute more FLOPs than the naive
     count (their zero blocks) and still win by running fewer operations. ``strategy`` names the
-    only strategy to try (where it applies).
+    only strategy to try (where it applies, whatever its tables hold below ``table_budget``).
 
     A strategy whose new coupling tables would hold more than ``table_budget`` numbers is not a
-    candidate (dense stacks of high spins reach gigabytes); when every candidate is over, the
-    strategies of smaller, per-block tables are tried, fewest networks first, and the statement
-    is refused (E501) only when none fits (the size checks make that rare: the per-path tables
-    are what ``max_table_numbers`` bounds before planning)."""
-    choices = [c for c in _tried(b, model, applicable_strategies(model, strategy)) if c.tables <= table_budget]
-    for fallback in ([] if choices else fallback_strategies(model)):
-        choices = [c for c in _tried(b, model, [fallback]) if c.tables <= table_budget]
-        if choices:
+    candidate (dense stacks of high spins reach gigabytes), and one over the statement's
+    :func:`memory_budget` is one only when no strategy fits it: when every candidate is over, the
+    strategies of smaller, per-block tables are tried, fewest networks first. The statement is
+    refused (E501) only when none fits ``table_budget`` (the size checks make that rare: the
+    per-path tables are what ``max_table_numbers`` bounds before planning)."""
+    tried = [c for c in _tried(b, model, applicable_strategies(model, strategy)) if c.tables <= table_budget]
+    forced = strategy != AUTO and len(tried) == 1 and tried[0].strategy.label == strategy
+    thrifty = tried if forced else [c for c in tried if c.tables <= memory_budget(model)]
+    for fallback in ([] if thrifty else fallback_strategies(model)):
+        tried += [c for c in _tried(b, model, [fallback]) if c.tables <= table_budget]
+        thrifty = [c for c in tried if c.tables <= memory_budget(model)]
+        if thrifty:
             break
+    choices = thrifty or tried
     if not choices:
         raise FusionError([Diagnostic(
             "E501", f"every plan of this statement needs coupling tables of more than {table_budget} numbers",

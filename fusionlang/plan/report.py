@@ -36,6 +36,7 @@ class StatementReport:
     redundant_parameters: int
     # every strategy tried, with its estimated milliseconds at REFERENCE_BATCH, in order of preference
     estimates_ms: tuple[tuple[str, float], ...] = ()
+    zero_skipping_flops: int = 0    # with every coupling zero skipped (fusionlang.plan.sparsity)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -51,6 +52,7 @@ class OutputReport:
     planned_flops: int
     setup_flops: int
     peak_intermediate: int
+    zero_skipping_flops: int
     orders: tuple[str, ...]
     shared: tuple[str, ...]
     parameters: int
@@ -74,16 +76,28 @@ class PlanReport:
     operations: int
     tables: int
     table_numbers: int
+    table_nonzeros: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {"diagram": self.diagram, "outputs": [o.to_dict() for o in self.outputs],
                 "statements": [s.to_dict() for s in self.statements], "shared": list(self.shared),
-                "operations": self.operations, "tables": self.tables, "table_numbers": self.table_numbers}
+                "operations": self.operations, "tables": self.tables, "table_numbers": self.table_numbers,
+                "table_nonzeros": self.table_nonzeros}
 
     def explain(self) -> str:
         """A plain-text table of the plan (:func:`explain_report`)."""
         return explain_report(self)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the report as its text table, preformatted."""
+        from html import escape
+
+        return f"<pre>{escape(self.explain())}</pre>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's text form: the same table."""
+        printer.text(self.explain())
 
 
 def combined_report(diagram: str, reports: Sequence[PlanReport]) -> PlanReport:
@@ -92,7 +106,7 @@ def combined_report(diagram: str, reports: Sequence[PlanReport]) -> PlanReport:
     outputs = tuple(replace(o, leg=f"{o.leg} [{r.diagram}]") for r in reports for o in r.outputs)
     return PlanReport(diagram, outputs, statements, tuple(v for r in reports for v in r.shared),
                       sum(r.operations for r in reports), sum(r.tables for r in reports),
-                      sum(r.table_numbers for r in reports))
+                      sum(r.table_numbers for r in reports), sum(r.table_nonzeros for r in reports))
 
 
 def explain_report(report: PlanReport) -> str:
@@ -102,18 +116,20 @@ def explain_report(report: PlanReport) -> str:
     operations and parameters, and the runners-up; per output: totals, the peak intermediate and
     the shared intermediates.
     """
-    rows = [("statement", "strategy", "est ms", "paths", "naive", "planned", "setup", "ops", "params")]
+    rows = [("statement", "strategy", "est ms", "paths", "naive", "planned", "zero-skip", "setup", "ops", "params")]
     for s in report.statements:
         params = f"{s.parameters}" + (f" (of {s.redundant_parameters})" if s.redundant_parameters != s.parameters
                                       else "")
         paths = f"{s.kept_paths}/{s.paths}" if s.kept_paths != s.paths else f"{s.paths}"
         estimate = f"{s.estimates_ms[0][1]:.3f}" if s.estimates_ms else "-"
         rows.append((f"{s.line}: {s.text}", s.strategy, estimate, paths, f"{s.naive_flops:,}",
-                     f"{s.planned_flops:,}", f"{s.setup_flops:,}", str(s.operations), params))
+                     f"{s.planned_flops:,}", f"{s.zero_skipping_flops:,}", f"{s.setup_flops:,}", str(s.operations),
+                     params))
     lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
-             f"({report.table_numbers:,} numbers); FLOPs per sample; est ms: the run-time model at "
-             f"N = {REFERENCE_BATCH} on a CPU (the strategy chosen is never far from the fastest estimate "
-             f"there and at N = {LARGE_BATCH})", ""]
+             f"({report.table_numbers:,} numbers, {_share(report.table_nonzeros, report.table_numbers)} nonzero); "
+             f"FLOPs per sample; est ms: the run-time model at N = {REFERENCE_BATCH} on a CPU (the strategy "
+             f"chosen is never far from the fastest estimate there and at N = {LARGE_BATCH}); zero-skip: "
+             "every coupling zero skipped", ""]
     lines += _table(rows)
     for s in report.statements:
         if len(s.estimates_ms) > 1:
@@ -122,8 +138,9 @@ def explain_report(report: PlanReport) -> str:
     lines += [above_naive(s) for s in report.statements if s.planned_flops > s.naive_flops]
     for out in report.outputs:
         ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
+        above_limit = out.planned_flops / out.zero_skipping_flops if out.zero_skipping_flops else 1.0
         lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "
-                  f"({ratio:.2f}x), setup {out.setup_flops:,} per call, peak intermediate "
+                  f"({ratio:.2f}x; {above_limit:.2f}x the zero-skipping limit {out.zero_skipping_flops:,}), setup {out.setup_flops:,} per call, peak intermediate "
                   f"{out.peak_intermediate:,} numbers per sample, parameters {out.parameters:,}"
                   + (f" (redundant basis: {out.redundant_parameters:,})"
                      if out.redundant_parameters != out.parameters else "")]
@@ -138,6 +155,10 @@ def above_naive(s: StatementReport) -> str:
     return (f"  line {s.line} is planned above the naive count ({s.planned_flops / max(s.naive_flops, 1):.2f}x): "
             f"its stacked tables multiply zeros; {s.strategy} was chosen by estimated time (fewer, larger "
             f"operations), not by FLOPs")
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> list[str]:
