@@ -135,6 +135,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     return command(args.config, args.out, args.resume)
 
 
+def cmd_from_e3nn(args: argparse.Namespace) -> int:
+    """Print the `.fusion` source of an e3nn module saved with torch.save (docs/e3nn.md)."""
+    from .e3nn_convert import command  # torch and the unpickled e3nn module: only for this command
+
+    return command(args.module, args.output, args.state)
+
+
+def cmd_lsp(args: argparse.Namespace) -> int:
+    """Run the language server over stdin and stdout, for editors (docs/editors.md)."""
+    from .lsp import serve  # pygls: only for this command
+
+    serve()
+    return 0
+
+
 def _limits(args: argparse.Namespace) -> Limits:
     """The limits of ``--limit NAME=VALUE`` options (E903 for a malformed one)."""
     try:
@@ -209,11 +224,22 @@ def _configure_explain(sub: argparse.ArgumentParser) -> None:
     _limit(sub)
 
 
+def _configure_from_e3nn(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("module", metavar="MODULE.pt", help="an e3nn TensorProduct or Linear saved whole with torch.save "
+                     "(it is unpickled: only files you trust)")
+    sub.add_argument("-o", "--output", metavar="OUT.fusion", help="where to write the source (default stdout)")
+    sub.add_argument("--state", metavar="STATE.pt", help="also save the converted module's state_dict (its weights)")
+
+
 def _configure_train(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("config", metavar="CONFIG", help="a .yaml or .json training configuration")
     sub.add_argument("--out", metavar="DIR", help="the output folder (default: `out` of the configuration)")
     sub.add_argument("--resume", action=argparse.BooleanOptionalAction, default=True,
                      help="continue from DIR/checkpoint.pt when it exists (default: yes)")
+
+
+def _configure_lsp(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--stdio", action="store_true", help="accepted for editor clients; stdio is the only transport")
 
 
 Configure = Callable[[argparse.ArgumentParser], None]
@@ -224,6 +250,8 @@ _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], Configure, str]]
     ("explain", cmd_explain, _configure_explain, "fusionc explain examples/tree4.fusion --format json"),
     ("render", cmd_render, configure_render, _RENDER_EXAMPLE),
     ("fmt", cmd_fmt, _configure_fmt, "fusionc fmt --check examples/*.fusion"),
+    ("from-e3nn", cmd_from_e3nn, _configure_from_e3nn, "fusionc from-e3nn tp.pt -o tp.fusion --state tp_state.pt"),
+    ("lsp", cmd_lsp, _configure_lsp, "fusionc lsp   # started by an editor, which talks to it over stdio"),
     ("train", cmd_train, _configure_train, "fusionc train examples/train/ethanol.yaml --out runs/ethanol"),
 ]
 
