@@ -28,13 +28,14 @@ _LAZY = {
     "explain": ("fusionlang.api", "explain"),
     "CompileResult": ("fusionlang.api", "CompileResult"),
     "format_source": ("fusionlang.fmt", "format_source"),
+    "from_e3nn": ("fusionlang.e3nn_convert", "from_e3nn"),
     "to_networkx": ("fusionlang.graph", "to_networkx"),
 }
 
 __all__ = [
     "O3", "SO3", "SU2", "CheckResult", "CompileResult", "Diagnostic", "FusionError", "Group", "Irrep", "Irreps",
     "Limits", "MulIrrep", "__version__", "check", "compile", "compile_file", "coupling", "explain", "format_source",
-    "to_networkx",
+    "from_e3nn", "to_networkx",
 ]
 
 
@@ -45,3 +46,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'fusionlang' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext fusionlang``: the ``%%fusion`` cell magic and rich displays (:mod:`fusionlang.notebook`)."""
+    import_module("fusionlang.notebook").load_ipython_extension(ipython)

@@ -106,8 +106,22 @@ class CompileResult:
         """Jupyter shows a compile result as the drawings of its diagrams, one after the other.
 
         Without graphviz's ``dot`` (E902) it gives None, and Jupyter falls back to ``__repr__``."""
+        drawings = self._drawings()
+        return None if drawings is None else "".join(svg for _, svg in drawings)
+
+    def _repr_html_(self) -> str | None:
+        """Several diagrams as HTML, each drawing under its name: JupyterLab shows image/svg+xml as
+        one image, which holds one drawing. None for one diagram (the SVG) or without ``dot``."""
+        drawings = self._drawings() if len(self.diagrams) > 1 else None
+        if drawings is None:
+            return None
+        return "".join(f"<figure><figcaption><code>{name}</code></figcaption>{svg[svg.index('<svg'):]}</figure>"
+                       for name, svg in drawings)
+
+    def _drawings(self) -> list[tuple[str, str]] | None:
+        """(name, SVG) of every diagram; None without graphviz's ``dot`` (E902)."""
         try:
-            return "".join(self.svg(diagram.name) for diagram in self.diagrams)
+            return [(diagram.name, self.svg(diagram.name)) for diagram in self.diagrams]
         except FusionError as failure:
             if any(d.code == "E902" for d in failure.diagnostics):
                 return None

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import checks, ir
 from .diagnostics import Diagnostic, FusionError, raise_if_errors, render_all, sort_key
@@ -49,6 +50,28 @@ class CheckResult:
 
     def render(self) -> str:
         return render_all(self.diagnostics)
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows the diagnostics (rustc-style text), or ``ok`` and the inferred irreps."""
+        from html import escape
+
+        return f"<pre>{escape(_summary(self))}</pre>"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's text form: the same text."""
+        printer.text(_summary(self))
+
+
+def _summary(result: CheckResult) -> str:
+    """The diagnostics; when there is no error, ``ok`` and every diagram's legs (``fusionc ir``)."""
+    from .report import ir_report, ir_text
+
+    if not result.ok:
+        return result.render()
+    found = f"ok: {len(result.diagrams)} diagram{'s' if len(result.diagrams) != 1 else ''}"
+    warnings = [result.render()] if result.diagnostics else []
+    legs = [ir_text([ir_report(d) for d in result.diagrams])] if result.diagrams else []
+    return "\n\n".join([*warnings, found, *legs])
 
 
 def read_source(source: SourceLike, name: str | None = None) -> Source:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Literal
+from importlib import import_module
+from typing import Any, Literal
 
 from .groups import Group, Irrep, Irreps
 from .source import Source, Span
@@ -249,3 +250,13 @@ class Diagram:
         for ref, entry in zip(statement.leaves, path.leaves, strict=False):
             yield ref.leg, self.irreps(ref.leg)[entry].irrep
         yield statement.target, self.irreps(statement.target)[path.output].irrep
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter draws a diagram; None without graphviz's ``dot`` (E902), and Jupyter shows the text.
+
+        The notebook layer is found by name: drawing is a later stage, which the IR never imports."""
+        return import_module("fusionlang.notebook").diagram_svg(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """IPython's text form: the legs with their irreps and the statements (``fusionc ir``)."""
+        printer.text(import_module("fusionlang.notebook").diagram_text(self))

@@ -17,7 +17,9 @@
 
 What ``forward`` calls here (the checks, :func:`in_one_pass`) is plain torch and Python that
 TorchScript compiles and ``torch.compile``/``torch.export`` trace, so generated forwards run
-eagerly and under ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and ``torch.export``.
+eagerly and under ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and ``torch.export``;
+the one exception is :func:`in_chunks`, which ``torch.compile`` runs eagerly (a graph break) for
+a CPU batch larger than the module's ``CHUNK`` (see :data:`CHUNK_WHILE_COMPILING`).
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ import types
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-__all__ = ["CompiledModule", "TreeSpec", "check_batch", "check_count", "check_edge_index", "check_feature",
-           "check_index", "check_rows", "coupling_table", "in_one_pass", "index_table", "load_generated", "rebuild",
-           "release_collected"]
+__all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
+           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks", "in_one_pass",
+           "index_table", "irreps", "load_generated", "rebuild", "release_collected"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -47,6 +49,40 @@ _LOCK = threading.Lock()
 COLLECT_EVERY = 256  # modules loaded between two garbage collections (see load_generated)
 _EXECUTED = [0]
 PACKAGE = "_fusionlang_generated"  # the parent of every module compiled in memory
+
+
+# -- e3nn's surface (docs/e3nn.md) ------------------------------------------------------------------
+
+class Instruction(NamedTuple):
+    """One path of a two-leaf statement, as e3nn's ``TensorProduct.instructions`` lists it."""
+
+    i_in1: int
+    i_in2: int
+    i_out: int
+    connection_mode: str
+    has_weight: bool
+    path_weight: float
+    path_shape: tuple[int, ...]
+
+
+class LinearInstruction(NamedTuple):
+    """One path of a linear map, as e3nn's ``Linear.instructions`` lists it."""
+
+    i_in: int
+    i_out: int
+    path_shape: tuple[int, ...]
+    path_weight: float
+
+
+def irreps(group: str, text: str) -> Any:
+    """The :class:`fusionlang.Irreps` value of a generated class attribute (``irreps_in1``, ...).
+
+    >>> irreps("O3", "2x0e + 1o") == "2x0e+1x1o"
+    True
+    """
+    from .groups import Irreps
+
+    return Irreps(text, group)
 
 
 # -- coupling tables -------------------------------------------------------------------------------
@@ -139,15 +175,36 @@ _COMPLEX_OF = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,
                torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
+CHUNK_WHILE_COMPILING = True
+"""Whether a large CPU batch runs its contraction in eager chunks under ``torch.compile`` (a graph
+break at :func:`in_chunks`, so ``fullgraph=True`` then needs batches of at most ``CHUNK``): on the
+CPU the chunked eager contraction is faster than inductor's one-pass code for a batch that large
+(docs/performance.md). Set it to False for one graph whatever the batch."""
+
+
 def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
     """Whether a generated ``forward`` contracts the batch of ``x`` in one pass rather than in
     chunks of ``chunk`` samples: off the CPU (a GPU wants the whole batch), for batches up to
-    ``chunk``, and always while ``torch.compile`` or ``torch.export`` traces it (the graph stays
-    free of a branch on the batch size, so a dynamic batch dimension stays dynamic)."""
+    ``chunk``, and always while ``torch.export`` traces it (the graph stays free of a branch on
+    the batch size, so a dynamic batch dimension stays dynamic). Under ``torch.compile`` a large
+    CPU batch is chunked unless :data:`CHUNK_WHILE_COMPILING` is off."""
     if torch.jit.is_scripting():
         return not x.is_cpu or x.shape[0] <= chunk
     else:
-        return torch.compiler.is_compiling() or torch.compiler.is_exporting() or not x.is_cpu or x.shape[0] <= chunk
+        if torch.compiler.is_exporting() or (torch.compiler.is_compiling() and not CHUNK_WHILE_COMPILING):
+            return True
+        return not x.is_cpu or x.shape[0] <= chunk
+
+
+@torch.compiler.disable
+def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
+    """``contract(*arguments)`` on ``chunk`` samples at a time, the results concatenated: the
+    intermediates stay cache-sized. Never traced: under ``torch.compile`` it runs eagerly."""
+    pieces = [torch.split(argument, chunk) for argument in arguments]
+    parts = [contract(*[piece[k] for piece in pieces]) for k in range(len(pieces[0]))]
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return tuple(torch.cat([part[k] for part in parts]) for k in range(len(parts[0])))
 
 
 def _working(table: torch.Tensor, real: torch.dtype) -> torch.Tensor:
