@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,8 +27,10 @@ from .diagnostics import Diagnostic, FusionError
 from .names import class_name
 from .plan import PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
 from .source import Source
+from .weights import fan_in_totals, path_weight_shape
 
-__all__ = ["Unit", "class_name", "explain_report", "generate_source", "module_name", "render_model"]
+__all__ = ["Unit", "class_name", "e3nn_instructions", "e3nn_mode", "explain_report", "generate_source",
+           "module_name", "render_model"]
 
 TEMPLATE = "module.py.jinja"
 _MANY_PIECES = 3  # more output pieces than this are written one per line
@@ -124,7 +127,89 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
         "chunk": program.chunk,
         "where": _literal(diagram.name),
         "checks": _input_checks(program),
+        "e3nn": _e3nn_surface(program),
     }
+
+
+# -- e3nn's attributes (docs/e3nn.md) --------------------------------------------------------------
+
+def _e3nn_surface(program: Program) -> dict[str, Any]:
+    """e3nn's attributes of a planned class, as Python literals: the irreps of its inputs
+    (``irreps_in`` for one, ``irreps_in1``, ``irreps_in2``, ... otherwise) and outputs (a tuple
+    for several), its weights, and its paths as e3nn instructions."""
+    group = program.diagram.group.name
+    inputs = [_irreps_literal(group, io.irreps) for io in program.inputs]
+    outputs = [_irreps_literal(group, io.irreps) for io in program.outputs]
+    names = ["irreps_in"] if len(inputs) == 1 else [f"irreps_in{k + 1}" for k in range(len(inputs))]
+    external = sum(w.numel for w in program.weight_inputs)
+    internal = sum(p.numel for p in program.parameters)
+    return {
+        "irreps": [*zip(names, inputs, strict=True),
+                   ("irreps_out", outputs[0] if len(outputs) == 1 else f"({', '.join(outputs)},)")],
+        "weight_numel": external if program.weight_inputs else internal,
+        "shared_weights": not program.weight_inputs,
+        "internal_weights": bool(program.parameters) and not program.weight_inputs,
+        "instructions": [_instruction_literal(i) for i in e3nn_instructions(program.diagram, dict(program.kept_paths))],
+    }
+
+
+def _irreps_literal(group: str, irreps: str) -> str:
+    return f"runtime.irreps({_literal(group)}, {_literal(irreps)})"
+
+
+def e3nn_mode(statement: ir.Statement) -> str:
+    """e3nn's ``connection_mode`` of a statement's paths: ``uvw`` without weights is e3nn's
+    ``uvuv`` (every pair of channels its own output channel).
+
+    >>> s = ir.Statement(0, ir.Fuse(ir.LeafRef("x", 0), ir.LeafRef("y", 1)), "z", "uvw", "none")
+    >>> e3nn_mode(s)
+    'uvuv'
+    """
+    return "uvuv" if statement.channels == "uvw" and statement.weights == "none" else statement.channels
+
+
+def e3nn_instructions(diagram: ir.Diagram, kept: dict[int, tuple[int, ...]] | None = None) -> list[tuple[Any, ...]]:
+    """Every path of the diagram's linear maps and two-leaf couplings as e3nn lists it, in
+    statement and path order: ``(i_in, i_out, path_shape, path_weight)`` (``o3.Linear``) and
+    ``(i_in1, i_in2, i_out, connection_mode, has_weight, path_weight, path_shape)``
+    (``o3.TensorProduct``); statements with three or more leaves have no e3nn instruction.
+    ``kept`` are the paths that keep weights in reduced statements (``KEPT_PATHS``).
+
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x : 2x1o\\n input y : 1o\\n output z : 2x0e\\n"
+    ...                  " x, y -> z [channels = uvu, weights = channel] }").diagram()
+    >>> e3nn_instructions(d)
+    [(0, 0, 0, 'uvu', True, 1.0, (2, 1))]
+    """
+    totals = fan_in_totals(diagram)
+    found: list[tuple[Any, ...]] = []
+    for statement in diagram.statements:
+        if statement.arity > 2:
+            continue
+        weighted = (kept or {}).get(statement.index, tuple(range(len(statement.paths))))
+        for position, path in enumerate(statement.paths):
+            fan_in = totals[(statement.target, path.output)]
+            found.append(_instruction(diagram, statement, path, fan_in, position in weighted))
+    return found
+
+
+def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fan_in: int,
+                 kept: bool) -> tuple[Any, ...]:
+    """One path as e3nn's instruction; ``path_shape`` is the path's weight block, or without
+    weights the block e3nn gives the mode (``uvuv`` and ``uvu``: ``(m1, m2)``, ``uuu``: ``(m1,)``)."""
+    shape = path_weight_shape(diagram, statement, path)
+    muls = tuple(diagram.irreps(ref.leg)[entry].mul for ref, entry in zip(statement.leaves, path.leaves, strict=True))
+    if statement.is_linear:
+        return (path.leaves[0], path.output, shape or (), 1 / math.sqrt(fan_in))
+    dim = diagram.irreps(statement.target)[path.output].irrep.dim
+    no_weights = muls[:1] if statement.channels == "uuu" else muls
+    return (path.leaves[0], path.leaves[1], path.output, e3nn_mode(statement), shape is not None and kept,
+            math.sqrt(dim / fan_in), no_weights if shape is None else shape)
+
+
+def _instruction_literal(instruction: tuple[Any, ...]) -> str:
+    kind = "LinearInstruction" if len(instruction) == 4 else "Instruction"
+    return f"runtime.{kind}({', '.join(_literal(v) for v in instruction)})"
 
 
 def _input_checks(program: Program) -> list[dict[str, Any]]:

@@ -39,8 +39,8 @@ from typing import Any, NamedTuple
 import torch
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
-           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks", "in_one_pass",
-           "index_table", "irreps", "load_generated", "rebuild", "release_collected"]
+           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks",
+           "in_one_pass", "index_table", "irreps", "load_generated", "rebuild", "release_collected"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])

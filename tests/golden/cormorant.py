@@ -27,6 +27,31 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    irreps_in2 = runtime.irreps("SU2", "0 + 1 + 2")
+    irreps_out = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    weight_numel = 120
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(0, 1, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(0, 2, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(1, 0, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(1, 1, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(1, 1, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(1, 1, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(1, 2, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(1, 2, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(2, 0, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(2, 1, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(2, 1, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(2, 2, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(2, 2, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(2, 2, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -57,7 +82,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -75,6 +100,9 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(F_at_sender, self.CHUNK):
             out = self.contract(F_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [F_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(F_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -153,6 +181,30 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    irreps_out = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    weight_numel = 0
+    shared_weights = True
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(0, 1, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(0, 2, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(1, 0, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(1, 1, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(1, 1, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(1, 1, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(1, 2, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(1, 2, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(2, 0, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(2, 1, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(2, 1, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(2, 2, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(2, 2, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(2, 2, 2, "uuu", False, 0.9128709291752769, (8,)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -177,7 +229,7 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -188,6 +240,9 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -244,6 +299,18 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    irreps_out = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    weight_numel = 192
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (8, 8), 0.35355339059327373),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -252,7 +319,7 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 32768
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -263,6 +330,9 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -318,6 +388,18 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    irreps_out = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    weight_numel = 192
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (8, 8), 0.35355339059327373),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -326,7 +408,7 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 32768
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -337,6 +419,9 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(message, self.CHUNK):
             out = self.contract(message)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [message])
         else:
             chunks = [torch.split(message, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -392,6 +477,18 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    irreps_out = runtime.irreps("SU2", "8x0 + 8x1 + 8x2")
+    weight_numel = 192
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (8, 8), 0.35355339059327373),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -400,7 +497,7 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 32768
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -411,6 +508,9 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(square, self.CHUNK):
             out = self.contract(square)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [square])
         else:
             chunks = [torch.split(square, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -527,6 +627,31 @@ class cormorant_real__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("SO3", "8x(0 + 1 + 2)")
+    irreps_in2 = runtime.irreps("SO3", "0 + 1 + 2")
+    irreps_out = runtime.irreps("SO3", "8x0 + 8x1 + 8x2")
+    weight_numel = 120
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(0, 1, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(0, 2, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(1, 0, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(1, 1, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(1, 1, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(1, 1, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(1, 2, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(1, 2, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(2, 0, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(2, 1, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(2, 1, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+        runtime.Instruction(2, 2, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(2, 2, 1, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(2, 2, 2, "uvu", True, 0.9128709291752769, (8, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -557,7 +682,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -575,6 +700,9 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(F_at_sender, self.CHUNK):
             out = self.contract(F_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [F_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(F_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -651,6 +779,30 @@ class cormorant_real__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SO3", "8x(0 + 1 + 2)")
+    irreps_out = runtime.irreps("SO3", "8x0 + 8x1 + 8x2")
+    weight_numel = 0
+    shared_weights = True
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(0, 1, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(0, 2, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(1, 0, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(1, 1, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(1, 1, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(1, 1, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(1, 2, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(1, 2, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(2, 0, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(2, 1, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(2, 1, 2, "uuu", False, 0.9128709291752769, (8,)),
+        runtime.Instruction(2, 2, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(2, 2, 1, "uuu", False, 0.7071067811865476, (8,)),
+        runtime.Instruction(2, 2, 2, "uuu", False, 0.9128709291752769, (8,)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -675,7 +827,7 @@ class cormorant_real__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -686,6 +838,9 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -741,6 +896,18 @@ class cormorant_real__s2_2(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SO3", "8x(0 + 1 + 2)")
+    irreps_out = runtime.irreps("SO3", "8x(0 + 1 + 2)")
+    weight_numel = 192
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (8, 8), 0.35355339059327373),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -749,7 +916,7 @@ class cormorant_real__s2_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 32768
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -760,6 +927,9 @@ class cormorant_real__s2_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -813,6 +983,18 @@ class cormorant_real__s3_3(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SO3", "8x0 + 8x1 + 8x2")
+    irreps_out = runtime.irreps("SO3", "8x(0 + 1 + 2)")
+    weight_numel = 192
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (8, 8), 0.35355339059327373),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -821,7 +1003,7 @@ class cormorant_real__s3_3(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 32768
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -832,6 +1014,9 @@ class cormorant_real__s3_3(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(message, self.CHUNK):
             out = self.contract(message)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [message])
         else:
             chunks = [torch.split(message, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -885,6 +1070,18 @@ class cormorant_real__s4_4(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("SO3", "8x0 + 8x1 + 8x2")
+    irreps_out = runtime.irreps("SO3", "8x(0 + 1 + 2)")
+    weight_numel = 192
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (8, 8), 0.35355339059327373),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -893,7 +1090,7 @@ class cormorant_real__s4_4(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 32768
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -904,6 +1101,9 @@ class cormorant_real__s4_4(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(square, self.CHUNK):
             out = self.contract(square)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [square])
         else:
             chunks = [torch.split(square, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]

@@ -28,6 +28,27 @@ class fc_tp(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "32x0e + 32x1o + 32x2e")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o + 2e")
+    irreps_out = runtime.irreps("O3", "32x(0e + 1o + 2e)")
+    weight_numel = 11264
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvw", True, 0.10206207261596575, (32, 1, 32)),
+        runtime.Instruction(0, 1, 1, "uvw", True, 0.15309310892394862, (32, 1, 32)),
+        runtime.Instruction(0, 2, 2, "uvw", True, 0.19764235376052372, (32, 1, 32)),
+        runtime.Instruction(1, 0, 1, "uvw", True, 0.15309310892394862, (32, 1, 32)),
+        runtime.Instruction(1, 1, 0, "uvw", True, 0.10206207261596575, (32, 1, 32)),
+        runtime.Instruction(1, 1, 2, "uvw", True, 0.19764235376052372, (32, 1, 32)),
+        runtime.Instruction(1, 2, 1, "uvw", True, 0.15309310892394862, (32, 1, 32)),
+        runtime.Instruction(2, 0, 2, "uvw", True, 0.19764235376052372, (32, 1, 32)),
+        runtime.Instruction(2, 1, 1, "uvw", True, 0.15309310892394862, (32, 1, 32)),
+        runtime.Instruction(2, 2, 0, "uvw", True, 0.10206207261596575, (32, 1, 32)),
+        runtime.Instruction(2, 2, 2, "uvw", True, 0.19764235376052372, (32, 1, 32)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -56,7 +77,7 @@ class fc_tp(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 2048
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -71,6 +92,9 @@ class fc_tp(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(x, self.CHUNK):
             z = self.contract(x, y)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            z = runtime.in_chunks(self.contract, self.CHUNK, [x, y])
         else:
             chunks = [torch.split(x, self.CHUNK), torch.split(y, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]

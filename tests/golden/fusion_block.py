@@ -26,6 +26,27 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o + 2e")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    weight_numel = 88
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(0, 1, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(0, 2, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(1, 0, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(1, 1, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(1, 1, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(1, 2, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(2, 0, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(2, 1, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(2, 2, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(2, 2, 2, "uvu", True, 1.118033988749895, (8, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -52,7 +73,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -70,6 +91,9 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -150,6 +174,15 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 160
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -181,7 +214,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -196,6 +229,9 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -266,6 +302,15 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 160
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -297,7 +342,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -312,6 +357,9 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h, m_density)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
             chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -436,6 +484,20 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 32
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 0.7071067811865476, (8, 1)),
+        runtime.Instruction(0, 1, 1, "uvu", True, 1.224744871391589, (8, 1)),
+        runtime.Instruction(1, 0, 1, "uvu", True, 1.224744871391589, (8, 1)),
+        runtime.Instruction(1, 1, 0, "uvu", True, 0.7071067811865476, (8, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -449,7 +511,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 16384
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -467,6 +529,9 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -525,6 +590,15 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 72
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -545,7 +619,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -560,6 +634,9 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -629,6 +706,16 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in3 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 72
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -649,7 +736,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -667,6 +754,9 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m_density_at_receiver, m)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m_density_at_receiver, m])
         else:
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -744,6 +834,16 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in3 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 72
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -764,7 +864,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -782,6 +882,9 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m, m_density_at_receiver)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m, m_density_at_receiver])
         else:
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -859,6 +962,16 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in3 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 72
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -879,7 +992,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -897,6 +1010,9 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m, m_density_at_receiver)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m, m_density_at_receiver])
         else:
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -973,6 +1089,15 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 72
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -993,7 +1118,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1008,6 +1133,9 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h, m_density)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
             chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -1152,6 +1280,27 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o + 2e")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    weight_numel = 88
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(0, 1, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(0, 2, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(1, 0, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(1, 1, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(1, 1, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(1, 2, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(2, 0, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(2, 1, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(2, 2, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(2, 2, 2, "uvu", True, 1.118033988749895, (8, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -1178,7 +1327,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1196,6 +1345,9 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -1274,6 +1426,27 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o + 2e")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    weight_numel = 88
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(0, 1, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(0, 2, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(1, 0, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(1, 1, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(1, 1, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(1, 2, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(2, 0, 2, "uvu", True, 1.118033988749895, (8, 1)),
+        runtime.Instruction(2, 1, 1, "uvu", True, 0.8660254037844386, (8, 1)),
+        runtime.Instruction(2, 2, 0, "uvu", True, 0.5773502691896257, (8, 1)),
+        runtime.Instruction(2, 2, 2, "uvu", True, 1.118033988749895, (8, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -1300,7 +1473,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1318,6 +1491,9 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -1395,6 +1571,20 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 40
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uuu", True, 0.5773502691896257, (8,)),
+        runtime.Instruction(0, 1, 1, "uuu", True, 1.224744871391589, (8,)),
+        runtime.Instruction(1, 1, 0, "uuu", True, 0.5773502691896257, (8,)),
+        runtime.Instruction(1, 2, 1, "uuu", True, 1.224744871391589, (8,)),
+        runtime.Instruction(2, 2, 0, "uuu", True, 0.5773502691896257, (8,)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -1424,7 +1614,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 16384
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1439,6 +1629,9 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -1522,6 +1715,14 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 80
+    shared_weights = False
+    internal_weights = False
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -1586,7 +1787,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1601,6 +1802,9 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -1749,6 +1953,15 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 160
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -1780,7 +1993,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1795,6 +2008,9 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -1865,6 +2081,15 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 160
+    shared_weights = True
+    internal_weights = True
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -1896,7 +2121,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1911,6 +2136,9 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h, m_density)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
             chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]

@@ -26,6 +26,29 @@ class mace_interaction__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "16x(0e + 1o)")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o + 2e + 3o")
+    irreps_out = runtime.irreps("O3", "16x0e + 16x0e + 16x1o + 16x1o + 16x1o + 16x1e + 16x2o + 16x2e + 16x2e + 16x2e + 16x3o + 16x3o + 16x3e")
+    weight_numel = 208
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 1.0, (16, 1)),
+        runtime.Instruction(0, 1, 2, "uvu", True, 1.7320508075688772, (16, 1)),
+        runtime.Instruction(0, 2, 7, "uvu", True, 2.23606797749979, (16, 1)),
+        runtime.Instruction(0, 3, 10, "uvu", True, 2.6457513110645907, (16, 1)),
+        runtime.Instruction(1, 0, 3, "uvu", True, 1.7320508075688772, (16, 1)),
+        runtime.Instruction(1, 1, 1, "uvu", True, 1.0, (16, 1)),
+        runtime.Instruction(1, 1, 5, "uvu", True, 1.7320508075688772, (16, 1)),
+        runtime.Instruction(1, 1, 8, "uvu", True, 2.23606797749979, (16, 1)),
+        runtime.Instruction(1, 2, 4, "uvu", True, 1.7320508075688772, (16, 1)),
+        runtime.Instruction(1, 2, 6, "uvu", True, 2.23606797749979, (16, 1)),
+        runtime.Instruction(1, 2, 11, "uvu", True, 2.6457513110645907, (16, 1)),
+        runtime.Instruction(1, 3, 9, "uvu", True, 2.23606797749979, (16, 1)),
+        runtime.Instruction(1, 3, 12, "uvu", True, 2.6457513110645907, (16, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -56,7 +79,7 @@ class mace_interaction__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 2048
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -74,6 +97,9 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -206,13 +232,24 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "16x(0e + 1o + 2e + 3o)")
+    irreps_out = runtime.irreps("O3", "16x(0e + 1o)")
+    weight_numel = 32
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.LinearInstruction(0, 0, (16,), 1.0),
+        runtime.LinearInstruction(1, 1, (16,), 1.0),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 65536
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -227,6 +264,9 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -272,6 +312,22 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "16x(0e + 1o + 2e + 3o)")
+    irreps_out = runtime.irreps("O3", "16x(0e + 1o)")
+    weight_numel = 112
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uuu", True, 0.5, (16,)),
+        runtime.Instruction(0, 1, 1, "uuu", True, 1.0, (16,)),
+        runtime.Instruction(1, 1, 0, "uuu", True, 0.5, (16,)),
+        runtime.Instruction(1, 2, 1, "uuu", True, 1.0, (16,)),
+        runtime.Instruction(2, 2, 0, "uuu", True, 0.5, (16,)),
+        runtime.Instruction(2, 3, 1, "uuu", True, 1.0, (16,)),
+        runtime.Instruction(3, 3, 0, "uuu", True, 0.5, (16,)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -310,7 +366,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -325,6 +381,9 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
@@ -425,6 +484,14 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
     WEIGHT_INPUTS = {0: "weights_out_0"}
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
+
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "16x(0e + 1o + 2e + 3o)")
+    irreps_out = runtime.irreps("O3", "16x(0e + 1o)")
+    weight_numel = 320
+    shared_weights = False
+    internal_weights = False
+    instructions = []
 
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
@@ -536,7 +603,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 1024
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -551,6 +618,9 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]

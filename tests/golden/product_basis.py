@@ -29,6 +29,27 @@ class product_basis(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {1: (0, 1, 3, 4, 6, 7, 9), 2: (0, 1, 3, 4, 6, 7, 9, 14, 17, 18, 21, 22, 24, 27, 28, 43, 44, 46, 52, 71)}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "16x(0e + 1o + 2e + 3o)")
+    irreps_out = runtime.irreps("O3", "16x(0e + 1o)")
+    weight_numel = 944
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (16, 16), 0.15249857033260467),
+        runtime.LinearInstruction(1, 1, (16, 16), 0.11704114719613057),
+        runtime.Instruction(0, 0, 0, "uuu", True, 0.15249857033260467, (16,)),
+        runtime.Instruction(0, 1, 1, "uuu", True, 0.2027212135198458, (16,)),
+        runtime.Instruction(1, 0, 1, "uuu", False, 0.2027212135198458, (16,)),
+        runtime.Instruction(1, 1, 0, "uuu", True, 0.15249857033260467, (16,)),
+        runtime.Instruction(1, 2, 1, "uuu", True, 0.2027212135198458, (16,)),
+        runtime.Instruction(2, 1, 1, "uuu", False, 0.2027212135198458, (16,)),
+        runtime.Instruction(2, 2, 0, "uuu", True, 0.15249857033260467, (16,)),
+        runtime.Instruction(2, 3, 1, "uuu", True, 0.2027212135198458, (16,)),
+        runtime.Instruction(3, 2, 1, "uuu", False, 0.2027212135198458, (16,)),
+        runtime.Instruction(3, 3, 0, "uuu", True, 0.15249857033260467, (16,)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -48,33 +69,40 @@ class product_basis(runtime.CompiledModule):
             ((4, 9, 5, 1), ("2e", "3o", "1o"), 73),
             ((9, 9, 6, 0), ("3o", "3o", "0e"), 43),
         ), path_axes=(2,), symmetrize=((0, 1),)))
-        # product_basis.fusion:8  (A, A), A -> B: symmetrised pre-contracted coupling (U) of 20 paths
-        self.add_table("cg_B_2", runtime.coupling_table("O3", (16, 16, 16, 20, 4), (
+        # product_basis.fusion:8  (A, A), A -> B: symmetrised pre-contracted coupling (U) of 8 paths
+        self.add_table("cg_B_2", runtime.coupling_table("O3", (16, 16, 16, 8, 1), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 43),
-            ((0, 0, 1, 1, 1), (("0e", "0e", "0e"), "1o", "1o"), 73),
-            ((0, 1, 1, 2, 0), (("0e", "1o", "1o"), "1o", "0e"), 43),
-            ((0, 1, 4, 3, 1), (("0e", "1o", "1o"), "2e", "1o"), 73),
-            ((0, 4, 4, 4, 0), (("0e", "2e", "2e"), "2e", "0e"), 43),
-            ((0, 4, 9, 5, 1), (("0e", "2e", "2e"), "3o", "1o"), 73),
-            ((0, 9, 9, 6, 0), (("0e", "3o", "3o"), "3o", "0e"), 43),
-            ((1, 1, 1, 7, 1), (("1o", "1o", "0e"), "1o", "1o"), 73),
-            ((1, 1, 4, 8, 0), (("1o", "1o", "2e"), "2e", "0e"), 43),
-            ((1, 1, 9, 9, 1), (("1o", "1o", "2e"), "3o", "1o"), 73),
-            ((1, 4, 4, 10, 1), (("1o", "2e", "1o"), "2e", "1o"), 73),
-            ((1, 4, 4, 11, 1), (("1o", "2e", "2o"), "2e", "1o"), 73),
-            ((1, 4, 9, 12, 0), (("1o", "2e", "3o"), "3o", "0e"), 43),
-            ((1, 9, 9, 13, 1), (("1o", "3o", "2e"), "3o", "1o"), 73),
-            ((1, 9, 9, 14, 1), (("1o", "3o", "3e"), "3o", "1o"), 73),
-            ((4, 4, 4, 15, 0), (("2e", "2e", "2e"), "2e", "0e"), 43),
-            ((4, 4, 9, 16, 1), (("2e", "2e", "2e"), "3o", "1o"), 73),
-            ((4, 4, 9, 17, 1), (("2e", "2e", "4e"), "3o", "1o"), 73),
-            ((4, 9, 9, 18, 0), (("2e", "3o", "3o"), "3o", "0e"), 43),
-            ((9, 9, 9, 19, 1), (("3o", "3o", "2e"), "3o", "1o"), 73),
+            ((0, 1, 1, 1, 0), (("0e", "1o", "1o"), "1o", "0e"), 43),
+            ((0, 4, 4, 2, 0), (("0e", "2e", "2e"), "2e", "0e"), 43),
+            ((0, 9, 9, 3, 0), (("0e", "3o", "3o"), "3o", "0e"), 43),
+            ((1, 1, 4, 4, 0), (("1o", "1o", "2e"), "2e", "0e"), 43),
+            ((1, 4, 9, 5, 0), (("1o", "2e", "3o"), "3o", "0e"), 43),
+            ((4, 4, 4, 6, 0), (("2e", "2e", "2e"), "2e", "0e"), 43),
+            ((4, 9, 9, 7, 0), (("2e", "3o", "3o"), "3o", "0e"), 43),
         ), path_axes=(3,), symmetrize=((0, 1, 2),)))
+        # product_basis.fusion:8  (A, A), A -> B: symmetrised pre-contracted coupling (U) of 12 paths
+        self.add_table("cg_B_2_1", runtime.coupling_table("O3", (16, 16, 16, 12, 3), (
+            ((0, 0, 1, 0, 0), (("0e", "0e", "0e"), "1o", "1o"), 73),
+            ((0, 1, 4, 1, 0), (("0e", "1o", "1o"), "2e", "1o"), 73),
+            ((0, 4, 9, 2, 0), (("0e", "2e", "2e"), "3o", "1o"), 73),
+            ((1, 1, 1, 3, 0), (("1o", "1o", "0e"), "1o", "1o"), 73),
+            ((1, 1, 9, 4, 0), (("1o", "1o", "2e"), "3o", "1o"), 73),
+            ((1, 4, 4, 5, 0), (("1o", "2e", "1o"), "2e", "1o"), 73),
+            ((1, 4, 4, 6, 0), (("1o", "2e", "2o"), "2e", "1o"), 73),
+            ((1, 9, 9, 7, 0), (("1o", "3o", "2e"), "3o", "1o"), 73),
+            ((1, 9, 9, 8, 0), (("1o", "3o", "3e"), "3o", "1o"), 73),
+            ((4, 4, 9, 9, 0), (("2e", "2e", "2e"), "3o", "1o"), 73),
+            ((4, 4, 9, 10, 0), (("2e", "2e", "4e"), "3o", "1o"), 73),
+            ((9, 9, 9, 11, 0), (("3o", "3o", "2e"), "3o", "1o"), 73),
+        ), path_axes=(3,), symmetrize=((0, 1, 2),)))
+        # product_basis.fusion:8  which blocks of 16 weights the 8 paths use
+        self.add_index("idx_B_2", (0, 2, 4, 6, 8, 12, 15, 18), 1)
+        # product_basis.fusion:8  which blocks of 16 weights the 12 paths use
+        self.add_index("idx_B_2_1", (1, 3, 5, 7, 9, 10, 11, 13, 14, 16, 17, 19), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 1024
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -85,6 +113,9 @@ class product_basis(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(A, self.CHUNK):
             B = self.contract(A)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            B = runtime.in_chunks(self.contract, self.CHUNK, [A])
         else:
             chunks = [torch.split(A, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -123,28 +154,38 @@ class product_basis(runtime.CompiledModule):
         B_t_1 = torch.einsum("nui,ijku->nujk", [A_0e_1o_2e_3o, B_t])
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o]
         B_t_2 = torch.einsum("nuj,nujk->nuk", [A_0e_1o_2e_3o, B_t_1])
-        # product_basis.fusion:8  weights of 20 paths
-        w_B_2 = self.weight_B_2.view(20, 16)
-        # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o] (step 1 of 4) [nui,nuj->nuij]
+        # product_basis.fusion:8  weights of 8 paths
+        w_B_2 = torch.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2).view(8, 16)
+        # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 1 of 4) [nui,nuj->nuij]
         B_t_3 = A_0e_1o_2e_3o.view(-1, 16, 16, 1) * A_0e_1o_2e_3o.view(-1, 16, 1, 16)
-        # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o] (step 2 of 4)
+        # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 2 of 4)
         B_t_4 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2, w_B_2])
-        # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o] (step 3 of 4)
+        # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 3 of 4)
         B_t_5 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_4])
-        # product_basis.fusion:8  (A, A), A -> B: 20 paths → B[16x0e + 16x1o]
+        # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e]
         B_t_6 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_5])
+        # product_basis.fusion:8  weights of 12 paths
+        w_B_2_1 = torch.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
+        # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 2 of 4)
+        B_t_7 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2_1, w_B_2_1])
+        # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 3 of 4)
+        B_t_8 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_7])
+        # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o]
+        B_t_9 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_8])
         # product_basis.fusion:5  B: 2 contributions with the same layout
-        B_sum = B_t_2 + B_t_6
-        # product_basis.fusion:5  B_sum cut once along axis -1 (one backward for every piece)
-        B_sum_pieces = torch.split(B_sum, [1, 3, B_sum.shape[-1] - 4], -1)
+        B_sum = B_0e + B_t_6
+        # product_basis.fusion:5  B: 2 contributions with the same layout
+        B_sum_1 = B_1o + B_t_9
+        # product_basis.fusion:5  B_t_2 cut once along axis -1 (one backward for every piece)
+        B_t_2_pieces = torch.split(B_t_2, [1, 3, B_t_2.shape[-1] - 4], -1)
         # product_basis.fusion:5
-        B_sum_part = B_sum_pieces[0]
+        B_t_2_part = B_t_2_pieces[0]
         # product_basis.fusion:5  B[16x0e]: 2 contributions
-        B_0e_1 = B_0e + B_sum_part
+        B_0e_1 = B_sum + B_t_2_part
         # product_basis.fusion:5
-        B_sum_part_1 = B_sum_pieces[1]
+        B_t_2_part_1 = B_t_2_pieces[1]
         # product_basis.fusion:5  B[16x1o]: 2 contributions
-        B_1o_1 = B_1o + B_sum_part_1
+        B_1o_1 = B_sum_1 + B_t_2_part_1
         # product_basis.fusion:5  B: 16x(0e + 1o) in the mul_ir layout
         B = torch.cat([B_0e_1.reshape(-1, 16), B_1o_1.reshape(-1, 48)], -1)
         return B

@@ -27,6 +27,22 @@ class spins(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("SU2", "1/2")
+    irreps_in2 = runtime.irreps("SU2", "1/2")
+    irreps_in3 = runtime.irreps("SU2", "1/2")
+    irreps_out = runtime.irreps("SU2", "1/2 + 3/2")
+    weight_numel = 0
+    shared_weights = True
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvuv", False, 1.0, (1, 1)),
+        runtime.Instruction(0, 0, 1, "uvuv", False, 1.7320508075688772, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 1.0, (1, 1)),
+        runtime.Instruction(1, 0, 0, "uvuv", False, 1.0, (1, 1)),
+        runtime.Instruction(1, 0, 1, "uvuv", False, 2.0, (1, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -44,7 +60,7 @@ class spins(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 262144
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -62,6 +78,9 @@ class spins(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(s1, self.CHUNK):
             total = self.contract(s1, s2, s3)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            total = runtime.in_chunks(self.contract, self.CHUNK, [s1, s2, s3])
         else:
             chunks = [torch.split(s1, self.CHUNK), torch.split(s2, self.CHUNK), torch.split(s3, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -124,6 +143,17 @@ class chain4(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("SU2", "1/2")
+    irreps_in2 = runtime.irreps("SU2", "1/2")
+    irreps_in3 = runtime.irreps("SU2", "1/2")
+    irreps_in4 = runtime.irreps("SU2", "1/2")
+    irreps_out = runtime.irreps("SU2", "0 + 1 + 2")
+    weight_numel = 0
+    shared_weights = True
+    internal_weights = False
+    instructions = []
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -139,7 +169,7 @@ class chain4(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 131072
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -160,6 +190,9 @@ class chain4(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(s1, self.CHUNK):
             total = self.contract(s1, s2, s3, s4)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            total = runtime.in_chunks(self.contract, self.CHUNK, [s1, s2, s3, s4])
         else:
             chunks = [torch.split(s1, self.CHUNK), torch.split(s2, self.CHUNK), torch.split(s3, self.CHUNK), torch.split(s4, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0], chunks[3][0])]
@@ -218,6 +251,21 @@ class tetrahedron(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("SU2", "1/2")
+    irreps_in2 = runtime.irreps("SU2", "1")
+    irreps_in3 = runtime.irreps("SU2", "3/2")
+    irreps_out = (runtime.irreps("SU2", "2"), runtime.irreps("SU2", "2"),)
+    weight_numel = 0
+    shared_weights = True
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvuv", False, 2.0, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 2.23606797749979, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 2.0, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 2.23606797749979, (1, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -240,7 +288,7 @@ class tetrahedron(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 65536
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -258,6 +306,9 @@ class tetrahedron(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(a, self.CHUNK):
             left, right = self.contract(a, b, c)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            left, right = runtime.in_chunks(self.contract, self.CHUNK, [a, b, c])
         else:
             chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(c, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -329,6 +380,21 @@ class theta(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("SU2", "3/2")
+    irreps_in2 = runtime.irreps("SU2", "1")
+    irreps_in3 = runtime.irreps("SU2", "0")
+    irreps_out = (runtime.irreps("SU2", "1/2"), runtime.irreps("SU2", "1/2"),)
+    weight_numel = 0
+    shared_weights = True
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvuv", False, 1.4142135623730951, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 1.4142135623730951, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 1.7320508075688772, (1, 1)),
+        runtime.Instruction(0, 0, 0, "uvuv", False, 1.4142135623730951, (1, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -347,7 +413,7 @@ class theta(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 262144
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -365,6 +431,9 @@ class theta(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(a, self.CHUNK):
             left, right = self.contract(a, b, zero)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            left, right = runtime.in_chunks(self.contract, self.CHUNK, [a, b, zero])
         else:
             chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(zero, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]

@@ -26,6 +26,27 @@ class tfn__s0_0(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "16x0e + 8x1o + 4x2e")
+    irreps_in2 = runtime.irreps("O3", "0e + 1o + 2e")
+    irreps_out = runtime.irreps("O3", "16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e")
+    weight_numel = 96
+    shared_weights = False
+    internal_weights = False
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uvu", True, 1.0, (16, 1)),
+        runtime.Instruction(0, 1, 3, "uvu", True, 1.7320508075688772, (16, 1)),
+        runtime.Instruction(0, 2, 7, "uvu", True, 2.23606797749979, (16, 1)),
+        runtime.Instruction(1, 0, 4, "uvu", True, 1.7320508075688772, (8, 1)),
+        runtime.Instruction(1, 1, 1, "uvu", True, 1.0, (8, 1)),
+        runtime.Instruction(1, 1, 8, "uvu", True, 2.23606797749979, (8, 1)),
+        runtime.Instruction(1, 2, 5, "uvu", True, 1.7320508075688772, (8, 1)),
+        runtime.Instruction(2, 0, 9, "uvu", True, 2.23606797749979, (4, 1)),
+        runtime.Instruction(2, 1, 6, "uvu", True, 1.7320508075688772, (4, 1)),
+        runtime.Instruction(2, 2, 2, "uvu", True, 1.0, (4, 1)),
+        runtime.Instruction(2, 2, 10, "uvu", True, 2.23606797749979, (4, 1)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -52,7 +73,7 @@ class tfn__s0_0(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -70,6 +91,9 @@ class tfn__s0_0(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
@@ -177,6 +201,26 @@ class tfn__s1_1(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e")
+    irreps_out = runtime.irreps("O3", "16x0e + 8x1o + 4x2e")
+    weight_numel = 864
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (16, 16), 0.1889822365046136),
+        runtime.LinearInstruction(1, 0, (8, 16), 0.1889822365046136),
+        runtime.LinearInstruction(2, 0, (4, 16), 0.1889822365046136),
+        runtime.LinearInstruction(3, 1, (16, 8), 0.16666666666666666),
+        runtime.LinearInstruction(4, 1, (8, 8), 0.16666666666666666),
+        runtime.LinearInstruction(5, 1, (8, 8), 0.16666666666666666),
+        runtime.LinearInstruction(6, 1, (4, 8), 0.16666666666666666),
+        runtime.LinearInstruction(7, 2, (16, 4), 0.17677669529663687),
+        runtime.LinearInstruction(8, 2, (8, 4), 0.17677669529663687),
+        runtime.LinearInstruction(9, 2, (4, 4), 0.17677669529663687),
+        runtime.LinearInstruction(10, 2, (4, 4), 0.17677669529663687),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -185,7 +229,7 @@ class tfn__s1_1(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 16384
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, conv: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -196,6 +240,9 @@ class tfn__s1_1(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(conv, self.CHUNK):
             out = self.contract(conv)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [conv])
         else:
             chunks = [torch.split(conv, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
@@ -303,6 +350,18 @@ class tfn__s2_2(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in = runtime.irreps("O3", "16x0e + 8x1o + 4x2e")
+    irreps_out = runtime.irreps("O3", "16x0e + 8x1o + 4x2e")
+    weight_numel = 336
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.LinearInstruction(0, 0, (16, 16), 0.25),
+        runtime.LinearInstruction(1, 1, (8, 8), 0.35355339059327373),
+        runtime.LinearInstruction(2, 2, (4, 4), 0.5),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -311,7 +370,7 @@ class tfn__s2_2(runtime.CompiledModule):
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 65536
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -322,6 +381,9 @@ class tfn__s2_2(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [h])
         else:
             chunks = [torch.split(h, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]

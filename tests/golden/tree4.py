@@ -30,6 +30,33 @@ class tree4(runtime.CompiledModule):
     # statement index -> positions of the paths that have weights (all of them unless reduced)
     KEPT_PATHS = {}
 
+    # e3nn's attributes with e3nn's meanings (docs/e3nn.md): irreps, weights, paths as instructions
+    irreps_in1 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in2 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in3 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_in4 = runtime.irreps("O3", "8x(0e + 1o + 2e)")
+    irreps_out = runtime.irreps("O3", "8x(0e + 1o)")
+    weight_numel = 392
+    shared_weights = True
+    internal_weights = True
+    instructions = [
+        runtime.Instruction(0, 0, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(0, 1, 1, "uuu", False, 0.8660254037844386, (8,)),
+        runtime.Instruction(0, 2, 4, "uuu", False, 1.118033988749895, (8,)),
+        runtime.Instruction(1, 0, 1, "uuu", False, 0.8660254037844386, (8,)),
+        runtime.Instruction(1, 1, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(1, 1, 2, "uuu", False, 1.224744871391589, (8,)),
+        runtime.Instruction(1, 1, 4, "uuu", False, 1.118033988749895, (8,)),
+        runtime.Instruction(1, 2, 1, "uuu", False, 0.8660254037844386, (8,)),
+        runtime.Instruction(1, 2, 3, "uuu", False, 1.5811388300841898, (8,)),
+        runtime.Instruction(2, 0, 4, "uuu", False, 1.118033988749895, (8,)),
+        runtime.Instruction(2, 1, 1, "uuu", False, 0.8660254037844386, (8,)),
+        runtime.Instruction(2, 1, 3, "uuu", False, 1.5811388300841898, (8,)),
+        runtime.Instruction(2, 2, 0, "uuu", False, 0.5773502691896257, (8,)),
+        runtime.Instruction(2, 2, 2, "uuu", False, 1.224744871391589, (8,)),
+        runtime.Instruction(2, 2, 4, "uuu", False, 1.118033988749895, (8,)),
+    ]
+
     def __init__(self, *, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
@@ -53,62 +80,83 @@ class tree4(runtime.CompiledModule):
             ((4, 4, 4), ("2e", "2e", "1e"), 2),
             ((4, 4, 12), ("2e", "2e", "2e"), 4),
         )))
-        # tree4.fusion:8  ab, (c, d) -> out: pre-contracted coupling (U) of 49 paths
-        self.add_table("cg_out_1", runtime.coupling_table("O3", (17, 9, 9, 49, 4), (
-            ((0, 0, 0, 0, 0), ("0e", ("0e", "0e", "0e"), "0e"), 15),
-            ((0, 0, 1, 1, 1), ("0e", ("0e", "1o", "1o"), "1o"), 34),
-            ((0, 1, 0, 2, 1), ("0e", ("1o", "0e", "1o"), "1o"), 34),
-            ((0, 1, 1, 3, 0), ("0e", ("1o", "1o", "0e"), "0e"), 15),
-            ((0, 1, 4, 4, 1), ("0e", ("1o", "2e", "1o"), "1o"), 34),
-            ((0, 4, 1, 5, 1), ("0e", ("2e", "1o", "1o"), "1o"), 34),
-            ((0, 4, 4, 6, 0), ("0e", ("2e", "2e", "0e"), "0e"), 15),
-            ((1, 0, 0, 7, 1), ("1o", ("0e", "0e", "0e"), "1o"), 34),
-            ((1, 0, 1, 8, 0), ("1o", ("0e", "1o", "1o"), "0e"), 15),
-            ((1, 0, 4, 9, 1), ("1o", ("0e", "2e", "2e"), "1o"), 34),
-            ((1, 1, 0, 10, 0), ("1o", ("1o", "0e", "1o"), "0e"), 15),
-            ((1, 1, 1, 11, 1), ("1o", ("1o", "1o", "0e"), "1o"), 34),
-            ((1, 1, 1, 12, 1), ("1o", ("1o", "1o", "1e"), "1o"), 34),
-            ((1, 1, 1, 13, 1), ("1o", ("1o", "1o", "2e"), "1o"), 34),
-            ((1, 1, 4, 14, 0), ("1o", ("1o", "2e", "1o"), "0e"), 15),
-            ((1, 4, 0, 15, 1), ("1o", ("2e", "0e", "2e"), "1o"), 34),
-            ((1, 4, 1, 16, 0), ("1o", ("2e", "1o", "1o"), "0e"), 15),
-            ((1, 4, 4, 17, 1), ("1o", ("2e", "2e", "0e"), "1o"), 34),
-            ((1, 4, 4, 18, 1), ("1o", ("2e", "2e", "1e"), "1o"), 34),
-            ((1, 4, 4, 19, 1), ("1o", ("2e", "2e", "2e"), "1o"), 34),
-            ((4, 0, 1, 20, 1), ("1e", ("0e", "1o", "1o"), "1o"), 34),
-            ((4, 1, 0, 21, 1), ("1e", ("1o", "0e", "1o"), "1o"), 34),
-            ((4, 1, 1, 22, 0), ("1e", ("1o", "1o", "1e"), "0e"), 15),
-            ((4, 1, 4, 23, 1), ("1e", ("1o", "2e", "1o"), "1o"), 34),
-            ((4, 1, 4, 24, 1), ("1e", ("1o", "2e", "2o"), "1o"), 34),
-            ((4, 4, 1, 25, 1), ("1e", ("2e", "1o", "1o"), "1o"), 34),
-            ((4, 4, 1, 26, 1), ("1e", ("2e", "1o", "2o"), "1o"), 34),
-            ((4, 4, 4, 27, 0), ("1e", ("2e", "2e", "1e"), "0e"), 15),
-            ((7, 0, 4, 28, 1), ("2o", ("0e", "2e", "2e"), "1o"), 34),
-            ((7, 1, 1, 29, 1), ("2o", ("1o", "1o", "1e"), "1o"), 34),
-            ((7, 1, 1, 30, 1), ("2o", ("1o", "1o", "2e"), "1o"), 34),
-            ((7, 1, 4, 31, 0), ("2o", ("1o", "2e", "2o"), "0e"), 15),
-            ((7, 4, 0, 32, 1), ("2o", ("2e", "0e", "2e"), "1o"), 34),
-            ((7, 4, 1, 33, 0), ("2o", ("2e", "1o", "2o"), "0e"), 15),
-            ((7, 4, 4, 34, 1), ("2o", ("2e", "2e", "1e"), "1o"), 34),
-            ((7, 4, 4, 35, 1), ("2o", ("2e", "2e", "2e"), "1o"), 34),
-            ((7, 4, 4, 36, 1), ("2o", ("2e", "2e", "3e"), "1o"), 34),
-            ((12, 0, 1, 37, 1), ("2e", ("0e", "1o", "1o"), "1o"), 34),
-            ((12, 0, 4, 38, 0), ("2e", ("0e", "2e", "2e"), "0e"), 15),
-            ((12, 1, 0, 39, 1), ("2e", ("1o", "0e", "1o"), "1o"), 34),
-            ((12, 1, 1, 40, 0), ("2e", ("1o", "1o", "2e"), "0e"), 15),
-            ((12, 1, 4, 41, 1), ("2e", ("1o", "2e", "1o"), "1o"), 34),
-            ((12, 1, 4, 42, 1), ("2e", ("1o", "2e", "2o"), "1o"), 34),
-            ((12, 1, 4, 43, 1), ("2e", ("1o", "2e", "3o"), "1o"), 34),
-            ((12, 4, 0, 44, 0), ("2e", ("2e", "0e", "2e"), "0e"), 15),
-            ((12, 4, 1, 45, 1), ("2e", ("2e", "1o", "1o"), "1o"), 34),
-            ((12, 4, 1, 46, 1), ("2e", ("2e", "1o", "2o"), "1o"), 34),
-            ((12, 4, 1, 47, 1), ("2e", ("2e", "1o", "3o"), "1o"), 34),
-            ((12, 4, 4, 48, 0), ("2e", ("2e", "2e", "2e"), "0e"), 15),
-        ), path_axes=(3,)))
+        # tree4.fusion:8  ab, (c, d) -> out: vertex 0 of 49 paths
+        self.add_table("cg_out_1_v0", runtime.coupling_table("O3", (9, 9, 72), (
+            ((0, 0, 0), ("0e", "0e", "0e"), 1),
+            ((0, 1, 1), ("0e", "1o", "1o"), 1),
+            ((0, 4, 4), ("0e", "2e", "2e"), 1),
+            ((1, 0, 9), ("1o", "0e", "1o"), 1),
+            ((1, 1, 12), ("1o", "1o", "0e"), 1),
+            ((1, 1, 13), ("1o", "1o", "1e"), 1),
+            ((1, 1, 16), ("1o", "1o", "2e"), 1),
+            ((1, 4, 21), ("1o", "2e", "1o"), 1),
+            ((1, 4, 24), ("1o", "2e", "2o"), 1),
+            ((1, 4, 29), ("1o", "2e", "3o"), 1),
+            ((4, 0, 36), ("2e", "0e", "2e"), 1),
+            ((4, 1, 41), ("2e", "1o", "1o"), 1),
+            ((4, 1, 44), ("2e", "1o", "2o"), 1),
+            ((4, 1, 49), ("2e", "1o", "3o"), 1),
+            ((4, 4, 56), ("2e", "2e", "0e"), 1),
+            ((4, 4, 57), ("2e", "2e", "1e"), 1),
+            ((4, 4, 60), ("2e", "2e", "2e"), 1),
+            ((4, 4, 65), ("2e", "2e", "3e"), 1),
+        )))
+        # tree4.fusion:8  ab, (c, d) -> out: vertex 1 of 49 paths
+        self.add_table("cg_out_1_v1", runtime.coupling_table("O3", (17, 72, 49, 4), (
+            ((0, 0, 0, 0), ("0e", "0e", "0e"), 15),
+            ((0, 1, 1, 1), ("0e", "1o", "1o"), 34),
+            ((0, 9, 2, 1), ("0e", "1o", "1o"), 34),
+            ((0, 12, 3, 0), ("0e", "0e", "0e"), 15),
+            ((0, 21, 4, 1), ("0e", "1o", "1o"), 34),
+            ((0, 41, 5, 1), ("0e", "1o", "1o"), 34),
+            ((0, 56, 6, 0), ("0e", "0e", "0e"), 15),
+            ((1, 0, 7, 1), ("1o", "0e", "1o"), 34),
+            ((1, 1, 8, 0), ("1o", "1o", "0e"), 15),
+            ((1, 4, 9, 1), ("1o", "2e", "1o"), 34),
+            ((1, 9, 10, 0), ("1o", "1o", "0e"), 15),
+            ((1, 12, 11, 1), ("1o", "0e", "1o"), 34),
+            ((1, 13, 12, 1), ("1o", "1e", "1o"), 34),
+            ((1, 16, 13, 1), ("1o", "2e", "1o"), 34),
+            ((1, 21, 14, 0), ("1o", "1o", "0e"), 15),
+            ((1, 36, 15, 1), ("1o", "2e", "1o"), 34),
+            ((1, 41, 16, 0), ("1o", "1o", "0e"), 15),
+            ((1, 56, 17, 1), ("1o", "0e", "1o"), 34),
+            ((1, 57, 18, 1), ("1o", "1e", "1o"), 34),
+            ((1, 60, 19, 1), ("1o", "2e", "1o"), 34),
+            ((4, 1, 20, 1), ("1e", "1o", "1o"), 34),
+            ((4, 9, 21, 1), ("1e", "1o", "1o"), 34),
+            ((4, 13, 22, 0), ("1e", "1e", "0e"), 15),
+            ((4, 21, 23, 1), ("1e", "1o", "1o"), 34),
+            ((4, 24, 24, 1), ("1e", "2o", "1o"), 34),
+            ((4, 41, 25, 1), ("1e", "1o", "1o"), 34),
+            ((4, 44, 26, 1), ("1e", "2o", "1o"), 34),
+            ((4, 57, 27, 0), ("1e", "1e", "0e"), 15),
+            ((7, 4, 28, 1), ("2o", "2e", "1o"), 34),
+            ((7, 13, 29, 1), ("2o", "1e", "1o"), 34),
+            ((7, 16, 30, 1), ("2o", "2e", "1o"), 34),
+            ((7, 24, 31, 0), ("2o", "2o", "0e"), 15),
+            ((7, 36, 32, 1), ("2o", "2e", "1o"), 34),
+            ((7, 44, 33, 0), ("2o", "2o", "0e"), 15),
+            ((7, 57, 34, 1), ("2o", "1e", "1o"), 34),
+            ((7, 60, 35, 1), ("2o", "2e", "1o"), 34),
+            ((7, 65, 36, 1), ("2o", "3e", "1o"), 34),
+            ((12, 1, 37, 1), ("2e", "1o", "1o"), 34),
+            ((12, 4, 38, 0), ("2e", "2e", "0e"), 15),
+            ((12, 9, 39, 1), ("2e", "1o", "1o"), 34),
+            ((12, 16, 40, 0), ("2e", "2e", "0e"), 15),
+            ((12, 21, 41, 1), ("2e", "1o", "1o"), 34),
+            ((12, 24, 42, 1), ("2e", "2o", "1o"), 34),
+            ((12, 29, 43, 1), ("2e", "3o", "1o"), 34),
+            ((12, 36, 44, 0), ("2e", "2e", "0e"), 15),
+            ((12, 41, 45, 1), ("2e", "1o", "1o"), 34),
+            ((12, 44, 46, 1), ("2e", "2o", "1o"), 34),
+            ((12, 49, 47, 1), ("2e", "3o", "1o"), 34),
+            ((12, 60, 48, 0), ("2e", "2e", "0e"), 15),
+        ), path_axes=(2,)))
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 2048
-    __constants__ = ["CHUNK"]
+    __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -129,6 +177,9 @@ class tree4(runtime.CompiledModule):
         # a large batch on the CPU runs CHUNK samples at a time: the intermediates stay cache-sized
         if runtime.in_one_pass(a, self.CHUNK):
             out = self.contract(a, b, c, d)
+        elif not torch.jit.is_scripting():
+            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
+            out = runtime.in_chunks(self.contract, self.CHUNK, [a, b, c, d])
         else:
             chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(c, self.CHUNK), torch.split(d, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0], chunks[3][0])]
@@ -187,20 +238,22 @@ class tree4(runtime.CompiledModule):
         d_0e_1o_2e = torch.cat([d_0e, d_1o, d_2e], -1)
         # tree4.fusion:8  weights of paths 0..48
         w_out_1 = self.weight_out_1.view(49, 8)
-        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 1 of 4) [nuj,nul->nujl]
+        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 1 of 5) [nuj,nul->nujl]
         out_t = c_0e_1o_2e.view(-1, 8, 9, 1) * d_0e_1o_2e.view(-1, 8, 1, 9)
-        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 2 of 4)
-        out_t_1 = torch.einsum("ijlpk,pu->ijlku", [self.cg_out_1, w_out_1])
-        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 3 of 4)
-        out_t_2 = torch.einsum("nujl,ijlku->nuik", [out_t, out_t_1])
+        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 2 of 5)
+        out_t_1 = torch.einsum("iApk,pu->iAku", [self.cg_out_1_v1, w_out_1])
+        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 3 of 5)
+        out_t_2 = torch.einsum("jlA,iAku->jliku", [self.cg_out_1_v0, out_t_1])
+        # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 4 of 5)
+        out_t_3 = torch.einsum("nujl,jliku->nuik", [out_t, out_t_2])
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o]
-        out_t_3 = torch.einsum("nui,nuik->nuk", [ab_5e, out_t_2])
-        # tree4.fusion:6  out_t_3 cut once along axis -1 (one backward for every piece)
-        out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
+        out_t_4 = torch.einsum("nui,nuik->nuk", [ab_5e, out_t_3])
+        # tree4.fusion:6  out_t_4 cut once along axis -1 (one backward for every piece)
+        out_t_4_pieces = torch.split(out_t_4, [1, 3, out_t_4.shape[-1] - 4], -1)
         # tree4.fusion:6
-        out_t_3_part = out_t_3_pieces[0]
+        out_t_4_part = out_t_4_pieces[0]
         # tree4.fusion:6
-        out_t_3_part_1 = out_t_3_pieces[1]
+        out_t_4_part_1 = out_t_4_pieces[1]
         # tree4.fusion:6  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
