@@ -67,3 +67,15 @@ def test_the_time_model_fit_measures_every_strategy_and_scores_the_model() -> No
     assert set(plan.model_seconds()) <= set(rows[0])
     regret = fit_time_model.regrets([rows], plan.model_seconds())
     assert regret.shape == (1,) and regret[0] >= 1.0
+
+
+def test_the_benchmark_table_prints_every_form_case_and_degree() -> None:
+    pytest.importorskip("e3nn")
+    out = run("bench_table.py", "--quick", "--eager-only")
+    rows = [line.split() for line in out.splitlines() if " forward " in line or " fwd+bwd " in line]
+    assert {r[0] for r in rows} == {"fc_tp", "uvu", "three"} and len(rows) == 3 * 2 * 2
+    assert all(math.isfinite(float(r[3])) and math.isfinite(float(r[5])) for r in rows)
+    assert sum("aten ops per forward" in line for line in out.splitlines()) == 3
+    assert {line.split()[0] + line.split()[1] for line in out.splitlines() if " l=" in line} == {
+        "fcl=1", "fcl=2", "uvul=1", "uvul=2"}
+    assert "USDT" not in out and "profiler_start" not in out
