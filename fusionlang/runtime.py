@@ -18,12 +18,13 @@
 What ``forward`` calls here (the checks, :func:`in_one_pass`) is plain torch and Python that
 TorchScript compiles and ``torch.compile``/``torch.export`` trace, so generated forwards run
 eagerly and under ``torch.compile(fullgraph=True)``, ``torch.jit.script`` and ``torch.export``;
-the one exception is :func:`in_chunks`, which ``torch.compile`` runs eagerly (a graph break) for
-a CPU batch larger than the module's ``CHUNK`` (see :data:`CHUNK_WHILE_COMPILING`).
+the one exception is :func:`in_chunks`, which ``torch.compile`` runs eagerly (a graph break) on
+the CPU unless :func:`single_graph` says otherwise (see :data:`EAGER_CONTRACTION_UNDER_COMPILE`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import linecache
@@ -32,7 +33,7 @@ import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -40,7 +41,7 @@ import torch
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks",
-           "in_one_pass", "index_table", "irreps", "load_generated", "rebuild", "release_collected"]
+           "in_one_pass", "index_table", "irreps", "load_generated", "rebuild", "release_collected", "single_graph"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -175,25 +176,47 @@ _COMPLEX_OF = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,
                torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
-CHUNK_WHILE_COMPILING = True
-"""Whether a large CPU batch runs its contraction in eager chunks under ``torch.compile`` (a graph
-break at :func:`in_chunks`, so ``fullgraph=True`` then needs batches of at most ``CHUNK``): on the
-CPU the chunked eager contraction is faster than inductor's one-pass code for a batch that large
-(docs/performance.md). Set it to False for one graph whatever the batch."""
+EAGER_CONTRACTION_UNDER_COMPILE = True
+"""Whether ``torch.compile`` leaves a CPU contraction eager: :func:`in_chunks` runs it (chunked
+when the batch is larger than ``CHUNK``) behind a graph break, because on the CPU inductor's code
+for these contractions was measured slower than the eager one (the three-leaf fusion at N = 1024:
+15x; docs/performance.md), and a dynamic batch size would otherwise unroll the chunks into one
+graph per chunk count. Off (see :func:`single_graph`), every batch is one traced graph: what
+``fullgraph=True``, ``torch.func`` transforms under compile and GPUs need (a GPU is always traced)."""
+
+
+@contextlib.contextmanager
+def single_graph() -> Iterator[None]:
+    """Within it, ``torch.compile`` traces generated contractions into one graph on the CPU too
+    (:data:`EAGER_CONTRACTION_UNDER_COMPILE` off): for ``fullgraph=True``. Compile and call inside
+    it (the setting is read while tracing, and the compiled graph is guarded on it).
+
+    >>> with single_graph():
+    ...     EAGER_CONTRACTION_UNDER_COMPILE
+    False
+    """
+    global EAGER_CONTRACTION_UNDER_COMPILE
+    previous, EAGER_CONTRACTION_UNDER_COMPILE = EAGER_CONTRACTION_UNDER_COMPILE, False
+    try:
+        yield
+    finally:
+        EAGER_CONTRACTION_UNDER_COMPILE = previous
 
 
 def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
-    """Whether a generated ``forward`` contracts the batch of ``x`` in one pass rather than in
-    chunks of ``chunk`` samples: off the CPU (a GPU wants the whole batch), for batches up to
-    ``chunk``, and always while ``torch.export`` traces it (the graph stays free of a branch on
-    the batch size, so a dynamic batch dimension stays dynamic). Under ``torch.compile`` a large
-    CPU batch is chunked unless :data:`CHUNK_WHILE_COMPILING` is off."""
+    """Whether a generated ``forward`` contracts the batch of ``x`` in one traced pass rather than
+    through :func:`in_chunks`: off the CPU (a GPU wants the whole batch), for eager batches up to
+    ``chunk``, always while ``torch.export`` traces it (the graph stays free of a branch on the
+    batch size, so a dynamic batch dimension stays dynamic), and under ``torch.compile`` only when
+    :data:`EAGER_CONTRACTION_UNDER_COMPILE` is off."""
     if torch.jit.is_scripting():
         return not x.is_cpu or x.shape[0] <= chunk
     else:
-        if torch.compiler.is_exporting() or (torch.compiler.is_compiling() and not CHUNK_WHILE_COMPILING):
+        if torch.compiler.is_exporting() or not x.is_cpu:
             return True
-        return not x.is_cpu or x.shape[0] <= chunk
+        if torch.compiler.is_compiling():
+            return not EAGER_CONTRACTION_UNDER_COMPILE
+        return x.shape[0] <= chunk
 
 
 @torch.compiler.disable
@@ -475,7 +498,8 @@ def release_collected() -> None:
     """Drop the ``sys.modules`` and ``linecache`` entries of generated modules that were garbage
     collected (:func:`load_generated` does it on every call).
 
-    >>> import gc
+    >>> import contextlib
+import gc
     >>> m = load_generated("_fusionlang_generated.doctest", "A = 1\\n")
     >>> del m; _ = gc.collect(); release_collected()
     >>> import sys; "_fusionlang_generated.doctest" in sys.modules

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusionlang import api, coupling, ir, testing
+from fusionlang import api, coupling, ir, runtime, testing
 from fusionlang import plan as P
 from fusionlang._version import __version__
 from fusionlang.diagnostics import FusionError
@@ -353,7 +353,7 @@ def test_torch_compile_fullgraph_agrees(text: str, kind: str) -> None:
     module = result.module_class()()
     args = example_inputs(result, batch=6)
     fast = torch.compile(module, fullgraph=True)
-    with warnings.catch_warnings():  # inductor calls torch.jit.script_method, deprecated in torch 2.13
+    with warnings.catch_warnings(), runtime.single_graph():  # inductor calls torch.jit.script_method, deprecated
         warnings.simplefilter("ignore", DeprecationWarning)
         assert torch.allclose(fast(*args), module(*args), rtol=1e-5, atol=1e-6)
 
@@ -531,35 +531,30 @@ def test_export_with_a_dynamic_batch_runs_batches_larger_than_a_chunk() -> None:
     assert torch.allclose(exported(*large), module(*large), rtol=1e-5, atol=1e-5)
 
 
-# dynamo itself reads `.grad` of the chunked result when it resumes after the graph break (torch 2.13)
+# dynamo itself reads `.grad` of the eager result when it resumes after the graph break (torch 2.13)
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
-def test_torch_compile_runs_a_large_cpu_batch_in_eager_chunks() -> None:
-    """Under ``torch.compile`` a CPU batch above ``CHUNK`` runs ``contract`` chunk by chunk behind
-    a graph break (values and gradients equal one pass); batches up to ``CHUNK`` stay one graph,
-    and ``CHUNK_WHILE_COMPILING = False`` makes every batch one graph."""
-    from fusionlang import runtime
+def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() -> None:
+    """Under ``torch.compile`` a CPU batch runs ``contract`` eagerly behind a graph break (chunk by
+    chunk above ``CHUNK``; values and gradients equal one pass); within ``runtime.single_graph()``
+    every batch is one graph."""
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     cls = result.module_class()
     small = type(cls.__name__, (cls,), {"CHUNK": 4})
     torch.manual_seed(0)
     module = small(dtype=torch.float64)
     args = [a.double().requires_grad_() for a in example_inputs(result, None, batch=10)]
+    for batch in (10, 3):
+        torch._dynamo.reset()
+        assert torch._dynamo.explain(module)(*[a[:batch] for a in args]).graph_break_count >= 1
     torch._dynamo.reset()
-    explained = torch._dynamo.explain(module)(*args)
-    assert explained.graph_break_count >= 1
-    fast = torch.compile(module)
-    out = fast(*args)
+    out = torch.compile(module)(*args)
     whole = module.contract(*args)
     assert torch.allclose(out, whole, rtol=1e-12, atol=1e-12)
     grads = torch.autograd.grad(out.square().sum(), args)
     expected = torch.autograd.grad(whole.square().sum(), args)
     assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in zip(grads, expected, strict=True))
-    torch._dynamo.reset()
-    assert torch._dynamo.explain(module)(*[a[:4] for a in args]).graph_break_count == 0
-    previous, runtime.CHUNK_WHILE_COMPILING = runtime.CHUNK_WHILE_COMPILING, False
-    try:
+    with runtime.single_graph():
         torch._dynamo.reset()
         assert torch._dynamo.explain(module)(*args).graph_break_count == 0
-    finally:
-        runtime.CHUNK_WHILE_COMPILING = previous
-        torch._dynamo.reset()
+    assert runtime.EAGER_CONTRACTION_UNDER_COMPILE
+    torch._dynamo.reset()
