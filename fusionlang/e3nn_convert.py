@@ -3,10 +3,10 @@
 :func:`from_e3nn` reads an ``o3.TensorProduct`` (``FullyConnectedTensorProduct``,
 ``FullTensorProduct``, ``ElementwiseTensorProduct``, or instructions of its own) or an
 ``o3.Linear`` duck-typed, as :mod:`fusionlang.importers` does (e3nn is never imported here),
-writes the one statement that computes it, compiles it and carries the weights over. What the
-language cannot say (a connection mode, an instruction subset, biases, shared external weights,
-a normalisation that weights cannot absorb) raises :class:`E3nnConversionError` naming it; nothing
-is approximated.
+writes the one statement that computes it (an instruction subset keeps just e3nn's instructions
+with ``only = {...}``), compiles it and carries the weights over. What the language cannot say (a
+connection mode, biases, shared external weights, a normalisation that weights cannot absorb)
+raises :class:`E3nnConversionError` naming it; nothing is approximated.
 
 The module is named ``e3nn_convert`` rather than ``from_e3nn`` so that importing it never
 replaces the function ``fusionlang.from_e3nn`` with a submodule.
@@ -233,7 +233,8 @@ def _dtype(module: Any) -> torch.dtype:
 def _choose_source(spec: _Spec) -> str:
     """The source whose statement's paths are exactly e3nn's instructions: ``paths = sum`` (every
     admissible entry triple, e3nn's fully connected layout) or, for a tensor product, ``paths =
-    split`` (one output entry per path, sorted: ``FullTensorProduct``'s layout)."""
+    split`` (one output entry per path, sorted: ``FullTensorProduct``'s layout); otherwise
+    ``paths = sum`` with ``only = {...}`` listing the instructions (an instruction subset)."""
     problems = []
     for paths in ("sum", "split") if spec.kind == "tensor_product" else ("sum",):
         text = _text(spec, paths)
@@ -241,15 +242,24 @@ def _choose_source(spec: _Spec) -> str:
         if found == spec.keys:
             return text
         problems.append(f"with `paths = {paths}`, {_mismatch(found, spec.keys)}")
+    text = _text(spec, "sum", only=True)
+    found = _paths_of(text)
+    if found == spec.keys:
+        return text
+    problems.append(f"with `only`, {_mismatch(found, spec.keys)}")
     raise E3nnConversionError("instruction subset", "e3nn's instructions are not the paths of one statement: "
                               + "; ".join(problems))
 
 
-def _text(spec: _Spec, paths: str) -> str:
-    """The diagram, canonically formatted."""
+def _text(spec: _Spec, paths: str, only: bool = False) -> str:
+    """The diagram, canonically formatted; with ``only``, its statement keeps just e3nn's
+    instructions (an instruction subset)."""
     from .fmt import format_source
 
     options = [*spec.options, *(["paths = split"] if paths == "split" else [])]
+    if only:
+        listed = ", ".join(" ".join(map(str, key[:-1])) + f" -> {key[-1]}" for key in sorted(spec.keys))
+        options.append(f"only = {{{listed}}}")
     lines = [f"# {spec.origin} from e3nn (fusionlang.from_e3nn)", f"diagram {spec.name} {{", "group O3",
              *(f"{role} {name} : {irreps}" for role, name, irreps in spec.legs),
              f"{spec.statement}  [{', '.join(options)}]", "}"]

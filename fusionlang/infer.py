@@ -83,7 +83,9 @@ def infer(diagram: ir.Diagram, limits: Limits = DEFAULT) -> tuple[ir.Diagram | N
     statements = {s.index: replace(s, paths=_paths(diagram, by_name, s, state)) for s in order}
     if state.problems:
         return None, state.problems
-    return replace(diagram, statements=tuple(statements[s.index] for s in diagram.statements)), []
+    diagram = replace(diagram, statements=tuple(statements[s.index] for s in diagram.statements))
+    check_chosen_entries(diagram, state)
+    return (None, state.problems) if state.problems else (diagram, [])
 
 
 # -- forward -------------------------------------------------------------------------------------
@@ -391,16 +393,75 @@ def _paths(diagram: ir.Diagram, legs: dict[str, ir.Leg], statement: ir.Statement
     for index, item in enumerate(target):
         slots.setdefault(item.irrep, []).append(index)
     paths = []
+    chosen = None if statement.only is None else {(c.leaves, c.output) for c in statement.only}
+    matched = set()
     for entries, inner, root in _raw_paths(statement, legs, frozenset(slots), state):
         muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries, strict=False)]  # type: ignore[index]
         for slot in slots[root]:
+            if chosen is not None and (entries, slot) not in chosen:
+                continue  # left out by `only`: its channels need not fit
+            matched.add((entries, slot))
             if _channels_fit(diagram, statement, muls, target[slot], state):
                 paths.append(ir.Path(entries, inner, slot))
+    if statement.only is not None:
+        _unmatched_choices(legs, statement, matched, state)
     if not paths and statement.index not in state.failed and not state.problems:
         state.report("E302", f"no path of this statement reaches `{statement.target}`", statement.span,
                      hint="its arguments' irreps cannot produce any irrep the target carries")
     _unreached_slots(diagram, statement, state)
     return tuple(sorted(paths, key=lambda p: (p.leaves, p.inner, p.output)))
+
+
+# -- `only`: a chosen subset of paths ---------------------------------------------------------------
+
+def _unmatched_choices(legs: Mapping[str, ir.Leg], statement: ir.Statement,
+                       matched: set[tuple[tuple[int, ...], int]], state: _Inference) -> None:
+    """E204 for every path listed in ``only`` that is not one of the statement's paths."""
+    for choice in statement.only or ():
+        if (choice.leaves, choice.output) not in matched:
+            message, hint = _why_not_a_path(legs, statement, choice)
+            state.report("E204", message, choice.span, hint=hint)
+
+
+def _why_not_a_path(legs: Mapping[str, ir.Leg], statement: ir.Statement, choice: ir.PathChoice) -> tuple[str, str]:
+    """Why a listed path is not one of the statement's: an entry that does not exist, a coupling
+    that breaks the selection rule, or a path pruned for reaching no output."""
+    names = [ref.leg for ref in statement.leaves] + [statement.target]
+    entries = [*choice.leaves, choice.output]
+    for name, entry in zip(names, entries, strict=True):
+        irreps = legs[name].irreps
+        assert irreps is not None
+        if entry >= len(irreps):
+            return (f"`{name}` has no entry {entry}: its {len(irreps)} entr{'y is' if len(irreps) == 1 else 'ies are'} "
+                    f"{_numbered(irreps)}", "entries are numbered from 0 in the order the irreps list them")
+    irreps_of = [legs[name].irreps[entry].irrep for name, entry in zip(names, entries, strict=True)]  # type: ignore[index]
+    text = " ⊗ ".join(map(str, irreps_of[:-1])) + f" -> {irreps_of[-1]}"
+    hint = "remove it from `only`; `fusionc ir` lists the statement's paths"
+    if statement.arity == 1 and irreps_of[0] != irreps_of[1]:
+        return f"path {text}: a linear map keeps the irrep", hint
+    if statement.arity == 2:
+        problem = selection_problem(*irreps_of)
+        if problem is not None:
+            return f"path {text} breaks the selection rule ({problem[1]})", hint
+    return f"path {text} is not a path of this statement (no coupling along its tree reaches the target)", hint
+
+
+def _numbered(irreps: Irreps) -> str:
+    return ", ".join(f"{k}: {item}" for k, item in enumerate(irreps))
+
+
+def check_chosen_entries(diagram: ir.Diagram, state: _Inference) -> None:
+    """A declared leg written by a statement with ``only`` needs a path into each of its entries."""
+    for leg in diagram.legs:
+        writers = diagram.writers(leg.name)
+        if not any(w.only is not None for w in writers) or leg.irreps is None:
+            continue
+        written = {p.output for w in writers for p in w.paths}
+        missing = [k for k in range(len(leg.irreps)) if k not in written]
+        if missing:
+            state.report("E302", f"no path writes entr{'y' if len(missing) == 1 else 'ies'} "
+                         f"{', '.join(map(str, missing))} of `{leg.name}` ({_numbered(leg.irreps)})", leg.span,
+                         hint="add a path into each entry to `only`, or remove the entries from the declaration")
 
 
 def _split_paths(legs: dict[str, ir.Leg], statement: ir.Statement, target: Irreps,

@@ -134,6 +134,15 @@ class Path:
 
 
 @dataclass(frozen=True, slots=True)
+class PathChoice:
+    """One path of a statement's ``only`` list: the entry of every leaf's leg, and of the target."""
+
+    leaves: tuple[int, ...]
+    output: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Statement:
     """``ARGS -> target [channels, weights]`` lowered to a binary fusion tree."""
 
@@ -152,6 +161,9 @@ class Statement:
     # index input whose value selects the weights (per-species weights).
     aggregate: bool = False
     per: str | None = None
+    # `only = {...}`: the statement keeps just the paths with these (leaf entries, output entry),
+    # e3nn's instruction subsets; None keeps every path.
+    only: tuple[PathChoice, ...] | None = None
     # The tree's walks, computed once: every pass reads them, some for every statement.
     _leaves: tuple[LeafRef, ...] = field(init=False, compare=False, repr=False)
     _vertices: tuple[Fuse, ...] = field(init=False, compare=False, repr=False)

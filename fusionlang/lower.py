@@ -195,10 +195,11 @@ def _statement(index: int, stmt: syntax.Statement, known: set[str], state: _Lowe
         _resolve(leaf, known, state)
     _target(stmt.target, state)
     chosen = _options(stmt, tree, state)
+    only = _only(stmt, len(ir.leaves(tree)), chosen["paths"], state)
     line = state.source.position(stmt.span.start).line
     return ir.Statement(index, tree, stmt.target.text, chosen["channels"], chosen["weights"],  # type: ignore[arg-type]
                         (), stmt.span, line, chosen["paths"], "aggregate" in chosen,  # type: ignore[arg-type]
-                        chosen.get("per"))
+                        chosen.get("per"), only)
 
 
 class _Counter:
@@ -255,7 +256,9 @@ def _target(name: syntax.Name, state: _Lowering) -> None:
 
 
 _OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES,
-                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": ()}
+                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": (), "only": ()}
+_ONLY_HINT = ("write `only = {0 1 -> 2, 1 0 -> 2}`: the entry index of every argument, `->`, the entry index "
+              "of the target, counted from 0 in the order the irreps list them")
 
 
 def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[str, str]:
@@ -280,8 +283,15 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[st
 def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
     key, value = option.key.text, option.value.text
     if key not in _OPTIONS:
-        hint = did_you_mean(key, _OPTIONS) or "statements take `channels`, `weights`, `paths`, `aggregate` and `per`"
+        hint = did_you_mean(key, _OPTIONS) or ("statements take `channels`, `weights`, `paths`, `only`, "
+                                               "`aggregate` and `per`")
         state.report("E111", f"unknown option `{key}`", option.key.span, hint=hint)
+        return
+    if key == "only":
+        return  # read by _only
+    if option.paths is not None:
+        state.report("E111", f"`{key}` takes a word, not a list of paths", option.value.span,
+                     hint="only `only` takes a path list `{...}`")
         return
     if key == "per":
         _per(option, chosen, state)
@@ -309,3 +319,47 @@ def _per(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> Non
         state.report("E111", "option `per` is given twice", option.span, hint="keep one")
     else:
         chosen["per"] = name
+
+
+def _only(stmt: syntax.Statement, arity: int, paths: str, state: _Lowering) -> tuple[ir.PathChoice, ...] | None:
+    """``only = {0 1 -> 2, ...}``: the paths the statement keeps (E117 when the list is malformed)."""
+    given = [o for o in stmt.options if o.key.text == "only"]
+    for extra in given[1:]:
+        state.report("E111", "option `only` is given twice", extra.span, hint="list every path in one `only`")
+    if not given:
+        return None
+    value = given[0].paths
+    if value is None:
+        word = given[0].value
+        state.report("E117", f"`only` takes a list of paths, not `{word.text}`", word.span, hint=_ONLY_HINT)
+        return None
+    if paths == "split":
+        state.report("E117", "`only` and `paths = split` do not combine", given[0].span,
+                     hint="`only` numbers the target's entries, which `paths = split` derives from the paths; "
+                          "declare the target's entries and use `paths = sum`")
+        return None
+    target = state.legs.get(stmt.target.text)
+    if target is None or target.irreps is None:
+        state.report("E117", f"`only` numbers the entries of `{stmt.target.text}`, whose irreps are inferred",
+                     given[0].span, hint=f"declare them, e.g. `output {stmt.target.text} : 8x0e + 8x1o`")
+        return None
+    return _choices(value, arity, state)
+
+
+def _choices(value: syntax.PathSet, arity: int, state: _Lowering) -> tuple[ir.PathChoice, ...] | None:
+    seen: dict[tuple[tuple[int, ...], int], syntax.PathChoice] = {}
+    sound = True
+    for choice in value.choices:
+        key = (choice.leaves, choice.output)
+        if len(choice.leaves) != arity:
+            entries = f"{len(choice.leaves)} argument entr{'y' if len(choice.leaves) == 1 else 'ies'}"
+            state.report("E117", f"this path gives {entries}, but the statement has {arity} "
+                         f"argument{'s' * (arity != 1)}", choice.span,
+                         label=f"expected {arity} before `->`", hint=_ONLY_HINT)
+            sound = False
+        elif key in seen:
+            state.report("E117", "this path is listed twice", choice.span, label="listed again",
+                         related=(Label(seen[key].span, "first listed here"),), hint="list every path once")
+            sound = False
+        seen.setdefault(key, choice)
+    return tuple(ir.PathChoice(c.leaves, c.output, c.span) for c in seen.values()) if sound else None

@@ -11,7 +11,8 @@ Decisions (the grammar is ``grammars/fusion.lark``):
   ``diagram d { group O3; input x : 0e; x -> y }`` is a whole diagram.
 * **Keywords are reserved.** ``diagram group input output edge lmax`` cannot name a diagram, a
   group or a leg (E010), so ``input -> x`` never means two things. Option keys and values
-  (``[weights = none]``) are free words and may coincide with keywords.
+  (``[weights = none]``) are free words and may coincide with keywords. The one structured value
+  is a path list, ``only = {0 1 -> 2, 1 0 -> 2}`` (integers only, on the statement's line).
 * **Irreps are text.** After ``:`` the parser captures the irreps region (digits, ``x e o y / + ( )``
   and blanks, stripped) as :class:`~fusionlang.syntax.IrrepsText`; the group is not known yet, so
   :class:`~fusionlang.groups.Irreps` validates it later.
@@ -242,9 +243,28 @@ class _Builder:
 
     def option(self, tree: Tree) -> sx.Option:
         key, value = tree.children
-        assert isinstance(key, Token) and isinstance(value, Token)
+        assert isinstance(key, Token)
+        if isinstance(value, Tree):
+            paths = self.path_set(value)
+            return sx.Option(sx.Name(str(key), token_span(key)), sx.Name(paths.text, paths.span), _span(tree), paths)
         return sx.Option(sx.Name(str(key), token_span(key)), sx.Name(str(value), token_span(value)),
                          _span(tree))
+
+    def path_set(self, tree: Tree) -> sx.PathSet:
+        """``{0 1 -> 2, ...}``: entry indices, each at most ``MAX_LMAX_DIGITS`` digits (E007)."""
+        choices = []
+        for choice in tree.children:
+            assert isinstance(choice, Tree)
+            numbers = [self.entry_index(token) for token in choice.children if isinstance(token, Token)]
+            choices.append(sx.PathChoice(tuple(numbers[:-1]), numbers[-1], _span(choice)))
+        return sx.PathSet(tuple(choices), _span(tree))
+
+    def entry_index(self, digits: Token) -> int:
+        if len(digits) > MAX_LMAX_DIGITS:
+            self.report("E007", f"entry index `{digits[:12]}...` is too large", token_span(digits),
+                        "too many digits", "entries are numbered from 0 in the order the leg's irreps list them")
+            return 0
+        return int(digits)
 
     def name(self, token: Token) -> sx.Name:
         """A :class:`Name`; a reserved keyword gets an E010 diagnostic."""

@@ -47,12 +47,38 @@ class Lmax:
 
 
 @dataclass(frozen=True, slots=True)
+class PathChoice:
+    """One path of ``only = {0 1 -> 2, ...}``: the entry index of every leaf, then of the target."""
+
+    leaves: tuple[int, ...]
+    output: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
+class PathSet:
+    """The value of ``only``: the paths a statement keeps, ``{0 1 -> 2, 1 0 -> 2}``."""
+
+    choices: tuple[PathChoice, ...]
+    span: Span = _span()
+
+    @property
+    def text(self) -> str:
+        """The canonical spelling, as the formatter prints it."""
+        return "{" + ", ".join(" ".join(map(str, c.leaves)) + f" -> {c.output}" for c in self.choices) + "}"
+
+
+@dataclass(frozen=True, slots=True)
 class Option:
-    """``key = value`` inside ``[...]`` after a statement or a declaration."""
+    """``key = value`` inside ``[...]`` after a statement or a declaration.
+
+    A path list (``only = {0 1 -> 2}``) is ``paths``; its ``value`` is then the list's canonical
+    text, so that every option has a word to print and to point at."""
 
     key: Name
     value: Name
     span: Span = _span()
+    paths: PathSet | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -445,6 +445,28 @@ def _irreps_expected(f: Failure, word: str) -> Report:
                    "not irreps", _IRREPS_HINT)
 
 
+@_rule("diagram d {\n    x, y -> z  [only = {0 1 -> }]\n}\n", "diagram d {\n    x, y -> z  [only = {0 1 2}]\n}\n",
+       "diagram d {\n    x, y -> z  [only = {0 1 -> 2]\n}\n", "diagram d {\n    x, y -> z  [only = {}]\n}\n",
+       "diagram d {\n    x, y -> z  [only = {0 1 -> 2 3 -> 4}]\n}\n")
+def _path_set(f: Failure) -> Report | None:
+    """Inside ``only = {...}`` (a ``{`` opened after a ``[``): a malformed path list."""
+    opened = f.opened
+    if len(opened) < 3 or _key(opened[-1], f.keys) != "{" or _key(opened[-2], f.keys) != "[":
+        return None
+    hint = ("a path list is `{0 1 -> 2, 1 0 -> 2}`: the entry index of every argument, `->`, "
+            "the entry index of the target, paths separated by `,`")
+    if "}" in f.expected and f.kind in ("_SEP", "]", "$END"):
+        return Report("E004", "unclosed `{`", _at_token_or_line_end(f), "expected `}`",
+                      "add `}` after the last path", _opened_here(opened[-1], "opened here"))
+    if "->" in f.expected and f.kind != "INT":
+        return Report("E007", f"expected `->` in a path, found {_found(f)}", _at_token_or_line_end(f),
+                      "expected `->`", hint)
+    if "}" in f.expected and f.found[:1].isdigit():
+        return Report("E007", "missing `,` between paths", f.span, "expected `,` before this", hint)
+    return Report("E007", f"malformed path list: expected {_describe(f.expected)}, found {_found(f)}",
+                  _at_token_or_line_end(f), "unexpected here", hint)
+
+
 @_rule("diagram d {\n    x -> y  [channels uuu]\n}\n",
        "diagram d {\n    x -> y  [channels =]\n}\n", "diagram d {\n    x -> y  []\n}\n",
        "diagram d {\n    x -> y  [a = b c = d]\n}\n", "diagram d {\n    x -> y  [a = b\n}\n")
