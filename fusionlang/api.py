@@ -90,6 +90,19 @@ class CompileResult:
                              "contractions: use .unit(name).programs")
         return unit.programs[0]
 
+    def standalone_source(self) -> str:
+        """The generated module with the runtime it uses inlined: a file that needs only torch
+        (``fusionc compile --standalone``; :mod:`fusionlang.standalone`). Deterministic, like
+        :attr:`source_code`, whose classes it holds unchanged.
+
+        >>> text = compile("diagram d { group O3\\n input x : 1o\\n output y : 1o\\n x -> y }").standalone_source()
+        >>> "from fusionlang" in text, "class d(runtime.CompiledModule):" in text
+        (False, True)
+        """
+        from .codegen import generate_source
+
+        return generate_source(self.source, self.units, standalone=True)
+
     def graph(self, name: str | None = None) -> Any:
         """The networkx view of one diagram (:func:`fusionlang.graph.to_networkx`)."""
         from .graph import to_networkx
@@ -169,8 +182,10 @@ def _compile(text: Source, *, limits: Limits = DEFAULT, strategy: StrategyChoice
     return CompileResult(text, source_code, module, classes, checked.diagrams, compilation.warnings, units)
 
 
-def compile_file(path: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> CompileResult:
-    """Compile the ``.fusion`` file ``path`` and write the generated module to ``out_path``.
+def compile_file(path: str | os.PathLike[str], out_path: str | os.PathLike[str], *,
+                 standalone: bool = False) -> CompileResult:
+    """Compile the ``.fusion`` file ``path`` and write the generated module to ``out_path``
+    (``standalone``: the module that needs only torch, :meth:`CompileResult.standalone_source`).
 
     The file is written atomically (a temporary file in the same folder, then ``os.replace``):
     readers see the old file or the complete new one, never half of it; on any error nothing
@@ -178,8 +193,9 @@ def compile_file(path: str | os.PathLike[str], out_path: str | os.PathLike[str])
     """
     result = compile(Path(path))
     target = Path(out_path)
+    text = result.standalone_source() if standalone else result.source_code
     try:
-        _atomic_write(target, result.source_code)
+        _atomic_write(target, text)
     except OSError as failure:
         raise FusionError([Diagnostic("E901", f"cannot write `{target}`: {failure}",
                                       hint="check that the folder exists and is writable")]) from None

@@ -27,6 +27,7 @@ examples:
   fusionc check --format json model.fusion     the same diagnostics as JSON
   fusionc ir examples/product_basis.fusion     inferred irreps of every edge and path counts
   fusionc compile examples/fc_tp.fusion -o fc_tp.py   write a PyTorch module
+  fusionc compile --standalone examples/fc_tp.fusion -o fc_tp.py   one that needs only torch
   fusionc explain examples/tree4.fusion        contraction plan: FLOPs, order, parameters
   fusionc render examples/spins.fusion -o spins.svg   draw the diagram
   fusionc fmt --check examples/*.fusion        is every file canonically formatted?
@@ -104,11 +105,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     (source,) = read_inputs([args.file])
     result = api.compile(source, limits=_limits(args))
+    text = result.standalone_source() if args.standalone else result.source_code
     if args.output in (None, "-"):
-        sys.stdout.write(result.source_code)
+        sys.stdout.write(text)
     else:
-        write_atomically(Path(args.output), result.source_code)
-        print(f"wrote {args.output}: {', '.join(result.classes)}", file=sys.stderr)
+        write_atomically(Path(args.output), text)
+        kind = " (standalone: needs only torch)" if args.standalone else ""
+        print(f"wrote {args.output}{kind}: {', '.join(result.classes)}", file=sys.stderr)
     return 0
 
 
@@ -214,6 +217,8 @@ def _configure_fmt(sub: argparse.ArgumentParser) -> None:
 def _configure_compile(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
     sub.add_argument("-o", "--output", metavar="OUT.py", help="where to write the module (default stdout)")
+    sub.add_argument("--standalone", action="store_true",
+                     help="inline the runtime and the couplings: the module needs only torch, not fusionlang")
     _limit(sub)
 
 

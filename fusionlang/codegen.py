@@ -25,7 +25,7 @@ from . import ir
 from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
 from .names import class_name
-from .plan import PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
+from .plan import CallLabel, PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
 from .source import Source
 from .weights import fan_in_totals, path_weight_shape
 
@@ -33,6 +33,7 @@ __all__ = ["Unit", "class_name", "e3nn_instructions", "e3nn_mode", "explain_repo
            "module_name", "render_model"]
 
 TEMPLATE = "module.py.jinja"
+STANDALONE_TEMPLATE = "standalone_runtime.py.jinja"
 _MANY_PIECES = 3  # more output pieces than this are written one per line
 
 
@@ -71,13 +72,16 @@ class Unit:
     def report(self) -> PlanReport:
         if self.orchestrator is None:
             return self.programs[0].report
-        return combined_report(self.diagram.name, [p.report for p in self.programs])
+        labels = [CallLabel(c["text"], c["target"], c["term"], c["classes"], c["per"])
+                  for c in self.orchestrator["calls"]]
+        return combined_report(self.diagram.name, [p.report for p in self.programs], labels)
 
 
 # -- the render model ------------------------------------------------------------------------------
 
-def render_model(source: Source, units: Sequence[Unit]) -> dict[str, Any]:
-    """Everything the template substitutes, as plain data."""
+def render_model(source: Source, units: Sequence[Unit], *, standalone: bool = False) -> dict[str, Any]:
+    """Everything the template substitutes, as plain data (``standalone``: with the runtime
+    inlined, :mod:`fusionlang.standalone`)."""
     from .graphs import render_orchestrator
 
     file = file_label(source)
@@ -94,7 +98,24 @@ def render_model(source: Source, units: Sequence[Unit]) -> dict[str, Any]:
         "summary": f"PyTorch modules compiled from {file}: {', '.join(names)}.",
         "public": names,
         "classes": classes,
+        "standalone": _standalone_runtime(source, units, classes) if standalone else "",
     }
+
+
+def _standalone_runtime(source: Source, units: Sequence[Unit], classes: list[dict[str, Any]]) -> str:
+    """The inlined runtime of a standalone module (``templates/standalone_runtime.py.jinja``).
+
+    Raises :class:`FusionError` (E602) when a class would shadow one of its names."""
+    from .standalone import inlined_names, runtime_model
+
+    taken = sorted({c["name"] for c in classes} & inlined_names())
+    if taken:
+        raise FusionError([Diagnostic(
+            "E602", f"cannot write {source.name} as a standalone module: the class `{taken[0]}` would "
+            "shadow the inlined runtime's name", hint=f"rename the diagram `{taken[0]}`, or compile without "
+            "--standalone")])
+    tables = [(t.spec.group, b.tree) for u in units for p in u.programs for t in p.tables for b in t.spec.blocks]
+    return _template(STANDALONE_TEMPLATE).render(version=__version__, **runtime_model(tables)).rstrip("\n")
 
 
 def _class_model(file: str, program: Program) -> dict[str, Any]:
@@ -377,24 +398,25 @@ def _literal(value: Any) -> str:
 
 # -- rendering -------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=1)
-def _template() -> Any:
+@lru_cache(maxsize=2)
+def _template(name: str = TEMPLATE) -> Any:
     import jinja2
 
     from ._resources import read_resource
 
     environment = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                                      keep_trailing_newline=True, autoescape=False)
-    return environment.from_string(read_resource("templates", TEMPLATE))
+    return environment.from_string(read_resource("templates", name))
 
 
-def generate_source(source: Source, units: Sequence[Unit]) -> str:
+def generate_source(source: Source, units: Sequence[Unit], *, standalone: bool = False) -> str:
     """The Python source of one module: one class per planned diagram, and for graph diagrams
     the planned classes of their terms followed by the orchestrator; checked by ``compile()``.
+    ``standalone``: a module that needs only torch (:mod:`fusionlang.standalone`).
 
     Raises :class:`FusionError` (E602) if the generated text is not valid Python (a bug).
     """
-    text = _template().render(**render_model(source, units))
+    text = _template().render(**render_model(source, units, standalone=standalone))
     try:
         compile(text, f"<fusionlang-generated {file_label(source)}>", "exec")
     except SyntaxError as failure:

@@ -354,7 +354,8 @@ def orchestrator_model(model: GraphModel, programs: dict[str, Any], file: str) -
     ``programs`` maps each call's attribute to the planned :class:`~fusionlang.plan.Program` of
     its sub-diagram."""
     diagram = model.diagram
-    calls = [_call_model(call, programs[call.attr], diagram) for call in model.calls]
+    terms = {step["attr"]: step["comment"] for step in model.steps if step["kind"] == "call"}
+    calls = [_call_model(call, programs[call.attr], diagram, terms[call.attr]) for call in model.calls]
     externals = [_external(model, s, programs) for s in diagram.statements if s.weights == "external"]
     parameters = [{**p, "numel": _numel(model, programs, p["statement"]), "index": _index_of(diagram, p),
                    "line": _line(diagram, p["statement"])} for p in model.parameters]
@@ -410,11 +411,16 @@ def _signature(model: GraphModel, externals: list[dict[str, Any]]) -> list[tuple
     return out + [(model.names[leg.name], "index", leg.classes) for leg in model.diagram.indices]
 
 
-def _call_model(call: Call, program: Any, diagram: ir.Diagram) -> dict[str, Any]:
+def _call_model(call: Call, program: Any, diagram: ir.Diagram, term: str) -> dict[str, Any]:
+    """One call: its class and the statement it computes as the user wrote it (``text``,
+    ``target``, its Möbius ``term``; ``per`` and ``classes`` for weights per class), which the
+    template's comments and the plan report (:class:`fusionlang.plan.CallLabel`) show."""
     statement = next(s for s in diagram.statements if s.index == call.statement)
     parameter = next((p.name for p in program.parameters), None)
+    classes = diagram.leg(statement.per).classes if statement.per else 1
     return {"attr": call.attr, "cls": class_name(call.diagram.name), "line": statement.line,
-            "text": _statement_text(statement), "shares": call.shares, "parameter": parameter}
+            "text": _statement_text(statement), "shares": call.shares, "parameter": parameter,
+            "target": statement.target, "term": term, "per": statement.per or "", "classes": classes}
 
 
 def _statement_text(statement: ir.Statement) -> str:

@@ -52,8 +52,9 @@ from lark.exceptions import UnexpectedInput
 from . import syntax as sx
 from ._resources import read_resource
 from .diagnostics import Diagnostic, FusionError
+from .resync import resynchronise
 from .source import Source, Span
-from .syntax_errors import CATALOGUE, KEYWORDS, explain, failure_of, resynchronise, token_span
+from .syntax_errors import CATALOGUE, KEYWORDS, explain, failure_of, token_span
 
 __all__ = ["CATALOGUE", "KEYWORDS", "MAX_DEPTH", "MAX_ERRORS", "explain_first_error", "parse"]
 

@@ -191,8 +191,9 @@ def single_graph() -> Iterator[None]:
     (:data:`EAGER_CONTRACTION_UNDER_COMPILE` off): for ``fullgraph=True``. Compile and call inside
     it (the setting is read while tracing, and the compiled graph is guarded on it).
 
+    >>> from fusionlang import runtime
     >>> with single_graph():
-    ...     EAGER_CONTRACTION_UNDER_COMPILE
+    ...     runtime.EAGER_CONTRACTION_UNDER_COMPILE
     False
     """
     global EAGER_CONTRACTION_UNDER_COMPILE
@@ -498,8 +499,7 @@ def release_collected() -> None:
     """Drop the ``sys.modules`` and ``linecache`` entries of generated modules that were garbage
     collected (:func:`load_generated` does it on every call).
 
-    >>> import contextlib
-import gc
+    >>> import gc
     >>> m = load_generated("_fusionlang_generated.doctest", "A = 1\\n")
     >>> del m; _ = gc.collect(); release_collected()
     >>> import sys; "_fusionlang_generated.doctest" in sys.modules

@@ -71,12 +71,12 @@ from .program import (
     block_literal,
     table_tensor,
 )
-from .report import OutputReport, PlanReport, StatementReport, combined_report, explain_report
+from .report import CallLabel, OutputReport, PlanReport, StatementReport, combined_report, explain_report
 from .strategies import AUTO, STRATEGIES, Strategy, StrategyChoice, get_strategy
 
 __all__ = [
-    "AUTO", "BATCH", "Block", "Cost", "DP_LIMIT", "LARGE_BATCH", "LegIO", "MIN_CHUNK", "Network", "OutputReport",
-    "PATHS", "Parameter", "PlanReport", "Program", "REFERENCE_BATCH", "STRATEGIES", "StatementModel",
+    "AUTO", "BATCH", "Block", "CallLabel", "Cost", "DP_LIMIT", "LARGE_BATCH", "LegIO", "MIN_CHUNK", "Network",
+    "OutputReport", "PATHS", "Parameter", "PlanReport", "Program", "REFERENCE_BATCH", "STRATEGIES", "StatementModel",
     "StatementReport", "Step", "Strategy", "StrategyChoice", "Table", "TableSpec", "Tree", "WeightInput",
     "batch_chunk", "block_literal", "combined_report", "contraction_steps", "explain_report", "fan_in_totals",
     "get_path_fn", "get_strategy", "greedy_tree", "kept_paths", "model_features", "model_seconds", "naive_flops",

@@ -37,6 +37,8 @@ class StatementReport:
     # every strategy tried, with its estimated milliseconds at REFERENCE_BATCH, in order of preference
     estimates_ms: tuple[tuple[str, float], ...] = ()
     zero_skipping_flops: int = 0    # with every coupling zero skipped (fusionlang.plan.sparsity)
+    classes: int = 1                # weights per class (`per = INDEX`): `parameters` for each of them
+    per: str = ""                   # the index input that selects the class
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -57,9 +59,24 @@ class OutputReport:
     shared: tuple[str, ...]
     parameters: int
     redundant_parameters: int
+    classes: int = 1                # as in StatementReport
+    per: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class CallLabel:
+    """How the report names one planned sub-diagram of a graph diagram: by the statement the
+    user wrote (``text``: ``sender(h), Y -> A``; ``target``), the Möbius ``term`` it computes if
+    any, and the ``classes`` of its weights when they are per class of the index ``per``."""
+
+    text: str
+    target: str
+    term: str = ""
+    classes: int = 1
+    per: str = ""
 
 
 @dataclass(frozen=True)
@@ -100,13 +117,39 @@ class PlanReport:
         printer.text(self.explain())
 
 
-def combined_report(diagram: str, reports: Sequence[PlanReport]) -> PlanReport:
-    """One report for a diagram compiled as several planned sub-diagrams (graph diagrams)."""
-    statements = tuple(replace(s, text=f"{s.text}  [{r.diagram}]") for r in reports for s in r.statements)
-    outputs = tuple(replace(o, leg=f"{o.leg} [{r.diagram}]") for r in reports for o in r.outputs)
+def combined_report(diagram: str, reports: Sequence[PlanReport], labels: Sequence[CallLabel]) -> PlanReport:
+    """One report for a diagram compiled as several planned sub-diagrams (graph diagrams), one
+    label per sub-diagram: statements and outputs carry the user's text and names, not the
+    sub-diagrams' internal ones."""
+    pairs = list(zip(reports, labels, strict=True))
+    statements = tuple(_labelled_statement(s, label) for r, label in pairs for s in r.statements)
+    outputs = tuple(replace(o, leg=_output_name(r, label), classes=label.classes, per=label.per)
+                    for r, label in pairs for o in r.outputs)
     return PlanReport(diagram, outputs, statements, tuple(v for r in reports for v in r.shared),
                       sum(r.operations for r in reports), sum(r.tables for r in reports),
                       sum(r.table_numbers for r in reports), sum(r.table_nonzeros for r in reports))
+
+
+def _labelled_statement(statement: StatementReport, label: CallLabel) -> StatementReport:
+    text = f"{label.text}  ({label.term})" if label.term else label.text
+    return replace(statement, text=text, target=label.target, classes=label.classes, per=label.per)
+
+
+def _output_name(report: PlanReport, label: CallLabel) -> str:
+    """``A (line 10)``: the user's target and the line of the statement computed."""
+    lines = sorted({s.line for s in report.statements})
+    where = f"line {', '.join(map(str, lines))}" + (f", {label.term}" if label.term else "")
+    return f"{label.target} ({where})"
+
+
+def parameters_text(count: int, redundant: int, classes: int = 1, per: str = "") -> str:
+    """A parameter count as the report shows it: per class when weights are per class.
+
+    >>> parameters_text(320, 320, 3, "species"), parameters_text(96, 208)
+    ('320 x 3 species = 960', '96 (of 208)')
+    """
+    text = f"{count}" + (f" x {classes} {per} = {count * classes}" if per else "")
+    return text + (f" (of {redundant}{' each' if per else ''})" if redundant != count else "")
 
 
 def explain_report(report: PlanReport) -> str:
@@ -118,8 +161,7 @@ def explain_report(report: PlanReport) -> str:
     """
     rows = [("statement", "strategy", "est ms", "paths", "naive", "planned", "zero-skip", "setup", "ops", "params")]
     for s in report.statements:
-        params = f"{s.parameters}" + (f" (of {s.redundant_parameters})" if s.redundant_parameters != s.parameters
-                                      else "")
+        params = parameters_text(s.parameters, s.redundant_parameters, s.classes, s.per)
         paths = f"{s.kept_paths}/{s.paths}" if s.kept_paths != s.paths else f"{s.paths}"
         estimate = f"{s.estimates_ms[0][1]:.3f}" if s.estimates_ms else "-"
         rows.append((f"{s.line}: {s.text}", s.strategy, estimate, paths, f"{s.naive_flops:,}",
@@ -140,9 +182,11 @@ def explain_report(report: PlanReport) -> str:
         ratio = out.naive_flops / out.planned_flops if out.planned_flops else float("inf")
         above_limit = out.planned_flops / out.zero_skipping_flops if out.zero_skipping_flops else 1.0
         lines += ["", f"output {out.leg}: naive {out.naive_flops:,} → planned {out.planned_flops:,} FLOPs per sample "
-                  f"({ratio:.2f}x; {above_limit:.2f}x the zero-skipping limit {out.zero_skipping_flops:,}), setup {out.setup_flops:,} per call, peak intermediate "
-                  f"{out.peak_intermediate:,} numbers per sample, parameters {out.parameters:,}"
-                  + (f" (redundant basis: {out.redundant_parameters:,})"
+                  f"({ratio:.2f}x; {above_limit:.2f}x the zero-skipping limit {out.zero_skipping_flops:,}), "
+                  f"setup {out.setup_flops:,} per call, peak intermediate "
+                  f"{out.peak_intermediate:,} numbers per sample, parameters "
+                  f"{parameters_text(out.parameters, out.parameters, out.classes, out.per)}"
+                  + (f" (redundant basis: {out.redundant_parameters:,}{' each' if out.per else ''})"
                      if out.redundant_parameters != out.parameters else "")]
         lines += [f"  order: {o}" for o in dict.fromkeys(out.orders)]
         if out.shared:
