@@ -191,9 +191,9 @@ def single_graph() -> Iterator[None]:
     (:data:`EAGER_CONTRACTION_UNDER_COMPILE` off): for ``fullgraph=True``. Compile and call inside
     it (the setting is read while tracing, and the compiled graph is guarded on it).
 
-    >>> from fusionlang import runtime
+    >>> import sys
     >>> with single_graph():
-    ...     runtime.EAGER_CONTRACTION_UNDER_COMPILE
+    ...     sys.modules[single_graph.__module__].EAGER_CONTRACTION_UNDER_COMPILE
     False
     """
     global EAGER_CONTRACTION_UNDER_COMPILE
@@ -220,10 +220,26 @@ def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
         return x.shape[0] <= chunk
 
 
-@torch.compiler.disable
 def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
     """``contract(*arguments)`` on ``chunk`` samples at a time, the results concatenated: the
-    intermediates stay cache-sized. Never traced: under ``torch.compile`` it runs eagerly."""
+    intermediates stay cache-sized. Never traced: under ``torch.compile`` the call goes to a copy
+    behind ``torch.compiler.disable`` (a graph break), made on first use because that decorator
+    imports ``torch._dynamo`` (1.5 s), which a module that is never compiled must not pay for."""
+    if torch.compiler.is_compiling():
+        return _eager_in_chunks()(contract, chunk, arguments)
+    return _chunked(contract, chunk, arguments)
+
+
+_EAGER: dict[str, Callable[..., Any]] = {}
+
+
+def _eager_in_chunks() -> Callable[..., Any]:
+    if "in_chunks" not in _EAGER:
+        _EAGER["in_chunks"] = torch.compiler.disable(_chunked)
+    return _EAGER["in_chunks"]
+
+
+def _chunked(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
     pieces = [torch.split(argument, chunk) for argument in arguments]
     parts = [contract(*[piece[k] for piece in pieces]) for k in range(len(pieces[0]))]
     if isinstance(parts[0], torch.Tensor):

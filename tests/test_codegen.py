@@ -558,3 +558,14 @@ def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() 
         assert torch._dynamo.explain(module)(*args).graph_break_count == 0
     assert runtime.EAGER_CONTRACTION_UNDER_COMPILE
     torch._dynamo.reset()
+
+
+def test_the_runtime_does_not_import_the_compiler_stack() -> None:
+    """``torch.compiler.disable`` imports ``torch._dynamo`` (1.5 s): the runtime makes
+    ``in_chunks`` on first use, so compiling and running a small batch never pays for it."""
+    code = ("import sys, torch, fusionlang.api as api\n"
+            "r = api.compile('diagram d { group O3\\n input x, y : 1o\\n output z : 0e\\n x, y -> z }')\n"
+            "r.module_class()()(torch.randn(3, 3), torch.randn(3, 3))\n"
+            "assert 'torch._dynamo' not in sys.modules, 'dynamo imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -152,3 +152,30 @@ def test_a_class_that_would_shadow_the_inlined_runtime_is_refused() -> None:
         result.standalone_source()
     (diagnostic,) = failure.value.diagnostics
     assert diagnostic.code == "E602" and "`math`" in diagnostic.message and "rename" in diagnostic.hint
+
+
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor
+def test_standalone_modules_chunk_large_batches_eagerly_and_under_torch_compile(tmp_path: Path) -> None:
+    """The inlined runtime's chunked path (a batch above ``CHUNK``, and every CPU batch under
+    ``torch.compile``) equals one pass."""
+    import importlib.util
+    path = tmp_path / "fc_tp_standalone.py"
+    path.write_text(fusionlang.compile((ROOT / "examples" / "fc_tp.fusion").read_text(encoding="utf-8"),
+                                       name="fc_tp.fusion").standalone_source(), encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("fc_tp_standalone", path)
+    assert spec is not None and spec.loader is not None
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded
+    try:
+        spec.loader.exec_module(loaded)
+        cls = getattr(loaded, class_name("fc_tp"))
+        module = type(cls.__name__, (cls,), {"CHUNK": 4})(dtype=torch.float64)
+        x, y = torch.randn(10, 288, dtype=torch.float64), torch.randn(10, 9, dtype=torch.float64)
+        whole = module.contract(x, y)
+        assert torch.allclose(module(x, y), whole, rtol=1e-12, atol=1e-12)
+        torch._dynamo.reset()
+        assert torch.allclose(torch.compile(module)(x, y), whole, rtol=1e-12, atol=1e-12)
+    finally:
+        sys.modules.pop(spec.name, None)
+        torch._dynamo.reset()
