@@ -8,7 +8,8 @@ the medians of alternating runs of the four forms (fusionlang eager and compiled
 compiled), forward (no grad) and forward + backward; ``best ratio``: e3nn's faster form over
 fusionlang's faster form (above 1: fusionlang faster); ``ours c/e``: fusionlang's eager time over
 its compiled time (at least 1: compiling does not slow it down). Then, per case: aten operations
-per eager forward (counted by a dispatch mode), the peak memory of an eager forward at the
+of one eager forward at a batch contracted in one pass (counted by a dispatch mode; a CPU batch
+above the module's ``CHUNK`` runs that many operations per chunk), the peak memory of an eager forward at the
 largest size (allocations minus frees recorded by the profiler), buffer bytes, fusionlang's
 compile time (cold: empty caches; warm: the disk cache) and ``torch.compile``'s first-call time.
 
@@ -154,11 +155,14 @@ def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], 
         both = median_ms({f: forward_and_backward(modules[f], args[f]) for f in modules}, max(3, repeat // 3))
         for label, ms in (("forward", forward), ("fwd+bwd", both)):
             rows.append(_row(name, batch, label, ms))
-    xs = inputs_for(result, sizes[-1])
-    ys = e3nn_inputs(name, modules["e3nn eager"], xs, sizes[-1])
     ours, theirs = modules["ours eager"], modules["e3nn eager"]
+    one = min(sizes[-1], ours.CHUNK)  # a batch contracted in one pass (as on a GPU): ops of one chunk
+    ops = aten_ops(ours, inputs_for(result, one)), aten_ops(theirs, e3nn_inputs(name, theirs, inputs_for(result, one),
+                                                                                  one))
+    xs = inputs_for(result, sizes[-1])
+    ys = e3nn_inputs(name, theirs, xs, sizes[-1])
     cold, warm = fusion_compile_seconds(text, name)
-    rows.append(f"{name:8} aten ops per forward: ours {aten_ops(ours, xs)}, e3nn {aten_ops(theirs, ys)}; "
+    rows.append(f"{name:8} aten ops per forward (N = {one}): ours {ops[0]}, e3nn {ops[1]}; "
                 f"peak memory at N = {sizes[-1]}: ours {peak_bytes(ours, xs) / 2**20:.1f} MiB, "
                 f"e3nn {peak_bytes(theirs, ys) / 2**20:.1f} MiB; buffers: ours {buffer_bytes(ours) / 2**10:.1f} KiB, "
                 f"e3nn {buffer_bytes(theirs) / 2**10:.1f} KiB")
