@@ -61,6 +61,8 @@ class FusionLexer(RegexLexer):
             (NAME, Name.Constant),
             (r"[0-9]+", Number.Integer),
             (r",", Punctuation),
+            (r"[{}]", Punctuation),       # a path list: only = {0 0 -> 0, ...}
+            (r"->", Operator),
             (r"\]", Punctuation, "#pop"),
             # an unclosed list ends with its line (the parser reports E004)
             (r"\n", Whitespace, "#pop"),

@@ -23,6 +23,10 @@ from fusionlang.models import MaceConfig, MacePotential, RadialBasis, RadialMLP,
 from fusionlang.spherical import SphericalHarmonics
 from fusionlang.toydata import make_dataset
 
+# Dynamo's weak-key caches of earlier compiled tests in this process may be collected while this
+# module compiles; the KeyError that PyTorch 2.13 then prints from a weakref callback is its own.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
 # PyTorch's own warnings, not ours: Inductor imports torch.utils.mkldnn, which calls the deprecated
 # torch.jit.script_method; Dynamo reads `.grad` of a non-leaf where it resumes after a graph break.
 INDUCTOR_IMPORT = "ignore:`torch.jit.script_method` is deprecated:DeprecationWarning"

@@ -218,7 +218,7 @@ def test_command_line_writes_the_source_and_the_weights(tmp_path: Path, capsys: 
     assert cli.main(["from-e3nn", str(tmp_path / "tp.pt"), "-o", str(out), "--state", str(state)]) == 0
     assert out.read_text(encoding="utf-8") == printed
     module = fusionlang.compile(out).module_class()(dtype=torch.float64)
-    module.load_state_dict(torch.load(state))
+    module.load_state_dict(torch.load(state, weights_only=True))
     args = arguments(tp)
     with torch.no_grad():
         assert float((module(*args) - tp(*args)).abs().max()) < TOLERANCE
