@@ -241,13 +241,15 @@ def _append(path: Path, text: str) -> None:
         os.fsync(handle.fileno())
 
 
-def _save_config(config: DatasetConfig, out: Path) -> None:
+def save_config(config: Any, out: Path, growable: Sequence[str] = ("per_trajectory", "trajectories")) -> None:
+    """Write ``config`` (a dataclass) as ``out/config.json``, atomically; a folder made with other
+    settings is refused (``ValueError``), except for the ``growable`` counts, which a resumed run
+    may raise."""
     path = out / "config.json"
     wanted = dataclasses.asdict(config)
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
-        fixed = {k: v for k, v in saved.items() if k not in ("per_trajectory", "trajectories")}
-        clash = {k: (v, wanted.get(k)) for k, v in fixed.items() if wanted.get(k) != v}
+        clash = {k: (v, wanted.get(k)) for k, v in saved.items() if k not in growable and wanted.get(k) != v}
         if clash:
             raise ValueError(f"{out} was made with other settings (saved, asked): {clash}")
     out.mkdir(parents=True, exist_ok=True)
@@ -266,7 +268,7 @@ def generate(config: DatasetConfig, out: Path | str, workers: int = 2, progress:
     from tqdm import tqdm
 
     out = Path(out)
-    _save_config(config, out)
+    save_config(config, out)
     (out / "labels").mkdir(parents=True, exist_ok=True)
     todo: list[tuple[int, Any]] = []
     total = done_before = 0

@@ -52,6 +52,7 @@ from fusionlang.datagen import (
     file_sha256,
     labelled,
     sample_trajectory,
+    save_config,
 )
 
 HARTREE_EV = 27.211386024367243  # ase.units.Hartree (CODATA 2014), the unit datagen's labels use
@@ -442,21 +443,6 @@ class ExcitedConfig:
                                  md_temperature=self.md_temperature)
 
 
-def _save_config(config: ExcitedConfig, out: Path) -> None:
-    path = out / "config.json"
-    wanted = dataclasses.asdict(config)
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        clash = {k: (v, wanted.get(k)) for k, v in saved.items()
-                 if k not in ("count", "md_snapshots") and wanted.get(k) != v}
-        if clash:
-            raise ValueError(f"{out} was made with other settings (saved, asked): {clash}")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
-    _fsync_replace(tmp, path)
-
-
 def labelled_frame(geometry: Geometry, labels: StateLabels, config: ExcitedConfig) -> Any:
     """An ASE ``Atoms`` with the provenance and every label: info ``REF_energy_S{k}`` (eV), ``REF_gap`` (eV),
     flags; arrays ``REF_forces_S{k}`` (eV/Å), ``REF_nac`` and ``REF_nac_csf`` (1/Å)."""
@@ -536,7 +522,7 @@ def generate(config: ExcitedConfig, out: Path | str, workers: int = 1, limit: in
     import multiprocessing
 
     out = Path(out)
-    _save_config(config, out)
+    save_config(config, out, growable=("count", "md_snapshots"))
     (out / "labels").mkdir(parents=True, exist_ok=True)
     chains = _todo(config, out, limit)
     for name in THREAD_VARIABLES:  # spawned workers inherit these before numpy or pyscf load

@@ -3,6 +3,7 @@ float64: ``only = {...}``, e3nn's instruction subsets (docs/language.md, "Choosi
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 import fusionlang
+from fusionlang import testing
+from fusionlang.frontend import check_source
 from fusionlang.importers import load_e3nn_weights
 from fusionlang.parse import parse
 
@@ -170,3 +173,42 @@ def test_misused_path_lists_are_diagnosed(options: str, code: str, words: str) -
     found = fusionlang.check(text).diagnostics
     assert [d.code for d in found if words in d.message] == [code], [d.message for d in found]
     assert all(d.hint for d in found)
+
+
+def _with_only(text: str, rng: random.Random) -> str:
+    """``text`` with an ``only`` list on every plain statement: one path into each of the target's
+    entries (so every entry stays written) and about 40 % of the others."""
+    diagram = check_source(text).diagram()
+    edits = []
+    for statement in diagram.statements:
+        written = text[statement.span.start:statement.span.end]
+        if statement.is_linear or "split" in written:
+            continue
+        into: dict[int, list[Any]] = {}
+        for path in statement.paths:
+            into.setdefault(path.output, []).append(path)
+        keep = [rng.choice(paths) for paths in into.values()]
+        keep += [p for p in statement.paths if p not in keep and rng.random() < 0.4]
+        listed = ", ".join(" ".join(map(str, p.leaves)) + f" -> {p.output}" for p in keep)
+        option = f"only = {{{listed}}}"
+        new = written[:-1] + f", {option}]" if written.rstrip().endswith("]") else f"{written} [{option}]"
+        edits.append((statement.span.start, statement.span.end, new))
+    for start, end, new in sorted(edits, reverse=True):
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def test_random_diagrams_with_only_are_refused_or_pass_the_fuzz_oracle() -> None:
+    """Accepted means correct for ``only`` too: random diagrams with path lists either get a
+    diagnostic (E117: an inferred target) or compile, run, are equivariant, equal the reference
+    contraction and format round-trip (``fusionlang.fuzz.run_case``)."""
+    from fusionlang.fuzz import run_case
+    kinds = []
+    for seed in range(30):
+        text = _with_only(testing.random_diagram(seed), random.Random(seed))
+        outcome = run_case(text, seed)
+        assert not outcome.is_defect, (text, outcome.signature, outcome.detail[-2000:])
+        if outcome.kind == "rejected":
+            assert {d.code for d in check_source(text).diagnostics} == {"E117"}, text
+        kinds.append(outcome.kind)
+    assert kinds.count("ok") >= 10

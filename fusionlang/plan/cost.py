@@ -104,9 +104,7 @@ def naive_flops(diagram: ir.Diagram, statement: ir.Statement) -> int:
 def model_naive_flops(model: StatementModel) -> int:
     """:func:`naive_flops` of a statement's model (every path, kept or not)."""
     statement = model.statement
-    into = Counter(p.output.index for p in model.every_path)
-    dims = {p.output.index: p.output.item.dim for p in model.every_path}
-    total = sum((count - 1) * dims[entry] for entry, count in into.items())
+    total = path_sum_flops(model)
     for path in model.every_path:
         inputs, output, sizes = _path_network(statement, path)
         net = Network(tuple(inputs), output, network_sizes(sizes))
@@ -134,6 +132,13 @@ def memory_budget(model: StatementModel) -> int:
     """The most coupling-table numbers a plan of ``model``'s statement should hold (see
     :data:`TABLE_MEMORY_FACTOR`); a soft bound: when no strategy fits, the smallest fit wins."""
     return max(TABLE_MEMORY_FACTOR * per_path_numbers(model), SMALL_TABLE_NUMBERS)
+
+
+def path_sum_flops(model: StatementModel) -> int:
+    """The additions that sum every path into its output entry (per sample)."""
+    into = Counter(p.output.index for p in model.every_path)
+    dims = {p.output.index: p.output.item.dim for p in model.every_path}
+    return sum((count - 1) * dims[entry] for entry, count in into.items())
 
 
 def traffic(steps: Sequence[Step]) -> int:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import Counter
 
 from .. import ir
 from ..groups import Group, Irrep, coupling
 from ..weights import weight_letters
+from .cost import path_sum_flops
 from .geometry import leaf_channels, out_channels
 from .model import StatementModel
 from .networks import network_sizes
@@ -54,9 +54,7 @@ def zero_skipping_flops(diagram: ir.Diagram, model: StatementModel) -> int:
     """Per-sample FLOPs of the statement with every coupling zero skipped (the module docstring
     says how they are counted); a linear map has no couplings: its naive count."""
     statement = model.statement
-    into = Counter(p.output.index for p in model.every_path)
-    dims = {p.output.index: p.output.item.dim for p in model.every_path}
-    total = sum((count - 1) * dims[entry] for entry, count in into.items())
+    total = path_sum_flops(model)
     for path in model.every_path:
         muls = [entry.mul for entry in path.leaves]
         total += _weighting_flops(statement, muls, path.output.mul, path.output.dim)

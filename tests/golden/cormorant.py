@@ -104,6 +104,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F_at_sender, Y, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(F_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -244,6 +245,7 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -334,6 +336,7 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -423,6 +426,7 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [message])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(message, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -512,6 +516,7 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [square])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(square, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -704,6 +709,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F_at_sender, Y, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(F_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -842,6 +848,7 @@ class cormorant_real__s1_1(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -931,6 +938,7 @@ class cormorant_real__s2_2(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(F, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -1018,6 +1026,7 @@ class cormorant_real__s3_3(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [message])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(message, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):
@@ -1105,6 +1114,7 @@ class cormorant_real__s4_4(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [square])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(square, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):

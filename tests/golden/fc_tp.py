@@ -96,6 +96,7 @@ class fc_tp(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             z = runtime.in_chunks(self.contract, self.CHUNK, [x, y])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(x, self.CHUNK), torch.split(y, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):

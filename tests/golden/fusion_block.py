@@ -95,6 +95,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -233,6 +234,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -361,6 +363,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -533,6 +536,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -638,6 +642,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -758,6 +763,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m_density_at_receiver, m])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -886,6 +892,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m, m_density_at_receiver])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -1014,6 +1021,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m, m_density_at_receiver])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK), torch.split(m_density_at_receiver, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -1137,6 +1145,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -1349,6 +1358,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -1495,6 +1505,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_sender, self.CHUNK), torch.split(Y, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -1633,6 +1644,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -1806,6 +1818,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(A, self.CHUNK), torch.split(weights_out_0, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -2012,6 +2025,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h_at_receiver, self.CHUNK), torch.split(m, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):
@@ -2140,6 +2154,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(h, self.CHUNK), torch.split(m_density, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0])]
             for part in range(1, len(chunks[0])):

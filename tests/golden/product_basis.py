@@ -117,6 +117,7 @@ class product_basis(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             B = runtime.in_chunks(self.contract, self.CHUNK, [A])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(A, self.CHUNK)]
             parts = [self.contract(chunks[0][0])]
             for part in range(1, len(chunks[0])):

@@ -82,6 +82,7 @@ class spins(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             total = runtime.in_chunks(self.contract, self.CHUNK, [s1, s2, s3])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(s1, self.CHUNK), torch.split(s2, self.CHUNK), torch.split(s3, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -194,6 +195,7 @@ class chain4(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             total = runtime.in_chunks(self.contract, self.CHUNK, [s1, s2, s3, s4])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(s1, self.CHUNK), torch.split(s2, self.CHUNK), torch.split(s3, self.CHUNK), torch.split(s4, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0], chunks[3][0])]
             for part in range(1, len(chunks[0])):
@@ -310,6 +312,7 @@ class tetrahedron(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             left, right = runtime.in_chunks(self.contract, self.CHUNK, [a, b, c])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(c, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):
@@ -435,6 +438,7 @@ class theta(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             left, right = runtime.in_chunks(self.contract, self.CHUNK, [a, b, zero])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(zero, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0])]
             for part in range(1, len(chunks[0])):

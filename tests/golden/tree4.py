@@ -181,6 +181,7 @@ class tree4(runtime.CompiledModule):
             # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [a, b, c, d])
         else:
+            # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
             chunks = [torch.split(a, self.CHUNK), torch.split(b, self.CHUNK), torch.split(c, self.CHUNK), torch.split(d, self.CHUNK)]
             parts = [self.contract(chunks[0][0], chunks[1][0], chunks[2][0], chunks[3][0])]
             for part in range(1, len(chunks[0])):
