@@ -279,6 +279,7 @@ def _table_model(file: str, table: Table, lines: dict[int, int]) -> dict[str, An
         "path_axes": _literal(spec.path_axes) if spec.path_axes else "",
         "symmetrize": _literal(spec.symmetrize) if spec.symmetrize else "",
         "comment": table.comment, "where": f"{file}:{lines[table.statement]}",
+        "leaf_axes": table.leaf_axes if table.sparse else 0,
     }
 
 
@@ -292,6 +293,8 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
         model["weights"] = _weights_expression(step, numel, complex_weights)
     if step.kind == "output":
         model["layout"] = _layout_expression(step)
+    if step.kind == "gather":
+        model["source"] = _aligned(step.args[0], (step.views[0][0], ())) if step.views[0][0] else step.args[0]
     if step.kind == "mul":
         model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
@@ -350,7 +353,7 @@ def _split_step(steps: list[dict[str, Any]], source: str, axis: int,
 def _aligned(var: str, view: tuple[tuple[int, ...], tuple[int, ...]]) -> str:
     permutation, shape = view
     text = var + (f".permute({', '.join(map(str, permutation))})" if permutation else "")
-    return text + f".view({', '.join(map(str, shape))})"
+    return text + (f".view({', '.join(map(str, shape))})" if shape else "")
 
 
 def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool) -> str:

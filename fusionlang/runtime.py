@@ -41,7 +41,8 @@ import torch
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks",
-           "in_one_pass", "index_table", "irreps", "load_generated", "rebuild", "release_collected", "single_graph"]
+           "in_one_pass", "index_table", "irreps", "load_generated", "rebuild", "release_collected", "single_graph",
+           "sparse_coupling"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -117,6 +118,68 @@ def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec]
     for axes in symmetrize:
         table = _symmetrized(table, tuple(axes))
     return table
+
+
+NONZERO = 1e-12  # a coupling entry this small is a zero of the selection rules (round-off), not a value
+
+
+class SparseCoupling(NamedTuple):
+    """The nonzeros of a coupling table: for nonzero ``z``, ``values[z]`` sits at
+    ``(rows[0][z], ..., rows[-1][z])`` along the leaf axes and at ``out[z]`` along the output
+    axes flattened (path axis, then entries)."""
+
+    rows: tuple[torch.Tensor, ...]
+    out: torch.Tensor
+    values: torch.Tensor
+
+
+def sparse_coupling(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec], leaf_axes: int,
+                    path_axes: Sequence[int] = (), symmetrize: Sequence[Sequence[int]] = ()) -> SparseCoupling:
+    """The nonzeros of :func:`coupling_table` ``(group, shape, blocks, path_axes, symmetrize)``,
+    in row-major order, collected block by block (without the dense table) unless the table is
+    averaged over permutations. The first ``leaf_axes`` axes are the leaves'.
+
+    >>> s = sparse_coupling("O3", (3, 3, 1), [((0, 0, 0), ("1o", "1o", "0e"), 1)], leaf_axes=2)
+    >>> [r.tolist() for r in s.rows], s.out.tolist(), round(float(s.values[0]), 6)
+    ([[0, 1, 2], [0, 1, 2]], [0, 0, 0], 0.57735)
+    """
+    blocks = list(blocks)
+    if symmetrize:
+        table = coupling_table(group, shape, blocks, path_axes, symmetrize)
+        coordinates = (table.abs() > NONZERO).nonzero().T
+        values = table[tuple(coordinates)]
+    else:
+        coordinates, values = _coalesced(group, tuple(shape), blocks, path_axes)
+    out = torch.zeros(coordinates.shape[1], dtype=torch.int64)
+    for axis in range(leaf_axes, len(shape)):
+        out = out * shape[axis] + coordinates[axis]
+    return SparseCoupling(tuple(coordinates[:leaf_axes].contiguous()), out, values)
+
+
+def _coalesced(group: str, shape: tuple[int, ...], blocks: list[BlockSpec],
+               path_axes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every block's nonzeros placed at its offsets, overlapping ones summed, zeros dropped."""
+    dtype = torch.complex128 if group == "SU2" else torch.float64
+    found_coordinates = [torch.zeros(len(shape), 0, dtype=torch.int64)]
+    found_values = [torch.zeros(0, dtype=dtype)]
+    for offsets, tree, fan_in, *extra in blocks:
+        tensor = _scaled(_tree_tensor(group, tree), fan_in)
+        if extra:
+            permutation, (numerator, denominator) = extra
+            tensor = tensor.permute(*permutation, len(permutation)) * (numerator / denominator)
+        for axis in sorted(path_axes):
+            tensor = tensor.unsqueeze(axis)
+        where = (tensor.abs() > NONZERO).nonzero().T
+        found_coordinates.append(where + torch.tensor(offsets, dtype=torch.int64)[:, None])
+        found_values.append(tensor[tuple(where)])
+    coordinates = torch.cat(found_coordinates, 1)
+    linear = torch.zeros(coordinates.shape[1], dtype=torch.int64)
+    for axis, size in enumerate(shape):
+        linear = linear * size + coordinates[axis]
+    places, where = torch.unique(linear, sorted=True, return_inverse=True)
+    values = torch.zeros(len(places), dtype=dtype).index_add_(0, where, torch.cat(found_values))
+    keep = values.abs() > NONZERO
+    return torch.stack(torch.unravel_index(places[keep], shape)), values[keep]
 
 
 def _scaled(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -441,6 +504,15 @@ class CompiledModule(torch.nn.Module):
     def add_index(self, name: str, starts: Sequence[int], size: int) -> None:
         """Register the int64 buffer :func:`index_table` ``(starts, size)`` as ``name``."""
         self.register_buffer(name, index_table(starts, size).to(self._device), persistent=False)
+
+    def add_sparse(self, name: str, coupling: SparseCoupling) -> None:
+        """Register a table's nonzeros: the values as the table ``name`` (exact master, working
+        copy at the module's precision), their positions as the int64 buffers ``name_i0``, ...
+        (leaf axes) and ``name_out`` (the output axes flattened)."""
+        for axis, rows in enumerate(coupling.rows):
+            self.register_buffer(f"{name}_i{axis}", rows.to(self._device), persistent=False)
+        self.register_buffer(f"{name}_out", coupling.out.to(self._device), persistent=False)
+        self.add_table(name, coupling.values)
 
     def add_weights(self, name: str, numel: int) -> None:
         """Register ``numel`` standard-normal weights as the parameter ``name``."""

@@ -13,7 +13,7 @@ from .builder import Builder, Piece
 from .cost import Choice
 from .geometry import Entry, leg_entries, statement_text
 from .model import StatementModel
-from .program import LegIO, Parameter, Program, Step, WeightInput
+from .program import LegIO, Parameter, Program, Step, WeightInput, sparse_nonzeros
 from .report import OutputReport, PlanReport, StatementReport
 from .sparsity import table_nonzeros, zero_skipping_flops
 from .values import leg_pieces, piece_var
@@ -196,8 +196,10 @@ def _plan_report(b: Builder, statements: tuple[StatementReport, ...], shared: tu
                  models: dict[int, StatementModel]) -> PlanReport:
     outputs = tuple(_output_report(b, leg.name, statements, shared) for leg in b.diagram.outputs)
     ops = sum(1 for s in b.steps if s.is_op)
-    numbers = sum(t.spec.numel for t in b.tables.values())
-    nonzeros = sum(table_nonzeros(t.spec) for t in b.tables.values())
+    # (a sparse table holds only its nonzero values, besides their positions)
+    numbers = sum(sparse_nonzeros(t.spec, t.leaf_axes) if t.sparse else t.spec.numel for t in b.tables.values())
+    nonzeros = sum(sparse_nonzeros(t.spec, t.leaf_axes) if t.sparse else table_nonzeros(t.spec)
+                   for t in b.tables.values())
     return PlanReport(b.diagram.name, outputs, statements, shared, ops, len(b.tables), numbers, nonzeros)
 
 

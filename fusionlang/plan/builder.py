@@ -22,7 +22,7 @@ class Builder:
     steps: list[Step] = field(default_factory=list)
     memo: dict[Hashable, str] = field(default_factory=dict)
     names: Names = field(default_factory=Names)
-    tables: dict[TableSpec, Table] = field(default_factory=dict)
+    tables: dict[tuple[TableSpec, bool], Table] = field(default_factory=dict)   # (spec, sparse)
     indices: dict[tuple[tuple[int, ...], int], IndexBuffer] = field(default_factory=dict)
     users: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
     results: dict[str, list[Result]] = field(default_factory=dict)
@@ -53,10 +53,13 @@ class Builder:
         self.users.setdefault(var, set()).add(self.group_id)
         return var
 
-    def table(self, spec: TableSpec, hint: str, comment: str, statement: int) -> str:
-        if spec not in self.tables:
-            self.tables[spec] = Table(self.fresh(hint), spec, comment, statement)
-        table = self.tables[spec]
+    def table(self, spec: TableSpec, hint: str, comment: str, statement: int, leaf_axes: int = 0) -> str:
+        """The buffer of a coupling table (``leaf_axes``: only its nonzeros, the first
+        ``leaf_axes`` axes the leaves')."""
+        key = (spec, bool(leaf_axes))
+        if key not in self.tables:
+            self.tables[key] = Table(self.fresh(hint), spec, comment, statement, bool(leaf_axes), leaf_axes)
+        table = self.tables[key]
         self.users.setdefault(table.name, set()).add(self.group_id)
         return f"self.{table.name}"
 

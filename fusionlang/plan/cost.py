@@ -39,6 +39,9 @@ ELEMENTWISE_FLOP_RATE = 2.4e12  # FLOP/s of broadcast products and sums
 MATRIX_OVERHEAD = 1.6e-11       # s per small matrix product of a batched einsum
 SETUP_FLOP_RATE = 2.7e12        # FLOP/s of batch-free work (per call)
 BYTE_RATE = 5.2e10              # B/s of memory traffic: every operation reads its operands, writes its result
+# s per number a gather or scatter-add moves (the sparse form: rows of nonzeros; not part of the
+# fit above, set from the sparse form's measured times: `benchmarks/bench_sparse.py`)
+SPARSE_NUMBER_SECONDS = 1.5e-9
 
 # Memory: a plan's coupling tables may hold at most TABLE_MEMORY_FACTOR times the per-path
 # coupling tensors (what e3nn stores), or SMALL_TABLE_NUMBERS (1 MiB of float32), whichever is
@@ -152,13 +155,15 @@ def model_features(steps: Sequence[Step], batch: int = REFERENCE_BATCH) -> dict[
     operation, small matrix products, batch-free FLOPs per call, and bytes of memory traffic."""
     flops = {"gemm": 0, "batched": 0, "elementwise": 0}
     for step in steps:
-        kind = "elementwise" if step.kind in ("mul", "add") else "batched" if step.batched else "gemm"
+        kind = "elementwise" if step.kind in ("mul", "add", "scatter") else "batched" if step.batched else "gemm"
         flops[kind] += step.flops * batch
+    # a gather moves the rows it writes, a scatter-add those it reads (one per FLOP)
+    moved = sum(s.size if s.kind == "gather" else s.flops for s in steps if s.kind in ("gather", "scatter"))
     return {"operations": sum(1 for step in steps if step.is_op), "gemm_flops": flops["gemm"],
             "batched_flops": flops["batched"], "elementwise_flops": flops["elementwise"],
             "batched_matrices": sum(step.matrices for step in steps) * batch,
             "setup_flops": sum(step.setup_flops for step in steps),
-            "bytes": traffic(steps) * BYTES_PER_NUMBER * batch}
+            "bytes": traffic(steps) * BYTES_PER_NUMBER * batch, "sparse_numbers": moved * batch}
 
 
 def model_seconds() -> dict[str, float]:
@@ -166,7 +171,7 @@ def model_seconds() -> dict[str, float]:
     return {"operations": OP_OVERHEAD, "gemm_flops": 1 / GEMM_FLOP_RATE, "batched_flops": 1 / BATCHED_FLOP_RATE,
             "elementwise_flops": 1 / ELEMENTWISE_FLOP_RATE, "batched_matrices": MATRIX_OVERHEAD,
             "setup_flops": 1 / SETUP_FLOP_RATE,
-            "bytes": 1 / BYTE_RATE}
+            "bytes": 1 / BYTE_RATE, "sparse_numbers": SPARSE_NUMBER_SECONDS}
 
 
 def estimate_large(steps: Sequence[Step]) -> float:
@@ -243,7 +248,7 @@ def _tried(b: Builder, model: StatementModel, candidates: Sequence[Strategy]) ->
         before = len(trial.steps)
         orders = tuple(candidate.apply(trial, model))
         new = trial.steps[before:]
-        tables = sum(math.prod(spec.shape) for spec in trial.tables if spec not in b.tables or in_place)
+        tables = sum(table.numbers for key, table in trial.tables.items() if key not in b.tables or in_place)
         choices.append(Choice(candidate, trial, orders, sum(s.flops for s in new), estimate(new),
                               estimate_large(new), tables=tables))
     return choices

@@ -8,6 +8,7 @@ Nothing here plans; :func:`batch_chunk` sizes the chunks a large CPU batch runs 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,7 +95,8 @@ def spec_dim(irrep: str) -> int:
     return 2 * int(text) + 1
 
 
-StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "mul", "einsum", "weights", "add", "zeros", "output"]
+StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "mul", "einsum", "weights", "add", "zeros", "output",
+                   "gather", "scatter"]
 """What a :class:`Step` does (its fields' meaning depends on it)."""
 
 
@@ -113,7 +115,9 @@ class Step:
     the index buffer ``index`` (numbers, or blocks of ``stop`` numbers when ``stop`` is set), viewed
     as ``shape``, times ``scale``), ``add`` (sum of ``args``),
     ``zeros`` (``[n, *shape]`` zeros like ``args[0]``), ``output`` (``args`` reshaped to
-    ``[n, widths[k]]``, concatenated, reshaped to the batch).
+    ``[n, widths[k]]``, concatenated, reshaped to the batch), ``gather`` (the rows ``index`` of
+    ``args[0]`` along its first axis, after permuting its axes by ``views[0][0]`` when given),
+    ``scatter`` (the rows of ``args[0]`` added into rows ``index`` of ``shape[0]`` zero rows).
 
     ``line`` is the source line the step comes from (the statement, or the leg's declaration);
     ``flops`` are per sample, ``setup_flops`` per call, ``size`` the numbers per sample of the
@@ -145,18 +149,43 @@ class Step:
     @property
     def is_op(self) -> bool:
         """Whether the step launches a tensor operation that computes (views are free)."""
-        return self.kind in ("cat", "einsum", "mul", "add", "zeros", "output") or (
+        return self.kind in ("cat", "einsum", "mul", "add", "zeros", "output", "gather", "scatter") or (
             self.kind == "weights" and bool(self.index or self.scale is not None))
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """A coupling table registered as a buffer named ``name``."""
+    """A coupling table registered as a buffer named ``name``; ``sparse``: only its nonzeros, with
+    their positions (:meth:`fusionlang.runtime.CompiledModule.add_sparse`), the first
+    ``leaf_axes`` axes being the leaves'."""
 
     name: str
     spec: TableSpec
     comment: str
     statement: int
+    sparse: bool = False
+    leaf_axes: int = 0
+
+    @property
+    def numbers(self) -> int:
+        """Numbers the module holds for it: the dense table, or per nonzero its value and positions."""
+        if not self.sparse:
+            return self.spec.numel
+        return sparse_nonzeros(self.spec, self.leaf_axes) * (self.leaf_axes + 2)
+
+
+@functools.lru_cache(maxsize=1024)
+def sparse_nonzeros(spec: TableSpec, leaf_axes: int) -> int:
+    """Nonzeros of a table as the generated module keeps them (:func:`sparse_table`)."""
+    return len(sparse_table(spec, leaf_axes).values)
+
+
+def sparse_table(spec: TableSpec, leaf_axes: int) -> Any:
+    """The nonzeros of the table ``spec`` describes, as the generated module builds them."""
+    from ..runtime import sparse_coupling
+
+    return sparse_coupling(spec.group, spec.shape, [block_literal(b) for b in spec.blocks], leaf_axes,
+                           spec.path_axes, spec.symmetrize)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from .geometry import PathModel, Stack, out_channels, stack_of, statement_text
 from .model import StatementModel
 from .networks import emit_network, order_text, plan_network
 from .paths import BATCH
+from .sparse import emit_sparse_group
 from .symmetric import entry_key, symmetric_stacks
 from .tables import coupling_operands, leaf_operands
 from .weighted import emit_linear, emit_q_weights, linear_groups, q_channels, weight_operand
@@ -30,7 +31,8 @@ class Strategy:
 
     ``stacking``: ``full`` (one stack per leaf and multiplicity signature) or ``blocks`` (one
     group per tuple of leaf entries), ``single`` (one group per path);
-    ``form``: ``U`` (couplings pre-contracted along the tree) or ``chain`` (one table per vertex);
+    ``form``: ``U`` (couplings pre-contracted along the tree), ``chain`` (one table per vertex) or
+    ``sparse`` (only the tables' nonzeros, gathered and scatter-added: :mod:`.sparse`);
     ``outputs``: ``joint`` (every output entry of the group in one network, a path axis where
     weights need it), ``entry`` (one network per output entry), ``q`` (couple all paths into one
     flat axis, then weight each run of alike output entries at once, in their final layout)."""
@@ -50,6 +52,8 @@ class Strategy:
             return statement.is_linear and self.stacking == "linear"
         if self.stacking == "single":
             return self.form == ("U" if model.reduced else "chain")
+        if self.form == "sparse":  # weighted paths are coupled each into its own slot
+            return self.stacking == "full" and self.outputs == ("q" if model.weighted else "joint")
         if self.form == "chain" and (statement.arity == 2 or model.reduced):
             return False
         return self.outputs != "q" or model.weighted
@@ -61,7 +65,8 @@ class Strategy:
 
 def _registry() -> dict[str, Strategy]:
     found = [Strategy(s, f, o) for s in ("full", "blocks") for f in ("U", "chain") for o in ("joint", "entry", "q")]
-    found += [Strategy("single", "U", "entry"), Strategy("single", "chain", "entry"), Strategy("linear", "-", "entry")]
+    found += [Strategy("single", "U", "entry"), Strategy("single", "chain", "entry"),
+              Strategy("full", "sparse", "joint"), Strategy("full", "sparse", "q"), Strategy("linear", "-", "entry")]
     return {strategy.label: strategy for strategy in found}
 
 
@@ -174,6 +179,8 @@ def _group_stacks(model: StatementModel, paths: Sequence[PathModel], stacking: s
 def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy) -> str:
     statement = model.statement
     stacks = _group_stacks(model, paths, strategy.stacking)
+    if strategy.form == "sparse":
+        return emit_sparse_group(b, model, paths, stacks)
     q_mode = strategy.outputs == "q"
     layout = q_layout(paths) if q_mode else joint_layout(paths)
     path_axis = model.weighted and not q_mode

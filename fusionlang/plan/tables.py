@@ -37,18 +37,21 @@ def leaf_operands(b: Builder, statement: ir.Statement,
 def coupling_operands(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
                       layout: Layout, path_axis: bool, form: str, stacking: str,
                       sizes: dict[str, int]) -> tuple[list[Operand], list[str]]:
-    """The coupling tables of a group: one ``U`` (or ``C``), or one per vertex (``chain``)."""
+    """The coupling tables of a group: one ``U`` (or ``C``), or one per vertex (``chain``);
+    ``sparse``: one per vertex too, but one ``U`` for two leaves and for symmetric products, every
+    table registered as its nonzeros."""
     if path_axis:
         sizes["p"] = len(paths)
-    if form == "U" or model.statement.arity <= 2:
+    sparse = form == "sparse"
+    if form == "U" or model.statement.arity <= 2 or (sparse and model.reduced):
         canonical = model.reduced and stacking != "full"
-        return ([_u_table(b, model, paths, stacks, layout, path_axis, canonical)],
+        return ([_u_table(b, model, paths, stacks, layout, path_axis, canonical, sparse)],
                 ["U" if model.statement.arity > 2 else "C"])
-    return _chain_tables(b, model, paths, stacks, layout, path_axis, sizes)
+    return _chain_tables(b, model, paths, stacks, layout, path_axis, sizes, sparse)
 
 
 def _u_table(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
-             layout: Layout, path_axis: bool, canonical: bool) -> Operand:
+             layout: Layout, path_axis: bool, canonical: bool, sparse: bool = False) -> Operand:
     arity = model.statement.arity
     shape = tuple(stacks[k].dim for k in range(arity)) + ((len(paths),) if path_axis else ()) + (layout.size,)
     blocks = []
@@ -67,7 +70,7 @@ def _u_table(b: Builder, model: StatementModel, paths: Sequence[PathModel], stac
         what = f"symmetrised {what}" + (", sorted entries only" if canonical else "")
     name = b.table(spec, f"cg_{statement.target}_{statement.index}",
                    f"{statement_text(statement)}: {what} of {len(paths)} path{'s' * (len(paths) != 1)}",
-                   statement.index)
+                   statement.index, arity if sparse else 0)
     indices = "".join(COMPONENTS[:arity]) + ("p" if path_axis else "") + "k"
     return Operand(name, indices, ("table", spec))
 
@@ -96,7 +99,8 @@ def _canonical_blocks(model: StatementModel, path: PathModel, stacks: dict[int, 
 
 
 def _chain_tables(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
-                  layout: Layout, path_axis: bool, sizes: dict[str, int]) -> tuple[list[Operand], list[str]]:
+                  layout: Layout, path_axis: bool, sizes: dict[str, int],
+                  sparse: bool = False) -> tuple[list[Operand], list[str]]:
     """One table per vertex: inner vertices stack the distinct sub-paths below them."""
     statement = model.statement
     vertices = statement.vertices
@@ -108,7 +112,8 @@ def _chain_tables(b: Builder, model: StatementModel, paths: Sequence[PathModel],
         for letter, size in zip(indices, spec.shape, strict=False):
             sizes[letter] = size
         name = b.table(spec, f"cg_{statement.target}_{statement.index}_v{number}",
-                       f"{statement_text(statement)}: vertex {number} of {len(paths)} paths", statement.index)
+                       f"{statement_text(statement)}: vertex {number} of {len(paths)} paths", statement.index,
+                       2 if sparse else 0)
         operands.append(Operand(name, indices, ("table", spec)))
         names.append(f"C{number}")
     return operands, names

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .. import ir
 from ..weights import weight_letters
@@ -76,15 +76,27 @@ def _paths_text(paths: Sequence[PathModel]) -> str:
 def emit_q_weights(b: Builder, model: StatementModel, paths: list[PathModel], layout: Layout, group: GroupPlan,
                    comment: str, order: str, in_parts: bool) -> str:
     """Couple the paths (run by run of alike output entries, ``in_parts``), then weight each run
-    at once.
+    at once (:func:`weigh_q_runs`).
 
     Parts pay off for stacked operands, whose coupled tensor is wide (a hand-written prototype of
     the 32-channel channelwise product, N = 16384: 283 → 196 ms forward); for one-entry groups
     they only add small products (8 channels: 3.4 → 4.7 ms at N = 1024, 72 → 92 ms at 16384),
     so those slice one coupled tensor."""
     statement = model.statement
+
+    def couple(ranges: list[tuple[int, int]]) -> list[Coupled]:
+        return emit_network_parts(b, group, f"{statement.target}_t", comment, statement.index, ranges, in_parts)
+    weigh_q_runs(b, model, layout, couple)
+    return f"{order}, coupled and then ·W per run of alike output entries"
+
+
+def weigh_q_runs(b: Builder, model: StatementModel, layout: Layout,
+                 couple: Callable[[list[tuple[int, int]]], list[Coupled]]) -> None:
+    """Weight the coupled paths of a ``q`` layout, one operation per run of alike output entries;
+    ``couple(ranges)`` gives the coupled paths ``[n, *channels, Q]`` of every run's slots."""
+    statement = model.statement
     channels = q_channels(statement)
-    chan_sizes = _q_channel_sizes(model, paths)
+    chan_sizes = _q_channel_sizes(model, [path for path, _ in layout.slots if path is not None])
     by_entry: dict[int, list[int]] = {}
     for position, (path, _) in enumerate(layout.slots):
         assert path is not None
@@ -92,13 +104,11 @@ def emit_q_weights(b: Builder, model: StatementModel, paths: list[PathModel], la
     runs = [[by_entry[e] for e in run] for run in _entry_runs(layout, by_entry)]
     ranges = [(layout.offset(run[0][0]), sum(layout.dims[k] for positions in run for k in positions))
               for run in runs]
-    coupled = emit_network_parts(b, group, f"{statement.target}_t", comment, statement.index, ranges, in_parts)
-    for run, part in zip(runs, coupled, strict=True):
+    for run, part in zip(runs, couple(ranges), strict=True):
         if len(run) == 1:
             _q_entry(b, model, layout, run[0], part, channels, chan_sizes)
         else:
             _q_run(b, model, layout, run, part, channels, chan_sizes)
-    return f"{order}, coupled and then ·W per run of alike output entries"
 
 
 def _entry_runs(layout: Layout, by_entry: dict[int, list[int]]) -> list[list[int]]:
