@@ -30,7 +30,7 @@ from .codegen import Unit, class_name, module_name
 from .diagnostics import Diagnostic, FusionError
 from .frontend import SourceLike, read_source, select_diagram
 from .limits import DEFAULT, Limits
-from .plan import AUTO, PlanReport, Program, StrategyChoice
+from .plan import AUTO, PlanReport, Program, StrategyChoice, get_strategy
 from .source import Source
 
 __all__ = ["CompileResult", "compile", "compile_file", "explain"]
@@ -145,23 +145,27 @@ class CompileResult:
 
 
 def compile(source: SourceLike, *, name: str | None = None,  # noqa: A001
-            limits: Limits = DEFAULT) -> CompileResult:
+            limits: Limits = DEFAULT, strategy: StrategyChoice = AUTO) -> CompileResult:
     """Compile ``.fusion`` source (text, a ``pathlib.Path``, or a :class:`Source`) to modules.
 
     ``name`` names text sources in diagnostics and ``# FILE:LINE`` comments; ``limits`` bound
-    every size (:mod:`fusionlang.limits`). Raises :class:`FusionError` for user errors; nothing
-    is written but the disk cache (:mod:`fusionlang.cache`; docs/api.md, "The disk cache").
+    every size (:mod:`fusionlang.limits`); ``strategy`` forces the planner's strategy where it
+    applies (``"auto"``: the time model's choice; a name of ``fusionlang.plan.STRATEGIES``, e.g.
+    ``"full/sparse/q"``; a ``KeyError`` names them otherwise). Raises :class:`FusionError` for user
+    errors; nothing is written but the disk cache (:mod:`fusionlang.cache`; docs/api.md, "The disk cache").
 
     >>> compile("diagram d { group SU2\\n input a, b : 1/2\\n output c : 0 + 1\\n a, b -> c }").classes
     {'d': <class '_fusionlang_generated.source_....d'>}
     """
+    if isinstance(strategy, str) and strategy != AUTO:
+        get_strategy(strategy)
     text = read_source(source, name)
-    key = (text.name, text.text, limits)
+    key = (text.name, text.text, limits, strategy if isinstance(strategy, str) else tuple(sorted(strategy.items())))
     with _cache_lock:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    result = _compile(text, limits=limits)
+    result = _compile(text, limits=limits, strategy=strategy)
     with _cache_lock:
         _cache[key] = result
         while len(_cache) > _CACHE_SIZE:

@@ -104,7 +104,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from . import api
 
     (source,) = read_inputs([args.file])
-    result = api.compile(source, limits=_limits(args))
+    result = api.compile(source, limits=_limits(args), strategy=args.strategy)
     text = result.standalone_source() if args.standalone else result.source_code
     if args.output in (None, "-"):
         sys.stdout.write(text)
@@ -120,7 +120,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from . import pipeline
 
     (source,) = read_inputs([args.file])
-    reports = [unit.report for unit in pipeline.run(source, until="plan", limits=_limits(args)).units
+    reports = [unit.report for unit in pipeline.run(source, until="plan", limits=_limits(args),
+                                                    strategy=args.strategy).units
                if args.diagram in (None, unit.diagram.name)]
     if not reports:
         raise FusionError([_no_diagram(args.diagram)])
@@ -219,14 +220,24 @@ def _configure_compile(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("-o", "--output", metavar="OUT.py", help="where to write the module (default stdout)")
     sub.add_argument("--standalone", action="store_true",
                      help="inline the runtime and the couplings: the module needs only torch, not fusionlang")
+    _strategy(sub)
     _limit(sub)
 
 
 def _configure_explain(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
     sub.add_argument("--diagram", help="only this diagram")
+    _strategy(sub)
     _format(sub)
     _limit(sub)
+
+
+def _strategy(sub: argparse.ArgumentParser) -> None:
+    from .plan.strategies import AUTO, STRATEGIES  # torch-free
+
+    sub.add_argument("--strategy", default=AUTO, choices=[AUTO, *STRATEGIES], metavar="NAME",
+                     help="plan every statement with this strategy where it applies (default: auto, the time "
+                          "model's choice); e.g. full/sparse/q skips every zero of the couplings")
 
 
 def _configure_from_e3nn(sub: argparse.ArgumentParser) -> None:

@@ -79,3 +79,10 @@ def test_the_benchmark_table_prints_every_form_case_and_degree() -> None:
     assert {line.split()[0] + line.split()[1] for line in out.splitlines() if " l=" in line} == {
         "fcl=1", "fcl=2", "uvul=1", "uvul=2"}
     assert "USDT" not in out and "profiler_start" not in out
+
+
+def test_the_sparse_benchmark_compares_every_case_with_the_choice() -> None:
+    out = run("bench_sparse.py", "--batch", "8", "--repeat", "1", "--degrees", "1")
+    rows = [line for line in out.splitlines() if "FLOPs/limit" in line]
+    assert [row.split()[0] for row in rows] == ["tree4", "product_basis", "fc_tp", "fc"]
+    assert all("ratio" in row and "fwd+bwd" in row for row in rows)

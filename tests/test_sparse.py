@@ -1,4 +1,4 @@
-"""The sparse form (``full/sparse/q`` weighted, ``full/sparse/joint`` unweighted): coupling tables
+"""The sparse form (``full/sparse/q``): coupling tables
 kept as their nonzeros, contracted by gathering and scatter-adding rows.
 
 Its nonzeros must be exactly the dense table's; its modules must equal the naive reference, be
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 from test_codegen import assert_close, example_inputs, plain, run_and_references  # noqa: E402
 
-SPARSE = ("full/sparse/q", "full/sparse/joint")
+SPARSE = ("full/sparse/q",)
 EXAMPLES = sorted(ROOT.glob("examples/*.fusion"))
 
 
@@ -74,7 +74,7 @@ def test_random_diagrams_in_the_sparse_form_match_the_reference(seed: int) -> No
 @pytest.mark.parametrize("example", ["tree4", "product_basis", "spins"])
 def test_sparse_modules_are_equivariant_in_both_precisions(example: str) -> None:
     text = (ROOT / "examples" / f"{example}.fusion").read_text()
-    result = sparse_compiled(text, f"{example}.fusion", "full/sparse/joint" if example == "spins" else "full/sparse/q")
+    result = sparse_compiled(text, f"{example}.fusion")
     for diagram in plain(result):
         module = result.module_class(diagram.name)()
         assert testing.assert_module_equivariant(module, diagram, dtype=torch.float64) < 1e-10

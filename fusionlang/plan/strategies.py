@@ -52,8 +52,8 @@ class Strategy:
             return statement.is_linear and self.stacking == "linear"
         if self.stacking == "single":
             return self.form == ("U" if model.reduced else "chain")
-        if self.form == "sparse":  # weighted paths are coupled each into its own slot
-            return self.stacking == "full" and self.outputs == ("q" if model.weighted else "joint")
+        if self.form == "sparse":  # (unweighted paths have nothing to weight: summed into their entries)
+            return True
         if self.form == "chain" and (statement.arity == 2 or model.reduced):
             return False
         return self.outputs != "q" or model.weighted
@@ -66,7 +66,7 @@ class Strategy:
 def _registry() -> dict[str, Strategy]:
     found = [Strategy(s, f, o) for s in ("full", "blocks") for f in ("U", "chain") for o in ("joint", "entry", "q")]
     found += [Strategy("single", "U", "entry"), Strategy("single", "chain", "entry"),
-              Strategy("full", "sparse", "joint"), Strategy("full", "sparse", "q"), Strategy("linear", "-", "entry")]
+              Strategy("full", "sparse", "q"), Strategy("linear", "-", "entry")]
     return {strategy.label: strategy for strategy in found}
 
 
