@@ -66,8 +66,9 @@ def compare(name: str, text: str, batch: int, repeat: int) -> str:
     med = lambda values: statistics.median(values)  # noqa: E731
     forward = [c[0] / s[0] for c, s in rounds]
     both = [c[1] / s[1] for c, s in rounds]
+    auto_ms, sparse_ms = med([c[0] for c, _ in rounds]) * 1e3, med([s[0] for _, s in rounds]) * 1e3
     return (f"{name:14s} FLOPs/limit auto {chosen[2] / chosen[3]:5.2f} sparse {sparse[2] / sparse[3]:5.2f} | "
-            f"forward auto {med([c[0] for c, _ in rounds]) * 1e3:8.2f} ms sparse {med([s[0] for _, s in rounds]) * 1e3:8.2f} ms "
+            f"forward auto {auto_ms:8.2f} ms sparse {sparse_ms:8.2f} ms "
             f"ratio {med(forward):5.2f} ({min(forward):.2f}-{max(forward):.2f}) | "
             f"fwd+bwd ratio {med(both):5.2f} ({min(both):.2f}-{max(both):.2f})")
 

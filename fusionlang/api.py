@@ -36,7 +36,7 @@ from .source import Source
 __all__ = ["CompileResult", "compile", "compile_file", "explain"]
 
 _CACHE_SIZE = 64
-_cache: OrderedDict[tuple[str, str, Limits], CompileResult] = OrderedDict()
+_cache: OrderedDict[tuple[Any, ...], CompileResult] = OrderedDict()   # (name, text, limits, strategy)
 _cache_lock = threading.Lock()
 
 

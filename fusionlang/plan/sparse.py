@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from .builder import Builder, add_result, joint_layout, layout_text, q_layout
 from .geometry import COMPONENTS, PathModel, Stack, leaf_channels, out_channels, statement_text
 from .model import StatementModel
 from .networks import Coupled, Operand, contract, network_sizes
 from .paths import BATCH, Network
-from .program import Step, sparse_nonzeros
+from .program import Step, TableSpec, sparse_nonzeros
 from .tables import coupling_operands, leaf_operands
 from .weighted import weigh_q_runs
 
@@ -79,7 +80,7 @@ def _sparse_vertex(b: Builder, model: StatementModel, table: Operand, rows: dict
                    sizes: dict[str, int], comment: str) -> Rows:
     """Gather the rows of every leaf axis's nonzeros, multiply them and the values, add them up
     into the output positions: ``[K, n, channels]``."""
-    spec = table.key[1]  # ("table", spec)
+    spec = _table_spec(table)
     leaf_axes = len(table.indices) - 1
     count = sparse_nonzeros(spec, leaf_axes)
     statement = model.statement.index
@@ -102,6 +103,13 @@ def _sparse_vertex(b: Builder, model: StatementModel, table: Operand, rows: dict
         t, "scatter", (var,), shape=(out_size,), index=f"{table.var}_out", comment=comment + ": added up",
         statement=statement, flops=count * width, size=out_size * width))
     return Rows(target, channels)
+
+
+def _table_spec(table: Operand) -> TableSpec:
+    """The recipe of a table operand (its key is ``("table", spec)``)."""
+    key: Any = table.key
+    assert key[0] == "table" and isinstance(key[1], TableSpec)
+    return key[1]
 
 
 def _gather(b: Builder, value: Rows, index: str, count: int, sizes: dict[str, int], comment: str) -> Rows:
