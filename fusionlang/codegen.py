@@ -27,7 +27,7 @@ from .diagnostics import Diagnostic, FusionError
 from .names import class_name
 from .plan import CallLabel, PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
 from .source import Source
-from .weights import fan_in_totals, path_weight_shape
+from .weights import Normaliser, path_normalisers, path_weight_shape
 
 __all__ = ["Unit", "class_name", "e3nn_instructions", "e3nn_mode", "explain_report", "generate_source",
            "module_name", "render_model"]
@@ -202,19 +202,19 @@ def e3nn_instructions(diagram: ir.Diagram, kept: dict[int, tuple[int, ...]] | No
     >>> e3nn_instructions(d)
     [(0, 0, 0, 'uvu', True, 1.0, (2, 1))]
     """
-    totals = fan_in_totals(diagram)
+    normalisers = path_normalisers(diagram)
     found: list[tuple[Any, ...]] = []
     for statement in diagram.statements:
         if statement.arity > 2:
             continue
         weighted = (kept or {}).get(statement.index, tuple(range(len(statement.paths))))
         for position, path in enumerate(statement.paths):
-            fan_in = totals[(statement.target, path.output)]
+            fan_in = normalisers[(statement.index, path)]
             found.append(_instruction(diagram, statement, path, fan_in, position in weighted))
     return found
 
 
-def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fan_in: int,
+def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fan_in: Normaliser,
                  kept: bool) -> tuple[Any, ...]:
     """One path as e3nn's instruction; ``path_shape`` is the path's weight block, or without
     weights the block e3nn gives the mode (``uvuv`` and ``uvu``: ``(m1, m2)``, ``uuu``: ``(m1,)``)."""

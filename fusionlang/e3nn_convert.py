@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .codegen import e3nn_instructions
 from .frontend import check_source
 from .groups import Irreps
+from .ir import IRREP_NORMALIZATIONS, PATH_NORMALIZATIONS
 
 if TYPE_CHECKING:
     import torch
@@ -91,8 +92,7 @@ def from_e3nn(module: Any, *, name: str | None = None, dtype: torch.dtype | None
     """
     from . import api
 
-    spec = _spec(module, name or _snake(type(module).__name__))
-    source = _choose_source(spec)
+    spec, source = _normalised(module, _spec(module, name or _snake(type(module).__name__)))
     result = api.compile(source, name=f"{spec.name}.fusion")
     compiled = result.module_class()(dtype=dtype or _dtype(module))
     _carry_weights(module, compiled, result.diagram(), spec)
@@ -105,7 +105,7 @@ def fusion_source(module: Any, *, name: str | None = None) -> str:
     >>> from e3nn import o3  # doctest: +SKIP
     >>> print(fusion_source(o3.Linear("4x0e + 2x1o", "3x0e + 1o")))  # doctest: +SKIP
     """
-    return _choose_source(_spec(module, name or _snake(type(module).__name__)))
+    return _normalised(module, _spec(module, name or _snake(type(module).__name__)))[1]
 
 
 # -- reading the e3nn module -----------------------------------------------------------------------
@@ -288,6 +288,38 @@ def _mismatch(found: frozenset[Key] | str, wanted: frozenset[Key]) -> str:
 def _few(keys: list[Key], most: int = 6) -> str:
     shown = ", ".join(str(k) for k in keys[:most])
     return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
+
+
+# -- the normalisation -------------------------------------------------------------------------------
+
+def _normalised(module: Any, spec: _Spec) -> tuple[_Spec, str]:
+    """The spec and source whose normalisation options give e3nn's ``path_weight`` on every path
+    (e3nn keeps no record of ``irrep_normalization`` and ``path_normalization``, only their
+    result). The defaults are tried first; when nothing matches (``in1_var``, ``out_var``, a
+    ``path_weight`` of one's own), the defaults are kept and :func:`_carry_weights` folds the factor
+    into internal weights or refuses."""
+    theirs = {_key(ins): _coefficient(ins) for ins in module.instructions if _key(ins)[0] >= 0}
+    source = _choose_source(spec)
+    for extra in _normalisation_options(spec):
+        candidate = replace(spec, options=spec.options + extra)
+        text = source if not extra else _choose_source(candidate)
+        if _coefficients_match(theirs, text):
+            return candidate, text
+    return spec, source
+
+
+def _normalisation_options(spec: _Spec) -> Iterator[tuple[str, ...]]:
+    """Every choice of the two options, the defaults first (a linear map has no irrep_normalization)."""
+    irreps = IRREP_NORMALIZATIONS if spec.kind == "tensor_product" else IRREP_NORMALIZATIONS[:1]
+    for irrep in irreps:
+        for path in PATH_NORMALIZATIONS:
+            yield ((f"irrep_normalization = {irrep}",) * (irrep != "component")
+                   + (f"path_normalization = {path}",) * (path != "element"))
+
+
+def _coefficients_match(theirs: dict[Key, float], text: str) -> bool:
+    ours = {_key(ins): _coefficient(ins) for ins in e3nn_instructions(check_source(text).diagram())}
+    return all(math.isclose(value, ours[key], rel_tol=1e-9) for key, value in theirs.items())
 
 
 # -- the weights -------------------------------------------------------------------------------------

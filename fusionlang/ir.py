@@ -27,6 +27,11 @@ CHANNEL_MODES: tuple[Channels, ...] = ("uvw", "uvu", "uuu")
 WEIGHT_MODES: tuple[Weights, ...] = ("none", "path", "channel", "external")
 PathsMode = Literal["sum", "split"]
 PATHS_MODES: tuple[PathsMode, ...] = ("sum", "split")
+# e3nn's `irrep_normalization` and `path_normalization` (docs/semantics.md, "Normalisation")
+IrrepNormalization = Literal["component", "norm", "none"]
+PathNormalization = Literal["element", "path", "none"]
+IRREP_NORMALIZATIONS: tuple[IrrepNormalization, ...] = ("component", "norm", "none")
+PATH_NORMALIZATIONS: tuple[PathNormalization, ...] = ("element", "path", "none")
 _NO_SPAN = Span(0, 0)
 
 
@@ -164,6 +169,9 @@ class Statement:
     # `only = {...}`: the statement keeps just the paths with these (leaf entries, output entry),
     # e3nn's instruction subsets; None keeps every path.
     only: tuple[PathChoice, ...] | None = None
+    # e3nn's normalisation choices; the defaults are e3nn's defaults ("component", "element").
+    irrep_normalization: IrrepNormalization = "component"
+    path_normalization: PathNormalization = "element"
     # The tree's walks, computed once: every pass reads them, some for every statement.
     _leaves: tuple[LeafRef, ...] = field(init=False, compare=False, repr=False)
     _vertices: tuple[Fuse, ...] = field(init=False, compare=False, repr=False)

@@ -76,7 +76,19 @@ def lower_diagram(block: syntax.Diagram, source: Source) -> tuple[ir.Diagram | N
         return None, state.problems
     legs = tuple(state.legs.values())
     diagram = ir.Diagram(block.name.text, state.group, legs, tuple(statements), block.span, source, basis)
+    _graph_normalization(diagram, state)
     return diagram, state.problems
+
+
+def _graph_normalization(diagram: ir.Diagram, state: _Lowering) -> None:
+    """Graph diagrams normalise their statements' sub-diagrams by e3nn's defaults only (E118)."""
+    if not diagram.is_graph:
+        return
+    for statement in diagram.statements:
+        if (statement.irrep_normalization, statement.path_normalization) != ("component", "element"):
+            state.report("E118", "graph diagrams take the default normalisation only", statement.span,
+                         label="`irrep_normalization`/`path_normalization` set on a graph statement",
+                         hint="drop the option, or scale the features outside the module")
 
 
 def _items(block: syntax.Diagram, kind: type) -> list:  # type: ignore[type-arg]
@@ -199,7 +211,8 @@ def _statement(index: int, stmt: syntax.Statement, known: set[str], state: _Lowe
     line = state.source.position(stmt.span.start).line
     return ir.Statement(index, tree, stmt.target.text, chosen["channels"], chosen["weights"],  # type: ignore[arg-type]
                         (), stmt.span, line, chosen["paths"], "aggregate" in chosen,  # type: ignore[arg-type]
-                        chosen.get("per"), only)
+                        chosen.get("per"), only, chosen["irrep_normalization"],  # type: ignore[arg-type]
+                        chosen["path_normalization"])  # type: ignore[arg-type]
 
 
 class _Counter:
@@ -256,7 +269,11 @@ def _target(name: syntax.Name, state: _Lowering) -> None:
 
 
 _OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES,
-                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": (), "only": ()}
+                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": (), "only": (),
+                                        "irrep_normalization": ir.IRREP_NORMALIZATIONS,
+                                        "path_normalization": ir.PATH_NORMALIZATIONS}
+_DEFAULTS = {"channels": DEFAULT_CHANNELS, "paths": "sum", "irrep_normalization": "component",
+             "path_normalization": "element"}
 _ONLY_HINT = ("write `only = {0 1 -> 2, 1 0 -> 2}`: the entry index of every argument, `->`, the entry index "
               "of the target, counted from 0 in the order the irreps list them")
 
@@ -277,14 +294,30 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[st
     if "per" in chosen and weights != "channel":
         state.report("E705", f"`per = {chosen['per']}` selects a table of per-channel weights, but this "
                      f"statement has `weights = {weights}`", stmt.span, hint="write `weights = channel` with `per`")
-    return {"channels": DEFAULT_CHANNELS, "paths": "sum", **chosen, "weights": weights}
+    _irrep_normalization(stmt, tree, chosen, state)
+    return {**_DEFAULTS, **chosen, "weights": weights}
+
+
+def _irrep_normalization(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], state: _Lowering) -> None:
+    """e3nn's ``irrep_normalization`` scales the coupling of two arguments (E118 elsewhere)."""
+    value = chosen.get("irrep_normalization", "component")
+    arity = len(ir.leaves(tree))
+    if value != "component" and arity != 2:
+        span = next(o.span for o in stmt.options if o.key.text == "irrep_normalization")
+        what = "a linear map (one argument)" if arity == 1 else f"a fusion tree of {arity} arguments"
+        state.report("E118", f"`irrep_normalization = {value}` scales a coupling of two arguments, not {what}",
+                     span, label="cannot be honoured here",
+                     hint="keep the default (`component`), or couple two arguments per statement through "
+                          "internal edges")
+        chosen["irrep_normalization"] = "component"
 
 
 def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
     key, value = option.key.text, option.value.text
     if key not in _OPTIONS:
         hint = did_you_mean(key, _OPTIONS) or ("statements take `channels`, `weights`, `paths`, `only`, "
-                                               "`aggregate` and `per`")
+                                               "`aggregate`, `per`, `irrep_normalization` and "
+                                               "`path_normalization`")
         state.report("E111", f"unknown option `{key}`", option.key.span, hint=hint)
         return
     if key == "only":

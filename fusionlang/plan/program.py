@@ -34,7 +34,7 @@ class Block:
 
     offsets: tuple[int, ...]
     tree: TreeSpec
-    fan_in: int = 1
+    fan_in: int | float = 1
     permutation: tuple[int, ...] = ()
     factor: tuple[int, int] = (1, 1)
 
