@@ -236,12 +236,13 @@ def _choose_source(spec: _Spec) -> str:
     split`` (one output entry per path, sorted: ``FullTensorProduct``'s layout); otherwise
     ``paths = sum`` with ``only = {...}`` listing the instructions (an instruction subset)."""
     problems = []
-    for paths in ("sum", "split") if spec.kind == "tensor_product" else ("sum",):
+    for paths in _layouts(spec):
         text = _text(spec, paths)
         found = _paths_of(text)
         if found == spec.keys:
             return text
-        problems.append(f"with `paths = {paths}`, {_mismatch(found, spec.keys)}")
+        layout = "pairing = elementwise" if paths == "elementwise" else f"paths = {paths}"
+        problems.append(f"with `{layout}`, {_mismatch(found, spec.keys)}")
     text = _text(spec, "sum", only=True)
     found = _paths_of(text)
     if found == spec.keys:
@@ -251,12 +252,26 @@ def _choose_source(spec: _Spec) -> str:
                               + "; ".join(problems))
 
 
+def _layouts(spec: _Spec) -> tuple[str, ...]:
+    """``paths = sum``, ``paths = split`` and, for ``uuu``, ``pairing = elementwise`` (e3nn's
+    ElementwiseTensorProduct: aligned entries only, one output entry per path in pair order)."""
+    if spec.kind != "tensor_product":
+        return ("sum",)
+    if "channels = uuu" not in spec.options:
+        return ("sum", "split")
+    if spec.origin == "ElementwiseTensorProduct":
+        return ("elementwise", "sum", "split")
+    return ("sum", "split", "elementwise")
+
+
 def _text(spec: _Spec, paths: str, only: bool = False) -> str:
     """The diagram, canonically formatted; with ``only``, its statement keeps just e3nn's
     instructions (an instruction subset)."""
     from .fmt import format_source
 
     options = [*spec.options, *(["paths = split"] if paths == "split" else [])]
+    if paths == "elementwise":
+        options = ["pairing = elementwise", *(o for o in spec.options if o != "channels = uuu")]
     if only:
         listed = ", ".join(" ".join(map(str, key[:-1])) + f" -> {key[-1]}" for key in sorted(spec.keys))
         options.append(f"only = {{{listed}}}")

@@ -263,12 +263,16 @@ def _split_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: I
                  state: _Inference) -> list[tuple[tuple[tuple[int, ...], tuple[Irrep, ...]], MulIrrep]]:
     """Each path of a splitting statement with the entry it gets, ordered like e3nn's ``sort()``."""
     raw = sorted(_raw_paths(statement, legs, allowed, state), key=lambda p: (p[0], p[1]))
+    if statement.pairing == "elementwise":  # aligned pairs (i, i) in pair order, the irreps by l: e3nn's order
+        raw = sorted((p for p in raw if len(set(p[0])) == 1), key=lambda p: (p[0], p[2].two_j))
     slots = []
     for entries, inner, root in raw:
         muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries, strict=True)]  # type: ignore[index]
         if not _uuu_fits(state, statement, muls):
             return []
         slots.append(((entries, inner), MulIrrep(output_multiplicity(statement, muls) or muls[0], root)))
+    if statement.pairing == "elementwise":
+        return slots
     return sorted(slots, key=lambda slot: (slot[1].irrep.two_j, slot[1].irrep.parity))
 
 
@@ -470,7 +474,8 @@ def _split_paths(legs: dict[str, ir.Leg], statement: ir.Statement, target: Irrep
     slots = _split_slots(statement, legs, frozenset(target.irreps), state)
     expected = Irreps([entry for _, entry in slots], target.group)
     if expected != target and legs[statement.target].declared:
-        _report_once(state, statement, "E402", f"with `paths = split`, `{statement.target}` gets one entry per "
+        mode = "pairing = elementwise" if statement.pairing == "elementwise" else "paths = split"
+        _report_once(state, statement, "E402", f"with `{mode}`, `{statement.target}` gets one entry per "
                      f"path: {expected or 'nothing'}, not {target}",
                      f"declare `{statement.target} : {expected}`, or drop its irreps to have them inferred")
         return ()

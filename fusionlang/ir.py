@@ -32,6 +32,10 @@ IrrepNormalization = Literal["component", "norm", "none"]
 PathNormalization = Literal["element", "path", "none"]
 IRREP_NORMALIZATIONS: tuple[IrrepNormalization, ...] = ("component", "norm", "none")
 PATH_NORMALIZATIONS: tuple[PathNormalization, ...] = ("element", "path", "none")
+# "all" couples every entry of one argument with every entry of the other; "elementwise" couples
+# copy i of the first with copy i of the second (e3nn's ElementwiseTensorProduct)
+Pairing = Literal["all", "elementwise"]
+PAIRINGS: tuple[Pairing, ...] = ("all", "elementwise")
 _NO_SPAN = Span(0, 0)
 
 
@@ -172,6 +176,9 @@ class Statement:
     # e3nn's normalisation choices; the defaults are e3nn's defaults ("component", "element").
     irrep_normalization: IrrepNormalization = "component"
     path_normalization: PathNormalization = "element"
+    # "elementwise": only paths (i, i) between aligned entries, each with its own target entry, in
+    # pair order (e3nn's ElementwiseTensorProduct); such a statement has paths_mode "split".
+    pairing: Pairing = "all"
     # The tree's walks, computed once: every pass reads them, some for every statement.
     _leaves: tuple[LeafRef, ...] = field(init=False, compare=False, repr=False)
     _vertices: tuple[Fuse, ...] = field(init=False, compare=False, repr=False)

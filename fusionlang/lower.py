@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import ir, syntax
 from .diagnostics import Diagnostic, FusionError, Label
-from .groups import GROUPS, Group, Irreps
+from .groups import GROUPS, Group, Irreps, MulIrrep
 from .source import Source, Span
 
 DEFAULT_CHANNELS: ir.Channels = "uvw"
@@ -89,6 +89,10 @@ def _graph_normalization(diagram: ir.Diagram, state: _Lowering) -> None:
             state.report("E118", "graph diagrams take the default normalisation only", statement.span,
                          label="`irrep_normalization`/`path_normalization` set on a graph statement",
                          hint="drop the option, or scale the features outside the module")
+        if statement.pairing != "all":
+            state.report("E118", "graph diagrams pair every entry (`pairing = all`)", statement.span,
+                         label="`pairing = elementwise` on a graph statement",
+                         hint="compute the elementwise product in a diagram without graph legs")
 
 
 def _items(block: syntax.Diagram, kind: type) -> list:  # type: ignore[type-arg]
@@ -212,7 +216,7 @@ def _statement(index: int, stmt: syntax.Statement, known: set[str], state: _Lowe
     return ir.Statement(index, tree, stmt.target.text, chosen["channels"], chosen["weights"],  # type: ignore[arg-type]
                         (), stmt.span, line, chosen["paths"], "aggregate" in chosen,  # type: ignore[arg-type]
                         chosen.get("per"), only, chosen["irrep_normalization"],  # type: ignore[arg-type]
-                        chosen["path_normalization"])  # type: ignore[arg-type]
+                        chosen["path_normalization"], chosen["pairing"])  # type: ignore[arg-type]
 
 
 class _Counter:
@@ -271,9 +275,9 @@ def _target(name: syntax.Name, state: _Lowering) -> None:
 _OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES,
                                         "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": (), "only": (),
                                         "irrep_normalization": ir.IRREP_NORMALIZATIONS,
-                                        "path_normalization": ir.PATH_NORMALIZATIONS}
+                                        "path_normalization": ir.PATH_NORMALIZATIONS, "pairing": ir.PAIRINGS}
 _DEFAULTS = {"channels": DEFAULT_CHANNELS, "paths": "sum", "irrep_normalization": "component",
-             "path_normalization": "element"}
+             "path_normalization": "element", "pairing": "all"}
 _ONLY_HINT = ("write `only = {0 1 -> 2, 1 0 -> 2}`: the entry index of every argument, `->`, the entry index "
               "of the target, counted from 0 in the order the irreps list them")
 
@@ -295,7 +299,62 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[st
         state.report("E705", f"`per = {chosen['per']}` selects a table of per-channel weights, but this "
                      f"statement has `weights = {weights}`", stmt.span, hint="write `weights = channel` with `per`")
     _irrep_normalization(stmt, tree, chosen, state)
+    if chosen.get("pairing") == "elementwise":
+        _elementwise(stmt, tree, chosen, state)
     return {**_DEFAULTS, **chosen, "weights": weights}
+
+
+def _elementwise(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], state: _Lowering) -> None:
+    """``pairing = elementwise``: two arguments with aligned entries, ``uuu``, one target entry per
+    path in pair order (``paths = split`` without the sorting); E118 for what it cannot honour."""
+    span = next(o.span for o in stmt.options if o.key.text == "pairing")
+    refs = ir.leaves(tree)
+    clash = ("pairs two arguments" if len(refs) != 2 else
+             "wires one channel through both arguments (`channels = uuu`)" if chosen.get("channels", "uuu") != "uuu"
+             else "lays out the target itself" if "paths" in chosen else
+             "couples aligned entries, which `only` cannot choose among" if any(
+                 o.key.text == "only" for o in stmt.options) else "")
+    if clash:
+        state.report("E118", f"`pairing = elementwise` {clash}", span, label="cannot be honoured here",
+                     hint="write `x, y -> z  [pairing = elementwise]`, with `weights` if wanted and no "
+                          "`channels`, `paths` or `only`")
+    else:
+        _aligned(refs, span, state)
+    chosen.update(channels="uuu", paths="split")
+
+
+def _aligned(refs: tuple[ir.LeafRef, ...], span: Span, state: _Lowering) -> None:
+    """Both arguments need declared irreps whose entries align: equal multiplicities, entry by entry."""
+    irreps = [state.legs[r.leg].irreps if r.leg in state.legs else None for r in refs]
+    if irreps[0] is None or irreps[1] is None:
+        state.report("E118", "`pairing = elementwise` needs the irreps of both arguments declared", span,
+                     hint="declare them (inputs always are), e.g. `edge h : 4x0e + 4x1o`")
+        return
+    copies = [sum(item.mul for item in found) for found in irreps]
+    if copies[0] != copies[1]:
+        state.report("E118", f"`pairing = elementwise` pairs copy i of `{refs[0].leg}` with copy i of "
+                     f"`{refs[1].leg}`, but they have {copies[0]} and {copies[1]} copies", span,
+                     hint="give both arguments the same number of irreps (sum of multiplicities)")
+        return
+    first, second = (_split(found, irreps[1 - k]) for k, found in enumerate(irreps))
+    if (len(first), len(second)) != (len(irreps[0]), len(irreps[1])):
+        state.report("E118", "with `pairing = elementwise`, entry i of each argument must have the same "
+                     "multiplicity", span,
+                     hint=f"split the entries (the layout is the same): `{refs[0].leg} : {first}`, "
+                          f"`{refs[1].leg} : {second}`")
+
+
+def _split(irreps: Irreps, other: Irreps) -> Irreps:
+    """``irreps`` with its entries cut where ``other``'s entries end (e3nn's alignment)."""
+    cuts = sorted({sum(item.mul for item in other[:k]) for k in range(1, len(other))}
+                  | {sum(item.mul for item in irreps[:k]) for k in range(1, len(irreps))})
+    pieces, start = [], 0
+    for item in irreps:
+        stop = start + item.mul
+        edges = [start, *(c for c in cuts if start < c < stop), stop]
+        pieces += [MulIrrep(b - a, item.irrep) for a, b in zip(edges, edges[1:], strict=False)]
+        start = stop
+    return Irreps(pieces, irreps.group)
 
 
 def _irrep_normalization(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], state: _Lowering) -> None:
