@@ -325,18 +325,19 @@ def _elementwise(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], 
 
 def _aligned(refs: tuple[ir.LeafRef, ...], span: Span, state: _Lowering) -> None:
     """Both arguments need declared irreps whose entries align: equal multiplicities, entry by entry."""
-    irreps = [state.legs[r.leg].irreps if r.leg in state.legs else None for r in refs]
-    if irreps[0] is None or irreps[1] is None:
+    found = [state.legs[r.leg].irreps if r.leg in state.legs else None for r in refs]
+    irreps = [item for item in found if item is not None]
+    if len(irreps) != 2:
         state.report("E118", "`pairing = elementwise` needs the irreps of both arguments declared", span,
                      hint="declare them (inputs always are), e.g. `edge h : 4x0e + 4x1o`")
         return
-    copies = [sum(item.mul for item in found) for found in irreps]
+    copies = [sum(entry.mul for entry in item) for item in irreps]
     if copies[0] != copies[1]:
         state.report("E118", f"`pairing = elementwise` pairs copy i of `{refs[0].leg}` with copy i of "
                      f"`{refs[1].leg}`, but they have {copies[0]} and {copies[1]} copies", span,
                      hint="give both arguments the same number of irreps (sum of multiplicities)")
         return
-    first, second = (_split(found, irreps[1 - k]) for k, found in enumerate(irreps))
+    first, second = (_split(item, irreps[1 - k]) for k, item in enumerate(irreps))
     if (len(first), len(second)) != (len(irreps[0]), len(irreps[1])):
         state.report("E118", "with `pairing = elementwise`, entry i of each argument must have the same "
                      "multiplicity", span,

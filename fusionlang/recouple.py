@@ -406,7 +406,8 @@ def _check_compatible(a: _Side, b: _Side) -> None:
     what = f"statement {sa.index} of `{a.diagram.name}` and statement {sb.index} of `{b.diagram.name}`"
     if a.diagram.group != b.diagram.group:
         raise ValueError(f"{what}: groups {a.diagram.group} and {b.diagram.group} differ")
-    options = ("channels", "weights", "paths_mode", "aggregate", "per")
+    options = ("channels", "weights", "paths_mode", "aggregate", "per", "irrep_normalization", "path_normalization",
+               "pairing")
     for option in options:
         if getattr(sa, option) != getattr(sb, option):
             raise ValueError(f"{what}: `{option}` differs ({getattr(sa, option)} vs {getattr(sb, option)})")
