@@ -224,7 +224,10 @@ def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fa
         return (path.leaves[0], path.output, shape or (), 1 / math.sqrt(fan_in))
     dim = diagram.irreps(statement.target)[path.output].irrep.dim
     no_weights = muls[:1] if statement.channels == "uuu" else muls
-    return (path.leaves[0], path.leaves[1], path.output, e3nn_mode(statement), shape is not None and kept,
+    mode = e3nn_mode(statement)
+    if statement.pairing == "unordered" and path.leaves[0] == path.leaves[1]:  # e3nn's TensorSquare
+        mode, no_weights = ("uuu", muls[:1]) if path.diagonal else ("uvu<v", (muls[0] * (muls[0] - 1) // 2,))
+    return (path.leaves[0], path.leaves[1], path.output, mode, shape is not None and kept,
             math.sqrt(dim / fan_in), no_weights if shape is None else shape)
 
 

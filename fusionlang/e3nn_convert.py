@@ -1,8 +1,8 @@
 """e3nn modules → ``.fusion`` source and a compiled module with the same weights (docs/e3nn.md).
 
 :func:`from_e3nn` reads an ``o3.TensorProduct`` (``FullyConnectedTensorProduct``,
-``FullTensorProduct``, ``ElementwiseTensorProduct``, or instructions of its own) or an
-``o3.Linear`` duck-typed, as :mod:`fusionlang.importers` does (e3nn is never imported here),
+``FullTensorProduct``, ``ElementwiseTensorProduct``, ``TensorSquare``, or instructions of its own)
+or an ``o3.Linear`` duck-typed, as :mod:`fusionlang.importers` does (e3nn is never imported here),
 writes the one statement that computes it (an instruction subset keeps just e3nn's instructions
 with ``only = {...}``), compiles it and carries the weights over. What the language cannot say (a
 connection mode, biases, shared external weights, a normalisation that weights cannot absorb)
@@ -113,9 +113,7 @@ def fusion_source(module: Any, *, name: str | None = None) -> str:
 def _spec(module: Any, name: str) -> _Spec:
     kind = type(module).__name__
     if kind == "TensorSquare":
-        raise E3nnConversionError("TensorSquare", "e3nn couples only entry pairs i <= j and channel pairs u < v "
-                                  "(modes `uvu<v`, `u<vw`); a repeated input `x, x -> z` couples every pair "
-                                  "and keeps weights in a reduced symmetric basis instead")
+        return _square_spec(module, name)
     if hasattr(type(module), "KEPT_PATHS"):  # a compiled module has e3nn's attributes too
         raise E3nnConversionError("a fusionlang module", "it is compiled from .fusion source already "
                                   "(its class's module holds the generated code)")
@@ -138,6 +136,37 @@ def _tensor_product_spec(tp: Any, name: str) -> _Spec:
             ("output", "z", _irreps_text(tp.irreps_out, "irreps_out")))
     options = (f"channels = {channels}", f"weights = {_weights_mode(tp, weighted, 'channel')}")
     return _Spec(name, "tensor_product", type(tp).__name__, legs, "x, y -> z", options, frozenset(keys))
+
+
+def _square_spec(square: Any, name: str) -> _Spec:
+    """e3nn's TensorSquare without ``irreps_out``: ``x, x -> z  [pairing = unordered]``."""
+    instructions = list(square.instructions)
+    if any(bool(ins.has_weight) for ins in instructions):
+        return _weighted_square_spec(square, name)
+    keys = _unique_keys([(ins.i_in1, ins.i_in2, ins.i_out) for ins in instructions])
+    legs = (("input", "x", _irreps_text(square.irreps_in, "irreps_in")),
+            ("output", "z", _irreps_text(square.irreps_out, "irreps_out")))
+    return _Spec(name, "tensor_square", type(square).__name__, legs, "x, x -> z",
+                 ("pairing = unordered", "weights = none"), frozenset(keys))
+
+
+def _weighted_square_spec(square: Any, name: str) -> _Spec:
+    """e3nn's TensorSquare with ``irreps_out`` (modes ``uvw`` for entries i < j, ``u<vw`` and ``uuw``
+    for i = j): ``x, x -> z  [weights = channel]``, whose path (i, j) and (j, i) blocks carry them."""
+    if not bool(square.internal_weights):
+        raise E3nnConversionError("TensorSquare with external weights", "its weights are laid out by unordered "
+                                  "pairs; `x, x -> z` takes a block per ordered pair: build it with internal weights")
+    entries = [(int(mul), ir) for mul, ir in square.irreps_in]
+    if all(mul == 1 for mul, _ in entries):
+        raise E3nnConversionError("TensorSquare with irreps_out on multiplicity-1 irreps", "`x, x -> z` then keeps "
+                                  "weights in a reduced symmetric basis, which this converter does not map onto")
+    _check_outputs_written(square.irreps_out, {int(ins.i_out) for ins in square.instructions})
+    keys = {(i, j, k) for i, (_, a) in enumerate(entries) for j, (_, b) in enumerate(entries)
+            for k, (_, c) in enumerate(square.irreps_out) if c in a * b}
+    legs = (("input", "x", _irreps_text(square.irreps_in, "irreps_in")),
+            ("output", "z", _irreps_text(square.irreps_out, "irreps_out")))
+    return _Spec(name, "weighted_square", type(square).__name__, legs, "x, x -> z",
+                 ("channels = uvw", "weights = channel"), frozenset(keys))
 
 
 def _linear_spec(linear: Any, name: str) -> _Spec:
@@ -325,7 +354,10 @@ def _normalised(module: Any, spec: _Spec) -> tuple[_Spec, str]:
 
 def _normalisation_options(spec: _Spec) -> Iterator[tuple[str, ...]]:
     """Every choice of the two options, the defaults first (a linear map has no irrep_normalization)."""
-    irreps = IRREP_NORMALIZATIONS if spec.kind == "tensor_product" else IRREP_NORMALIZATIONS[:1]
+    if spec.kind == "weighted_square":  # its weights absorb any normalisation
+        yield ()
+        return
+    irreps = IRREP_NORMALIZATIONS if spec.kind != "linear" else IRREP_NORMALIZATIONS[:1]
     for irrep in irreps:
         for path in PATH_NORMALIZATIONS:
             yield ((f"irrep_normalization = {irrep}",) * (irrep != "component")
@@ -343,6 +375,9 @@ def _carry_weights(e3nn_module: Any, compiled: Any, diagram: ir.Diagram, spec: _
     """Copy internal weights; check that unweighted paths and external weights need no change."""
     from .importers import load_e3nn_weights
 
+    if spec.kind == "weighted_square":
+        _carry_square_weights(e3nn_module, compiled, diagram)
+        return
     theirs = {_key(ins): ins for ins in e3nn_module.instructions if _key(ins)[0] >= 0}
     ours = {_key(ins): ins for ins in e3nn_instructions(diagram)}
     if "weights = none" in spec.options:
@@ -355,6 +390,38 @@ def _carry_weights(e3nn_module: Any, compiled: Any, diagram: ir.Diagram, spec: _
             load_e3nn_weights(compiled, e3nn_module, diagram=diagram)
         except ValueError as failure:
             raise E3nnConversionError("weights", str(failure)) from failure
+
+
+def _carry_square_weights(square: Any, compiled: Any, diagram: ir.Diagram) -> None:
+    """TensorSquare's weights onto ``x, x -> z  [weights = channel]``: an instruction (i, j, k) of
+    mode ``uvw`` fills the block of path (i, j) → k, ``u<vw`` its entries u < v and ``uuw`` its
+    diagonal; the paths (j, i) with j > i keep zeros. Each is rescaled by the ratio of e3nn's
+    ``path_weight`` to our path's coefficient."""
+    import torch
+
+    from .importers import _our_coefficient, statement_parameter
+
+    (statement,) = diagram.statements
+    blocks = {(p.leaves, p.output): torch.zeros(*(diagram.irreps("x")[e].mul for e in p.leaves),
+                                                diagram.irreps("z")[p.output].mul, dtype=torch.float64)
+              for p in statement.paths}
+    by_key = {(p.leaves, p.output): p for p in statement.paths}
+    for _, ins, view in square.weight_views(yield_instruction=True):
+        key = ((int(ins.i_in1), int(ins.i_in2)), int(ins.i_out))
+        value = view.detach().to(torch.float64) * (ins.path_weight / _our_coefficient(diagram, statement,
+                                                                                       by_key[key]))
+        block, mul = blocks[key], blocks[key].shape[0]
+        if ins.connection_mode == "uvw":
+            block += value
+        elif ins.connection_mode == "u<vw":
+            u, v = torch.triu_indices(mul, mul, 1)
+            block[u, v] += value
+        else:  # uuw
+            block[torch.arange(mul), torch.arange(mul)] += value
+    flat = torch.cat([blocks[(p.leaves, p.output)].reshape(-1) for p in statement.paths])
+    parameter = statement_parameter(compiled, statement.index)
+    with torch.no_grad():
+        parameter.copy_(flat.reshape(parameter.shape).to(parameter.dtype))
 
 
 def _key(instruction: Any) -> Key:

@@ -33,9 +33,11 @@ PathNormalization = Literal["element", "path", "none"]
 IRREP_NORMALIZATIONS: tuple[IrrepNormalization, ...] = ("component", "norm", "none")
 PATH_NORMALIZATIONS: tuple[PathNormalization, ...] = ("element", "path", "none")
 # "all" couples every entry of one argument with every entry of the other; "elementwise" couples
-# copy i of the first with copy i of the second (e3nn's ElementwiseTensorProduct)
-Pairing = Literal["all", "elementwise"]
-PAIRINGS: tuple[Pairing, ...] = ("all", "elementwise")
+# copy i of the first with copy i of the second (e3nn's ElementwiseTensorProduct); "unordered"
+# couples every unordered pair of copies of one argument read twice, the diagonal only where the
+# product is symmetric (e3nn's TensorSquare)
+Pairing = Literal["all", "elementwise", "unordered"]
+PAIRINGS: tuple[Pairing, ...] = ("all", "elementwise", "unordered")
 _NO_SPAN = Span(0, 0)
 
 
@@ -140,6 +142,9 @@ class Path:
     leaves: tuple[int, ...]
     inner: tuple[Irrep, ...]
     output: int
+    # `pairing = unordered` couples two copies of one entry twice: the pairs u < v (False) and,
+    # where the product is symmetric, the diagonal u = v (True).
+    diagonal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,8 @@ class Statement:
     irrep_normalization: IrrepNormalization = "component"
     path_normalization: PathNormalization = "element"
     # "elementwise": only paths (i, i) between aligned entries, each with its own target entry, in
-    # pair order (e3nn's ElementwiseTensorProduct); such a statement has paths_mode "split".
+    # pair order (e3nn's ElementwiseTensorProduct); "unordered": the pairs of copies u < v of
+    # `x, x`, and u = v where symmetric (e3nn's TensorSquare). Both have paths_mode "split".
     pairing: Pairing = "all"
     # The tree's walks, computed once: every pass reads them, some for every statement.
     _leaves: tuple[LeafRef, ...] = field(init=False, compare=False, repr=False)

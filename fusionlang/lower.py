@@ -91,7 +91,7 @@ def _graph_normalization(diagram: ir.Diagram, state: _Lowering) -> None:
                          hint="drop the option, or scale the features outside the module")
         if statement.pairing != "all":
             state.report("E118", "graph diagrams pair every entry (`pairing = all`)", statement.span,
-                         label="`pairing = elementwise` on a graph statement",
+                         label=f"`pairing = {statement.pairing}` on a graph statement",
                          hint="compute the elementwise product in a diagram without graph legs")
 
 
@@ -301,7 +301,29 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[st
     _irrep_normalization(stmt, tree, chosen, state)
     if chosen.get("pairing") == "elementwise":
         _elementwise(stmt, tree, chosen, state)
+    if chosen.get("pairing") == "unordered":
+        _unordered(stmt, tree, chosen, weights, state)
     return {**_DEFAULTS, **chosen, "weights": weights}
+
+
+def _unordered(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], weights: str,
+               state: _Lowering) -> None:
+    """``pairing = unordered``: one argument read twice, no weights, the target laid out by the pairs
+    (e3nn's TensorSquare without ``irreps_out``); E118 for what it cannot honour."""
+    span = next(o.span for o in stmt.options if o.key.text == "pairing")
+    refs = ir.leaves(tree)
+    clash = ("pairs copies of one argument read twice (`x, x -> y`)"
+             if len(refs) != 2 or (refs[0].leg, refs[0].via) != (refs[1].leg, refs[1].via) else
+             "has no weights (e3nn's TensorSquare without irreps_out)" if weights != "none" else
+             "sets the channels itself" if "channels" in chosen else
+             "lays out the target itself" if "paths" in chosen else
+             "keeps every unordered pair, which `only` cannot choose among" if any(
+                 o.key.text == "only" for o in stmt.options) else "")
+    if clash:
+        state.report("E118", f"`pairing = unordered` {clash}", span, label="cannot be honoured here",
+                     hint="write `x, x -> y  [pairing = unordered]`; with weights, `x, x -> y  [weights = channel]` "
+                          "computes the same functions (e3nn's TensorSquare with irreps_out)")
+    chosen.update(channels="uvw", paths="split")
 
 
 def _elementwise(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], state: _Lowering) -> None:

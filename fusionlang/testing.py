@@ -54,7 +54,15 @@ from .rotations import (
     representation,
     rotate,
 )
-from .weights import path_fan_in, path_normalisers, path_weight_shape, split_weights, weight_letters, weight_numel
+from .weights import (
+    path_fan_in,
+    path_normalisers,
+    path_weight_shape,
+    split_weights,
+    unordered_channels,
+    weight_letters,
+    weight_numel,
+)
 
 __all__ = [
     "GroupElement", "assert_equivariant", "assert_module_equivariant", "cast_module", "default_tolerance",
@@ -127,8 +135,12 @@ def _path_term(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path,
     # The operands are tiny: opt_einsum's search for a contraction order would cost far more.
     with torch.backends.opt_einsum.flags(enabled=False):
         term = torch.einsum(spec, *operands)
-    return term.reshape(*term.shape[:-statement.arity - 1], -1, term.shape[-1]) \
-        if statement.channels == "uvw" and weight is None else term
+    if not (statement.channels == "uvw" and weight is None):
+        return term
+    flat = term.reshape(*term.shape[:-statement.arity - 1], -1, term.shape[-1])
+    if statement.pairing == "unordered" and path.leaves[0] == path.leaves[1]:
+        return flat[..., unordered_channels(features[0].shape[-2], path.diagonal), :]
+    return flat
 
 
 def _evaluation_order(diagram: ir.Diagram) -> list[str]:

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["Normaliser", "fan_in", "fan_in_totals", "leaf_muls", "path_fan_in", "path_normalisers",
-           "path_weight_shape", "split_weights", "weight_axes", "weight_block", "weight_letters", "weight_numel"]
+           "path_weight_shape", "split_weights", "unordered_channels", "weight_axes", "weight_block", "weight_letters",
+           "weight_numel"]
 
 # The number N whose 1/sqrt(N) multiplies a path's component-normalised coupling: an int for e3nn's
 # default normalisation (the fan_in of the output entry), a float otherwise.
@@ -138,6 +139,8 @@ def path_normalisers(diagram: ir.Diagram) -> dict[tuple[int, ir.Path], Normalise
             terms = {"element": Fraction(totals[entry]), "none": Fraction(1),
                      "path": Fraction(path_fan_in(diagram, statement, path) * counts[entry])}
             number = terms[statement.path_normalization] / _irrep_factor(diagram, statement, path)
+            if path.diagonal:
+                number *= _diagonal_factor(diagram, statement, path)
             found[(statement.index, path)] = int(number) if number.denominator == 1 else float(number)
     return found
 
@@ -150,6 +153,28 @@ def _irrep_factor(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -
     dims = [irrep.dim for _, irrep in diagram.path_irreps(statement, path)]
     top = math.prod(dims[:-1]) if statement.irrep_normalization == "norm" else 1
     return Fraction(top, dims[-1])
+
+
+def _diagonal_factor(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> Fraction:
+    """e3nn's TensorSquare scales the diagonal ``x_u ⊗ x_u → c`` apart from the pairs u < v: by
+    ``1 / (d + 2)`` (``c`` scalar) or ``1 / 2`` relative to them with ``component``; with ``norm``,
+    ``1 / d`` or ``(d + 2) / (2 d)``; not at all with ``none`` (on the squared coefficient, ``d`` the
+    dimension of the argument's irrep)."""
+    (_, a), _, (_, c) = diagram.path_irreps(statement, path)
+    scalar = c.two_j == 0
+    return {"component": Fraction(a.dim + 2) if scalar else Fraction(2),
+            "norm": Fraction(a.dim) if scalar else Fraction(2 * a.dim, a.dim + 2),
+            "none": Fraction(1)}[statement.irrep_normalization]
+
+
+def unordered_channels(mul: int, diagonal: bool) -> list[int]:
+    """``pairing = unordered`` on two copies of one entry: which of the ``mul * mul`` channel pairs
+    ``(u, v)`` (flattened u-major) a path keeps: ``u = v`` on the diagonal, else ``u < v``.
+
+    >>> unordered_channels(3, False), unordered_channels(3, True)
+    ([1, 2, 5], [0, 4, 8])
+    """
+    return [u * mul + v for u in range(mul) for v in range(mul) if (u == v if diagonal else u < v)]
 
 
 def path_weight_shape(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> tuple[int, ...] | None:

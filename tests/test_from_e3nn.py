@@ -160,12 +160,9 @@ def test_the_dtype_follows_the_e3nn_module_unless_given() -> None:
     assert fusionlang.from_e3nn(tp, dtype=torch.float32).module.weight_z_0.dtype == torch.float32
 
 
-def _square() -> Any:
-    return o3.TensorSquare("2x0e + 2x1o")
-
-
 REFUSED: dict[str, tuple[Callable[[], Any], str, str]] = {
-    "tensor_square": (_square, "TensorSquare", "u < v"),
+    "tensor_square_external": (lambda: o3.TensorSquare("2x0e + 2x1o", "2x0e", shared_weights=False),
+                               "TensorSquare with external weights", "internal weights"),
     "uvv": (lambda: o3.TensorProduct("2x0e", "3x0e", "3x0e", [(0, 0, 0, "uvv", True)]),
             "connection mode `uvv`", "uvw"),
     "uuw": (lambda: o3.TensorProduct("2x0e", "2x0e", "3x0e", [(0, 0, 0, "uuw", True)]),
@@ -231,8 +228,8 @@ def test_command_line_writes_the_source_and_the_weights(tmp_path: Path, capsys: 
 
 
 def test_command_line_refusals_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    torch.save(o3.TensorSquare("2x1o"), tmp_path / "square.pt")
+    torch.save(o3.TensorSquare("2x1o", "2x0e", shared_weights=False), tmp_path / "square.pt")
     assert cli.main(["from-e3nn", str(tmp_path / "square.pt")]) == 1
-    assert "error: cannot convert the e3nn module: TensorSquare" in capsys.readouterr().err
+    assert "error: cannot convert the e3nn module: TensorSquare with external weights" in capsys.readouterr().err
     assert cli.main(["from-e3nn", str(tmp_path / "missing.pt")]) == 1
     assert "error[E901]: cannot load" in capsys.readouterr().err

@@ -94,7 +94,8 @@ def spec_dim(irrep: str) -> int:
     return 2 * int(text) + 1
 
 
-StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "mul", "einsum", "weights", "add", "zeros", "output"]
+StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "mul", "einsum", "weights", "add", "zeros", "output",
+                   "gather"]
 """What a :class:`Step` does (its fields' meaning depends on it)."""
 
 
@@ -112,7 +113,8 @@ class Step:
     (a parameter's or external argument's blocks: ``source`` sliced ``[start:stop]`` or gathered by
     the index buffer ``index`` (numbers, or blocks of ``stop`` numbers when ``stop`` is set), viewed
     as ``shape``, times ``scale``), ``add`` (sum of ``args``),
-    ``zeros`` (``[n, *shape]`` zeros like ``args[0]``), ``output`` (``args`` reshaped to
+    ``zeros`` (``[n, *shape]`` zeros like ``args[0]``), ``gather`` (``args[0]`` indexed along
+    ``axis`` by the index buffer ``args[1]``), ``output`` (``args`` reshaped to
     ``[n, widths[k]]``, concatenated, reshaped to the batch).
 
     ``line`` is the source line the step comes from (the statement, or the leg's declaration);
@@ -145,7 +147,7 @@ class Step:
     @property
     def is_op(self) -> bool:
         """Whether the step launches a tensor operation that computes (views are free)."""
-        return self.kind in ("cat", "einsum", "mul", "add", "zeros", "output") or (
+        return self.kind in ("cat", "einsum", "mul", "add", "zeros", "output", "gather") or (
             self.kind == "weights" and bool(self.index or self.scale is not None))
 
 
