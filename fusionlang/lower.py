@@ -92,7 +92,7 @@ def _graph_normalization(diagram: ir.Diagram, state: _Lowering) -> None:
         if statement.pairing != "all":
             state.report("E118", "graph diagrams pair every entry (`pairing = all`)", statement.span,
                          label=f"`pairing = {statement.pairing}` on a graph statement",
-                         hint="compute the elementwise product in a diagram without graph legs")
+                         hint="compute it in a diagram without graph legs and pass the result in")
 
 
 def _items(block: syntax.Diagram, kind: type) -> list:  # type: ignore[type-arg]
@@ -312,13 +312,13 @@ def _unordered(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], we
     (e3nn's TensorSquare without ``irreps_out``); E118 for what it cannot honour."""
     span = next(o.span for o in stmt.options if o.key.text == "pairing")
     refs = ir.leaves(tree)
-    clash = ("pairs copies of one argument read twice (`x, x -> y`)"
-             if len(refs) != 2 or (refs[0].leg, refs[0].via) != (refs[1].leg, refs[1].via) else
-             "has no weights (e3nn's TensorSquare without irreps_out)" if weights != "none" else
-             "sets the channels itself" if "channels" in chosen else
-             "lays out the target itself" if "paths" in chosen else
-             "keeps every unordered pair, which `only` cannot choose among" if any(
-                 o.key.text == "only" for o in stmt.options) else "")
+    clash = _first_clash(
+        (len(refs) != 2 or (refs[0].leg, refs[0].via) != (refs[1].leg, refs[1].via),
+         "pairs copies of one argument read twice (`x, x -> y`)"),
+        (weights != "none", "has no weights (e3nn's TensorSquare without irreps_out)"),
+        ("channels" in chosen, "sets the channels itself"),
+        ("paths" in chosen, "lays out the target itself"),
+        (_has_only(stmt), "keeps every unordered pair, which `only` cannot choose among"))
     if clash:
         state.report("E118", f"`pairing = unordered` {clash}", span, label="cannot be honoured here",
                      hint="write `x, x -> y  [pairing = unordered]`; with weights, `x, x -> y  [weights = channel]` "
@@ -331,11 +331,11 @@ def _elementwise(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], 
     path in pair order (``paths = split`` without the sorting); E118 for what it cannot honour."""
     span = next(o.span for o in stmt.options if o.key.text == "pairing")
     refs = ir.leaves(tree)
-    clash = ("pairs two arguments" if len(refs) != 2 else
-             "wires one channel through both arguments (`channels = uuu`)" if chosen.get("channels", "uuu") != "uuu"
-             else "lays out the target itself" if "paths" in chosen else
-             "couples aligned entries, which `only` cannot choose among" if any(
-                 o.key.text == "only" for o in stmt.options) else "")
+    clash = _first_clash(
+        (len(refs) != 2, "pairs two arguments"),
+        (chosen.get("channels", "uuu") != "uuu", "wires one channel through both arguments (`channels = uuu`)"),
+        ("paths" in chosen, "lays out the target itself"),
+        (_has_only(stmt), "couples aligned entries, which `only` cannot choose among"))
     if clash:
         state.report("E118", f"`pairing = elementwise` {clash}", span, label="cannot be honoured here",
                      hint="write `x, y -> z  [pairing = elementwise]`, with `weights` if wanted and no "
@@ -343,6 +343,15 @@ def _elementwise(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], 
     else:
         _aligned(refs, span, state)
     chosen.update(channels="uuu", paths="split")
+
+
+def _first_clash(*checks: tuple[bool, str]) -> str:
+    """The message of the first check that fails (``""`` when none does)."""
+    return next((message for failed, message in checks if failed), "")
+
+
+def _has_only(stmt: syntax.Statement) -> bool:
+    return any(option.key.text == "only" for option in stmt.options)
 
 
 def _aligned(refs: tuple[ir.LeafRef, ...], span: Span, state: _Lowering) -> None:
