@@ -27,7 +27,7 @@ from .diagnostics import Diagnostic, FusionError
 from .names import class_name
 from .plan import CallLabel, PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
 from .source import Source
-from .weights import fan_in_totals, path_weight_shape
+from .weights import Normaliser, path_normalisers, path_weight_shape
 
 __all__ = ["Unit", "class_name", "e3nn_instructions", "e3nn_mode", "explain_report", "generate_source",
            "module_name", "render_model"]
@@ -202,19 +202,19 @@ def e3nn_instructions(diagram: ir.Diagram, kept: dict[int, tuple[int, ...]] | No
     >>> e3nn_instructions(d)
     [(0, 0, 0, 'uvu', True, 1.0, (2, 1))]
     """
-    totals = fan_in_totals(diagram)
+    normalisers = path_normalisers(diagram)
     found: list[tuple[Any, ...]] = []
     for statement in diagram.statements:
         if statement.arity > 2:
             continue
         weighted = (kept or {}).get(statement.index, tuple(range(len(statement.paths))))
         for position, path in enumerate(statement.paths):
-            fan_in = totals[(statement.target, path.output)]
+            fan_in = normalisers[(statement.index, path)]
             found.append(_instruction(diagram, statement, path, fan_in, position in weighted))
     return found
 
 
-def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fan_in: int,
+def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fan_in: Normaliser,
                  kept: bool) -> tuple[Any, ...]:
     """One path as e3nn's instruction; ``path_shape`` is the path's weight block, or without
     weights the block e3nn gives the mode (``uvuv`` and ``uvu``: ``(m1, m2)``, ``uuu``: ``(m1,)``)."""
@@ -224,7 +224,10 @@ def _instruction(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, fa
         return (path.leaves[0], path.output, shape or (), 1 / math.sqrt(fan_in))
     dim = diagram.irreps(statement.target)[path.output].irrep.dim
     no_weights = muls[:1] if statement.channels == "uuu" else muls
-    return (path.leaves[0], path.leaves[1], path.output, e3nn_mode(statement), shape is not None and kept,
+    mode = e3nn_mode(statement)
+    if statement.pairing == "unordered" and path.leaves[0] == path.leaves[1]:  # e3nn's TensorSquare
+        mode, no_weights = ("uuu", muls[:1]) if path.diagonal else ("uvu<v", (muls[0] * (muls[0] - 1) // 2,))
+    return (path.leaves[0], path.leaves[1], path.output, mode, shape is not None and kept,
             math.sqrt(dim / fan_in), no_weights if shape is None else shape)
 
 
@@ -294,7 +297,8 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
     if step.kind == "output":
         model["layout"] = _layout_expression(step)
     if step.kind == "gather":
-        model["source"] = _aligned(step.args[0], (step.views[0][0], ())) if step.views[0][0] else step.args[0]
+        permutation = step.views[0][0] if step.views else ()
+        model["source"] = _aligned(step.args[0], (permutation, ())) if permutation else step.args[0]
     if step.kind == "mul":
         model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation

@@ -54,6 +54,7 @@ CODES: dict[str, str] = {
     "E115": "unknown graph function",
     "E116": "basis does not fit the group",
     "E117": "malformed `only` path list",
+    "E118": "a statement option that the statement cannot honour",
     "E201": "coupling violates the triangle rule",
     "E202": "coupling violates parity",
     "E203": "coupling violates integrality of j1 + j2 + j3",

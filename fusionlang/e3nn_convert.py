@@ -1,8 +1,8 @@
 """e3nn modules → ``.fusion`` source and a compiled module with the same weights (docs/e3nn.md).
 
 :func:`from_e3nn` reads an ``o3.TensorProduct`` (``FullyConnectedTensorProduct``,
-``FullTensorProduct``, ``ElementwiseTensorProduct``, or instructions of its own) or an
-``o3.Linear`` duck-typed, as :mod:`fusionlang.importers` does (e3nn is never imported here),
+``FullTensorProduct``, ``ElementwiseTensorProduct``, ``TensorSquare``, or instructions of its own)
+or an ``o3.Linear`` duck-typed, as :mod:`fusionlang.importers` does (e3nn is never imported here),
 writes the one statement that computes it (an instruction subset keeps just e3nn's instructions
 with ``only = {...}``), compiles it and carries the weights over. What the language cannot say (a
 connection mode, biases, shared external weights, a normalisation that weights cannot absorb)
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .codegen import e3nn_instructions
 from .frontend import check_source
 from .groups import Irreps
+from .ir import IRREP_NORMALIZATIONS, PATH_NORMALIZATIONS
 
 if TYPE_CHECKING:
     import torch
@@ -91,8 +92,7 @@ def from_e3nn(module: Any, *, name: str | None = None, dtype: torch.dtype | None
     """
     from . import api
 
-    spec = _spec(module, name or _snake(type(module).__name__))
-    source = _choose_source(spec)
+    spec, source = _normalised(module, _spec(module, name or _snake(type(module).__name__)))
     result = api.compile(source, name=f"{spec.name}.fusion")
     compiled = result.module_class()(dtype=dtype or _dtype(module))
     _carry_weights(module, compiled, result.diagram(), spec)
@@ -105,7 +105,7 @@ def fusion_source(module: Any, *, name: str | None = None) -> str:
     >>> from e3nn import o3  # doctest: +SKIP
     >>> print(fusion_source(o3.Linear("4x0e + 2x1o", "3x0e + 1o")))  # doctest: +SKIP
     """
-    return _choose_source(_spec(module, name or _snake(type(module).__name__)))
+    return _normalised(module, _spec(module, name or _snake(type(module).__name__)))[1]
 
 
 # -- reading the e3nn module -----------------------------------------------------------------------
@@ -113,9 +113,7 @@ def fusion_source(module: Any, *, name: str | None = None) -> str:
 def _spec(module: Any, name: str) -> _Spec:
     kind = type(module).__name__
     if kind == "TensorSquare":
-        raise E3nnConversionError("TensorSquare", "e3nn couples only entry pairs i <= j and channel pairs u < v "
-                                  "(modes `uvu<v`, `u<vw`); a repeated input `x, x -> z` couples every pair "
-                                  "and keeps weights in a reduced symmetric basis instead")
+        return _square_spec(module, name)
     if hasattr(type(module), "KEPT_PATHS"):  # a compiled module has e3nn's attributes too
         raise E3nnConversionError("a fusionlang module", "it is compiled from .fusion source already "
                                   "(its class's module holds the generated code)")
@@ -138,6 +136,37 @@ def _tensor_product_spec(tp: Any, name: str) -> _Spec:
             ("output", "z", _irreps_text(tp.irreps_out, "irreps_out")))
     options = (f"channels = {channels}", f"weights = {_weights_mode(tp, weighted, 'channel')}")
     return _Spec(name, "tensor_product", type(tp).__name__, legs, "x, y -> z", options, frozenset(keys))
+
+
+def _square_spec(square: Any, name: str) -> _Spec:
+    """e3nn's TensorSquare without ``irreps_out``: ``x, x -> z  [pairing = unordered]``."""
+    instructions = list(square.instructions)
+    if any(bool(ins.has_weight) for ins in instructions):
+        return _weighted_square_spec(square, name)
+    keys = _unique_keys([(ins.i_in1, ins.i_in2, ins.i_out) for ins in instructions])
+    legs = (("input", "x", _irreps_text(square.irreps_in, "irreps_in")),
+            ("output", "z", _irreps_text(square.irreps_out, "irreps_out")))
+    return _Spec(name, "tensor_square", type(square).__name__, legs, "x, x -> z",
+                 ("pairing = unordered", "weights = none"), frozenset(keys))
+
+
+def _weighted_square_spec(square: Any, name: str) -> _Spec:
+    """e3nn's TensorSquare with ``irreps_out`` (modes ``uvw`` for entries i < j, ``u<vw`` and ``uuw``
+    for i = j): ``x, x -> z  [weights = channel]``, whose path (i, j) and (j, i) blocks carry them."""
+    if not bool(square.internal_weights):
+        raise E3nnConversionError("TensorSquare with external weights", "its weights are laid out by unordered "
+                                  "pairs; `x, x -> z` takes a block per ordered pair: build it with internal weights")
+    entries = [(int(mul), ir) for mul, ir in square.irreps_in]
+    if all(mul == 1 for mul, _ in entries):
+        raise E3nnConversionError("TensorSquare with irreps_out on multiplicity-1 irreps", "`x, x -> z` then keeps "
+                                  "weights in a reduced symmetric basis, which this converter does not map onto")
+    _check_outputs_written(square.irreps_out, {int(ins.i_out) for ins in square.instructions})
+    keys = {(i, j, k) for i, (_, a) in enumerate(entries) for j, (_, b) in enumerate(entries)
+            for k, (_, c) in enumerate(square.irreps_out) if c in a * b}
+    legs = (("input", "x", _irreps_text(square.irreps_in, "irreps_in")),
+            ("output", "z", _irreps_text(square.irreps_out, "irreps_out")))
+    return _Spec(name, "weighted_square", type(square).__name__, legs, "x, x -> z",
+                 ("channels = uvw", "weights = channel"), frozenset(keys))
 
 
 def _linear_spec(linear: Any, name: str) -> _Spec:
@@ -236,12 +265,13 @@ def _choose_source(spec: _Spec) -> str:
     split`` (one output entry per path, sorted: ``FullTensorProduct``'s layout); otherwise
     ``paths = sum`` with ``only = {...}`` listing the instructions (an instruction subset)."""
     problems = []
-    for paths in ("sum", "split") if spec.kind == "tensor_product" else ("sum",):
+    for paths in _layouts(spec):
         text = _text(spec, paths)
         found = _paths_of(text)
         if found == spec.keys:
             return text
-        problems.append(f"with `paths = {paths}`, {_mismatch(found, spec.keys)}")
+        layout = "pairing = elementwise" if paths == "elementwise" else f"paths = {paths}"
+        problems.append(f"with `{layout}`, {_mismatch(found, spec.keys)}")
     text = _text(spec, "sum", only=True)
     found = _paths_of(text)
     if found == spec.keys:
@@ -251,12 +281,26 @@ def _choose_source(spec: _Spec) -> str:
                               + "; ".join(problems))
 
 
+def _layouts(spec: _Spec) -> tuple[str, ...]:
+    """``paths = sum``, ``paths = split`` and, for ``uuu``, ``pairing = elementwise`` (e3nn's
+    ElementwiseTensorProduct: aligned entries only, one output entry per path in pair order)."""
+    if spec.kind != "tensor_product":
+        return ("sum",)
+    if "channels = uuu" not in spec.options:
+        return ("sum", "split")
+    if spec.origin == "ElementwiseTensorProduct":
+        return ("elementwise", "sum", "split")
+    return ("sum", "split", "elementwise")
+
+
 def _text(spec: _Spec, paths: str, only: bool = False) -> str:
     """The diagram, canonically formatted; with ``only``, its statement keeps just e3nn's
     instructions (an instruction subset)."""
     from .fmt import format_source
 
     options = [*spec.options, *(["paths = split"] if paths == "split" else [])]
+    if paths == "elementwise":
+        options = ["pairing = elementwise", *(o for o in spec.options if o != "channels = uuu")]
     if only:
         listed = ", ".join(" ".join(map(str, key[:-1])) + f" -> {key[-1]}" for key in sorted(spec.keys))
         options.append(f"only = {{{listed}}}")
@@ -290,12 +334,50 @@ def _few(keys: list[Key], most: int = 6) -> str:
     return shown + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
+# -- the normalisation -------------------------------------------------------------------------------
+
+def _normalised(module: Any, spec: _Spec) -> tuple[_Spec, str]:
+    """The spec and source whose normalisation options give e3nn's ``path_weight`` on every path
+    (e3nn keeps no record of ``irrep_normalization`` and ``path_normalization``, only their
+    result). The defaults are tried first; when nothing matches (``in1_var``, ``out_var``, a
+    ``path_weight`` of one's own), the defaults are kept and :func:`_carry_weights` folds the factor
+    into internal weights or refuses."""
+    theirs = {_key(ins): _coefficient(ins) for ins in module.instructions if _key(ins)[0] >= 0}
+    source = _choose_source(spec)
+    for extra in _normalisation_options(spec):
+        candidate = replace(spec, options=spec.options + extra)
+        text = source if not extra else _choose_source(candidate)
+        if _coefficients_match(theirs, text):
+            return candidate, text
+    return spec, source
+
+
+def _normalisation_options(spec: _Spec) -> Iterator[tuple[str, ...]]:
+    """Every choice of the two options, the defaults first (a linear map has no irrep_normalization)."""
+    if spec.kind == "weighted_square":  # its weights absorb any normalisation
+        yield ()
+        return
+    irreps = IRREP_NORMALIZATIONS if spec.kind != "linear" else IRREP_NORMALIZATIONS[:1]
+    for irrep in irreps:
+        for path in PATH_NORMALIZATIONS:
+            yield ((f"irrep_normalization = {irrep}",) * (irrep != "component")
+                   + (f"path_normalization = {path}",) * (path != "element"))
+
+
+def _coefficients_match(theirs: dict[Key, float], text: str) -> bool:
+    ours = {_key(ins): _coefficient(ins) for ins in e3nn_instructions(check_source(text).diagram())}
+    return all(math.isclose(value, ours[key], rel_tol=1e-9) for key, value in theirs.items())
+
+
 # -- the weights -------------------------------------------------------------------------------------
 
 def _carry_weights(e3nn_module: Any, compiled: Any, diagram: ir.Diagram, spec: _Spec) -> None:
     """Copy internal weights; check that unweighted paths and external weights need no change."""
     from .importers import load_e3nn_weights
 
+    if spec.kind == "weighted_square":
+        _carry_square_weights(e3nn_module, compiled, diagram)
+        return
     theirs = {_key(ins): ins for ins in e3nn_module.instructions if _key(ins)[0] >= 0}
     ours = {_key(ins): ins for ins in e3nn_instructions(diagram)}
     if "weights = none" in spec.options:
@@ -308,6 +390,38 @@ def _carry_weights(e3nn_module: Any, compiled: Any, diagram: ir.Diagram, spec: _
             load_e3nn_weights(compiled, e3nn_module, diagram=diagram)
         except ValueError as failure:
             raise E3nnConversionError("weights", str(failure)) from failure
+
+
+def _carry_square_weights(square: Any, compiled: Any, diagram: ir.Diagram) -> None:
+    """TensorSquare's weights onto ``x, x -> z  [weights = channel]``: an instruction (i, j, k) of
+    mode ``uvw`` fills the block of path (i, j) → k, ``u<vw`` its entries u < v and ``uuw`` its
+    diagonal; the paths (j, i) with j > i keep zeros. Each is rescaled by the ratio of e3nn's
+    ``path_weight`` to our path's coefficient."""
+    import torch
+
+    from .importers import _our_coefficient, statement_parameter
+
+    (statement,) = diagram.statements
+    blocks = {(p.leaves, p.output): torch.zeros(*(diagram.irreps("x")[e].mul for e in p.leaves),
+                                                diagram.irreps("z")[p.output].mul, dtype=torch.float64)
+              for p in statement.paths}
+    by_key = {(p.leaves, p.output): p for p in statement.paths}
+    for _, ins, view in square.weight_views(yield_instruction=True):
+        key = ((int(ins.i_in1), int(ins.i_in2)), int(ins.i_out))
+        value = view.detach().to(torch.float64) * (ins.path_weight / _our_coefficient(diagram, statement,
+                                                                                       by_key[key]))
+        block, mul = blocks[key], blocks[key].shape[0]
+        if ins.connection_mode == "uvw":
+            block += value
+        elif ins.connection_mode == "u<vw":
+            u, v = torch.triu_indices(mul, mul, 1)
+            block[u, v] += value
+        else:  # uuw
+            block[torch.arange(mul), torch.arange(mul)] += value
+    flat = torch.cat([blocks[(p.leaves, p.output)].reshape(-1) for p in statement.paths])
+    parameter = statement_parameter(compiled, statement.index)
+    with torch.no_grad():
+        parameter.copy_(flat.reshape(parameter.shape).to(parameter.dtype))
 
 
 def _key(instruction: Any) -> Key:

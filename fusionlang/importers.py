@@ -27,7 +27,7 @@ import torch
 from . import ir
 from .names import class_name
 from .path_tensors import path_coupling
-from .weights import fan_in_totals, path_weight_shape, split_weights
+from .weights import Normaliser, path_normalisers, path_weight_shape, split_weights
 
 __all__ = ["diagram_of", "from_e3nn_linear", "from_e3nn_tensor_product", "from_mace_symmetric_contraction",
            "kept_paths", "load_e3nn_weights", "load_mace_symmetric_contraction", "per_class_parameter",
@@ -105,9 +105,10 @@ def _our_coefficient(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path
     return scale / math.sqrt(_target_fan_in(diagram, statement, path))
 
 
-def _target_fan_in(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> int:
-    """fan_in of the path's output entry: every path (kept or not) of every writer of the target."""
-    return fan_in_totals(diagram)[(statement.target, path.output)]
+def _target_fan_in(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> Normaliser:
+    """The path's normaliser: by default the fan_in of its output entry, over every path (kept or
+    not) of every writer of the target (:func:`fusionlang.weights.path_normalisers`)."""
+    return path_normalisers(diagram)[(statement.index, path)]
 
 
 def _fit_block(block: torch.Tensor, shape: tuple[int, ...], batch: int, what: str) -> torch.Tensor:

@@ -259,17 +259,52 @@ def _split_entries(state: _Inference, leg: ir.Leg, kept: IrrepSet,
     return [entry for _, entry in _split_slots(writers[0], legs, kept, state)] if writers else None
 
 
+Slot = tuple[tuple[tuple[int, ...], tuple[Irrep, ...], bool], MulIrrep]
+
+
 def _split_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg], allowed: IrrepSet,
-                 state: _Inference) -> list[tuple[tuple[tuple[int, ...], tuple[Irrep, ...]], MulIrrep]]:
-    """Each path of a splitting statement with the entry it gets, ordered like e3nn's ``sort()``."""
+                 state: _Inference) -> list[Slot]:
+    """Each path of a splitting statement, as (leaf entries, inner irreps, diagonal), with the
+    entry it gets, ordered like e3nn's ``sort()`` (elementwise pairs: in pair order)."""
     raw = sorted(_raw_paths(statement, legs, allowed, state), key=lambda p: (p[0], p[1]))
-    slots = []
+    if statement.pairing == "unordered":
+        return _unordered_slots(statement, legs, raw)
+    if statement.pairing == "elementwise":  # aligned pairs (i, i) in pair order, the irreps by l: e3nn's order
+        raw = sorted((p for p in raw if len(set(p[0])) == 1), key=lambda p: (p[0], p[2].two_j))
+    slots: list[Slot] = []
     for entries, inner, root in raw:
         muls = [legs[ref.leg].irreps[e].mul for ref, e in zip(statement.leaves, entries, strict=True)]  # type: ignore[index]
         if not _uuu_fits(state, statement, muls):
             return []
-        slots.append(((entries, inner), MulIrrep(output_multiplicity(statement, muls) or muls[0], root)))
+        slots.append(((entries, inner, False), MulIrrep(output_multiplicity(statement, muls) or muls[0], root)))
+    if statement.pairing == "elementwise":
+        return slots
+    return _sorted_slots(slots)
+
+
+def _sorted_slots(slots: list[Slot]) -> list[Slot]:
+    """Stably by irrep, like e3nn's ``Irreps.sort()`` (by l, odd before even)."""
     return sorted(slots, key=lambda slot: (slot[1].irrep.two_j, slot[1].irrep.parity))
+
+
+def _unordered_slots(statement: ir.Statement, legs: Mapping[str, ir.Leg],
+                     raw: list[tuple[tuple[int, ...], tuple[Irrep, ...], Irrep]]) -> list[Slot]:
+    """e3nn's TensorSquare: entry pairs i < j (every channel pair, ``m_i * m_j``), and for i = j
+    the channel pairs u < v (``m (m - 1) / 2``, when m > 1) and the diagonal u = v (``m``, only
+    where ``a ⊗ a → c`` is symmetric), in this order per output irrep, then sorted stably."""
+    items = legs[statement.leaves[0].leg].irreps
+    assert items is not None
+    slots: list[Slot] = []
+    for entries, inner, root in sorted(raw, key=lambda p: (p[0], p[2].two_j)):
+        first, second = (items[e] for e in entries)
+        if entries[0] < entries[1]:
+            slots.append(((entries, inner, False), MulIrrep(first.mul * second.mul, root)))
+        elif entries[0] == entries[1]:
+            if first.mul > 1:
+                slots.append(((entries, inner, False), MulIrrep(first.mul * (first.mul - 1) // 2, root)))
+            if (first.irrep.two_j - root.two_j // 2) % 2 == 0:  # j ⊗ j → J is symmetric when 2j - J is even
+                slots.append(((entries, inner, True), MulIrrep(first.mul, root)))
+    return _sorted_slots(slots)
 
 
 def _dead_edge(state: _Inference, leg: ir.Leg) -> None:
@@ -470,11 +505,12 @@ def _split_paths(legs: dict[str, ir.Leg], statement: ir.Statement, target: Irrep
     slots = _split_slots(statement, legs, frozenset(target.irreps), state)
     expected = Irreps([entry for _, entry in slots], target.group)
     if expected != target and legs[statement.target].declared:
-        _report_once(state, statement, "E402", f"with `paths = split`, `{statement.target}` gets one entry per "
+        mode = f"pairing = {statement.pairing}" if statement.pairing != "all" else "paths = split"
+        _report_once(state, statement, "E402", f"with `{mode}`, `{statement.target}` gets one entry per "
                      f"path: {expected or 'nothing'}, not {target}",
                      f"declare `{statement.target} : {expected}`, or drop its irreps to have them inferred")
         return ()
-    paths = [ir.Path(entries, inner, slot) for slot, ((entries, inner), _) in enumerate(slots)]
+    paths = [ir.Path(entries, inner, slot, diagonal) for slot, ((entries, inner, diagonal), _) in enumerate(slots)]
     return tuple(sorted(paths, key=lambda p: (p.leaves, p.inner, p.output)))
 
 

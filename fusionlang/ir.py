@@ -27,6 +27,17 @@ CHANNEL_MODES: tuple[Channels, ...] = ("uvw", "uvu", "uuu")
 WEIGHT_MODES: tuple[Weights, ...] = ("none", "path", "channel", "external")
 PathsMode = Literal["sum", "split"]
 PATHS_MODES: tuple[PathsMode, ...] = ("sum", "split")
+# e3nn's `irrep_normalization` and `path_normalization` (docs/semantics.md, "Normalisation")
+IrrepNormalization = Literal["component", "norm", "none"]
+PathNormalization = Literal["element", "path", "none"]
+IRREP_NORMALIZATIONS: tuple[IrrepNormalization, ...] = ("component", "norm", "none")
+PATH_NORMALIZATIONS: tuple[PathNormalization, ...] = ("element", "path", "none")
+# "all" couples every entry of one argument with every entry of the other; "elementwise" couples
+# copy i of the first with copy i of the second (e3nn's ElementwiseTensorProduct); "unordered"
+# couples every unordered pair of copies of one argument read twice, the diagonal only where the
+# product is symmetric (e3nn's TensorSquare)
+Pairing = Literal["all", "elementwise", "unordered"]
+PAIRINGS: tuple[Pairing, ...] = ("all", "elementwise", "unordered")
 _NO_SPAN = Span(0, 0)
 
 
@@ -131,6 +142,9 @@ class Path:
     leaves: tuple[int, ...]
     inner: tuple[Irrep, ...]
     output: int
+    # `pairing = unordered` couples two copies of one entry twice: the pairs u < v (False) and,
+    # where the product is symmetric, the diagonal u = v (True).
+    diagonal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +178,13 @@ class Statement:
     # `only = {...}`: the statement keeps just the paths with these (leaf entries, output entry),
     # e3nn's instruction subsets; None keeps every path.
     only: tuple[PathChoice, ...] | None = None
+    # e3nn's normalisation choices; the defaults are e3nn's defaults ("component", "element").
+    irrep_normalization: IrrepNormalization = "component"
+    path_normalization: PathNormalization = "element"
+    # "elementwise": only paths (i, i) between aligned entries, each with its own target entry, in
+    # pair order (e3nn's ElementwiseTensorProduct); "unordered": the pairs of copies u < v of
+    # `x, x`, and u = v where symmetric (e3nn's TensorSquare). Both have paths_mode "split".
+    pairing: Pairing = "all"
     # The tree's walks, computed once: every pass reads them, some for every statement.
     _leaves: tuple[LeafRef, ...] = field(init=False, compare=False, repr=False)
     _vertices: tuple[Fuse, ...] = field(init=False, compare=False, repr=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import ir, syntax
 from .diagnostics import Diagnostic, FusionError, Label
-from .groups import GROUPS, Group, Irreps
+from .groups import GROUPS, Group, Irreps, MulIrrep
 from .source import Source, Span
 
 DEFAULT_CHANNELS: ir.Channels = "uvw"
@@ -76,7 +76,23 @@ def lower_diagram(block: syntax.Diagram, source: Source) -> tuple[ir.Diagram | N
         return None, state.problems
     legs = tuple(state.legs.values())
     diagram = ir.Diagram(block.name.text, state.group, legs, tuple(statements), block.span, source, basis)
+    _graph_normalization(diagram, state)
     return diagram, state.problems
+
+
+def _graph_normalization(diagram: ir.Diagram, state: _Lowering) -> None:
+    """Graph diagrams normalise their statements' sub-diagrams by e3nn's defaults only (E118)."""
+    if not diagram.is_graph:
+        return
+    for statement in diagram.statements:
+        if (statement.irrep_normalization, statement.path_normalization) != ("component", "element"):
+            state.report("E118", "graph diagrams take the default normalisation only", statement.span,
+                         label="`irrep_normalization`/`path_normalization` set on a graph statement",
+                         hint="drop the option, or scale the features outside the module")
+        if statement.pairing != "all":
+            state.report("E118", "graph diagrams pair every entry (`pairing = all`)", statement.span,
+                         label=f"`pairing = {statement.pairing}` on a graph statement",
+                         hint="compute it in a diagram without graph legs and pass the result in")
 
 
 def _items(block: syntax.Diagram, kind: type) -> list:  # type: ignore[type-arg]
@@ -199,7 +215,8 @@ def _statement(index: int, stmt: syntax.Statement, known: set[str], state: _Lowe
     line = state.source.position(stmt.span.start).line
     return ir.Statement(index, tree, stmt.target.text, chosen["channels"], chosen["weights"],  # type: ignore[arg-type]
                         (), stmt.span, line, chosen["paths"], "aggregate" in chosen,  # type: ignore[arg-type]
-                        chosen.get("per"), only)
+                        chosen.get("per"), only, chosen["irrep_normalization"],  # type: ignore[arg-type]
+                        chosen["path_normalization"], chosen["pairing"])  # type: ignore[arg-type]
 
 
 class _Counter:
@@ -256,7 +273,11 @@ def _target(name: syntax.Name, state: _Lowering) -> None:
 
 
 _OPTIONS: dict[str, tuple[str, ...]] = {"channels": ir.CHANNEL_MODES, "weights": ir.WEIGHT_MODES,
-                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": (), "only": ()}
+                                        "paths": ir.PATHS_MODES, "aggregate": ("sum",), "per": (), "only": (),
+                                        "irrep_normalization": ir.IRREP_NORMALIZATIONS,
+                                        "path_normalization": ir.PATH_NORMALIZATIONS, "pairing": ir.PAIRINGS}
+_DEFAULTS = {"channels": DEFAULT_CHANNELS, "paths": "sum", "irrep_normalization": "component",
+             "path_normalization": "element", "pairing": "all"}
 _ONLY_HINT = ("write `only = {0 1 -> 2, 1 0 -> 2}`: the entry index of every argument, `->`, the entry index "
               "of the target, counted from 0 in the order the irreps list them")
 
@@ -277,14 +298,117 @@ def _options(stmt: syntax.Statement, tree: ir.Node, state: _Lowering) -> dict[st
     if "per" in chosen and weights != "channel":
         state.report("E705", f"`per = {chosen['per']}` selects a table of per-channel weights, but this "
                      f"statement has `weights = {weights}`", stmt.span, hint="write `weights = channel` with `per`")
-    return {"channels": DEFAULT_CHANNELS, "paths": "sum", **chosen, "weights": weights}
+    _irrep_normalization(stmt, tree, chosen, state)
+    if chosen.get("pairing") == "elementwise":
+        _elementwise(stmt, tree, chosen, state)
+    if chosen.get("pairing") == "unordered":
+        _unordered(stmt, tree, chosen, weights, state)
+    return {**_DEFAULTS, **chosen, "weights": weights}
+
+
+def _unordered(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], weights: str,
+               state: _Lowering) -> None:
+    """``pairing = unordered``: one argument read twice, no weights, the target laid out by the pairs
+    (e3nn's TensorSquare without ``irreps_out``); E118 for what it cannot honour."""
+    span = next(o.span for o in stmt.options if o.key.text == "pairing")
+    refs = ir.leaves(tree)
+    clash = _first_clash(
+        (len(refs) != 2 or (refs[0].leg, refs[0].via) != (refs[1].leg, refs[1].via),
+         "pairs copies of one argument read twice (`x, x -> y`)"),
+        (weights != "none", "has no weights (e3nn's TensorSquare without irreps_out)"),
+        ("channels" in chosen, "sets the channels itself"),
+        ("paths" in chosen, "lays out the target itself"),
+        (_has_only(stmt), "keeps every unordered pair, which `only` cannot choose among"))
+    if clash:
+        state.report("E118", f"`pairing = unordered` {clash}", span, label="cannot be honoured here",
+                     hint="write `x, x -> y  [pairing = unordered]`; with weights, `x, x -> y  [weights = channel]` "
+                          "computes the same functions (e3nn's TensorSquare with irreps_out)")
+    chosen.update(channels="uvw", paths="split")
+
+
+def _elementwise(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], state: _Lowering) -> None:
+    """``pairing = elementwise``: two arguments with aligned entries, ``uuu``, one target entry per
+    path in pair order (``paths = split`` without the sorting); E118 for what it cannot honour."""
+    span = next(o.span for o in stmt.options if o.key.text == "pairing")
+    refs = ir.leaves(tree)
+    clash = _first_clash(
+        (len(refs) != 2, "pairs two arguments"),
+        (chosen.get("channels", "uuu") != "uuu", "wires one channel through both arguments (`channels = uuu`)"),
+        ("paths" in chosen, "lays out the target itself"),
+        (_has_only(stmt), "couples aligned entries, which `only` cannot choose among"))
+    if clash:
+        state.report("E118", f"`pairing = elementwise` {clash}", span, label="cannot be honoured here",
+                     hint="write `x, y -> z  [pairing = elementwise]`, with `weights` if wanted and no "
+                          "`channels`, `paths` or `only`")
+    else:
+        _aligned(refs, span, state)
+    chosen.update(channels="uuu", paths="split")
+
+
+def _first_clash(*checks: tuple[bool, str]) -> str:
+    """The message of the first check that fails (``""`` when none does)."""
+    return next((message for failed, message in checks if failed), "")
+
+
+def _has_only(stmt: syntax.Statement) -> bool:
+    return any(option.key.text == "only" for option in stmt.options)
+
+
+def _aligned(refs: tuple[ir.LeafRef, ...], span: Span, state: _Lowering) -> None:
+    """Both arguments need declared irreps whose entries align: equal multiplicities, entry by entry."""
+    found = [state.legs[r.leg].irreps if r.leg in state.legs else None for r in refs]
+    irreps = [item for item in found if item is not None]
+    if len(irreps) != 2:
+        state.report("E118", "`pairing = elementwise` needs the irreps of both arguments declared", span,
+                     hint="declare them (inputs always are), e.g. `edge h : 4x0e + 4x1o`")
+        return
+    copies = [sum(entry.mul for entry in item) for item in irreps]
+    if copies[0] != copies[1]:
+        state.report("E118", f"`pairing = elementwise` pairs copy i of `{refs[0].leg}` with copy i of "
+                     f"`{refs[1].leg}`, but they have {copies[0]} and {copies[1]} copies", span,
+                     hint="give both arguments the same number of irreps (sum of multiplicities)")
+        return
+    first, second = (_split(item, irreps[1 - k]) for k, item in enumerate(irreps))
+    if (len(first), len(second)) != (len(irreps[0]), len(irreps[1])):
+        state.report("E118", "with `pairing = elementwise`, entry i of each argument must have the same "
+                     "multiplicity", span,
+                     hint=f"split the entries (the layout is the same): `{refs[0].leg} : {first}`, "
+                          f"`{refs[1].leg} : {second}`")
+
+
+def _split(irreps: Irreps, other: Irreps) -> Irreps:
+    """``irreps`` with its entries cut where ``other``'s entries end (e3nn's alignment)."""
+    cuts = sorted({sum(item.mul for item in other[:k]) for k in range(1, len(other))}
+                  | {sum(item.mul for item in irreps[:k]) for k in range(1, len(irreps))})
+    pieces, start = [], 0
+    for item in irreps:
+        stop = start + item.mul
+        edges = [start, *(c for c in cuts if start < c < stop), stop]
+        pieces += [MulIrrep(b - a, item.irrep) for a, b in zip(edges, edges[1:], strict=False)]
+        start = stop
+    return Irreps(pieces, irreps.group)
+
+
+def _irrep_normalization(stmt: syntax.Statement, tree: ir.Node, chosen: dict[str, str], state: _Lowering) -> None:
+    """e3nn's ``irrep_normalization`` scales the coupling of two arguments (E118 elsewhere)."""
+    value = chosen.get("irrep_normalization", "component")
+    arity = len(ir.leaves(tree))
+    if value != "component" and arity != 2:
+        span = next(o.span for o in stmt.options if o.key.text == "irrep_normalization")
+        what = "a linear map (one argument)" if arity == 1 else f"a fusion tree of {arity} arguments"
+        state.report("E118", f"`irrep_normalization = {value}` scales a coupling of two arguments, not {what}",
+                     span, label="cannot be honoured here",
+                     hint="keep the default (`component`), or couple two arguments per statement through "
+                          "internal edges")
+        chosen["irrep_normalization"] = "component"
 
 
 def _option(option: syntax.Option, chosen: dict[str, str], state: _Lowering) -> None:
     key, value = option.key.text, option.value.text
     if key not in _OPTIONS:
         hint = did_you_mean(key, _OPTIONS) or ("statements take `channels`, `weights`, `paths`, `only`, "
-                                               "`aggregate` and `per`")
+                                               "`aggregate`, `per`, `irrep_normalization` and "
+                                               "`path_normalization`")
         state.report("E111", f"unknown option `{key}`", option.key.span, hint=hint)
         return
     if key == "only":

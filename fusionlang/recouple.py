@@ -42,7 +42,7 @@ from .importers import diagram_of, kept_paths, statement_parameter, to_module_la
 from .path_tensors import path_coupling
 from .plan import statement_model
 from .plan.symmetric import group_permutations
-from .weights import fan_in_totals, path_weight_shape, split_weights
+from .weights import Normaliser, path_normalisers, path_weight_shape, split_weights
 
 __all__ = ["Recoupling", "map_weights", "move_weights", "recouple", "recoupling_matrix"]
 
@@ -77,7 +77,7 @@ class _Side:
     diagram: ir.Diagram
     statement: ir.Statement
     children: tuple[_Item, ...]
-    fan_ins: dict[tuple[str, int], int]
+    normalisers: dict[tuple[int, ir.Path], Normaliser]
     groups: tuple[tuple[int, ...], ...]
     kept: frozenset[int]
     # the tensors of inlined statements, by (id of the item, entry, first position, dense positions)
@@ -309,8 +309,9 @@ def _side(diagram: ir.Diagram, stmt: ir.Statement) -> _Side:
     if diagram.basis != "real":
         raise ValueError(f"`{diagram.name}` uses `basis complex`; recoupling is implemented for the real basis "
                          "and SU2")
-    fan_ins = fan_in_totals(diagram)
-    return _Side(diagram, stmt, tuple(_Leaf(ref) for ref in stmt.leaves), fan_ins, *_reduction(diagram, stmt, fan_ins),
+    normalisers = path_normalisers(diagram)
+    return _Side(diagram, stmt, tuple(_Leaf(ref) for ref in stmt.leaves), normalisers,
+                 *_reduction(diagram, stmt, normalisers),
                  {})
 
 
@@ -405,7 +406,8 @@ def _check_compatible(a: _Side, b: _Side) -> None:
     what = f"statement {sa.index} of `{a.diagram.name}` and statement {sb.index} of `{b.diagram.name}`"
     if a.diagram.group != b.diagram.group:
         raise ValueError(f"{what}: groups {a.diagram.group} and {b.diagram.group} differ")
-    options = ("channels", "weights", "paths_mode", "aggregate", "per")
+    options = ("channels", "weights", "paths_mode", "aggregate", "per", "irrep_normalization", "path_normalization",
+               "pairing")
     for option in options:
         if getattr(sa, option) != getattr(sb, option):
             raise ValueError(f"{what}: `{option}` differs ({getattr(sa, option)} vs {getattr(sb, option)})")
@@ -443,12 +445,13 @@ def _inlined_positions(side: _Side) -> set[int]:
 
 
 def _reduction(diagram: ir.Diagram, stmt: ir.Statement,
-               fan_ins: dict[tuple[str, int], int]) -> tuple[tuple[tuple[int, ...], ...], frozenset[int]]:
+               normalisers: dict[tuple[int, ir.Path], Normaliser]
+               ) -> tuple[tuple[tuple[int, ...], ...], frozenset[int]]:
     """The planner's repeated-leaf groups of a reduced statement (else none) and its kept paths."""
     every = frozenset(range(len(stmt.paths)))
     if stmt.weights == "none" or not stmt.paths:
         return (), every
-    model = statement_model(diagram, stmt, fan_ins)
+    model = statement_model(diagram, stmt, normalisers)
     return (model.symmetric_groups, frozenset(p.position for p in model.paths)) if model.reduced else ((), every)
 
 
@@ -535,7 +538,7 @@ def _columns(side: _Side, dense: frozenset[int], positions: list[int]) -> torch.
 
 
 def _alpha(side: _Side, stmt: ir.Statement, path: ir.Path) -> float:
-    return 1.0 / math.sqrt(side.fan_ins[(stmt.target, path.output)])
+    return 1.0 / math.sqrt(side.normalisers[(stmt.index, path)])
 
 
 def _path_tensor(side: _Side, dense: frozenset[int], stmt: ir.Statement, children: tuple[_Item, ...],

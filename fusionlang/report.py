@@ -39,6 +39,8 @@ def _statement(diagram: ir.Diagram, statement: ir.Statement) -> dict[str, Any]:
             "target": statement.target, "args": tree_text(statement.tree),
             "channels": statement.channels, "weights": statement.weights,
             "paths_mode": statement.paths_mode, "aggregate": statement.aggregate, "per": statement.per,
+            "irrep_normalization": statement.irrep_normalization,
+            "path_normalization": statement.path_normalization, "pairing": statement.pairing,
             "paths": len(statement.paths),
             "paths_per_output": {k: per_output[k] for k in sorted(per_output, key=_irrep_order(target))}}
 
@@ -61,6 +63,10 @@ def ir_text(reports: list[dict[str, Any]]) -> str:
     return "\n\n".join(_diagram_text(report) for report in reports)
 
 
+# options that the text shows only when a statement changes them
+_DEFAULTS = {"irrep_normalization": "component", "path_normalization": "element", "pairing": "all"}
+
+
 def _diagram_text(report: dict[str, Any]) -> str:
     lines = [f"diagram {report['name']} (group {report['group']})", "  edges:"]
     width = max(len(leg["name"]) for leg in report["legs"])
@@ -76,6 +82,7 @@ def _diagram_text(report: dict[str, Any]) -> str:
     for s in report["statements"]:
         counts = ", ".join(f"{k}: {v}" for k, v in s["paths_per_output"].items())
         extra = "".join(f", {k} {s[k]}" for k in ("paths_mode", "per") if s[k] not in (None, "sum"))
+        extra += "".join(f", {k} {s[k]}" for k, default in _DEFAULTS.items() if s[k] != default)
         extra += ", aggregate sum" if s["aggregate"] else ""
         lines.append(f"    line {s['line']:<3} {s['args']} -> {s['target']}  [{s['kind']}, {s['channels']}, "
                      f"weights {s['weights']}{extra}]  {s['paths']} paths ({counts})")

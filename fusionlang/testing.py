@@ -54,7 +54,15 @@ from .rotations import (
     representation,
     rotate,
 )
-from .weights import fan_in_totals, path_fan_in, path_weight_shape, split_weights, weight_letters, weight_numel
+from .weights import (
+    path_fan_in,
+    path_normalisers,
+    path_weight_shape,
+    split_weights,
+    unordered_channels,
+    weight_letters,
+    weight_numel,
+)
 
 __all__ = [
     "GroupElement", "assert_equivariant", "assert_module_equivariant", "cast_module", "default_tolerance",
@@ -127,13 +135,12 @@ def _path_term(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path,
     # The operands are tiny: opt_einsum's search for a contraction order would cost far more.
     with torch.backends.opt_einsum.flags(enabled=False):
         term = torch.einsum(spec, *operands)
-    return term.reshape(*term.shape[:-statement.arity - 1], -1, term.shape[-1]) \
-        if statement.channels == "uvw" and weight is None else term
-
-
-def _fan_in(diagram: ir.Diagram, leg: str) -> dict[int, int]:
-    """fan_in of every entry of ``leg``, over every path of every statement writing it."""
-    return {entry: total for (target, entry), total in fan_in_totals(diagram).items() if target == leg}
+    if not (statement.channels == "uvw" and weight is None):
+        return term
+    flat = term.reshape(*term.shape[:-statement.arity - 1], -1, term.shape[-1])
+    if statement.pairing == "unordered" and path.leaves[0] == path.leaves[1]:
+        return flat[..., unordered_channels(features[0].shape[-2], path.diagonal), :]
+    return flat
 
 
 def _evaluation_order(diagram: ir.Diagram) -> list[str]:
@@ -156,12 +163,12 @@ def _evaluate_leg(diagram: ir.Diagram, name: str, values: Mapping[str, torch.Ten
                   weights: Mapping[int, torch.Tensor], batch: torch.Size, dtype: torch.dtype) -> torch.Tensor:
     """All paths of all writers of one leg, normalised and summed into its ``mul_ir`` layout."""
     irreps = diagram.irreps(name)
-    fan_in = _fan_in(diagram, name)
+    normalisers = path_normalisers(diagram)
     entries = [torch.zeros(*batch, item.mul, item.irrep.dim, dtype=dtype) for item in irreps]
     for statement in diagram.writers(name):
         blocks = split_weights(diagram, statement, weights.get(statement.index))
         for path, block in zip(statement.paths, blocks, strict=True):
-            term = _path_term(diagram, statement, path, values, block) / math.sqrt(fan_in[path.output])
+            term = _path_term(diagram, statement, path, values, block) / math.sqrt(normalisers[(statement.index, path)])
             entries[path.output] = entries[path.output] + term
     return torch.cat([e.reshape(*batch, -1) for e in entries], dim=-1)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from . import ir
@@ -26,8 +27,13 @@ from . import ir
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["fan_in", "fan_in_totals", "leaf_muls", "path_fan_in", "path_weight_shape", "split_weights",
-           "weight_axes", "weight_block", "weight_letters", "weight_numel"]
+__all__ = ["Normaliser", "fan_in", "fan_in_totals", "leaf_muls", "path_fan_in", "path_normalisers",
+           "path_weight_shape", "split_weights", "unordered_channels", "weight_axes", "weight_block", "weight_letters",
+           "weight_numel"]
+
+# The number N whose 1/sqrt(N) multiplies a path's component-normalised coupling: an int for e3nn's
+# default normalisation (the fan_in of the output entry), a float otherwise.
+Normaliser = int | float
 
 
 def weight_axes(statement: ir.Statement) -> tuple[int, ...]:
@@ -110,6 +116,65 @@ def fan_in_totals(diagram: ir.Diagram) -> dict[tuple[str, int], int]:
         for path in statement.paths:
             totals[(statement.target, path.output)] += path_fan_in(diagram, statement, path)
     return dict(totals)
+
+
+def path_normalisers(diagram: ir.Diagram) -> dict[tuple[int, ir.Path], Normaliser]:
+    """(statement index, path) -> N: the path's coupling (component-normalised, docs/semantics.md)
+    is multiplied by ``1/sqrt(N)``. With e3nn's defaults N is the ``fan_in`` total of the output
+    entry; ``path_normalization`` and ``irrep_normalization`` change it as e3nn's alpha does.
+
+    >>> from fusionlang.frontend import check_source
+    >>> d = check_source("diagram d { group O3\\n input x : 2x1o\\n input y : 3x1o\\n output z : 2x0e\\n"
+    ...                  " x, y -> z [weights = channel, irrep_normalization = norm, path_normalization = path] }"
+    ...                  ).diagram()
+    >>> list(path_normalisers(d).values())
+    [0.6666666666666666]
+    """
+    totals = fan_in_totals(diagram)
+    counts = Counter((s.target, p.output) for s in diagram.statements for p in s.paths)
+    found: dict[tuple[int, ir.Path], Normaliser] = {}
+    for statement in diagram.statements:
+        for path in statement.paths:
+            entry = (statement.target, path.output)
+            terms = {"element": Fraction(totals[entry]), "none": Fraction(1),
+                     "path": Fraction(path_fan_in(diagram, statement, path) * counts[entry])}
+            number = terms[statement.path_normalization] / _irrep_factor(diagram, statement, path)
+            if path.diagonal:
+                number *= _diagonal_factor(diagram, statement, path)
+            found[(statement.index, path)] = int(number) if number.denominator == 1 else float(number)
+    return found
+
+
+def _irrep_factor(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> Fraction:
+    """e3nn's irrep_normalization relative to "component": ``d1 d2 / d_out`` ("norm"), ``1 / d_out``
+    ("none") on the squared coefficient of a two-argument coupling."""
+    if statement.irrep_normalization == "component":
+        return Fraction(1)
+    dims = [irrep.dim for _, irrep in diagram.path_irreps(statement, path)]
+    top = math.prod(dims[:-1]) if statement.irrep_normalization == "norm" else 1
+    return Fraction(top, dims[-1])
+
+
+def _diagonal_factor(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> Fraction:
+    """e3nn's TensorSquare scales the diagonal ``x_u ⊗ x_u → c`` apart from the pairs u < v: by
+    ``1 / (d + 2)`` (``c`` scalar) or ``1 / 2`` relative to them with ``component``; with ``norm``,
+    ``1 / d`` or ``(d + 2) / (2 d)``; not at all with ``none`` (on the squared coefficient, ``d`` the
+    dimension of the argument's irrep)."""
+    (_, a), _, (_, c) = diagram.path_irreps(statement, path)
+    scalar = c.two_j == 0
+    return {"component": Fraction(a.dim + 2) if scalar else Fraction(2),
+            "norm": Fraction(a.dim) if scalar else Fraction(2 * a.dim, a.dim + 2),
+            "none": Fraction(1)}[statement.irrep_normalization]
+
+
+def unordered_channels(mul: int, diagonal: bool) -> list[int]:
+    """``pairing = unordered`` on two copies of one entry: which of the ``mul * mul`` channel pairs
+    ``(u, v)`` (flattened u-major) a path keeps: ``u = v`` on the diagonal, else ``u < v``.
+
+    >>> unordered_channels(3, False), unordered_channels(3, True)
+    ([1, 2, 5], [0, 4, 8])
+    """
+    return [u * mul + v for u in range(mul) for v in range(mul) if (u == v if diagonal else u < v)]
 
 
 def path_weight_shape(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path) -> tuple[int, ...] | None:

@@ -86,6 +86,12 @@ SUPPORTED: dict[str, Callable[[], Any]] = {
     "instruction_subset": _instruction_subset,
     "elementwise_cross_pairs": lambda: o3.ElementwiseTensorProduct("2x0e + 2x1o", "4x1o"),
     "linear_instruction_subset": lambda: o3.Linear("2x0e + 2x0e", "3x0e", instructions=[(0, 0)]),
+    "unweighted_normalisation": lambda: o3.FullTensorProduct("1o", "1o + 2e", irrep_normalization="norm"),
+    "external_normalisation": lambda: o3.FullyConnectedTensorProduct("3x0e + 1x1o", "0e + 1o", "2x0e + 2x1o",
+                                                                     path_normalization="path", shared_weights=False,
+                                                                     internal_weights=False),
+    "internal_variance": lambda: o3.FullyConnectedTensorProduct("2x0e + 2x1o", "0e + 1o", "2x0e + 2x1o",
+                                                                in1_var=[1.0, 3.0]),
 }
 
 
@@ -130,8 +136,8 @@ def test_converted_modules_describe_themselves_as_e3nn_does(kind: str) -> None:
     assert len(ours.instructions) == len(theirs.instructions)
     for mine, reference in zip(ours.instructions, theirs.instructions, strict=True):
         assert type(mine)._fields == type(reference)._fields
-        assert math.isclose(mine.path_weight, reference.path_weight, rel_tol=1e-12) or kind.endswith(
-            ("norm", "normalisation"))  # folded into the weights
+        # normalisation options give e3nn's factors; only variances are folded into the weights
+        assert math.isclose(mine.path_weight, reference.path_weight, rel_tol=1e-12) or kind == "internal_variance"
         assert mine._replace(path_weight=0.0) == reference._replace(path_weight=0.0)
 
 
@@ -154,12 +160,9 @@ def test_the_dtype_follows_the_e3nn_module_unless_given() -> None:
     assert fusionlang.from_e3nn(tp, dtype=torch.float32).module.weight_z_0.dtype == torch.float32
 
 
-def _square() -> Any:
-    return o3.TensorSquare("2x0e + 2x1o")
-
-
 REFUSED: dict[str, tuple[Callable[[], Any], str, str]] = {
-    "tensor_square": (_square, "TensorSquare", "u < v"),
+    "tensor_square_external": (lambda: o3.TensorSquare("2x0e + 2x1o", "2x0e", shared_weights=False),
+                               "TensorSquare with external weights", "internal weights"),
     "uvv": (lambda: o3.TensorProduct("2x0e", "3x0e", "3x0e", [(0, 0, 0, "uvv", True)]),
             "connection mode `uvv`", "uvw"),
     "uuw": (lambda: o3.TensorProduct("2x0e", "2x0e", "3x0e", [(0, 0, 0, "uuw", True)]),
@@ -176,17 +179,17 @@ REFUSED: dict[str, tuple[Callable[[], Any], str, str]] = {
                          "output entries without instructions", "[1]"),
     "shared_external_weights": (lambda: o3.FullyConnectedTensorProduct("2x0e", "0e", "2x0e", internal_weights=False),
                                 "shared external weights", "shared_weights=False"),
-    "unweighted_normalisation": (lambda: o3.FullTensorProduct("1o", "1o + 2e", irrep_normalization="norm"),
-                                 "normalisation", "cannot absorb"),
+    "unweighted_variance": (lambda: o3.FullTensorProduct("1o", "1o + 2e", in1_var=[2.0]),
+                            "normalisation", "cannot absorb"),
     "external_instruction_order": (lambda: o3.TensorProduct("2x0e + 2x1o", "0e + 1o", "2x1o + 2x0e",
                                                             [(1, 0, 0, "uvu", True), (0, 0, 1, "uvu", True),
                                                              (0, 1, 0, "uvu", True), (1, 1, 1, "uvu", True)],
                                                             shared_weights=False, internal_weights=False),
                                    "instruction order", "in that order"),
-    "external_normalisation": (lambda: o3.FullyConnectedTensorProduct("3x0e + 1x1o", "0e + 1o", "2x0e + 2x1o",
-                                                                      path_normalization="path",
-                                                                      shared_weights=False, internal_weights=False),
-                               "normalisation", "rescaling by the caller"),
+    "external_variance": (lambda: o3.FullyConnectedTensorProduct("3x0e + 1x1o", "0e + 1o", "2x0e + 2x1o",
+                                                                 out_var=[2.0, 1.0],
+                                                                 shared_weights=False, internal_weights=False),
+                          "normalisation", "rescaling by the caller"),
     "linear_biases": (lambda: o3.Linear("2x0e", "2x0e", biases=True), "biases", "biases=False"),
     "linear_feature_axes": (lambda: o3.Linear("2x0e", "2x0e", f_in=3, f_out=4), "f_in/f_out", "feature axes"),
     "multiplicity_zero": (lambda: o3.Linear("0x0e + 2x1o", "2x1o"), "irreps_in = 0x0e+2x1o", "multiplicity 0"),
@@ -225,8 +228,8 @@ def test_command_line_writes_the_source_and_the_weights(tmp_path: Path, capsys: 
 
 
 def test_command_line_refusals_exit_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    torch.save(o3.TensorSquare("2x1o"), tmp_path / "square.pt")
+    torch.save(o3.TensorSquare("2x1o", "2x0e", shared_weights=False), tmp_path / "square.pt")
     assert cli.main(["from-e3nn", str(tmp_path / "square.pt")]) == 1
-    assert "error: cannot convert the e3nn module: TensorSquare" in capsys.readouterr().err
+    assert "error: cannot convert the e3nn module: TensorSquare with external weights" in capsys.readouterr().err
     assert cli.main(["from-e3nn", str(tmp_path / "missing.pt")]) == 1
     assert "error[E901]: cannot load" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from .. import ir
 from ..diagnostics import Diagnostic, FusionError
 from ..limits import DEFAULT
-from ..weights import fan_in_totals, weight_letters
+from ..weights import path_normalisers, weight_letters
 from .batches import BYTES_PER_NUMBER, LARGE_BATCH, REFERENCE_BATCH
 from .builder import Builder
 from .geometry import COMPONENTS, INNER, PathModel, leaf_channels, out_channels
@@ -101,7 +101,7 @@ def naive_flops(diagram: ir.Diagram, statement: ir.Statement) -> int:
     >>> naive_flops(d, d.statements[0])
     27
     """
-    return model_naive_flops(statement_model(diagram, statement, fan_in_totals(diagram)))
+    return model_naive_flops(statement_model(diagram, statement, path_normalisers(diagram)))
 
 
 def model_naive_flops(model: StatementModel) -> int:
@@ -124,8 +124,8 @@ def per_path_numbers(model: StatementModel) -> int:
 
     >>> from fusionlang.frontend import check_source
     >>> d = check_source("diagram d { group O3\\n input x, y : 1o\\n output z : 0e + 2e\\n x, y -> z }").diagram()
-    >>> from fusionlang.weights import fan_in_totals
-    >>> per_path_numbers(statement_model(d, d.statements[0], fan_in_totals(d)))
+    >>> from fusionlang.weights import path_normalisers
+    >>> per_path_numbers(statement_model(d, d.statements[0], path_normalisers(d)))
     54
     """
     return sum(math.prod(entry.dim for entry in path.leaves) * path.output.dim for path in model.every_path)

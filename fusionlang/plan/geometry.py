@@ -39,7 +39,9 @@ class Entry:
 @dataclass(frozen=True, slots=True)
 class PathModel:
     """One path of a statement: its leaf and output entries, its coupling tree, its weight block
-    (shape and offset in the statement's flat weights) and the ``fan_in`` of its output entry."""
+    (shape and offset in the statement's flat weights) and its normaliser ``fan_in``: the coupling is
+    scaled by ``1/sqrt(fan_in)``, the fan_in of its output entry with e3nn's default normalisation
+    (:func:`fusionlang.weights.path_normalisers`)."""
 
     position: int                       # in statement.paths
     path: ir.Path
@@ -48,7 +50,7 @@ class PathModel:
     tree: TreeSpec
     block: tuple[int, ...]              # the weight block's shape (() when unweighted)
     offset: int                         # where the block starts in the flat weights
-    fan_in: int                         # of its output entry, over every writer
+    fan_in: int | float                 # of its output entry, over every writer (by default)
 
     @property
     def block_size(self) -> int:

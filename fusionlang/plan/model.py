@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .. import ir
-from ..weights import fan_in_totals, weight_block
+from ..weights import Normaliser, path_normalisers, weight_block
 from .geometry import PathModel, leg_entries, tree_spec
 from .symmetric import independent_paths, reducible, symmetric_groups
 
@@ -59,14 +59,14 @@ class StatementModel:
 
 def statement_models(diagram: ir.Diagram) -> dict[int, StatementModel]:
     """Every statement's model, by statement index."""
-    fan_ins = fan_in_totals(diagram)
-    return {s.index: statement_model(diagram, s, fan_ins) for s in diagram.statements}
+    normalisers = path_normalisers(diagram)
+    return {s.index: statement_model(diagram, s, normalisers) for s in diagram.statements}
 
 
 def statement_model(diagram: ir.Diagram, statement: ir.Statement,
-                    fan_ins: dict[tuple[str, int], int]) -> StatementModel:
-    """One statement's model; ``fan_ins`` are :func:`fusionlang.weights.fan_in_totals` of the diagram."""
-    every = _laid_out(_paths(diagram, statement, fan_ins), statement)
+                    normalisers: dict[tuple[int, ir.Path], Normaliser]) -> StatementModel:
+    """One statement's model; ``normalisers`` are :func:`fusionlang.weights.path_normalisers` of the diagram."""
+    every = _laid_out(_paths(diagram, statement, normalisers), statement)
     groups = symmetric_groups(statement)
     reduced = reducible(diagram, statement)
     paths = every
@@ -88,10 +88,11 @@ def kept_paths(diagram: ir.Diagram, statement: int = 0) -> tuple[int, ...]:
     (0,)
     """
     found = next(s for s in diagram.statements if s.index == statement)
-    return tuple(p.position for p in statement_model(diagram, found, fan_in_totals(diagram)).paths)
+    return tuple(p.position for p in statement_model(diagram, found, path_normalisers(diagram)).paths)
 
 
-def _paths(diagram: ir.Diagram, statement: ir.Statement, fan_ins: dict[tuple[str, int], int]) -> list[PathModel]:
+def _paths(diagram: ir.Diagram, statement: ir.Statement,
+           normalisers: dict[tuple[int, ir.Path], Normaliser]) -> list[PathModel]:
     # only this statement's legs: a diagram may have thousands
     entries = {name: leg_entries(diagram, name) for name in {r.leg for r in statement.leaves} | {statement.target}}
     out: list[PathModel] = []
@@ -100,7 +101,7 @@ def _paths(diagram: ir.Diagram, statement: ir.Statement, fan_ins: dict[tuple[str
         output = entries[statement.target][path.output]
         tree = tree_spec(statement.tree, [e.irrep for e in leaves], iter(path.inner))
         block = weight_block(statement, [e.mul for e in leaves], output.mul)
-        out.append(PathModel(position, path, leaves, output, tree, block, 0, fan_ins[(statement.target, path.output)]))
+        out.append(PathModel(position, path, leaves, output, tree, block, 0, normalisers[(statement.index, path)]))
     return out
 
 

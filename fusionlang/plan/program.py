@@ -35,7 +35,7 @@ class Block:
 
     offsets: tuple[int, ...]
     tree: TreeSpec
-    fan_in: int = 1
+    fan_in: int | float = 1
     permutation: tuple[int, ...] = ()
     factor: tuple[int, int] = (1, 1)
 
@@ -115,9 +115,9 @@ class Step:
     the index buffer ``index`` (numbers, or blocks of ``stop`` numbers when ``stop`` is set), viewed
     as ``shape``, times ``scale``), ``add`` (sum of ``args``),
     ``zeros`` (``[n, *shape]`` zeros like ``args[0]``), ``output`` (``args`` reshaped to
-    ``[n, widths[k]]``, concatenated, reshaped to the batch), ``gather`` (the rows ``index`` of
-    ``args[0]`` along its first axis, after permuting its axes by ``views[0][0]`` when given),
-    ``scatter`` (the rows of ``args[0]`` added into rows ``index`` of ``shape[0]`` zero rows).
+    ``[n, widths[k]]``, concatenated, reshaped to the batch), ``gather`` (``args[0]``, its axes
+    first permuted by ``views[0][0]`` when given, indexed along ``axis`` by the index buffer
+    ``index``), ``scatter`` (the rows of ``args[0]`` added into rows ``index`` of ``shape[0]`` zero rows).
 
     ``line`` is the source line the step comes from (the statement, or the leg's declaration);
     ``flops`` are per sample, ``setup_flops`` per call, ``size`` the numbers per sample of the

@@ -118,7 +118,7 @@ def _gather(b: Builder, value: Rows, index: str, count: int, sizes: dict[str, in
     permutation = (ndim - 1,) + tuple(range(ndim - 1)) if value.permuted else ()
     size = count * math.prod(sizes[c] for c in value.channels)
     var = b.value(("gather", value.var, index), "rows", lambda t: Step(
-        t, "gather", (value.var,), index=index, views=((permutation, ()),), comment=comment + ": rows gathered",
+        t, "gather", (value.var,), index=index, axis=0, views=((permutation, ()),), comment=comment + ": rows gathered",
         size=size))
     return Rows(var, value.channels)
 

@@ -11,10 +11,10 @@ nonzero and per combination of the channels it carries), and then weighted and s
 output entry exactly as the naive count does.
 
 >>> from fusionlang.frontend import check_source
->>> from fusionlang.weights import fan_in_totals
+>>> from fusionlang.weights import path_normalisers
 >>> from fusionlang.plan.model import statement_model
 >>> d = check_source("diagram d { group O3\\n input x, y : 1o\\n output z : 0e\\n x, y -> z }").diagram()
->>> zero_skipping_flops(d, statement_model(d, d.statements[0], fan_in_totals(d)))
+>>> zero_skipping_flops(d, statement_model(d, d.statements[0], path_normalisers(d)))
 9
 """
 

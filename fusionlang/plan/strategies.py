@@ -18,6 +18,7 @@ from .builder import Builder, add_result, joint_layout, layout_text, q_layout
 from .geometry import PathModel, Stack, out_channels, stack_of, statement_text
 from .model import StatementModel
 from .networks import emit_network, order_text, plan_network
+from .pairs import emit_unordered
 from .paths import BATCH
 from .sparse import emit_sparse_group
 from .symmetric import entry_key, symmetric_stacks
@@ -29,7 +30,8 @@ from .weighted import emit_linear, emit_q_weights, linear_groups, q_channels, we
 class Strategy:
     """How to group and contract a statement's paths.
 
-    ``stacking``: ``full`` (one stack per leaf and multiplicity signature) or ``blocks`` (one
+    ``stacking``: ``full`` (one stack per leaf and multiplicity signature), ``pairs`` (every path of
+    ``pairing = unordered`` on its own, :mod:`.pairs`) or ``blocks`` (one
     group per tuple of leaf entries), ``single`` (one group per path);
     ``form``: ``U`` (couplings pre-contracted along the tree), ``chain`` (one table per vertex) or
     ``sparse`` (only the tables' nonzeros, gathered and scatter-added: :mod:`.sparse`);
@@ -48,6 +50,8 @@ class Strategy:
     def applies(self, model: StatementModel) -> bool:
         """Whether the strategy can emit ``model``'s statement."""
         statement = model.statement
+        if statement.pairing == "unordered" or self.stacking == "pairs":
+            return statement.pairing == "unordered" and self.stacking == "pairs"
         if statement.is_linear or self.stacking == "linear":
             return statement.is_linear and self.stacking == "linear"
         if self.stacking == "single":
@@ -66,7 +70,7 @@ class Strategy:
 def _registry() -> dict[str, Strategy]:
     found = [Strategy(s, f, o) for s in ("full", "blocks") for f in ("U", "chain") for o in ("joint", "entry", "q")]
     found += [Strategy("single", "U", "entry"), Strategy("single", "chain", "entry"),
-              Strategy("full", "sparse", "q"), Strategy("linear", "-", "entry")]
+              Strategy("full", "sparse", "q"), Strategy("linear", "-", "entry"), Strategy("pairs", "-", "entry")]
     return {strategy.label: strategy for strategy in found}
 
 
@@ -119,6 +123,8 @@ def group_count(model: StatementModel, strategy: Strategy) -> int:
     """How many networks ``strategy`` emits for ``model``'s statement."""
     if strategy.stacking == "linear":
         return len(linear_groups(model))
+    if strategy.stacking == "pairs":
+        return len(model.paths)
     return sum(len(_split_by_output(paths, strategy)) for paths in _groups(model, strategy))
 
 
@@ -155,6 +161,8 @@ def apply_strategy(b: Builder, model: StatementModel, strategy: Strategy) -> lis
             b.group_id = (model.index, number)
             orders.append(emit_linear(b, model, paths))
         return orders
+    if strategy.stacking == "pairs":
+        return emit_unordered(b, model)
     number = 0
     b.line = model.statement.line
     for paths in _groups(model, strategy):

@@ -43,7 +43,7 @@ def _weight_value(b: Builder, model: StatementModel, paths: Sequence[PathModel],
     shape = ((-1,) if model.external else ()) + (split or (len(paths),)) + block
     source = b.weight_sources[model.index]
     statement = model.statement
-    comment = f"weights of {_paths_text(paths)}" + (f", times 1/sqrt({paths[0].fan_in})" if scale else "")
+    comment = f"weights of {_paths_text(paths)}" + (f", times 1/sqrt({_number(paths[0].fan_in)})" if scale else "")
     key = ("weights", model.index, starts, scale, split)
     if consecutive:
         return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
@@ -62,6 +62,11 @@ def _weight_value(b: Builder, model: StatementModel, paths: Sequence[PathModel],
     return b.value(key, f"w_{statement.target}_{statement.index}", lambda t: Step(
         t, "weights", (), source=source, index=index, shape=shape, scale=scale, comment=comment,
         statement=statement.index, size=0))
+
+
+def _number(value: float) -> str:
+    """A normaliser as the comment shows it: ints as they are, others to 6 significant digits."""
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 def _paths_text(paths: Sequence[PathModel]) -> str:
@@ -208,11 +213,10 @@ def emit_linear(b: Builder, model: StatementModel, paths: list[PathModel]) -> st
     """One output entry of a linear map: ``Σ_paths x_e · W_p / sqrt(fan_in)``."""
     statement = model.statement
     entry = paths[0].output
-    alpha = 1.0 / math.sqrt(paths[0].fan_in)
     terms = []
-    for path in paths:
+    for path in paths:  # one fan_in per output entry by default; `path_normalization` may differ per path
         x = piece_var(b, entry_piece(b, path.leaves[0]))
-        w = _weight_value(b, model, [path], alpha)
+        w = _weight_value(b, model, [path], 1.0 / math.sqrt(path.fan_in))
         terms.append(_linear_term(b, model, path, x, w))
     if len(terms) > 1:
         args = tuple(terms)
