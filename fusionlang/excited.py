@@ -7,10 +7,8 @@ Three parts, all under one output folder as in :mod:`fusionlang.datagen`:
    (1/Å) and the gap, with every convergence flag; unconverged results raise :class:`NotConvergedError`.
    SA-CASSCF is converged from the previous geometry's orbitals (``guess=``) and from RHF orbitals, the
    lower state-averaged solution is kept, and its active space's overlap with the previous one is returned.
-2. **sample** (:func:`sample_geometries`): twisted and pyramidalised ethylene, a fixed design of chains
-   (a torsion scan, a pyramidalisation scan at 90°, a torsion × pyramidalisation grid, then seeded noisy
-   replicas of the grid; optionally GFN2-xTB MD snapshots), deterministic from a seed; every geometry
-   carries its provenance.
+2. **sample** (:func:`fusionlang.ethylene.sample_geometries`): twisted and pyramidalised ethylene, a fixed
+   design of chains, deterministic from a seed; every geometry carries its provenance.
 3. **generate / assemble** (:func:`generate`, :func:`assemble`): each chain is labelled in order by one
    single-threaded process (orbitals follow along the chain); each label is appended and fsynced to
    ``labels/traj{chain}.extxyz`` on its own, so a kill loses only the label in flight; ``assemble``
@@ -44,29 +42,38 @@ import numpy as np
 
 from fusionlang.datagen import (
     THREAD_VARIABLES,
-    DatasetConfig,
     _append,
     _frame_text,
     _fsync_replace,
     _versions,
     file_sha256,
     labelled,
-    sample_trajectory,
     save_config,
 )
+from fusionlang.ethylene import ETHYLENE_SYMBOLS, Geometry, ethylene_positions, sample_geometries  # noqa: F401  (re-exported)
 
 HARTREE_EV = 27.211386024367243  # ase.units.Hartree (CODATA 2014), the unit datagen's labels use
 BOHR_ANGSTROM = 0.5291772105638411  # ase.units.Bohr
-ETHYLENE_SYMBOLS = ("C", "C", "H", "H", "H", "H")
 # Below this smallest singular value of <active(previous)|active(new)> the active space is flagged as rotated.
 # Geometry alone lowers it: 0.99 for the scans' 7.5° torsion steps, 0.82 for a 15° step at 60° pyramidalisation
 # (measured); an orbital swapped out of the π space gives ~0.
 ACTIVE_OVERLAP_THRESHOLD = 0.5
+# Below this Mulliken weight of the active orbitals on carbon p functions the active space is not the π/π*
+# pair: 0.99 planar, 0.84-0.89 twisted or pyramidalised in the sample (measured); a noisy replica whose
+# active space had rotated into a σ(C-H) orbital gave 0.75.
+CARBON_P_THRESHOLD = 0.8
 SINGLET_SPIN_TOLERANCE = 1e-4  # largest <S^2> accepted for a state that must be a singlet
-MD_CHAIN = 1000  # chain number of the optional xTB MD snapshots (after every grid replica)
 
 
-class NotConvergedError(RuntimeError):
+class LabellingError(RuntimeError):
+    """A geometry that gets no label (logged to ``failures.jsonl``, never stored)."""
+
+
+class ActiveSpaceError(LabellingError):
+    """Every start converged to an active space that is not the π/π* pair of the C=C bond."""
+
+
+class NotConvergedError(LabellingError):
     """SA-CASSCF, a state gradient or the coupling did not converge, or a root is not a singlet."""
 
 
@@ -244,10 +251,27 @@ def _solve(symbols: Sequence[str], positions: Any, basis: str, nstates: int, nca
     if not found:
         raise NotConvergedError(f"SA-CASSCF did not converge from any start (RHF converged: {bool(mf.converged)}); "
                                 "nothing is returned for this geometry")
+    found = _pi_spaces(found, guess, mol, ncas)
     lowest = min(float(mc.e_tot) for _, mc in found)
     start, mc = next((s, m) for s, m in found if float(m.e_tot) - lowest < 1e-9)
     excess = max(float(m.e_tot) for _, m in found) - float(mc.e_tot)
     return Solution(mc, start, excess * HARTREE_EV)
+
+
+def _pi_spaces(found: list[tuple[str, Any]], guess: Orbitals | None, mol: Any, ncas: int) -> list[tuple[str, Any]]:
+    """The converged solutions whose active space is the π/π* pair: on carbon p functions (weight at least
+    :data:`CARBON_P_THRESHOLD`) and continuous with the previous geometry's (overlap at least
+    :data:`ACTIVE_OVERLAP_THRESHOLD`). A lower solution with another active space is a different model of the
+    molecule, not a better label: on a noisy replica both starts once converged to an active space rotated
+    into σ(C-H) (weight 0.75, overlap 0.18 with its neighbour, the gap 1 eV off its neighbours')."""
+    kept = [(start, mc) for start, mc in found
+            if carbon_p_weight(mol, np.asarray(mc.mo_coeff), mc.ncore, ncas) >= CARBON_P_THRESHOLD
+            and active_overlap(guess, mol, np.asarray(mc.mo_coeff), mc.ncore, ncas) >= ACTIVE_OVERLAP_THRESHOLD]
+    if not kept:
+        weights = [round(carbon_p_weight(mol, np.asarray(mc.mo_coeff), mc.ncore, ncas), 3) for _, mc in found]
+        raise ActiveSpaceError(f"no start converged to the π/π* active space (carbon p weights {weights}, "
+                               f"threshold {CARBON_P_THRESHOLD}; or the active space left the previous geometry's)")
+    return kept
 
 
 def label_states(symbols: Sequence[str], positions: Any, *, basis: str = "6-31g*", nstates: int = 2, ncas: int = 2,
@@ -262,7 +286,8 @@ def label_states(symbols: Sequence[str], positions: Any, *, basis: str = "6-31g*
     converged from it and from RHF orbitals, and the solution of lower state-averaged energy is kept.
 
     Raises :class:`NotConvergedError` when the CASSCF, a gradient or the coupling did not converge, or a
-    root is not a singlet (``<S^2>`` above 1e-4).
+    root is not a singlet (``<S^2>`` above 1e-4); :class:`ActiveSpaceError` when no start's active space is
+    the π/π* pair (:func:`_pi_spaces`).
 
     >>> labels = label_states(ETHYLENE_SYMBOLS, ethylene_positions(0.0, 0.0), basis="sto-3g")  # doctest: +SKIP
     >>> labels.gap > 0, labels.converged["casscf"]  # doctest: +SKIP
@@ -301,119 +326,6 @@ def state_energies(symbols: Sequence[str], positions: Any, *, basis: str = "6-31
     mc = _solve(symbols, positions, basis, nstates, ncas, nelecas, None, conv_tol, 1e-6).mc
     _raise_unless_converged({"casscf": bool(mc.converged)}, _spin_squares(mc), "energy-only geometry")
     return np.asarray(mc.e_states, dtype=float) * HARTREE_EV
-
-
-# ----------------------------------------------------------------------------------------------- geometries
-@dataclasses.dataclass(frozen=True)
-class Geometry:
-    """One ethylene geometry and where it came from (chain ``chain``, position ``step`` along it)."""
-
-    positions: np.ndarray  # Å, atoms in ETHYLENE_SYMBOLS order
-    chain: int
-    step: int
-    design: str  # "torsion-scan", "pyramidalisation-scan", "grid", "noisy-grid", "xtb-md"
-    torsion: float  # degrees, H-C-C-H dihedral rotation of the second CH2 (nan for MD)
-    pyramidalisation: float  # degrees, angle between the C-C axis and the second CH2 plane (nan for MD)
-    noise_seed: int  # -1 without noise
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return ETHYLENE_SYMBOLS
-
-    def info(self) -> dict[str, Any]:
-        """The provenance as extended XYZ info keys."""
-        return {"chain": self.chain, "step": self.step, "design": self.design, "torsion_deg": self.torsion,
-                "pyramidalisation_deg": self.pyramidalisation, "noise_seed": self.noise_seed}
-
-
-def _rotate_x(vectors: np.ndarray, degrees: float) -> np.ndarray:
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    return vectors @ np.array([[1.0, 0.0, 0.0], [0.0, c, s], [0.0, -s, c]])
-
-
-def ethylene_positions(torsion: float, pyramidalisation: float, *, cc: float = 1.339, ch: float = 1.086,
-                       hcc: float = 121.3) -> np.ndarray:
-    """Ethylene (C, C, H, H, H, H; Å) along the C–C axis x, the first CH2 planar in the xy plane; the second
-    CH2 is pyramidalised by ``pyramidalisation`` degrees (its H atoms bent out of plane together; the angle
-    between the C–C axis and the H–C–H plane) and then twisted by ``torsion`` degrees about the C–C axis."""
-    bend = np.radians(180.0 - hcc)
-    tilt = np.radians(pyramidalisation)
-    first = np.array([[-np.cos(bend), np.sin(bend), 0.0], [-np.cos(bend), -np.sin(bend), 0.0]]) * ch
-    second = np.array([[np.cos(bend) * np.cos(tilt), s * np.sin(bend), -np.cos(bend) * np.sin(tilt)]
-                       for s in (1.0, -1.0)]) * ch
-    c1, c2 = np.array([-cc / 2, 0.0, 0.0]), np.array([cc / 2, 0.0, 0.0])
-    positions = np.vstack([c1, c2, c1 + first, c2 + _rotate_x(second, torsion)])
-    return positions - positions.mean(axis=0)
-
-
-TORSION_SCAN = tuple(7.5 * k for k in range(25))  # 0..180°
-PYRAMIDALISATION_SCAN = tuple(5.0 * k for k in range(13))  # 0..60° at 90° torsion
-GRID_TORSIONS = tuple(15.0 * k for k in range(13))  # 0..180°
-GRID_PYRAMIDALISATIONS = tuple(10.0 * k for k in range(7))  # 0..60°
-
-
-def grid_points() -> list[tuple[float, float]]:
-    """(torsion, pyramidalisation) of the grid in snake order: neighbours in the list are neighbours on the grid."""
-    points = []
-    for row, torsion in enumerate(GRID_TORSIONS):
-        column = GRID_PYRAMIDALISATIONS if row % 2 == 0 else GRID_PYRAMIDALISATIONS[::-1]
-        points += [(torsion, p) for p in column]
-    return points
-
-
-def _noisy(chain: int, step: int, torsion: float, pyramidalisation: float, seed: int,
-           noise: float) -> Geometry:
-    """A grid point with its angles jittered within half a grid cell and Gaussian noise (σ = ``noise`` Å) on
-    every Cartesian coordinate, from its own seed."""
-    noise_seed = 1_000_000 * seed + 1000 * chain + step
-    rng = np.random.default_rng(noise_seed)
-    half_t = (GRID_TORSIONS[1] - GRID_TORSIONS[0]) / 2
-    half_p = (GRID_PYRAMIDALISATIONS[1] - GRID_PYRAMIDALISATIONS[0]) / 2
-    t = float(np.clip(torsion + rng.uniform(-half_t, half_t), 0.0, 180.0))
-    p = float(np.clip(pyramidalisation + rng.uniform(-half_p, half_p), 0.0, 60.0))
-    positions = ethylene_positions(t, p) + rng.normal(0.0, noise, size=(6, 3))
-    return Geometry(positions, chain, step, "noisy-grid", t, p, noise_seed)
-
-
-def _design_chain(chain: int, seed: int, noise: float) -> list[Geometry]:
-    """Chain 0: torsion scan; 1: pyramidalisation scan at 90°; 2: the grid; 3, 4, ...: noisy grid replicas."""
-    if chain == 0:
-        return [Geometry(ethylene_positions(t, 0.0), 0, k, "torsion-scan", t, 0.0, -1)
-                for k, t in enumerate(TORSION_SCAN)]
-    if chain == 1:
-        return [Geometry(ethylene_positions(90.0, p), 1, k, "pyramidalisation-scan", 90.0, p, -1)
-                for k, p in enumerate(PYRAMIDALISATION_SCAN)]
-    if chain == 2:
-        return [Geometry(ethylene_positions(t, p), 2, k, "grid", t, p, -1) for k, (t, p) in enumerate(grid_points())]
-    return [_noisy(chain, k, t, p, seed, noise) for k, (t, p) in enumerate(grid_points())]
-
-
-def sample_geometries(count: int, seed: int = 0, *, noise: float = 0.03, md_snapshots: int = 0,
-                      md_temperature: float = 1000.0) -> list[Geometry]:
-    """The first ``count`` geometries of the fixed design (chains 0, 1, 2, 3, ... in order; a larger
-    ``count`` extends a smaller one), plus ``md_snapshots`` GFN2-xTB Langevin MD snapshots (chain 1000).
-
-    >>> [g.design for g in sample_geometries(40)][24:27]
-    ['torsion-scan', 'pyramidalisation-scan', 'pyramidalisation-scan']
-    """
-    geometries: list[Geometry] = []
-    chain = 0
-    while len(geometries) < count:
-        geometries += _design_chain(chain, seed, noise)[: count - len(geometries)]
-        chain += 1
-    return geometries + (md_geometries(md_snapshots, seed, md_temperature) if md_snapshots else [])
-
-
-def md_geometries(count: int, seed: int, temperature: float) -> list[Geometry]:
-    """GFN2-xTB Langevin MD snapshots of ethylene (``fusionlang.datagen.sample_trajectory``: 1 ps of
-    equilibration, then one snapshot every 25 fs), seed ``1000 * seed``. Thermal motion about the planar
-    minimum: it adds the vibrations the scans leave out, not the twist."""
-    config = DatasetConfig(molecule="C2H4", trajectories=1, per_trajectory=count, temperature=temperature, seed=seed)
-    frames = sample_trajectory(config, 0)
-    if tuple(frames[0].get_chemical_symbols()) != ETHYLENE_SYMBOLS:  # ASE's C2H4: C C H H H H, H2 H3 on C0
-        raise ValueError(f"expected ethylene as {ETHYLENE_SYMBOLS}, got {frames[0].get_chemical_symbols()}")
-    return [Geometry(np.asarray(f.positions), MD_CHAIN, k, "xtb-md", float("nan"), float("nan"), -1)
-            for k, f in enumerate(frames)]
 
 
 # ----------------------------------------------------------------------------------------------- generation
@@ -492,6 +404,10 @@ def label_chain(config: ExcitedConfig, out: str, geometries: Sequence[Geometry])
             _log_failure(folder, geometry, error)
             guess, failed = None, failed + 1
             continue
+        except ActiveSpaceError as error:  # the previous orbitals stay the next geometry's guess
+            _log_failure(folder, geometry, error)
+            failed += 1
+            continue
         _append(folder / "labels" / f"traj{geometry.chain}.extxyz", _frame_text(labelled_frame(geometry, labels,
                                                                                                  config)))
         guess, made = labels.orbitals, made + 1
@@ -536,6 +452,16 @@ def generate(config: ExcitedConfig, out: Path | str, workers: int = 1, limit: in
 
 
 # ----------------------------------------------------------------------------------------------- assembling
+def _failures(out: Path) -> dict[str, int]:
+    """Geometries that got no label, by reason (``failures.jsonl``; a rerun may have labelled some since)."""
+    found: dict[str, int] = {}
+    path = out / "failures.jsonl"
+    for line in (path.read_text().splitlines() if path.exists() else []):
+        reason = json.loads(line)["error"].split("(")[0]
+        found[reason] = found.get(reason, 0) + 1
+    return found
+
+
 def _labelling_wall(out: Path, finished: Sequence[float]) -> tuple[float, int]:
     """Seconds from each run's start to its last label, summed, and the number of runs."""
     path = out / "runs.jsonl"
@@ -574,7 +500,7 @@ COUPLING_NOTE = {
 
 
 def _manifest(config: ExcitedConfig, frames: Sequence[Any], files: dict[str, str], wall: tuple[float, int],
-              sample_seconds: float) -> dict[str, Any]:
+              sample_seconds: float, out: Path) -> dict[str, Any]:
     seconds = [float(a.info.get("label_seconds", 0.0)) for a in frames]
     chains = sorted({int(a.info["chain"]) for a in frames})
     return {
@@ -595,13 +521,15 @@ def _manifest(config: ExcitedConfig, frames: Sequence[Any], files: dict[str, str
                    "units": {"energy": "eV", "forces": "eV/Angstrom", "coupling": "1/Angstrom"}},
         "sampling": {"design": "chain 0 torsion scan 0..180 deg step 7.5 (planar CH2); chain 1 pyramidalisation "
                                "scan 0..60 deg step 5 at 90 deg torsion; chain 2 grid torsion 0..180 step 15 x "
-                               "pyramidalisation 0..60 step 10 (snake order); chains 3.. the grid again with angles "
-                               "jittered within half a cell and Gaussian Cartesian noise; chain 1000 xTB MD",
+                               "pyramidalisation 0..90 step 10 (snake order); chains 3.. the grid again with angles "
+                               "jittered within half a cell, the C=C bond uniform in 1.30..1.50 A (info cc_bond) "
+                               "and Gaussian Cartesian noise; chain 1000 xTB MD",
                      "seed": config.seed, "noise_angstrom": config.noise, "md_snapshots": config.md_snapshots,
                      "md_temperature_K": config.md_temperature, "noise_seed": "1000000*seed + 1000*chain + step"},
         "counts": {"frames": len(frames), "per_chain": {str(c): sum(int(a.info["chain"]) == c for a in frames)
                                                          for c in chains},
                    "design": config.count + config.md_snapshots,
+                   "failed": _failures(out),
                    "kept_start": {s: sum(a.info["guess"] == s for a in frames) for s in ("previous", "rhf")},
                    "other_start_higher_by_1e-6_eV": sum(float(a.info["other_start_excess"]) > 1e-6 for a in frames)},
         "versions": _versions(),
@@ -627,7 +555,7 @@ def assemble(out: Path | str) -> dict[str, Any]:
     _write_xz(frames, out / "frames.extxyz.xz")
     files = {"frames.extxyz.xz": file_sha256(out / "frames.extxyz.xz")}
     wall = _labelling_wall(out, sorted(float(a.info.get("labelled_at", 0.0)) for a in frames))
-    manifest = _manifest(config, frames, files, wall, sample_seconds)
+    manifest = _manifest(config, frames, files, wall, sample_seconds, out)
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     _fsync_replace(tmp, out / "manifest.json")

@@ -282,3 +282,34 @@ def test_a_stored_geometry_recomputes() -> None:
         assert np.abs(result["forces"][k] - atoms.arrays[f"REF_forces_S{k}"]).max() < FORCE_TOLERANCE, k
     assert sign_free_error(result["nac"], atoms.arrays["REF_nac"]) < COUPLING_TOLERANCE
     assert sign_free_error(result["nac_csf"], atoms.arrays["REF_nac_csf"]) < COUPLING_TOLERANCE
+
+
+_REJECTION = """
+import json, sys
+import numpy as np
+from fusionlang.excited import ETHYLENE_SYMBOLS, ActiveSpaceError, label_states
+try:
+    label_states(ETHYLENE_SYMBOLS, np.array(json.load(sys.stdin)))
+except ActiveSpaceError as error:
+    print(json.dumps({"refused": str(error)}))
+else:
+    print(json.dumps({"refused": ""}))
+"""
+
+
+def test_a_geometry_whose_active_space_leaves_the_pi_pair_gets_no_label() -> None:
+    """The noisy replica of the first production design that converged, from both starts, to an active space
+    rotated into σ(C-H) (carbon p weight 0.75, see docs/excited.md) is refused (≈ 2 s): such a solution is
+    another model of the molecule, and storing it put a 1 eV step between neighbouring labels."""
+    from fusionlang.ethylene import ethylene_positions
+
+    rng = np.random.default_rng(3001)  # the design then: torsion 0 and pyramidalisation 10, jittered, C=C 1.339
+    torsion = float(np.clip(rng.uniform(-7.5, 7.5), 0.0, 180.0))
+    pyramidalisation = float(np.clip(10.0 + rng.uniform(-5.0, 5.0), 0.0, 60.0))
+    positions = ethylene_positions(torsion, pyramidalisation) + rng.normal(0.0, 0.03, size=(6, 3))
+    env = dict(os.environ, **{name: "1" for name in THREAD_VARIABLES})
+    done = subprocess.run([sys.executable, "-c", _REJECTION], input=json.dumps(positions.tolist()),
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    refused = json.loads(done.stdout)["refused"]
+    assert "π/π* active space" in refused and "0.748" in refused
