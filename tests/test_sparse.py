@@ -121,3 +121,16 @@ def test_the_sparse_form_plans_within_twice_the_zero_skipping_limit(example: str
     result = sparse_compiled((ROOT / "examples" / f"{example}.fusion").read_text(), f"{example}.fusion")
     for output in result.program().report.outputs:
         assert output.planned_flops <= 2 * output.zero_skipping_flops
+
+
+def test_the_command_line_forces_the_sparse_form_and_refuses_unknown_strategies(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from fusionlang.cli import main
+
+    assert main(["explain", str(ROOT / "examples" / "tree4.fusion"), "--strategy", "full/sparse/q"]) == 0
+    assert "full/sparse/q" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["explain", str(ROOT / "examples" / "tree4.fusion"), "--strategy", "sparse"])
+    assert refused.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    with pytest.raises(KeyError, match="full/sparse/q"):
+        api.compile("diagram d { group O3\n input x : 1o\n output y : 1o\n x -> y }", strategy="sparse")
