@@ -25,19 +25,25 @@ the CPU unless :func:`single_graph` says otherwise (see :data:`EAGER_CONTRACTION
 from __future__ import annotations
 
 import contextlib
-import gc
 import itertools
-import linecache
 import math
 import sys
-import threading
-import types
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import torch
+
+# Loading generated sources lives apart (generated code never calls it, and standalone modules do not
+# inline it); re-exported here, where callers and pickles of in-memory modules look for it.
+from fusionlang.loader import (  # noqa: F401
+    _PENDING,
+    COLLECT_EVERY,
+    PACKAGE,
+    _unregister,
+    load_generated,
+    release_collected,
+)
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks",
@@ -47,10 +53,6 @@ __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "ch
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
 
-_LOCK = threading.Lock()
-COLLECT_EVERY = 256  # modules loaded between two garbage collections (see load_generated)
-_EXECUTED = [0]
-PACKAGE = "_fusionlang_generated"  # the parent of every module compiled in memory
 
 
 # -- e3nn's surface (docs/e3nn.md) ------------------------------------------------------------------
@@ -105,28 +107,36 @@ def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec]
     >>> round(float(t[0, 0, 0]), 6)
     0.57735
     """
-    table = torch.zeros(tuple(shape), dtype=torch.complex128 if group == "SU2" else torch.float64)
-    for offsets, tree, fan_in, *extra in blocks:
-        tensor = _scaled(_tree_tensor(group, tree), fan_in)
-        if extra:
-            permutation, (numerator, denominator) = extra
-            tensor = tensor.permute(*permutation, len(permutation)) * (numerator / denominator)
-        for axis in sorted(path_axes):
-            tensor = tensor.unsqueeze(axis)
-        region = tuple(slice(start, start + size) for start, size in zip(offsets, tensor.shape, strict=False))
-        table[region] += tensor
+    table = torch.zeros(tuple(shape), dtype=_dtype(group))
+    for block in blocks:
+        tensor = _block_tensor(group, block, path_axes)
+        table[tuple(slice(start, start + size) for start, size in zip(block[0], tensor.shape, strict=False))] += tensor
     for axes in symmetrize:
         table = _symmetrized(table, tuple(axes))
     return table
+
+
+def _dtype(group: str) -> torch.dtype:
+    return torch.complex128 if group == "SU2" else torch.float64
+
+
+def _block_tensor(group: str, block: BlockSpec, path_axes: Sequence[int]) -> torch.Tensor:
+    """A block's coupling tensor, scaled, its leaf axes permuted, with its path axes (size 1)."""
+    _, tree, fan_in, *extra = block
+    tensor = _scaled(_tree_tensor(group, tree), fan_in)
+    if extra:
+        permutation, (numerator, denominator) = extra
+        tensor = tensor.permute(*permutation, len(permutation)) * (numerator / denominator)
+    for axis in sorted(path_axes):
+        tensor = tensor.unsqueeze(axis)
+    return tensor
 
 
 NONZERO = 1e-12  # a coupling entry this small is a zero of the selection rules (round-off), not a value
 
 
 class SparseCoupling(NamedTuple):
-    """The nonzeros of a coupling table: for nonzero ``z``, ``values[z]`` sits at
-    ``(rows[0][z], ..., rows[-1][z])`` along the leaf axes and at ``out[z]`` along the output
-    axes flattened (path axis, then entries)."""
+    """A table's nonzeros: ``values[z]`` at ``rows[k][z]`` along leaf axis ``k``, ``out[z]`` along the rest."""
 
     rows: tuple[torch.Tensor, ...]
     out: torch.Tensor
@@ -135,51 +145,44 @@ class SparseCoupling(NamedTuple):
 
 def sparse_coupling(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec], leaf_axes: int,
                     path_axes: Sequence[int] = (), symmetrize: Sequence[Sequence[int]] = ()) -> SparseCoupling:
-    """The nonzeros of :func:`coupling_table` ``(group, shape, blocks, path_axes, symmetrize)``,
-    in row-major order, collected block by block (without the dense table) unless the table is
-    averaged over permutations. The first ``leaf_axes`` axes are the leaves'.
+    """The nonzeros of :func:`coupling_table` in row-major order (the first ``leaf_axes`` axes are
+    the leaves'), block by block without the dense table unless it is averaged over permutations.
 
     >>> s = sparse_coupling("O3", (3, 3, 1), [((0, 0, 0), ("1o", "1o", "0e"), 1)], leaf_axes=2)
     >>> [r.tolist() for r in s.rows], s.out.tolist(), round(float(s.values[0]), 6)
     ([[0, 1, 2], [0, 1, 2]], [0, 0, 0], 0.57735)
     """
-    blocks = list(blocks)
     if symmetrize:
         table = coupling_table(group, shape, blocks, path_axes, symmetrize)
         coordinates = (table.abs() > NONZERO).nonzero().T
         values = table[tuple(coordinates)]
     else:
         coordinates, values = _coalesced(group, tuple(shape), blocks, path_axes)
-    out = torch.zeros(coordinates.shape[1], dtype=torch.int64)
-    for axis in range(leaf_axes, len(shape)):
-        out = out * shape[axis] + coordinates[axis]
+    out = _flat(coordinates[leaf_axes:], shape[leaf_axes:])
     return SparseCoupling(tuple(coordinates[:leaf_axes].contiguous()), out, values)
 
 
-def _coalesced(group: str, shape: tuple[int, ...], blocks: list[BlockSpec],
+def _flat(coordinates: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Row-major positions of ``coordinates`` (one row per axis of ``shape``)."""
+    flat = torch.zeros(coordinates.shape[1], dtype=torch.int64)
+    for axis, size in enumerate(shape):
+        flat = flat * size + coordinates[axis]
+    return flat
+
+
+def _coalesced(group: str, shape: tuple[int, ...], blocks: Iterable[BlockSpec],
                path_axes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every block's nonzeros placed at its offsets, overlapping ones summed, zeros dropped."""
-    dtype = torch.complex128 if group == "SU2" else torch.float64
-    found_coordinates = [torch.zeros(len(shape), 0, dtype=torch.int64)]
-    found_values = [torch.zeros(0, dtype=dtype)]
-    for offsets, tree, fan_in, *extra in blocks:
-        tensor = _scaled(_tree_tensor(group, tree), fan_in)
-        if extra:
-            permutation, (numerator, denominator) = extra
-            tensor = tensor.permute(*permutation, len(permutation)) * (numerator / denominator)
-        for axis in sorted(path_axes):
-            tensor = tensor.unsqueeze(axis)
+    coordinates, values = [torch.zeros(len(shape), 0, dtype=torch.int64)], [torch.zeros(0, dtype=_dtype(group))]
+    for block in blocks:
+        tensor = _block_tensor(group, block, path_axes)
         where = (tensor.abs() > NONZERO).nonzero().T
-        found_coordinates.append(where + torch.tensor(offsets, dtype=torch.int64)[:, None])
-        found_values.append(tensor[tuple(where)])
-    coordinates = torch.cat(found_coordinates, 1)
-    linear = torch.zeros(coordinates.shape[1], dtype=torch.int64)
-    for axis, size in enumerate(shape):
-        linear = linear * size + coordinates[axis]
-    places, where = torch.unique(linear, sorted=True, return_inverse=True)
-    values = torch.zeros(len(places), dtype=dtype).index_add_(0, where, torch.cat(found_values))
-    keep = values.abs() > NONZERO
-    return torch.stack(torch.unravel_index(places[keep], shape)), values[keep]
+        coordinates.append(where + torch.tensor(block[0], dtype=torch.int64)[:, None])
+        values.append(tensor[tuple(where)])
+    places, where = torch.unique(_flat(torch.cat(coordinates, 1), shape), sorted=True, return_inverse=True)
+    summed = torch.zeros(len(places), dtype=_dtype(group)).index_add_(0, where, torch.cat(values))
+    keep = summed.abs() > NONZERO
+    return torch.stack(torch.unravel_index(places[keep], shape)), summed[keep]
 
 
 def _scaled(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
@@ -550,125 +553,3 @@ def rebuild(module_name: str, source: str, qualname: str) -> CompiledModule:
     cls = getattr(load_generated(module_name, source), qualname)
     return cls.__new__(cls)
 
-
-def load_generated(name: str, source: str) -> types.ModuleType:
-    """Execute a generated source as the module ``name`` (once: while a module of that name and
-    source is alive, it is returned as is).
-
-    The module is registered in ``sys.modules`` and its lines in ``linecache`` for as long as it
-    lives, and it lives as long as anything of it does (the module, a class, an instance: they
-    all hold its globals, which hold the module). Once the last of them is collected, the next
-    call (or :func:`release_collected`) drops both registrations; every ``COLLECT_EVERY`` new
-    modules the garbage is collected. So compiling thousands of diagrams in one process keeps
-    those still in use and at most ``COLLECT_EVERY`` others.
-
-    >>> m = load_generated("_fusionlang_doctest", "ANSWER = 42\\n")
-    >>> m.ANSWER, m is load_generated("_fusionlang_doctest", "ANSWER = 42\\n")
-    (42, True)
-    """
-    with _LOCK:
-        _release_pending()
-        module = _alive(name, source)
-        if module is not None:
-            return module
-        module = _execute(name, source)
-        _EXECUTED[0] += 1
-        due = _EXECUTED[0] % COLLECT_EVERY == 0
-    if due:
-        # A released module is cyclic garbage (its classes and functions hold its globals), which
-        # Python collects only in its rare full collections: collect now and then (about 0.1 s
-        # with torch loaded), so the registrations stay within the live modules + COLLECT_EVERY.
-        gc.collect()
-        release_collected()
-    return module
-
-
-def release_collected() -> None:
-    """Drop the ``sys.modules`` and ``linecache`` entries of generated modules that were garbage
-    collected (:func:`load_generated` does it on every call).
-
-    >>> import gc
-    >>> m = load_generated("_fusionlang_generated.doctest", "A = 1\\n")
-    >>> del m; _ = gc.collect(); release_collected()
-    >>> import sys; "_fusionlang_generated.doctest" in sys.modules
-    False
-    """
-    with _LOCK:
-        _release_pending()
-
-
-class _Registration(types.ModuleType):
-    """What ``sys.modules`` holds for a module compiled in memory: a view that reaches the module
-    through a weak reference (``import``, ``pickle`` and ``inspect`` find its classes through it),
-    so that the registration keeps nothing alive."""
-
-    def __init__(self, module: types.ModuleType) -> None:
-        super().__init__(module.__name__, module.__doc__)
-        self.__file__ = module.__file__
-        self.__fusion_source__ = module.__fusion_source__  # type: ignore[attr-defined]
-        self.__fusion_weakref__ = weakref.ref(module)
-
-    def __getattr__(self, name: str) -> Any:
-        module = self.__fusion_weakref__()
-        if module is None:
-            raise AttributeError(f"module {self.__name__!r} was released")
-        return getattr(module, name)
-
-
-def _alive(name: str, source: str) -> types.ModuleType | None:
-    """The live module registered as ``name`` with this source, if any."""
-    registered = sys.modules.get(name)
-    if getattr(registered, "__fusion_source__", None) != source:
-        return None
-    if isinstance(registered, _Registration):
-        return registered.__fusion_weakref__()
-    return registered
-
-
-def _execute(name: str, source: str) -> types.ModuleType:
-    filename = f"<fusionlang-generated {name}>"
-    lines = source.splitlines(keepends=True)
-    module = types.ModuleType(name)
-    module.__file__ = filename
-    module.__fusion_source__ = source  # type: ignore[attr-defined]
-    # The globals hold the module: it lives exactly as long as anything defined in it.
-    module.__fusion_module__ = module  # type: ignore[attr-defined]
-    linecache.cache[filename] = (len(source), None, lines, filename)
-    try:
-        exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated code
-    except BaseException:
-        _unregister(name, filename, None, lines)
-        raise
-    registration = _Registration(module)
-    if name.startswith(PACKAGE + ".") and PACKAGE not in sys.modules:
-        package = types.ModuleType(PACKAGE, "Modules that fusionlang compiled in memory.")
-        package.__path__ = []  # a package, so that `pickle` can import its modules by name
-        sys.modules[PACKAGE] = package
-    sys.modules[name] = registration
-    weakref.finalize(module, _collected, name, filename, registration, lines).atexit = False
-    return module
-
-
-# The registrations of collected modules, dropped at the next load. The collector runs finalisers
-# in any thread at any allocation, possibly while other code walks `sys.modules` or
-# `linecache.cache` (`linecache.checkcache` indexes a list of keys taken before): a finaliser only
-# appends here (atomic), it never changes either mapping itself.
-_PENDING: list[tuple[str, str, types.ModuleType | None, list[str]]] = []
-
-
-def _collected(name: str, filename: str, registration: types.ModuleType | None, lines: list[str]) -> None:
-    _PENDING.append((name, filename, registration, lines))
-
-
-def _release_pending() -> None:
-    while _PENDING:
-        _unregister(*_PENDING.pop())
-
-
-def _unregister(name: str, filename: str, registration: types.ModuleType | None, lines: list[str]) -> None:
-    """Remove exactly these registrations (a module loaded again under the same name keeps its own)."""
-    if registration is not None and sys.modules.get(name) is registration:
-        del sys.modules[name]
-    entry = linecache.cache.get(filename)
-    if entry is not None and len(entry) == 4 and entry[2] is lines:
-        del linecache.cache[filename]
