@@ -47,8 +47,8 @@ from .metrics import parameter_count
 from .spherical import SphericalHarmonics, irreps_text
 
 __all__ = [
-    "MaceBody", "MaceConfig", "MacePotential", "interaction_source", "linear_source", "match_parameters", "parameter_count",
-    "potential_from_state", "potential_state", "product_basis_source", "skip_source",
+    "MaceBody", "MaceConfig", "MacePotential", "interaction_source", "linear_source", "match_parameters",
+    "parameter_count", "potential_from_state", "potential_state", "product_basis_source", "skip_source",
 ]
 
 # -- the diagrams ----------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ class MacePotential(MaceBody):
 STATE_KIND = "fusionlang.MacePotential"
 
 
-def potential_state(model: MacePotential, atomic_numbers: Sequence[int]) -> dict[str, Any]:
+def potential_state(model: MaceBody, atomic_numbers: Sequence[int]) -> dict[str, Any]:
     """Everything needed to rebuild ``model`` (for ``torch.save``): its config, data set constants,
     the atomic number of each species index, dtype and weights."""
     return {"kind": STATE_KIND, "version": 1, "config": asdict(model.config), "statistics": asdict(model.statistics),
@@ -477,7 +477,8 @@ def match_parameters(config: MaceConfig, target: int,
     model = build(config)
     outputs = [sum(n for _, n in layer.weights) for layer in model.layers]  # type: ignore[union-attr]
     fixed = parameter_count(model) - _radial_count(config.radial_mlp, config.bessel, outputs)
-    readout, per_width = config.readout_hidden, config.channels + model.layers[-1].readout.outputs  # type: ignore[union-attr]
+    last: MaceLayer = model.layers[-1]  # type: ignore[assignment]
+    readout, per_width = config.readout_hidden, config.channels + last.readout.outputs
     best: tuple[tuple[int, int], MaceConfig] | None = None
     for change in range(8 * readout + 1):  # the readout's change, smallest first
         for d_readout in sorted({-change, change}):

@@ -119,7 +119,8 @@ class MultiStatePotential(MaceBody):
                 batch: torch.Tensor, num_structures: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(energies ``[S, states]`` in eV, float64; the coupling vectors ``[N, 3]`` in 1/Å)."""
         h, interaction = self.features(positions, species, edge_index)
-        per_atom = self.atomic_energies[species, None] + (self.scale * interaction).to(torch.float64) + self.state_shifts
+        per_atom = (self.atomic_energies[species, None] + (self.scale * interaction).to(torch.float64)
+                    + self.state_shifts)
         energies = per_atom.new_zeros(num_structures, per_atom.shape[1]).index_add(0, batch, per_atom)
         vectors = self.coupling(h)
         counts = _per_structure(torch.ones_like(vectors[:, 0]), batch, num_structures)
@@ -154,7 +155,7 @@ def multistate_from_state(state: Mapping[str, Any]) -> tuple[MultiStatePotential
     if state.get("kind") != STATE_KIND:
         raise ValueError(f"not a saved multi-state potential (kind {state.get('kind')!r})")
     statistics = {**state["statistics"], "atomic_energies": tuple(state["statistics"].get("atomic_energies", ()))}
-    config = MultiStateConfig.from_dict(state["config"])
+    config: MultiStateConfig = MultiStateConfig.from_dict(state["config"])  # type: ignore[assignment]
     model = MultiStatePotential(config, Statistics(**statistics), state["state_dict"]["state_shifts"].tolist(),
                                 dtype=getattr(torch, state["dtype"]))
     model.load_state_dict(state["state_dict"])

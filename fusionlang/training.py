@@ -29,8 +29,8 @@ import torch
 from . import metrics
 from .atoms import Batch, Structure, atomic_numbers_in, collate, fit_statistics, read_state_structures, read_structures
 
-__all__ = ["Config", "ConfigError", "DataSettings", "EnergyForces", "TrainResult", "TrainSettings", "World", "command", "distributed",
-           "load_config", "load_data", "main", "run_config", "train"]
+__all__ = ["Config", "ConfigError", "DataSettings", "EnergyForces", "TrainResult", "TrainSettings", "World", "command",
+           "distributed", "load_config", "load_data", "main", "run_config", "train"]
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 Log = Callable[[str], None]
@@ -654,7 +654,8 @@ def _build_model(checked: Config, numbers: Sequence[int],
         return (models.MacePotential(model_config, statistics, dtype=dtype), model_config,
                 lambda m: models.potential_state(m, numbers))  # type: ignore[arg-type]
     shifts = multistate.fit_state_shifts(train_set, statistics)  # type: ignore[arg-type]
-    return (multistate.MultiStatePotential(model_config, statistics, shifts, dtype=dtype), model_config,
+    return (multistate.MultiStatePotential(model_config, statistics, shifts, dtype=dtype),  # type: ignore[arg-type]
+            model_config,
             lambda m: multistate.multistate_state(m, numbers))  # type: ignore[arg-type]
 
 
