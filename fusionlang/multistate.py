@@ -219,7 +219,7 @@ def _select(p: StatePredictions, order: Sequence[int]) -> StatePredictions:
 
 
 class MultiStateTask:
-    """The trainer's task (:class:`fusionlang.training.EnergyForces`) for a :class:`MultiStatePotential`.
+    """The trainer's task (:class:`fusionlang.tasks.Task`) for a :class:`MultiStatePotential`.
 
     Terms: Σ_s (ΔE_s / n_atoms)² per structure, Σ_s ΔF_s² per force component and the sign-free
     coupling error per coupling component, weighted by ``energy_weight``, ``forces_weight`` and

@@ -27,10 +27,11 @@ from typing import Any
 import torch
 
 from . import metrics
-from .atoms import Batch, Structure, atomic_numbers_in, collate, fit_statistics, read_state_structures, read_structures
+from .atoms import Batch, Structure, atomic_numbers_in, read_state_structures, read_structures
+from .tasks import EnergyForces, Task, build_model, config_of_section
 
-__all__ = ["Config", "ConfigError", "DataSettings", "EnergyForces", "TrainResult", "TrainSettings", "World", "command",
-           "distributed", "load_config", "load_data", "main", "run_config", "train"]
+__all__ = ["Config", "ConfigError", "DataSettings", "TrainResult", "TrainSettings", "World", "command", "distributed",
+           "load_config", "load_data", "main", "run_config", "train"]
 
 CHECKPOINT, BEST = "checkpoint.pt", "best.pt"
 Log = Callable[[str], None]
@@ -246,39 +247,6 @@ def distributed(device: str = "auto") -> Iterator[World]:
             dist.destroy_process_group()
 
 
-class EnergyForces:
-    """What a potential is trained on and evaluated by (a *task*; :func:`train` takes the model's
-    ``training_task`` when it has one, else this): batches, the loss's terms, predictions, errors
-    and reports. The terms are sums over the batch, divided by the counts of the global batch in
-    :meth:`combine` (structures for energies, force components for forces)."""
-
-    terms = 2
-
-    def collate(self, structures: Sequence[Structure], r_max: float) -> Batch:
-        return collate(structures, r_max)
-
-    def loss_terms(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
-        """The sums of ``(ΔE / n_atoms)²`` and ``ΔF²`` over the batch (``[2]``, float64)."""
-        energy, forces = model.energy_and_forces(batch, create_graph=True)  # type: ignore[operator]
-        energy_term = ((energy - batch.energy.to(energy)) / batch.num_atoms.to(energy)).pow(2).sum()
-        forces_term = (forces - batch.forces.to(forces)).pow(2).sum()
-        return torch.stack([energy_term.double(), forces_term.double()])
-
-    def combine(self, terms: torch.Tensor, structures: int, components: int, s: TrainSettings) -> torch.Tensor:
-        """The loss of a batch of ``structures`` with ``components`` force components from its terms."""
-        return s.energy_weight * terms[0] / structures + s.forces_weight * terms[1] / components
-
-    predict = staticmethod(metrics.predict)
-    merge = staticmethod(metrics.merge)
-    errors = staticmethod(metrics.errors)
-    epoch_line = staticmethod(metrics.epoch_line)
-    summary_line = staticmethod(metrics.summary_line)
-    write_report = staticmethod(metrics.write_report)
-
-    def loss_value(self, p: Any, s: TrainSettings) -> float:
-        return metrics.loss_value(p, s.energy_weight, s.forces_weight)
-
-
 class _LossTerms(torch.nn.Module):
     """``forward(batch)``: the task's loss terms of the batch (``[terms]``, float64; the caller divides
     by the counts of the *global* batch). The module wrapped in DDP: the forces
@@ -286,7 +254,7 @@ class _LossTerms(torch.nn.Module):
     gradients of the loss's backward (tests/test_training.py: equal to one process to 1e-10).
     ``batch=None`` (an empty shard) gives zeros that reach every parameter, so every process joins."""
 
-    def __init__(self, model: torch.nn.Module, task: Any) -> None:
+    def __init__(self, model: torch.nn.Module, task: Task) -> None:
         super().__init__()
         self.model, self.task = model, task
 
@@ -338,7 +306,7 @@ class _Trainer:
     def __init__(self, model: torch.nn.Module, settings: TrainSettings, world: World, r_max: float,
                  out: Path, log: Log) -> None:
         self.settings, self.world, self.r_max, self.out, self.log = settings, world, r_max, out, log
-        self.task = getattr(model, "training_task", None) or EnergyForces()
+        self.task: Task = getattr(model, "training_task", None) or EnergyForces()
         self.model = model.to(world.device)
         self.ema = _Ema(self.model, settings.ema_decay) if settings.ema_decay else None
         terms = _LossTerms(self.model, self.task)
@@ -625,8 +593,9 @@ def run_config(config: str | Path | Mapping[str, Any], *, out: str | Path | None
     if given is not None and given != len(numbers):
         raise ConfigError(f"model.species is {given}, but the data have {len(numbers)} elements {list(numbers)}",
                           hint="leave model.species out: it is set from the data")
+    model_config = _model_config(checked, numbers)
     torch.manual_seed(checked.training.seed)
-    model, model_config, export = _build_model(checked, numbers, train_set)
+    model, export = build_model(model_config, train_set, numbers, getattr(torch, checked.dtype))
     target = out if out is not None else checked.out or (
         f"runs/{Path(config).stem}" if isinstance(config, (str, Path)) else "runs/train")
     resolved = {"data": {**asdict(checked.data), "atomic_numbers": list(numbers)}, "model": asdict(model_config),
@@ -635,28 +604,12 @@ def run_config(config: str | Path | Mapping[str, Any], *, out: str | Path | None
                  export=export, resume=resume, stop_after=stop_after, config=resolved, log=log)
 
 
-def _build_model(checked: Config, numbers: Sequence[int],
-                 train_set: Sequence[Structure]) -> tuple[torch.nn.Module, Any, Callable[[torch.nn.Module], Any]]:
-    """(the model of a configuration, its config, what turns it into ``best.pt``'s content)."""
-    from . import models, multistate
-
-    states = checked.data.states
-    kind = models.MaceConfig if states == 1 else multistate.MultiStateConfig
-    extra = {} if states == 1 else {"states": states}
+def _model_config(checked: Config, numbers: Sequence[int]) -> Any:
     try:
-        model_config = kind.from_dict({**checked.model, "species": len(numbers), **extra})
+        return config_of_section(checked.model, len(numbers), checked.data.states)
     except (TypeError, ValueError) as problem:
         raise ConfigError(f"model: {problem}".replace("__init__() ", ""),
-                          hint=f"the model keys are the fields of {kind.__module__}.{kind.__name__}") from None
-    statistics = fit_statistics(train_set, model_config.r_max, len(numbers))
-    dtype = getattr(torch, checked.dtype)
-    if states == 1:
-        return (models.MacePotential(model_config, statistics, dtype=dtype), model_config,
-                lambda m: models.potential_state(m, numbers))  # type: ignore[arg-type]
-    shifts = multistate.fit_state_shifts(train_set, statistics)  # type: ignore[arg-type]
-    return (multistate.MultiStatePotential(model_config, statistics, shifts, dtype=dtype),  # type: ignore[arg-type]
-            model_config,
-            lambda m: multistate.multistate_state(m, numbers))  # type: ignore[arg-type]
+                          hint="the model keys are the fields of fusionlang.models.MaceConfig") from None
 
 
 def command(config: str, out: str | None = None, resume: bool = True) -> int:
