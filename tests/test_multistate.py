@@ -167,3 +167,29 @@ def test_parameter_counts_with_and_without_the_fusion_block_match() -> None:
     matched = match_parameters(TINY, fusion, build=build)
     count = parameter_count(build(matched))
     assert abs(count - fusion) <= 0.05 * fusion and not matched.fusion_block
+
+
+def test_the_reader_maps_the_multi_state_keys(data: list) -> None:
+    import io
+    import lzma
+
+    import ase.io
+
+    with lzma.open(SAMPLE, "rt", encoding="utf-8") as handle:
+        frame = ase.io.read(io.StringIO(handle.read()), index=30, format="extxyz")
+    s = data[30]
+    assert s.energies.tolist() == [frame.info["REF_energy_S0"], frame.info["REF_energy_S1"]]
+    assert torch.equal(s.state_forces[1], torch.tensor(frame.arrays["REF_forces_S1"], dtype=torch.float64))
+    assert torch.equal(s.coupling, torch.tensor(frame.arrays["REF_nac"], dtype=torch.float64))
+    assert s.energy == s.energies[0] and torch.equal(s.forces, s.state_forces[0])
+
+
+def test_shards_merge_into_the_predictions_of_one_process(model: MultiStatePotential, data: list) -> None:
+    task = model.training_task
+    chosen = data[:5]
+    whole = task.predict(model, chosen, TINY.r_max, 2)
+    shards = [(list(range(rank, 5, 2)), task.predict(model, chosen[rank::2], TINY.r_max, 2)) for rank in (0, 1)]
+    merged = task.merge(shards)
+    for name in whole.__dataclass_fields__:
+        assert torch.allclose(getattr(merged, name), getattr(whole, name), rtol=0, atol=1e-12), name
+    assert task.errors(merged) == pytest.approx(task.errors(whole))
