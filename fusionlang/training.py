@@ -7,6 +7,8 @@ clipping, early stopping, exact resumption from ``out/checkpoint.pt``, metrics i
 :func:`run_config` reads a YAML or JSON configuration (docs/training.md) and builds a
 :class:`fusionlang.models.MacePotential`; ``fusionc train CONFIG`` and ``python -m fusionlang.training
 CONFIG`` run it, also under ``torchrun --nproc_per_node K`` (data parallel: see :class:`_LossTerms`).
+A model with a ``training_task`` (:mod:`fusionlang.tasks`) brings its own loss and metrics: with
+``data.states`` of 2 or more the configuration trains a multi-state model (docs/multistate.md).
 """
 
 from __future__ import annotations
