@@ -11,13 +11,13 @@ torch.Size([2, 4])
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
 
-__all__ = ["Batch", "Statistics", "Structure", "atomic_numbers_in", "collate", "fit_statistics",
-           "neighbour_graph", "read_structures"]
+__all__ = ["Batch", "StateBatch", "StateStructure", "Statistics", "Structure", "atomic_numbers_in", "collate",
+           "collate_states", "fit_statistics", "neighbour_graph", "read_state_structures", "read_structures"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,18 @@ class Structure:
 
 
 @dataclass(frozen=True)
+class StateStructure(Structure):
+    """A structure labelled on several electronic states: ``energies`` ``[S]`` (eV), ``state_forces``
+    ``[S, n, 3]`` (eV/Å) and the S0–S1 derivative coupling ``coupling`` ``[n, 3]`` (1/Å; its sign is
+    arbitrary). ``energy`` and ``forces`` are the ground state's, so :func:`fit_statistics` and
+    :func:`collate` read it as a ground-state structure."""
+
+    energies: torch.Tensor
+    state_forces: torch.Tensor
+    coupling: torch.Tensor
+
+
+@dataclass(frozen=True)
 class Batch:
     """Structures concatenated along atoms, with their neighbour graph (edges within ``r_max``)."""
 
@@ -58,6 +70,16 @@ class Batch:
     @property
     def num_structures(self) -> int:
         return int(self.num_atoms.numel())
+
+
+@dataclass(frozen=True)
+class StateBatch(Batch):
+    """A :class:`Batch` of :class:`StateStructure`: also ``energies`` ``[S, states]``, ``state_forces``
+    ``[states, N, 3]`` and ``coupling`` ``[N, 3]``."""
+
+    energies: torch.Tensor
+    state_forces: torch.Tensor
+    coupling: torch.Tensor
 
 
 def neighbour_graph(positions: torch.Tensor, r_max: float) -> torch.Tensor:
@@ -84,6 +106,14 @@ def collate(structures: Sequence[Structure], r_max: float = 5.0) -> Batch:
     )
 
 
+def collate_states(structures: Sequence[StateStructure], r_max: float = 5.0) -> StateBatch:
+    """One :class:`StateBatch` of multi-state ``structures`` (float64)."""
+    base = collate(structures, r_max)
+    return StateBatch(**{f.name: getattr(base, f.name) for f in fields(base)},
+                      energies=torch.stack([s.energies for s in structures]),
+                      state_forces=torch.cat([s.state_forces for s in structures], dim=1),
+                      coupling=torch.cat([s.coupling for s in structures]))
+
 
 def fit_statistics(data: Sequence[Structure], r_max: float = 5.0, species: int = 3) -> Statistics:
     """Mean neighbour count, least-squares per-species energies, RMS force component and mean
@@ -98,7 +128,6 @@ def fit_statistics(data: Sequence[Structure], r_max: float = 5.0, species: int =
                       atomic_energies=tuple(float(e) for e in energies),
                       scale=float(batch.forces.pow(2).mean().sqrt()),
                       shift=float(((batch.energy - counts @ energies) / batch.num_atoms).mean()))
-
 
 
 def _frames(path: str | Path) -> list:
@@ -125,16 +154,35 @@ def read_structures(path: str | Path, atomic_numbers: Sequence[int], energy_key:
                     forces_key: str = "REF_forces") -> list[Structure]:
     """The labelled structures of an extended XYZ file, species numbered by their place in
     ``atomic_numbers`` (energies in eV, forces in eV/Å, as ``fusionlang.datagen`` writes them)."""
-    index = {int(z): k for k, z in enumerate(atomic_numbers)}
+    return [Structure(positions, species, float(frame.info[energy_key]),
+                      torch.tensor(frame.arrays[forces_key], dtype=torch.float64))
+            for frame, positions, species in _geometries(path, atomic_numbers)]
+
+
+def read_state_structures(path: str | Path, atomic_numbers: Sequence[int], states: int = 2,
+                          energy_key: str = "REF_energy", forces_key: str = "REF_forces",
+                          coupling_key: str = "REF_nac") -> list[StateStructure]:
+    """The multi-state structures of an extended XYZ file: state s's energy is ``{energy_key}_S{s}``
+    (info, eV), its forces ``{forces_key}_S{s}`` (arrays, eV/Å), the S0–S1 coupling ``coupling_key``
+    (arrays, 1/Å), as ``scripts/make_excited_dataset.py`` writes them (docs/excited.md)."""
     structures = []
+    for frame, positions, species in _geometries(path, atomic_numbers):
+        energies = torch.tensor([float(frame.info[f"{energy_key}_S{s}"]) for s in range(states)], dtype=torch.float64)
+        forces = torch.stack([torch.tensor(frame.arrays[f"{forces_key}_S{s}"], dtype=torch.float64)
+                              for s in range(states)])
+        coupling = torch.tensor(frame.arrays[coupling_key], dtype=torch.float64)
+        structures.append(StateStructure(positions, species, float(energies[0]), forces[0], energies, forces, coupling))
+    return structures
+
+
+def _geometries(path: str | Path, atomic_numbers: Sequence[int]) -> list[tuple]:
+    """(frame, positions ``[n, 3]`` float64, species indices ``[n]``) of every frame of ``path``."""
+    index = {int(z): k for k, z in enumerate(atomic_numbers)}
+    found = []
     for number, frame in enumerate(_frames(path)):
         unknown = sorted({int(z) for z in frame.numbers} - set(index))
         if unknown:
             raise ValueError(f"{path}: frame {number} has atomic numbers {unknown}, not in {list(atomic_numbers)}")
-        structures.append(Structure(
-            positions=torch.tensor(frame.positions, dtype=torch.float64),
-            species=torch.tensor([index[int(z)] for z in frame.numbers]),
-            energy=float(frame.info[energy_key]),
-            forces=torch.tensor(frame.arrays[forces_key], dtype=torch.float64),
-        ))
-    return structures
+        found.append((frame, torch.tensor(frame.positions, dtype=torch.float64),
+                      torch.tensor([index[int(z)] for z in frame.numbers])))
+    return found

@@ -33,7 +33,7 @@ examples/fusion_block.fusion). Data live in :mod:`fusionlang.atoms`, training in
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from string import Template
 from typing import Any
@@ -47,8 +47,8 @@ from .metrics import parameter_count
 from .spherical import SphericalHarmonics, irreps_text
 
 __all__ = [
-    "MaceConfig", "MacePotential", "interaction_source", "linear_source", "match_parameters", "parameter_count",
-    "potential_from_state", "potential_state", "product_basis_source", "skip_source",
+    "MaceBody", "MaceConfig", "MacePotential", "interaction_source", "linear_source", "match_parameters",
+    "parameter_count", "potential_from_state", "potential_state", "product_basis_source", "skip_source",
 ]
 
 # -- the diagrams ----------------------------------------------------------------------------------
@@ -273,21 +273,24 @@ def _compiled(source: str, name: str, dtype: torch.dtype) -> torch.nn.Module:
 
 
 class Readout(torch.nn.Module):
-    """Per-atom energy from the scalars: linear, or (the last layer, as MACE) linear, SiLU, linear."""
+    """Per-atom energies ``[N, outputs]`` from the scalars: linear, or (the last layer, as MACE)
+    linear, SiLU, linear. A potential has one output; a multi-state model one per state."""
 
-    def __init__(self, channels: int, hidden: int | None, dtype: torch.dtype) -> None:
+    def __init__(self, channels: int, hidden: int | None, dtype: torch.dtype, outputs: int = 1) -> None:
         super().__init__()
-        sizes = [channels, 1] if hidden is None else [channels, hidden, 1]
+        sizes = [channels, outputs] if hidden is None else [channels, hidden, outputs]
+        self.outputs = outputs
         self.mlp = RadialMLP(sizes, dtype)  # bias-free linear maps with normalised SiLU between them
 
     def forward(self, scalars: torch.Tensor) -> torch.Tensor:
-        return self.mlp(scalars).squeeze(-1)
+        return self.mlp(scalars)
 
 
 class MaceLayer(torch.nn.Module):
     """One MACE layer: skip, linear up, interaction, linear, product basis, linear, and its readout."""
 
-    def __init__(self, config: MaceConfig, hidden_lmax: int, target_lmax: int, last: bool, dtype: torch.dtype) -> None:
+    def __init__(self, config: MaceConfig, hidden_lmax: int, target_lmax: int, last: bool, dtype: torch.dtype,
+                 outputs: int = 1) -> None:
         super().__init__()
         c = config
         hidden, density, target = (_irreps(c.channels, lmax) for lmax in (hidden_lmax, c.lmax, target_lmax))
@@ -306,11 +309,11 @@ class MaceLayer(torch.nn.Module):
         self.fusion_dim, self.channels = (c.fusion_lmax + 1) ** 2, c.channels
         self.weights = _external_weights(self.interaction) + _external_weights(self.product)
         self.radial = RadialMLP([c.bessel, *c.radial_mlp, sum(n for _, n in self.weights)], dtype)
-        self.readout = Readout(c.channels, c.readout_hidden if last else None, dtype)
+        self.readout = Readout(c.channels, c.readout_hidden if last else None, dtype, outputs)
 
     def forward(self, h: torch.Tensor, harmonics: torch.Tensor, radial: torch.Tensor, edge_index: torch.Tensor,
                 species: torch.Tensor, inverse_neighbours: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the next node features ``B``, the per-atom energy contributions ``[N]``)."""
+        """(the next node features ``B``, the per-atom energy contributions ``[N, outputs]``)."""
         weights = self.radial(radial) * inverse_neighbours
         names, sizes = zip(*self.weights, strict=True)
         values = dict(zip(names, weights.split(list(sizes), -1), strict=True))
@@ -325,29 +328,27 @@ class MaceLayer(torch.nn.Module):
         return B, self.readout(B[:, :self.channels])  # the scalars lead B's layout
 
 
-class MacePotential(torch.nn.Module):
-    """A MACE potential: ``forward(positions, species, edge_index, batch, num_structures)``
-    gives the energy of every structure ``[S]``; :meth:`energy_and_forces` adds ``-dE/dpos``.
+class MaceBody(torch.nn.Module):
+    """The layers MACE models share: embedding, edge harmonics, radial basis and interaction layers,
+    and the data set constants. :meth:`features` gives the last layer's node features and the
+    per-atom readouts summed over the layers; :class:`MacePotential` reads one energy from them,
+    :class:`fusionlang.multistate.MultiStatePotential` one per state and a coupling vector.
 
-    ``edge_index`` is ``[2, E]``, row 0 the sender j, row 1 the receiver i (within ``r_max``);
-    ``batch[i]`` is the structure of atom i. Build it at the dtype you need (float64 for tests):
-    the compiled modules keep exact float64 couplings only when created at that precision.
-    """
+    ``outputs`` is the width of every readout; ``last_lmax`` the spin the last layer's features go
+    up to (0 for energies alone; 1 for a vector readout)."""
 
     atomic_energies: torch.Tensor
 
-    def __init__(self, config: MaceConfig | None = None, statistics: Statistics | None = None,
-                 dtype: torch.dtype | None = None) -> None:
+    def __init__(self, config: MaceConfig, statistics: Statistics, dtype: torch.dtype, *, outputs: int = 1,
+                 last_lmax: int = 0) -> None:
         super().__init__()
-        dtype = dtype or torch.get_default_dtype()
-        config, statistics = config or MaceConfig(), statistics or Statistics()
         self.config, self.statistics = config, statistics
         self.embedding = torch.nn.Embedding(config.species, config.channels, dtype=dtype)
         self.harmonics = SphericalHarmonics(config.lmax)
         self.radial_basis = RadialBasis(config.r_max, config.bessel, config.cutoff_power, dtype)
-        lmaxes = [0] + [config.hidden_lmax] * (config.interactions - 1) + [0]
+        lmaxes = [0] + [config.hidden_lmax] * (config.interactions - 1) + [last_lmax]
         self.layers = torch.nn.ModuleList(
-            MaceLayer(config, lmaxes[t], lmaxes[t + 1], t == config.interactions - 1, dtype)
+            MaceLayer(config, lmaxes[t], lmaxes[t + 1], t == config.interactions - 1, dtype, outputs)
             for t in range(config.interactions))
         energies = statistics.atomic_energies or (0.0,) * config.species
         if len(energies) != config.species:
@@ -361,16 +362,35 @@ class MacePotential(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return self.embedding.weight.dtype
 
-    def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
-        """The energy of every atom ``[N]`` (eV, float64)."""
+    def features(self, positions: torch.Tensor, species: torch.Tensor,
+                 edge_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the last layer's node features, the readouts ``[N, outputs]`` summed over the layers)."""
         vectors = positions[edge_index[0]] - positions[edge_index[1]]
         harmonics, radial = self.harmonics(vectors), self.radial_basis(vectors.norm(dim=-1))
         h, contributions = self.embedding(species), []
         for layer in self.layers:
             h, contribution = layer(h, harmonics, radial, edge_index, species, 1.0 / self.statistics.avg_num_neighbors)
             contributions.append(contribution)
-        interaction = torch.stack(contributions).sum(0)
-        return self.atomic_energies[species] + (self.scale * interaction + self.shift).to(torch.float64)
+        return h, torch.stack(contributions).sum(0)
+
+
+class MacePotential(MaceBody):
+    """A MACE potential: ``forward(positions, species, edge_index, batch, num_structures)``
+    gives the energy of every structure ``[S]``; :meth:`energy_and_forces` adds ``-dE/dpos``.
+
+    ``edge_index`` is ``[2, E]``, row 0 the sender j, row 1 the receiver i (within ``r_max``);
+    ``batch[i]`` is the structure of atom i. Build it at the dtype you need (float64 for tests):
+    the compiled modules keep exact float64 couplings only when created at that precision.
+    """
+
+    def __init__(self, config: MaceConfig | None = None, statistics: Statistics | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(config or MaceConfig(), statistics or Statistics(), dtype or torch.get_default_dtype())
+
+    def atom_energies(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """The energy of every atom ``[N]`` (eV, float64)."""
+        _, interaction = self.features(positions, species, edge_index)
+        return self.atomic_energies[species] + (self.scale * interaction[:, 0] + self.shift).to(torch.float64)
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 batch: torch.Tensor, num_structures: int) -> torch.Tensor:
@@ -391,7 +411,7 @@ class MacePotential(torch.nn.Module):
 STATE_KIND = "fusionlang.MacePotential"
 
 
-def potential_state(model: MacePotential, atomic_numbers: Sequence[int]) -> dict[str, Any]:
+def potential_state(model: MaceBody, atomic_numbers: Sequence[int]) -> dict[str, Any]:
     """Everything needed to rebuild ``model`` (for ``torch.save``): its config, data set constants,
     the atomic number of each species index, dtype and weights."""
     return {"kind": STATE_KIND, "version": 1, "config": asdict(model.config), "statistics": asdict(model.statistics),
@@ -440,26 +460,31 @@ def _radial_widths(config: MaceConfig, count: int, outputs: Sequence[int]) -> li
     return found
 
 
-def match_parameters(config: MaceConfig, target: int) -> MaceConfig:
+def match_parameters(config: MaceConfig, target: int,
+                     build: Callable[[MaceConfig], MaceBody] | None = None) -> MaceConfig:
     """``config`` with the radial MLP's first and last widths (and, only if that cannot hit it, the
     readout width) changed so that the model has exactly ``target`` parameters: the readout as close
-    to its width as possible first, then the smallest change of the radial widths.
+    to its width as possible first, then the smallest change of the radial widths. ``build`` makes
+    the model of a config (default a float64 :class:`MacePotential`; any :class:`MaceBody` whose
+    parameters outside the radial MLPs and the last readout do not depend on their widths).
 
     >>> small = MaceConfig(channels=2, lmax=1, interactions=1, radial_mlp=(4, 4), readout_hidden=4)
     >>> wide = match_parameters(small, 200)
     >>> parameter_count(MacePotential(wide)), wide.radial_mlp, wide.readout_hidden
     (200, (8, 5), 4)
     """
-    model = MacePotential(config, dtype=torch.float64)
+    build = build or (lambda c: MacePotential(c, dtype=torch.float64))
+    model = build(config)
     outputs = [sum(n for _, n in layer.weights) for layer in model.layers]  # type: ignore[union-attr]
     fixed = parameter_count(model) - _radial_count(config.radial_mlp, config.bessel, outputs)
-    readout = config.readout_hidden
+    last: MaceLayer = model.layers[-1]  # type: ignore[assignment]
+    readout, per_width = config.readout_hidden, config.channels + last.readout.outputs
     best: tuple[tuple[int, int], MaceConfig] | None = None
     for change in range(8 * readout + 1):  # the readout's change, smallest first
         for d_readout in sorted({-change, change}):
             if readout + d_readout < 1:
                 continue
-            for widths in _radial_widths(config, target - fixed - d_readout * (config.channels + 1), outputs):
+            for widths in _radial_widths(config, target - fixed - d_readout * per_width, outputs):
                 moved = sum(abs(a - b) for a, b in zip(widths, config.radial_mlp, strict=True))
                 if best is None or (change, moved) < best[0]:
                     best = ((change, moved), replace(config, radial_mlp=widths, readout_hidden=readout + d_readout))
@@ -468,5 +493,5 @@ def match_parameters(config: MaceConfig, target: int) -> MaceConfig:
     if best is None:
         raise ValueError(f"no radial/readout widths give {target} parameters from {config}")
     matched = best[1]
-    assert parameter_count(MacePotential(matched, dtype=torch.float64)) == target, "the count is exact"
+    assert parameter_count(build(matched)) == target, "the count is exact"
     return matched

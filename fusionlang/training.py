@@ -7,6 +7,8 @@ clipping, early stopping, exact resumption from ``out/checkpoint.pt``, metrics i
 :func:`run_config` reads a YAML or JSON configuration (docs/training.md) and builds a
 :class:`fusionlang.models.MacePotential`; ``fusionc train CONFIG`` and ``python -m fusionlang.training
 CONFIG`` run it, also under ``torchrun --nproc_per_node K`` (data parallel: see :class:`_LossTerms`).
+A model with a ``training_task`` (:mod:`fusionlang.tasks`) brings its own loss and metrics: with
+``data.states`` of 2 or more the configuration trains a multi-state model (docs/multistate.md).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from typing import Any
 import torch
 
 from . import metrics
-from .atoms import Batch, Structure, atomic_numbers_in, collate, fit_statistics, read_structures
+from .atoms import Batch, Structure, atomic_numbers_in, read_state_structures, read_structures
+from .tasks import EnergyForces, Task, build_model, config_of_section
 
 __all__ = ["Config", "ConfigError", "DataSettings", "TrainResult", "TrainSettings", "World", "command", "distributed",
            "load_config", "load_data", "main", "run_config", "train"]
@@ -67,6 +70,7 @@ class TrainSettings:
     clip_grad: float | None = 10.0   # max gradient norm; null: no clipping
     energy_weight: float = 1.0
     forces_weight: float = 100.0
+    coupling_weight: float = 100.0   # multi-state models: the sign-free coupling loss (1/Å²)
     seed: int = 0                    # the model's initial weights and the shuffling of the batches
     device: str = "auto"             # auto | cpu | cuda
     progress: bool = True            # tqdm bar (only on a terminal)
@@ -98,6 +102,8 @@ class DataSettings:
     seed: int = 0                     # the shuffle that picks the subsets and the validation split
     energy_key: str = "REF_energy"
     forces_key: str = "REF_forces"
+    states: int = 1                   # 2 or more: a multi-state model on {energy_key}_S0, ..., coupling_key
+    coupling_key: str = "REF_nac"
     atomic_numbers: tuple[int, ...] | None = None   # none: every element in the files, sorted
 
     def __post_init__(self) -> None:
@@ -105,6 +111,8 @@ class DataSettings:
             raise ValueError(f"valid_fraction must be between 0 and 1, not {self.valid_fraction}")
         if min(n for n in (self.train_size, self.valid_size, self.test_size, 1) if n is not None) < 1:
             raise ValueError("train_size, valid_size and test_size must be positive")
+        if self.states < 1:
+            raise ValueError(f"states must be positive, not {self.states}")
 
 
 TOP_LEVEL = {"data": "the data files and subsets", "model": "the model's sizes (MaceConfig fields)",
@@ -242,24 +250,21 @@ def distributed(device: str = "auto") -> Iterator[World]:
 
 
 class _LossTerms(torch.nn.Module):
-    """``forward(batch)``: the sums of ``(ΔE / n_atoms)²`` and ``ΔF²`` over the batch (``[2]``, float64;
-    the caller divides by the counts of the *global* batch). The module wrapped in DDP: the forces
+    """``forward(batch)``: the task's loss terms of the batch (``[terms]``, float64; the caller divides
+    by the counts of the *global* batch). The module wrapped in DDP: the forces
     (``autograd.grad(create_graph=True)`` in the model) are computed in its forward, and DDP reduces the
     gradients of the loss's backward (tests/test_training.py: equal to one process to 1e-10).
     ``batch=None`` (an empty shard) gives zeros that reach every parameter, so every process joins."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, task: Task) -> None:
         super().__init__()
-        self.model = model
+        self.model, self.task = model, task
 
     def forward(self, batch: Batch | None) -> torch.Tensor:
         if batch is None:
             zero = sum((p.sum() for p in self.parameters()), torch.zeros((), dtype=torch.float64)) * 0.0
-            return torch.stack([zero, zero]).double()
-        energy, forces = self.model.energy_and_forces(batch, create_graph=True)  # type: ignore[operator]
-        energy_term = ((energy - batch.energy.to(energy)) / batch.num_atoms.to(energy)).pow(2).sum()
-        forces_term = (forces - batch.forces.to(forces)).pow(2).sum()
-        return torch.stack([energy_term.double(), forces_term.double()])
+            return torch.stack([zero] * self.task.terms).double()
+        return self.task.loss_terms(self.model, batch)
 
 
 class _Ema:
@@ -303,9 +308,10 @@ class _Trainer:
     def __init__(self, model: torch.nn.Module, settings: TrainSettings, world: World, r_max: float,
                  out: Path, log: Log) -> None:
         self.settings, self.world, self.r_max, self.out, self.log = settings, world, r_max, out, log
+        self.task: Task = getattr(model, "training_task", None) or EnergyForces()
         self.model = model.to(world.device)
         self.ema = _Ema(self.model, settings.ema_decay) if settings.ema_decay else None
-        terms = _LossTerms(self.model)
+        terms = _LossTerms(self.model, self.task)
         self.module: torch.nn.Module = terms
         if world.size > 1:
             self.module = torch.nn.parallel.DistributedDataParallel(terms)
@@ -325,12 +331,12 @@ class _Trainer:
         """One update on the global batch ``chunk``, of which this process computes its shard."""
         structures, components = len(chunk), 3 * sum(len(s.species) for s in chunk)
         shard = chunk[self.world.rank::self.world.size]
-        batch = metrics.to_device(collate(shard, self.r_max), self.world.device) if shard else None
+        batch = metrics.to_device(self.task.collate(shard, self.r_max), self.world.device) if shard else None
         terms = self.module(batch)
         # DDP averages the gradients over the processes: the factor `size` turns that into their
         # sum, the gradient of the global batch's loss.
         s = self.settings
-        loss = self.world.size * (s.energy_weight * terms[0] / structures + s.forces_weight * terms[1] / components)
+        loss = self.world.size * self.task.combine(terms, structures, components, s)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if s.clip_grad:
@@ -344,7 +350,7 @@ class _Trainer:
         """One pass over ``data`` in a fresh random order; the epoch's training loss (eV²)."""
         self.model.train()
         order = torch.randperm(len(data), generator=self.generator).tolist()
-        sums = torch.zeros(2, dtype=torch.float64, device=self.world.device)
+        sums = torch.zeros(self.task.terms, dtype=torch.float64, device=self.world.device)
         size = self.settings.batch_size
         for start in range(0, len(order), size):
             sums += self.step([data[k] for k in order[start:start + size]])
@@ -352,29 +358,28 @@ class _Trainer:
                 bar.update(1)
         if self.world.size > 1:
             torch.distributed.all_reduce(sums)
-        energy, forces = sums.tolist()
         atoms = sum(len(s.species) for s in data)
-        return self.settings.energy_weight * energy / len(data) + self.settings.forces_weight * forces / (3 * atoms)
+        return float(self.task.combine(sums.cpu(), len(data), 3 * atoms, self.settings))
 
-    def predict(self, data: Sequence[Structure]) -> metrics.Predictions:
+    def predict(self, data: Sequence[Structure]) -> Any:
         """The evaluated model's predictions on ``data``, each process computing a share."""
         model = self.evaluated.eval()
         ids = list(range(self.world.rank, len(data), self.world.size))
-        mine = metrics.predict(model, [data[k] for k in ids], self.r_max, self.settings.valid_batch_size,
-                               self.world.device)
+        mine = self.task.predict(model, [data[k] for k in ids], self.r_max, self.settings.valid_batch_size,
+                                 self.world.device)
         if self.world.size == 1:
             return mine
         parts: list[Any] = [None] * self.world.size
         torch.distributed.all_gather_object(parts, (ids, mine))
-        return metrics.merge(parts)
+        return self.task.merge(parts)
 
     def validate(self, epoch: int, train_loss: float, valid: Sequence[Structure], seconds: float,
                  export: Callable[[torch.nn.Module], Any]) -> dict[str, Any]:
         """Evaluate, record the epoch, keep the best model, step the schedule, decide on stopping."""
         s = self.settings
         predictions = self.predict(valid)
-        valid_loss = metrics.loss_value(predictions, s.energy_weight, s.forces_weight)
-        found = metrics.errors(predictions)
+        valid_loss = self.task.loss_value(predictions, s)
+        found = self.task.errors(predictions)
         record = {"epoch": epoch, "train_loss": train_loss, "valid_loss": valid_loss,
                   **{f"valid_{k}": v for k, v in found.items() if k not in ("structures", "atoms")},
                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
@@ -499,7 +504,7 @@ def _loop(trainer: _Trainer, train_data: Sequence[Structure], valid_data: Sequen
             record = trainer.validate(epoch, train_loss, valid_data, time.perf_counter() - start, export)
             if world.rank == 0:
                 metrics.save_atomically(trainer.state(), trainer.out / CHECKPOINT)
-            trainer.log(metrics.epoch_line(record))
+            trainer.log(trainer.task.epoch_line(record))
             if trainer.stopped_early:
                 trainer.log(f"early stop: no better validation loss in {s.patience} epochs "
                             f"(best: epoch {trainer.best_epoch})")
@@ -516,16 +521,15 @@ def _finish(trainer: _Trainer, train_data: Sequence[Structure], valid_data: Sequ
         trainer.evaluated.load_state_dict(trainer.best_state)
     sets = {"train": train_data, "valid": valid_data, "test": test_data or []}
     predictions = {name: trainer.predict(data) for name, data in sets.items() if data}
-    found: dict[str, Any] = {name: {**metrics.errors(p), "loss": metrics.loss_value(p, s.energy_weight,
-                                                                                      s.forces_weight)}
-                             for name, p in predictions.items()}
+    task = trainer.task
+    found: dict[str, Any] = {name: {**task.errors(p), "loss": task.loss_value(p, s)} for name, p in predictions.items()}
     found.update(parameters=metrics.parameter_count(trainer.model), epochs=len(trainer.history),
                  best_epoch=trainer.best_epoch, stopped_early=trainer.stopped_early, world_size=trainer.world.size,
                  settings=asdict(s))
     for name in predictions:
-        trainer.log(metrics.summary_line(name, found[name]))
+        trainer.log(task.summary_line(name, found[name]))
     if trainer.world.rank == 0:
-        metrics.write_report(trainer.out, found, trainer.history, predictions, s.plots, trainer.best_epoch)
+        task.write_report(trainer.out, found, trainer.history, predictions, s.plots, trainer.best_epoch)
     return found
 
 
@@ -533,10 +537,14 @@ def _finish(trainer: _Trainer, train_data: Sequence[Structure], valid_data: Sequ
 
 def _read(path: str, numbers: Sequence[int], data: DataSettings, key: str) -> list[Structure]:
     try:
+        if data.states > 1:
+            return list(read_state_structures(path, numbers, data.states, data.energy_key, data.forces_key,
+                                              data.coupling_key))
         return read_structures(path, numbers, data.energy_key, data.forces_key)
     except KeyError as missing:
         raise ConfigError(f"data.{key}: `{path}` has no {missing} in some frame",
-                          hint="set data.energy_key and data.forces_key to the names the file uses") from None
+                          hint="set data.energy_key, data.forces_key (and data.coupling_key) to the names the "
+                               "file uses") from None
     except (ValueError, OSError, EOFError) as problem:
         raise ConfigError(f"data.{key}: cannot read structures from `{path}`: {problem}", "E901") from None
 
@@ -576,9 +584,9 @@ def run_config(config: str | Path | Mapping[str, Any], *, out: str | Path | None
                stop_after: int | None = None, log: Log | None = None) -> TrainResult:
     """Train the :class:`fusionlang.models.MacePotential` a configuration describes (docs/training.md):
     read the data, fit the data set statistics on the training structures, build the model (seeded
-    with ``training.seed``) and :func:`train` it; ``best.pt`` holds ``potential_state(...)``."""
-    from .models import MaceConfig, MacePotential, potential_state
-
+    with ``training.seed``) and :func:`train` it; ``best.pt`` holds ``potential_state(...)``. With
+    ``data.states`` of 2 or more it is a :class:`fusionlang.multistate.MultiStatePotential`
+    (docs/multistate.md) and ``best.pt`` holds ``multistate_state(...)``."""
     checked = load_config(config)
     numbers, train_set, valid_set, test_set = load_data(checked.data)
     if not train_set:
@@ -587,21 +595,23 @@ def run_config(config: str | Path | Mapping[str, Any], *, out: str | Path | None
     if given is not None and given != len(numbers):
         raise ConfigError(f"model.species is {given}, but the data have {len(numbers)} elements {list(numbers)}",
                           hint="leave model.species out: it is set from the data")
-    try:
-        model_config = MaceConfig.from_dict({**checked.model, "species": len(numbers)})
-    except (TypeError, ValueError) as problem:
-        raise ConfigError(f"model: {problem}".replace("__init__() ", ""),
-                          hint="the model keys are the fields of fusionlang.models.MaceConfig") from None
-    statistics = fit_statistics(train_set, model_config.r_max, len(numbers))
+    model_config = _model_config(checked, numbers)
     torch.manual_seed(checked.training.seed)
-    model = MacePotential(model_config, statistics, dtype=getattr(torch, checked.dtype))
+    model, export = build_model(model_config, train_set, numbers, getattr(torch, checked.dtype))
     target = out if out is not None else checked.out or (
         f"runs/{Path(config).stem}" if isinstance(config, (str, Path)) else "runs/train")
     resolved = {"data": {**asdict(checked.data), "atomic_numbers": list(numbers)}, "model": asdict(model_config),
                 "training": asdict(checked.training), "dtype": checked.dtype, "out": str(target)}
     return train(model, train_set, valid_set, checked.training, target, test_set, r_max=model_config.r_max,
-                 export=lambda m: potential_state(m, numbers),  # type: ignore[arg-type]
-                 resume=resume, stop_after=stop_after, config=resolved, log=log)
+                 export=export, resume=resume, stop_after=stop_after, config=resolved, log=log)
+
+
+def _model_config(checked: Config, numbers: Sequence[int]) -> Any:
+    try:
+        return config_of_section(checked.model, len(numbers), checked.data.states)
+    except (TypeError, ValueError) as problem:
+        raise ConfigError(f"model: {problem}".replace("__init__() ", ""),
+                          hint="the model keys are the fields of fusionlang.models.MaceConfig") from None
 
 
 def command(config: str, out: str | None = None, resume: bool = True) -> int:
