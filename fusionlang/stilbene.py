@@ -8,8 +8,8 @@ photo-isomerisation of the seed paper's own system, as a fixed design of chains.
   equal by ``ase.constraints.FixInternals``, starting from the previous point turned by 5°. The scan is cached in
   ``data/stilbene_xtb_scan.extxyz`` (committed, so the design does not move with tblite versions).
 * **chains 1, 2, ...: noisy replicas** of the scan (the "surrounding coordinates"): the torsion jittered by
-  ±2.5°, each phenyl ring turned about its C–C(ipso) bond by up to ±15°, Gaussian Cartesian noise (σ 0.02 Å),
-  each from its own seed ``1000000*seed + 1000*chain + step``.
+  ±2.5°, each phenyl ring turned about its C–C(ipso) bond by a per-chain offset (±15°) and ±5° per step,
+  Gaussian Cartesian noise (σ 0.02 Å), each geometry from its own seed ``1000000*seed + 1000*chain + step``.
 
 The first ``count`` geometries of chains 0, 1, 2, ... form the design, so a larger count extends a smaller
 one. Every geometry carries its provenance (:meth:`StilbeneGeometry.info`).
@@ -58,12 +58,18 @@ RELAX_FMAX = 0.02  # eV/Å, BFGS on GFN2-xTB: enough for a design, the labels ar
 RELAX_STEPS = 1000
 SCAN_CACHE = Path(__file__).resolve().parent.parent / "data" / "stilbene_xtb_scan.extxyz"
 TORSION_JITTER = SCAN_STEP / 2  # degrees, noisy replicas: within half a scan step
-RING_TWIST_JITTER = 15.0  # degrees, each ring about its C-C(ipso) bond
+# Ring twists of a noisy chain: one offset per ring and chain (uniform ±15°, from seed
+# 1000000*seed + 1000*chain + 999, a number no step uses) plus ±5° per step. Neighbours along a chain thus differ
+# by at most 10° in each ring: the labels follow the previous geometry's orbitals and refuse an active space
+# that overlaps them by less than 0.5, and the smoke test measured only 0.64-0.78 already for 15° torsion steps.
+RING_TWIST_OFFSET = 15.0  # degrees, each ring about its C-C(ipso) bond, per chain
+RING_TWIST_JITTER = 5.0  # degrees, per step on top of the chain's offset
 DESIGN_NOTE = ("chain 0: GFN2-xTB relaxed scan of the C(ipso)-C=C-C(ipso) dihedral from 180 (trans) to 0 (cis) "
                "deg in 5 deg steps (FixInternals on that dihedral and on H-C=C-H, both equal; BFGS to fmax "
                "0.02 eV/A; each point started from the previous one turned by 5 deg; cached in "
                "data/stilbene_xtb_scan.extxyz); chains 1..: the scan again with the torsion jittered uniformly by "
-               "+-2.5 deg, each phenyl ring turned about its C-C(ipso) bond uniformly by +-15 deg (info "
+               "+-2.5 deg, each phenyl ring turned about its C-C(ipso) bond by a per-chain offset uniform in +-15 deg "
+               "(seed 1000000*seed + 1000*chain + 999) plus uniform +-5 deg per step (info "
                "phenyl_twist_a_deg/phenyl_twist_b_deg, measured C=C-C(ipso)-C(ortho) dihedrals) and Gaussian "
                "Cartesian noise")
 CONFIG_DEFAULTS = {"basis": "sto-3g", "noise": 0.02, "count": 420}  # ExcitedConfig fields for stilbene
@@ -223,13 +229,20 @@ def _scan_geometry(step: int, positions: np.ndarray) -> StilbeneGeometry:
                             dihedral(positions, TWIST_ATOMS_A), dihedral(positions, TWIST_ATOMS_B), -1)
 
 
+def _ring_offsets(chain: int, seed: int) -> np.ndarray:
+    """The chain's ring A and ring B twist offsets (degrees, see :data:`RING_TWIST_OFFSET`)."""
+    rng = np.random.default_rng(1_000_000 * seed + 1000 * chain + 999)
+    return rng.uniform(-RING_TWIST_OFFSET, RING_TWIST_OFFSET, 2)
+
+
 def _noisy(chain: int, step: int, positions: np.ndarray, seed: int, noise: float) -> StilbeneGeometry:
-    """A scan point with the torsion and both ring twists jittered and Gaussian noise (σ = ``noise`` Å)
-    on every coordinate, from its own seed."""
+    """A scan point with the torsion jittered, both rings turned by the chain's offsets and a jitter, and
+    Gaussian noise (σ = ``noise`` Å) on every coordinate, from its own seed."""
     noise_seed = 1_000_000 * seed + 1000 * chain + step
     rng = np.random.default_rng(noise_seed)
     torsion = float(np.clip(SCAN_TORSIONS[step] + rng.uniform(-TORSION_JITTER, TORSION_JITTER), 0.0, 180.0))
-    turned = twist_rings(set_torsion(positions, torsion), *rng.uniform(-RING_TWIST_JITTER, RING_TWIST_JITTER, 2))
+    twists = _ring_offsets(chain, seed) + rng.uniform(-RING_TWIST_JITTER, RING_TWIST_JITTER, 2)
+    turned = twist_rings(set_torsion(positions, torsion), *twists)
     noisy = turned + rng.normal(0.0, noise, size=turned.shape)
     return StilbeneGeometry(noisy, chain, step, "noisy-scan", torsion, dihedral(turned, TWIST_ATOMS_A),
                             dihedral(turned, TWIST_ATOMS_B), noise_seed)
