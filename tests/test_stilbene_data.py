@@ -4,7 +4,7 @@ labels carry no forces or couplings; and, once the production set ``data/stilben
 matches its manifest and its S0/S1 curves along the torsion have the shape of the cis–trans isomerisation.
 
 The data checks skip only while ``data/stilbene`` is absent (it is made by the production command in
-docs/excited.md); a folder without a manifest fails. No SA-CASSCF runs here (≈ 2 s without the data).
+docs/excited.md); a folder without a manifest fails. One SA-CASSCF run (trans-stilbene, ≈ 6 s CPU).
 """
 
 from __future__ import annotations
@@ -150,6 +150,38 @@ def test_energies_only_frames_carry_no_forces_or_couplings() -> None:
     atoms = labelled_frame(geometry, labels, config)
     assert atoms.info["REF_gap"] == pytest.approx(7.0)
     assert not [k for k in [*atoms.info, *atoms.arrays] if "forces" in k or "nac" in k]
+
+
+_TRANS = """
+import json
+from fusionlang.excited import label_energies
+from fusionlang.stilbene import STILBENE_SYMBOLS, relaxed_scan
+labels = label_energies(STILBENE_SYMBOLS, relaxed_scan()[0], basis="sto-3g")
+print(json.dumps({"energies": labels.energies.tolist(), "converged": labels.converged, "spins": labels.spin_squares,
+                  "carbon_p": labels.active_carbon_p, "seconds": labels.seconds}))
+"""
+
+
+def test_trans_stilbene_energies_reproduce_the_smoke_test() -> None:
+    """The one SA-CASSCF(2,2)/STO-3G run of this file (≈ 6 s CPU, single-threaded subprocess as the
+    generator's workers): relaxed trans-stilbene from RHF orbitals gives the smoke test's S0 and gap
+    (docs/excited.md), both roots singlets, the active space on carbon p."""
+    import os
+    import subprocess
+    import sys
+
+    from fusionlang.datagen import THREAD_VARIABLES
+
+    pytest.importorskip("pyscf")
+    env = dict(os.environ, **{name: "1" for name in THREAD_VARIABLES})
+    done = subprocess.run([sys.executable, "-c", _TRANS], capture_output=True, text=True, env=env, cwd=ROOT,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    s0, s1 = result["energies"]
+    assert s0 == pytest.approx(-14438.24171, abs=1e-4) and s1 - s0 == pytest.approx(6.892, abs=1e-3)
+    assert result["converged"] == {"casscf": True} and max(result["spins"]) < 1e-4
+    assert result["carbon_p"] > 0.99
 
 
 # ----------------------------------------------------------------------------------------------- the data
