@@ -1,4 +1,5 @@
-"""Multi-state ab initio data: SA-CASSCF energies, forces and S0–S1 couplings of ethylene (issue 12).
+"""Multi-state ab initio data: SA-CASSCF energies, forces and S0–S1 couplings of ethylene, and S0/S1 energies
+only of stilbene (:func:`label_energies`, design in :mod:`fusionlang.stilbene`) (issue 12).
 
 Three parts, all under one output folder as in :mod:`fusionlang.datagen`:
 
@@ -51,6 +52,9 @@ from fusionlang.datagen import (
     save_config,
 )
 from fusionlang.ethylene import ETHYLENE_SYMBOLS, Geometry, ethylene_positions, sample_geometries  # noqa: F401  (re-exported)
+from fusionlang.stilbene import CONFIG_DEFAULTS as STILBENE_DEFAULTS
+from fusionlang.stilbene import DESIGN_NOTE as STILBENE_DESIGN
+from fusionlang.stilbene import sample_geometries as stilbene_geometries
 
 HARTREE_EV = 27.211386024367243  # ase.units.Hartree (CODATA 2014), the unit datagen's labels use
 BOHR_ANGSTROM = 0.5291772105638411  # ase.units.Bohr
@@ -91,13 +95,10 @@ class Orbitals:
 
 
 @dataclasses.dataclass(frozen=True)
-class StateLabels:
-    """What :func:`label_states` returns; energies eV, forces eV/Å, couplings 1/Å (see :func:`label_states`)."""
+class StateEnergies:
+    """What :func:`label_energies` returns (energies in eV); :class:`StateLabels` adds forces and couplings."""
 
     energies: np.ndarray  # (nstates,)
-    forces: np.ndarray  # (nstates, natoms, 3)
-    coupling: np.ndarray  # (natoms, 3): <S0|d/dR S1> without the CSF term (electron translation factors)
-    coupling_csf: np.ndarray  # (natoms, 3): the CSF term; coupling + coupling_csf is the full <S0|d/dR S1>
     converged: dict[str, bool]
     spin_squares: tuple[float, ...]
     active_overlap: float  # smallest singular value against the guess's active orbitals (1.0 without a guess)
@@ -116,6 +117,15 @@ class StateLabels:
     def active_rotated(self) -> bool:
         """True when the active space moved away from the guess's (the chain did not follow smoothly)."""
         return self.active_overlap < ACTIVE_OVERLAP_THRESHOLD
+
+
+@dataclasses.dataclass(frozen=True)
+class StateLabels(StateEnergies):
+    """What :func:`label_states` returns; energies eV, forces eV/Å, couplings 1/Å (see :func:`label_states`)."""
+
+    forces: np.ndarray  # (nstates, natoms, 3)
+    coupling: np.ndarray  # (natoms, 3): <S0|d/dR S1> without the CSF term (electron translation factors)
+    coupling_csf: np.ndarray  # (natoms, 3): the CSF term; coupling + coupling_csf is the full <S0|d/dR S1>
 
 
 def _single_thread() -> None:
@@ -328,6 +338,30 @@ def state_energies(symbols: Sequence[str], positions: Any, *, basis: str = "6-31
     return np.asarray(mc.e_states, dtype=float) * HARTREE_EV
 
 
+def label_energies(symbols: Sequence[str], positions: Any, *, basis: str = "sto-3g", nstates: int = 2,
+                   ncas: int = 2, nelecas: int = 2, guess: Orbitals | None = None, conv_tol: float = 1e-11,
+                   conv_tol_grad: float = 1e-6) -> StateEnergies:
+    """:func:`label_states` without gradients or couplings: the same two starts, π-space filter, convergence
+    and singlet checks, for molecules whose gradients cost too much (stilbene: ≈ 6 s per geometry for the
+    energies, ≈ 2 min per state gradient in STO-3G)."""
+    _single_thread()
+    from pyscf import lib
+
+    lib.num_threads(1)
+    start = time.perf_counter()
+    solution = _solve(symbols, positions, basis, nstates, ncas, nelecas, guess, conv_tol, conv_tol_grad)
+    mc, converged = solution.mc, {"casscf": bool(solution.mc.converged)}
+    spins = _spin_squares(mc)
+    _raise_unless_converged(converged, spins, f"{len(symbols)} atoms ({''.join(symbols)}) in {basis}")
+    mo = np.asarray(mc.mo_coeff)
+    return StateEnergies(
+        energies=np.asarray(mc.e_states, dtype=float) * HARTREE_EV, converged=converged, spin_squares=spins,
+        active_overlap=active_overlap(guess, mc.mol, mo, mc.ncore, ncas),
+        active_carbon_p=carbon_p_weight(mc.mol, mo, mc.ncore, ncas), guess=solution.start,
+        other_start_excess=solution.other_start_excess, seconds=time.perf_counter() - start,
+        orbitals=Orbitals(tuple(symbols), np.array(positions, dtype=float), basis, mo, mc.ncore, ncas))
+
+
 # ----------------------------------------------------------------------------------------------- generation
 @dataclasses.dataclass(frozen=True)
 class ExcitedConfig:
@@ -348,28 +382,45 @@ class ExcitedConfig:
     conv_tol: float = 1e-11  # Eh, CASSCF energy
     conv_tol_grad: float = 1e-6  # CASSCF orbital gradient
 
-    def geometries(self) -> list[Geometry]:
+    @classmethod
+    def for_molecule(cls, molecule: str, **fields: Any) -> ExcitedConfig:
+        """The configuration of ``molecule`` with its own defaults (stilbene: STO-3G, noise 0.02 Å, 420)."""
+        return cls(molecule=molecule, **{**(STILBENE_DEFAULTS if molecule == "stilbene" else {}), **fields})
+
+    @property
+    def energies_only(self) -> bool:
+        """Stilbene gets energies only: its SA-CASSCF state gradients cost ≈ 2 min each in STO-3G."""
+        return self.molecule == "stilbene"
+
+    def geometries(self) -> list[Any]:
+        if self.molecule == "stilbene" and not self.md_snapshots:
+            return list(stilbene_geometries(self.count, self.seed, noise=self.noise))
         if self.molecule != "ethylene":
-            raise ValueError(f"only ethylene has an excited-state sampling design, not {self.molecule!r}")
+            raise ValueError(f"no excited-state sampling design for {self.molecule!r} with these settings "
+                             "(ethylene; stilbene without MD snapshots)")
         return sample_geometries(self.count, self.seed, noise=self.noise, md_snapshots=self.md_snapshots,
                                  md_temperature=self.md_temperature)
 
 
-def labelled_frame(geometry: Geometry, labels: StateLabels, config: ExcitedConfig) -> Any:
+def labelled_frame(geometry: Any, labels: StateEnergies, config: ExcitedConfig) -> Any:
     """An ASE ``Atoms`` with the provenance and every label: info ``REF_energy_S{k}`` (eV), ``REF_gap`` (eV),
-    flags; arrays ``REF_forces_S{k}`` (eV/Å), ``REF_nac`` and ``REF_nac_csf`` (1/Å)."""
+    flags; for :class:`StateLabels` also arrays ``REF_forces_S{k}`` (eV/Å), ``REF_nac`` and ``REF_nac_csf``
+    (1/Å) and info ``nac_norm``."""
     from ase import Atoms
 
     atoms = Atoms(symbols=list(geometry.symbols), positions=geometry.positions, pbc=False)
     atoms.info.update(geometry.info())
     for k, energy in enumerate(labels.energies):
         atoms.info[f"REF_energy_S{k}"] = float(energy)
-        atoms.arrays[f"REF_forces_S{k}"] = np.asarray(labels.forces[k])
         atoms.info[f"spin_square_S{k}"] = labels.spin_squares[k]
-    atoms.arrays["REF_nac"] = labels.coupling
-    atoms.arrays["REF_nac_csf"] = labels.coupling_csf
-    atoms.info.update(REF_gap=labels.gap, nac_norm=float(np.linalg.norm(labels.coupling)),
-                      **{f"converged_{k}": v for k, v in labels.converged.items()},
+    atoms.info["REF_gap"] = labels.gap
+    if isinstance(labels, StateLabels):  # the same keys, values and order as before the energies-only path
+        for k, forces in enumerate(labels.forces):
+            atoms.arrays[f"REF_forces_S{k}"] = np.asarray(forces)
+        atoms.arrays["REF_nac"] = labels.coupling
+        atoms.arrays["REF_nac_csf"] = labels.coupling_csf
+        atoms.info["nac_norm"] = float(np.linalg.norm(labels.coupling))
+    atoms.info.update(**{f"converged_{k}": v for k, v in labels.converged.items()},
                       active_overlap=labels.active_overlap, active_rotated=labels.active_rotated,
                       active_carbon_p=labels.active_carbon_p, guess=labels.guess,
                       other_start_excess=labels.other_start_excess,
@@ -388,18 +439,19 @@ def _log_failure(out: Path, geometry: Geometry, error: Exception) -> None:
     _append(out / "failures.jsonl", json.dumps(record) + "\n")
 
 
-def label_chain(config: ExcitedConfig, out: str, geometries: Sequence[Geometry]) -> tuple[int, int]:
+def label_chain(config: ExcitedConfig, out: str, geometries: Sequence[Any]) -> tuple[int, int]:
     """Label the geometries of one chain in order (each one's orbitals the next one's guess), appending and
     fsyncing each label to ``labels/traj{chain}.extxyz``; a failure is logged and restarts the following
     from RHF. Returns (labels made, failures)."""
     folder = Path(out)
     guess: Orbitals | None = None
     made = failed = 0
+    label = label_energies if config.energies_only else label_states
     for geometry in geometries:
         try:
-            labels = label_states(geometry.symbols, geometry.positions, basis=config.basis, nstates=config.nstates,
-                                  ncas=config.ncas, nelecas=config.nelecas, guess=guess, conv_tol=config.conv_tol,
-                                  conv_tol_grad=config.conv_tol_grad)
+            labels = label(geometry.symbols, geometry.positions, basis=config.basis, nstates=config.nstates,
+                           ncas=config.ncas, nelecas=config.nelecas, guess=guess, conv_tol=config.conv_tol,
+                           conv_tol_grad=config.conv_tol_grad)
         except NotConvergedError as error:
             _log_failure(folder, geometry, error)
             guess, failed = None, failed + 1
@@ -416,9 +468,9 @@ def label_chain(config: ExcitedConfig, out: str, geometries: Sequence[Geometry])
     return made, failed
 
 
-def _todo(config: ExcitedConfig, out: Path, limit: int | None) -> list[list[Geometry]]:
+def _todo(config: ExcitedConfig, out: Path, limit: int | None) -> list[list[Any]]:
     """The unlabelled geometries of each chain, in chain order; ``limit`` caps their total."""
-    by_chain: dict[int, list[Geometry]] = {}
+    by_chain: dict[int, list[Any]] = {}
     for geometry in config.geometries():
         by_chain.setdefault(geometry.chain, []).append(geometry)
     chains, left = [], limit if limit is not None else -1
@@ -542,6 +594,21 @@ def _manifest(config: ExcitedConfig, frames: Sequence[Any], files: dict[str, str
     }
 
 
+ENERGIES_ONLY_NOTE = ("S0 and S1 energies only, no forces and no S0-S1 coupling: SA-CASSCF(2,2)/STO-3G energies of "
+                      "stilbene cost about 6 s per geometry, each state gradient or the coupling about 2 min")
+
+
+def _energies_only(manifest: dict[str, Any]) -> None:
+    """Rewrite the ethylene-shaped manifest for stilbene's energies-only labels and design."""
+    labels = manifest["labels"]
+    for key in ("forces_keys", "coupling"):
+        labels.pop(key)
+    labels.update(energies_only=ENERGIES_ONLY_NOTE, units={"energy": "eV"})
+    labels["active_space"]["character"] = ("the pi HOMO/LUMO pair (C=C pi/pi* delocalised over the rings; carbon p "
+                                           "weight in active_carbon_p)")
+    manifest["sampling"]["design"] = STILBENE_DESIGN
+
+
 def assemble(out: Path | str) -> dict[str, Any]:
     """Write ``frames.extxyz.xz`` (every label of the design, sorted by chain and step) and ``manifest.json``."""
     out = Path(out)
@@ -556,6 +623,8 @@ def assemble(out: Path | str) -> dict[str, Any]:
     files = {"frames.extxyz.xz": file_sha256(out / "frames.extxyz.xz")}
     wall = _labelling_wall(out, sorted(float(a.info.get("labelled_at", 0.0)) for a in frames))
     manifest = _manifest(config, frames, files, wall, sample_seconds, out)
+    if config.energies_only:
+        _energies_only(manifest)
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     _fsync_replace(tmp, out / "manifest.json")
