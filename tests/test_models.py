@@ -30,13 +30,7 @@ TINY = MaceConfig(channels=4, lmax=2, hidden_lmax=1, interactions=2, bessel=4, r
 RELATIVE = 1e-10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: one thread is as fast, and far faster when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -31,12 +31,7 @@ TINY = MultiStateConfig(species=2, channels=4, lmax=2, hidden_lmax=1, interactio
 RELATIVE = 1e-10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
