@@ -378,8 +378,8 @@ def _record(rows: list[tuple[Any, ...]], phase: Phase, masses: np.ndarray) -> No
 
 
 def _trajectory(rows: list[tuple[Any, ...]], hops: list[Hop], seed: int) -> Trajectory:
-    columns = [np.array(column) for column in zip(*rows, strict=True)]
-    return Trajectory(*columns, hops=tuple(hops), seed=seed)
+    times, positions, velocities, active, populations, energies, total = (np.array(c) for c in zip(*rows, strict=True))
+    return Trajectory(times, positions, velocities, active, populations, energies, total, tuple(hops), seed)
 
 
 def start_amplitudes(states: int, active: int) -> np.ndarray:
@@ -405,7 +405,7 @@ def run_trajectory(surfaces_fn: SurfacesFn, positions: np.ndarray, velocities: n
         amplitudes = start_amplitudes(surfaces.states, active)
     phase = Phase(0.0, np.asarray(positions, float), np.asarray(velocities, float),
                   np.asarray(amplitudes, complex), active, surfaces)
-    rng, rows, hops = hop_generator(seed), [], []
+    rng, rows, hops = hop_generator(seed), list[tuple[Any, ...]](), list[Hop]()
     _record(rows, phase, masses)
     for _ in range(steps):
         phase, hop = step(phase, surfaces_fn, masses, options, rng)

@@ -105,7 +105,8 @@ class CasscfSurfaces:
     space follows the trajectory; make one per trajectory."""
 
     def __init__(self, symbols: Sequence[str], basis: str = "6-31g*") -> None:
-        self.symbols, self.basis, self.guess = tuple(symbols), basis, None
+        self.symbols, self.basis = tuple(symbols), basis
+        self.guess: Any = None  # the last geometry's fusionlang.excited.Orbitals
 
     def __call__(self, positions: np.ndarray) -> Surfaces:
         from fusionlang.excited import label_states

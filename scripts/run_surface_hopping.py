@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +58,12 @@ def geometry(args: argparse.Namespace) -> tuple[list[str], np.ndarray]:
         return list(ETHYLENE_SYMBOLS), ethylene_positions(0.0, 0.0)
     import ase.io
 
-    atoms = ase.io.read(args.geometry)
+    atoms = ase.io.read(args.geometry, index=0)
+    assert not isinstance(atoms, list)  # index=0 reads one frame
     return atoms.get_chemical_symbols(), atoms.get_positions()
 
 
-def setup(args: argparse.Namespace) -> tuple[object, object, np.ndarray]:
+def setup(args: argparse.Namespace) -> tuple[Callable[[], sh.SurfacesFn], sh.InitialConditions, np.ndarray]:
     """(make_surfaces, initial conditions, masses) for the chosen surfaces."""
     if args.tully:
         positions, velocities, masses = sm.tully_start(30.0)
