@@ -54,7 +54,7 @@ def hessian(surfaces_fn: SurfacesFn, positions: np.ndarray, state: int = 0, step
     """``∂²E_state/∂R²`` (eV/Å², ``[3N, 3N]``) by central differences of the forces (6N calls), symmetrised.
 
     >>> harmonic = lambda x: dataclasses.replace(_TOY, forces=-2.0 * x[None])
-    >>> hessian(harmonic, np.zeros((1, 3))).round(6).tolist()[0]
+    >>> (hessian(harmonic, np.zeros((1, 3))).round(6) + 0.0).tolist()[0]
     [2.0, 0.0, 0.0]
     """
     flat = positions.reshape(-1)
@@ -82,16 +82,25 @@ class NormalModes:
         return self.frequencies / (2.0 * np.pi * 2.99792458e-5)
 
 
-def normal_modes(hessian_matrix: np.ndarray, masses: np.ndarray, rigid: int = 6) -> NormalModes:
+def normal_modes(hessian_matrix: np.ndarray, masses: np.ndarray, rigid: int = 6,
+                 lowest_wavenumber: float = 10.0) -> NormalModes:
     """Diagonalise the mass-weighted Hessian and drop the ``rigid`` eigenvalues closest to zero
     (translations and rotations: 6, or 5 for a linear molecule, 0 for a particle in a fixed field).
-    Raises ValueError when a kept mode has a negative curvature (not a minimum)."""
+    Raises ValueError when a kept mode has a negative curvature (not a minimum) or a wavenumber below
+    ``lowest_wavenumber`` (cm⁻¹): a flat mode's Wigner width ħ/(2ω) would be unbounded.
+
+    >>> normal_modes(np.diag([1.0, 1.0, 4.0]), np.array([1.0]), rigid=0).wavenumbers.round(0).tolist()
+    [521.0, 521.0, 1043.0]
+    """
     weights = np.repeat(1.0 / np.sqrt(masses), 3)
     values, vectors = np.linalg.eigh(hessian_matrix * weights[:, None] * weights[None, :])
     kept = np.sort(np.argsort(np.abs(values))[rigid:])
     if np.any(values[kept] <= 0.0):
         raise ValueError(f"not a minimum: mass-weighted Hessian eigenvalues {values[kept][:3]} (eV/Å²/amu)")
-    return NormalModes(np.sqrt(values[kept] * ACCELERATION), vectors[:, kept])
+    modes = NormalModes(np.sqrt(values[kept] * ACCELERATION), vectors[:, kept])
+    if modes.wavenumbers.min() < lowest_wavenumber:
+        raise ValueError(f"a flat mode: {modes.wavenumbers.min():.3g} cm⁻¹ (more than {rigid} near-zero modes?)")
+    return modes
 
 
 def wigner_sample(positions: np.ndarray, masses: np.ndarray, modes: NormalModes,

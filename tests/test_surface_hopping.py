@@ -260,6 +260,8 @@ def test_wigner_sampling_of_a_harmonic_well() -> None:
     assert np.array_equal(initial(3)[0], initial(3)[0])
     with pytest.raises(ValueError, match="not a minimum"):
         ic.normal_modes(-np.eye(3), masses, rigid=0)
+    with pytest.raises(ValueError, match="flat mode"):
+        ic.normal_modes(np.diag([1.0, 1.0, 1e-9]), masses, rigid=0)
 
 
 def test_records_round_trip(tmp_path: Path) -> None:
