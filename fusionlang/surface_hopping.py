@@ -64,6 +64,26 @@ class Surfaces:
 SurfacesFn = Callable[[np.ndarray], Surfaces]
 
 
+def check_surfaces(surfaces: Surfaces, atoms: int) -> None:
+    """Raise ValueError unless the shapes fit ``atoms`` and the couplings are antisymmetric (a callable that
+    returns ``<S0|∇S1>`` for both orders would reverse the population flux of one direction).
+
+    >>> check_surfaces(Surfaces(np.zeros(2), np.zeros((2, 1, 3)), np.ones((2, 2, 1, 3))), 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: couplings are not antisymmetric: d[k, j] must be −d[j, k] (largest |d + dᵀ| 2)
+    """
+    states = len(surfaces.energies)
+    shapes = {"forces": (surfaces.forces.shape, (states, atoms, 3)),
+              "couplings": (surfaces.couplings.shape, (states, states, atoms, 3))}
+    for name, (shape, expected) in shapes.items():
+        if tuple(shape) != expected:
+            raise ValueError(f"{name} have shape {tuple(shape)}, expected {expected} ({states} states, {atoms} atoms)")
+    error = float(np.max(np.abs(surfaces.couplings + surfaces.couplings.transpose(1, 0, 2, 3)), initial=0.0))
+    if error > 1e-10 * max(1.0, float(np.max(np.abs(surfaces.couplings), initial=0.0))):
+        raise ValueError(f"couplings are not antisymmetric: d[k, j] must be −d[j, k] (largest |d + dᵀ| {error:.3g})")
+
+
 @dataclasses.dataclass(frozen=True)
 class HoppingOptions:
     """Every numerical choice of one trajectory (see docs/surface_hopping.md).
@@ -401,6 +421,7 @@ def run_trajectory(surfaces_fn: SurfacesFn, positions: np.ndarray, velocities: n
     all population there unless ``amplitudes`` are given); the hop draws come from :func:`hop_generator`."""
     masses = np.asarray(masses, dtype=float)
     surfaces = surfaces_fn(np.asarray(positions, dtype=float))
+    check_surfaces(surfaces, len(masses))
     if amplitudes is None:
         amplitudes = start_amplitudes(surfaces.states, active)
     phase = Phase(0.0, np.asarray(positions, float), np.asarray(velocities, float),

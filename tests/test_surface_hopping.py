@@ -222,6 +222,19 @@ def test_frustrated_hop_keeps_or_reverses() -> None:
     assert np.allclose(reversed_.velocities, -v)
 
 
+def test_malformed_surfaces_are_refused() -> None:
+    positions, velocities, masses = sm.tully_start(30.0)
+
+    def symmetric(x: np.ndarray) -> sh.Surfaces:
+        surfaces = sm.tully_simple_crossing()(x)
+        return dataclasses.replace(surfaces, couplings=np.abs(surfaces.couplings))
+
+    with pytest.raises(ValueError, match="antisymmetric"):
+        sh.run_trajectory(symmetric, 0.0 * positions, velocities, masses, steps=1)
+    with pytest.raises(ValueError, match="shape"):
+        sh.run_trajectory(sm.tully_simple_crossing(), positions, velocities, np.ones(2), steps=1)
+
+
 def test_decoherence_drains_inactive_state() -> None:
     c = np.array([0.6, 0.8j])
     options = sh.HoppingOptions(dt=0.5)
