@@ -244,6 +244,15 @@ def test_decoherence_drains_inactive_state() -> None:
     assert np.array_equal(sh.decohered(c, np.array([0.0, 3.0]), 1, 0.5, sh.HoppingOptions(decoherence_ev=None)), c)
 
 
+def test_decoherence_collapses_onto_the_active_state_after_the_crossing() -> None:
+    """Past Tully's crossing every trajectory's |c|² sits on its active state (without the correction the
+    coherent amplitudes keep 0.72 on the upper state whichever state is active)."""
+    runs = [tully_run(seed) for seed in range(4)]
+    assert min(r.populations[-1, r.active[-1]] for r in runs) > 0.99
+    coherent = tully_run(0, decoherence_ev=None)
+    assert abs(coherent.populations[-1, 1] - 0.716) < 0.01
+
+
 def test_thermal_velocities() -> None:
     rng = np.random.default_rng(0)
     positions, masses = rng.normal(size=(5, 3)), sm.masses_of(["C", "C", "H", "O", "N"])
