@@ -102,17 +102,23 @@ class CasscfSurfaces:
     """On-the-fly SA-CASSCF(2,2), two singlets (:func:`fusionlang.excited.label_states`, ≈ 6 s per call).
 
     Not frozen on purpose: it keeps the last geometry's orbitals as the next call's guess, so the active
-    space follows the trajectory; make one per trajectory."""
+    space follows the trajectory; make one per trajectory. ``history`` keeps each call's diagnostics (the
+    start kept, the active-space overlap with the previous call, the other start's excess), since a switch
+    between SA-CASSCF solutions shows up as a jump of the total energy (docs/surface_hopping.md)."""
 
     def __init__(self, symbols: Sequence[str], basis: str = "6-31g*") -> None:
         self.symbols, self.basis = tuple(symbols), basis
         self.guess: Any = None  # the last geometry's fusionlang.excited.Orbitals
+        self.history: list[dict[str, Any]] = []
 
     def __call__(self, positions: np.ndarray) -> Surfaces:
         from fusionlang.excited import label_states
 
         labels = label_states(self.symbols, positions, basis=self.basis, guess=self.guess)
         self.guess = labels.orbitals
+        self.history.append({"guess": labels.guess, "active_overlap": labels.active_overlap,
+                             "active_carbon_p": labels.active_carbon_p, "seconds": labels.seconds,
+                             "other_start_excess": labels.other_start_excess})
         return surfaces_from_labels(labels)
 
 

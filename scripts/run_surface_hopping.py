@@ -5,10 +5,11 @@
     python scripts/run_surface_hopping.py --tully --trajectories 100 --steps 160 --dt 0.1 --out runs/tully
 
 Resumable: trajectory ``seed`` is written atomically to ``OUT/trajectory_{seed}.json`` when it finishes,
-and a rerun skips those files. At the end ``populations.json`` and ``population.png`` (S1 decay) are
-written from every trajectory file in OUT. ``--model``: a ``torch.save``d module following the protocol of
-``fusionlang.surface_models.ModelSurfaces``; ``--tully``: Tully's simple avoided crossing (k = 30 a.u.,
-starting on the lower state), a smoke test of the machinery.
+and a rerun skips those files (``--casscf`` also writes each call's diagnostics to
+``OUT/casscf_{seed}.json``: the start kept, the active-space overlap). At the end ``populations.json``
+and ``population.png`` (S1 decay) are written from every trajectory file in OUT. ``--model``: a
+``torch.save``d module following the protocol of ``fusionlang.surface_models.ModelSurfaces``;
+``--tully``: Tully's simple avoided crossing (k = 30 a.u., starting on the lower state), a smoke test.
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         path = args.out / f"trajectory_{seed}.json"
         if path.exists():
             continue
-        [run] = sh.run_ensemble(make, initial, masses, [seed], steps=args.steps, options=options, active=active)
+        surfaces = make()
+        positions, velocities = initial(seed)
+        run = sh.run_trajectory(surfaces, positions, velocities, masses, steps=args.steps, options=options,
+                                active=active, seed=seed)
+        if isinstance(surfaces, sm.CasscfSurfaces):  # per-step SA-CASSCF diagnostics, before the trajectory
+            (args.out / f"casscf_{seed}.json").write_text(json.dumps(surfaces.history))
         run.save(path)
         print(f"trajectory {seed}: {len(run.hops)} hop attempts, final state {run.active[-1]}", flush=True)
     runs = [sh.Trajectory.load(p) for p in sorted(args.out.glob("trajectory_*.json"))]

@@ -323,8 +323,10 @@ def test_one_casscf_step_on_ethylene() -> None:
 
     positions, masses = ethylene_positions(80.0, 10.0), sm.masses_of(ETHYLENE_SYMBOLS)
     velocities = ic.thermal_velocities(positions, masses, 300.0, ic.initial_generator(0))
-    run = sh.run_trajectory(sm.CasscfSurfaces(ETHYLENE_SYMBOLS, "sto-3g"), positions, velocities, masses,
-                            steps=1, options=sh.HoppingOptions(dt=0.25), active=1)
+    surfaces = sm.CasscfSurfaces(ETHYLENE_SYMBOLS, "sto-3g")
+    run = sh.run_trajectory(surfaces, positions, velocities, masses, steps=1,
+                            options=sh.HoppingOptions(dt=0.25), active=1)
+    assert len(surfaces.history) == 2 and surfaces.history[1]["active_overlap"] > 0.9
     assert run.energies[0, 1] > run.energies[0, 0] and run.active[-1] in (0, 1)
     assert abs(run.total_energy[1] - run.total_energy[0]) < 5e-3
     assert abs(run.populations[-1].sum() - 1) < 1e-10
