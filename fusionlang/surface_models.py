@@ -92,6 +92,40 @@ class ModelSurfaces:
         return Surfaces(energy, forces, couplings_from_pairs(pairs, len(energy)))
 
 
+@dataclasses.dataclass(frozen=True)
+class MoleculeModel:
+    """A saved :class:`fusionlang.multistate.MultiStatePotential` (``best.pt`` of the trainer or
+    ``scripts/train_multistate.py``) on one molecule, in float64: the protocol :class:`ModelSurfaces`
+    takes, ``positions [N, 3] -> (energies [S], coupling [N, 3])``. The neighbour graph is rebuilt at
+    every call (for a small molecule inside ``r_max``: every pair, fixed)."""
+
+    model: Any
+    species: Any     # torch int64 [N]: each atom's index among the model's atomic numbers
+    r_max: float
+
+    @classmethod
+    def load(cls, path: str | Any, symbols: Sequence[str]) -> MoleculeModel:
+        import torch
+        from ase.data import atomic_numbers
+
+        from fusionlang.multistate import multistate_from_state
+
+        model, numbers = multistate_from_state(torch.load(path, weights_only=False))
+        model = model.to(torch.float64).eval()
+        species = torch.tensor([list(numbers).index(atomic_numbers[s]) for s in symbols])
+        return cls(model, species, float(model.config.r_max))
+
+    def __call__(self, positions: Any) -> tuple[Any, Any]:
+        import torch
+
+        from fusionlang.atoms import neighbour_graph
+
+        edges = neighbour_graph(positions.detach(), self.r_max)
+        batch = torch.zeros(len(positions), dtype=torch.int64)
+        energies, coupling = self.model(positions, self.species, edges, batch, 1)
+        return energies[0], coupling
+
+
 def surfaces_from_labels(labels: Any) -> Surfaces:
     """:class:`Surfaces` of two states from :class:`fusionlang.excited.StateLabels` (the ETF coupling)."""
     return Surfaces(np.asarray(labels.energies), np.asarray(labels.forces),

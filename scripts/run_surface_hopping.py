@@ -33,7 +33,8 @@ from fusionlang import surface_models as sm  # noqa: E402
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", type=Path, help="torch.save'd multi-state model")
+    source.add_argument("--model", type=Path, help="a saved MultiStatePotential (best.pt of the trainer), or a "
+                        "torch.save'd callable positions -> (energies, coupling)")
     source.add_argument("--casscf", action="store_true", help="on-the-fly SA-CASSCF(2,2) (ethylene)")
     source.add_argument("--tully", action="store_true", help="Tully's simple avoided crossing (smoke test)")
     parser.add_argument("--geometry", type=Path, help="start geometry (any ASE format); default planar ethylene")
@@ -78,6 +79,8 @@ def setup(args: argparse.Namespace) -> tuple[Callable[[], sh.SurfacesFn], sh.Ini
         import torch
 
         model = torch.load(args.model, weights_only=False)
+        if isinstance(model, dict):  # a saved MultiStatePotential (best.pt of the trainer)
+            model = sm.MoleculeModel.load(args.model, symbols)
 
         def make() -> sh.SurfacesFn:
             return sm.ModelSurfaces(model)

@@ -330,3 +330,30 @@ def test_one_casscf_step_on_ethylene() -> None:
     assert run.energies[0, 1] > run.energies[0, 0] and run.active[-1] in (0, 1)
     assert abs(run.total_energy[1] - run.total_energy[0]) < 5e-3
     assert abs(run.populations[-1].sum() - 1) < 1e-10
+
+
+def test_a_saved_multistate_potential_drives_surface_hopping(tmp_path: Path) -> None:
+    """The trainer's ``best.pt`` of a (tiny, untrained) multi-state potential, loaded on ethylene by
+    :class:`~fusionlang.surface_models.MoleculeModel`: energies and forces agree with the model's own
+    prediction, and a few surface-hopping steps conserve the total energy."""
+    import torch
+
+    from fusionlang.ethylene import ETHYLENE_SYMBOLS, ethylene_positions
+    from fusionlang.models import Statistics
+    from fusionlang.multistate import MultiStateConfig, MultiStatePotential, multistate_state
+
+    torch.manual_seed(0)
+    config = MultiStateConfig(species=2, channels=4, lmax=1, hidden_lmax=1, interactions=1, bessel=4,
+                              radial_mlp=(8,), readout_hidden=4)
+    model = MultiStatePotential(config, Statistics(avg_num_neighbors=5.0), (0.0, 1.0), dtype=torch.float64)
+    torch.save(multistate_state(model, (1, 6)), tmp_path / "best.pt")
+    surfaces = sm.ModelSurfaces(sm.MoleculeModel.load(tmp_path / "best.pt", ETHYLENE_SYMBOLS))
+    positions = ethylene_positions(20.0, 10.0)
+    here = surfaces(positions)
+    assert here.energies.shape == (2,) and here.forces.shape == (2, 6, 3) and here.couplings.shape == (2, 2, 6, 3)
+    assert np.abs(here.forces.sum(axis=1)).max() < 1e-10  # no net force
+    masses = sm.masses_of(ETHYLENE_SYMBOLS)
+    velocities = np.random.default_rng(0).normal(0.0, 0.01, size=(6, 3))
+    run = sh.run_trajectory(surfaces, positions, velocities, masses, steps=8, active=1,
+                            options=sh.HoppingOptions(dt=0.1), seed=0)
+    assert np.ptp(run.total_energy) < 1e-4  # eV, over 0.8 fs
