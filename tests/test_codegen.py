@@ -569,3 +569,20 @@ def test_the_runtime_does_not_import_the_compiler_stack() -> None:
             "assert 'torch._dynamo' not in sys.modules, 'dynamo imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_torch_compile_traces_small_batches_and_breaks_for_large_ones() -> None:
+    """On the CPU a compiled module traces its contraction up to ``runtime.TRACED_BATCH`` samples
+    (the graph break's fixed cost dominates there) and leaves it eager behind a break above."""
+    import torch._dynamo
+
+    result = compiled(ROOT / "examples" / "fc_tp.fusion")
+    module = result.module_class()()
+    for batch, breaks in ((1, 0), (runtime.TRACED_BATCH + 1, 1)):
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        args = example_inputs(result, batch=batch)
+        with warnings.catch_warnings():  # Dynamo reads `.grad` of a non-leaf where it resumes after a break
+            warnings.simplefilter("ignore", UserWarning)
+            assert torch.allclose(torch.compile(module, backend="aot_eager")(*args), module(*args), atol=1e-5)
+        assert sum(torch._dynamo.utils.counters["graph_break"].values()) == breaks, batch
