@@ -578,11 +578,11 @@ def test_torch_compile_traces_small_batches_and_breaks_for_large_ones() -> None:
 
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     module = result.module_class()()
-    for batch, breaks in ((1, 0), (runtime.TRACED_BATCH + 1, 1)):
+    for batch, breaks in ((1, False), (runtime.TRACED_BATCH + 1, True)):
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         args = example_inputs(result, batch=batch)
         with warnings.catch_warnings():  # Dynamo reads `.grad` of a non-leaf where it resumes after a break
             warnings.simplefilter("ignore", UserWarning)
             assert torch.allclose(torch.compile(module, backend="aot_eager")(*args), module(*args), atol=1e-5)
-        assert sum(torch._dynamo.utils.counters["graph_break"].values()) == breaks, batch
+        assert bool(torch._dynamo.utils.counters["graph_break"]) == breaks, batch
