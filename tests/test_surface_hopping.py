@@ -357,3 +357,10 @@ def test_a_saved_multistate_potential_drives_surface_hopping(tmp_path: Path) -> 
     run = sh.run_trajectory(surfaces, positions, velocities, masses, steps=8, active=1,
                             options=sh.HoppingOptions(dt=0.1), seed=0)
     assert np.ptp(run.total_energy) < 1e-4  # eV, over 0.8 fs
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    try:
+        import summarise_hopping
+    finally:
+        sys.path.pop(0)
+    lines = summarise_hopping.summary([run], (1.30, 1.31))
+    assert lines[0].startswith("1 trajectories") and any("outside it" in line for line in lines)
