@@ -145,13 +145,15 @@ def test_the_torsion_scan_is_symmetric_and_narrows_the_gap_towards_90_degrees() 
 
 def test_pyramidalisation_at_90_degrees_closes_the_gap_further() -> None:
     """At 90° torsion, pyramidalising one CH2 lowers S1 (the zwitterionic state) towards S0, the way to the
-    twisted-pyramidalised conical intersection: the gap falls monotonically over 0–60° and its smallest value
-    in the whole data set is at the largest pyramidalisation of the 90° scan."""
+    twisted-pyramidalised conical intersection: the gap falls monotonically over 0–60° along the scan, and the
+    smallest gaps of the whole data set lie twisted (90 ± 10°) and strongly pyramidalised (≥ 70°; the grid goes
+    to 90°): in the production set, 0.96 eV at 90°/90° with the planar C=C bond."""
     scan = chain_frames(1)
     gaps = np.array([a.info["REF_gap"] for a in scan])
     assert (np.diff(gaps) < 0).all(), gaps
-    smallest = min(frames(), key=lambda a: a.info["REF_gap"])
-    assert (smallest.info["torsion_deg"], smallest.info["pyramidalisation_deg"]) == (90.0, 60.0)
+    for smallest in sorted(frames(), key=lambda a: a.info["REF_gap"])[:5]:
+        assert abs(smallest.info["torsion_deg"] - 90.0) <= 10.0 and smallest.info["pyramidalisation_deg"] >= 70.0
+        assert smallest.info["REF_gap"] < gaps[-1]  # below the scan's 60°
 
 
 def symmetry_operations(positions: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
