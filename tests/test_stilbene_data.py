@@ -4,7 +4,8 @@ labels carry no forces or couplings; and, once the production set ``data/stilben
 matches its manifest and its S0/S1 curves along the torsion have the shape of the cis–trans isomerisation.
 
 The data checks skip only while ``data/stilbene`` has no manifest (it is made by the production command
-in docs/excited.md, which assembles it at the end; a run in progress writes only ``labels/``). One SA-CASSCF run (trans-stilbene, ≈ 6 s CPU).
+in docs/excited.md, which assembles it at the end; a run in progress writes only ``labels/``).
+One SA-CASSCF run (trans-stilbene, ≈ 6 s CPU).
 """
 
 from __future__ import annotations
