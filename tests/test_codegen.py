@@ -534,18 +534,19 @@ def test_export_with_a_dynamic_batch_runs_batches_larger_than_a_chunk() -> None:
 # dynamo itself reads `.grad` of the eager result when it resumes after the graph break (torch 2.13)
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() -> None:
-    """Under ``torch.compile`` a CPU batch runs ``contract`` eagerly behind a graph break (chunk by
-    chunk above ``CHUNK``; values and gradients equal one pass); within ``runtime.single_graph()``
-    every batch is one graph."""
+    """Under ``torch.compile`` a CPU batch above ``runtime.TRACED_BATCH`` runs ``contract`` eagerly
+    behind a graph break (chunk by chunk above ``CHUNK``; values and gradients equal one pass), a
+    smaller one is traced; within ``runtime.single_graph()`` every batch is one graph."""
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     cls = result.module_class()
-    small = type(cls.__name__, (cls,), {"CHUNK": 4})
+    traced = runtime.TRACED_BATCH
+    small = type(cls.__name__, (cls,), {"CHUNK": 2 * traced})
     torch.manual_seed(0)
     module = small(dtype=torch.float64)
-    args = [a.double().requires_grad_() for a in example_inputs(result, None, batch=10)]
-    for batch in (10, 3):
+    args = [a.double().requires_grad_() for a in example_inputs(result, None, batch=3 * traced)]
+    for batch, breaks in ((3 * traced, True), (traced + 1, True), (3, False)):  # chunked, one pass, traced
         torch._dynamo.reset()
-        assert torch._dynamo.explain(module)(*[a[:batch] for a in args]).graph_break_count >= 1
+        assert (torch._dynamo.explain(module)(*[a[:batch] for a in args]).graph_break_count >= 1) == breaks
     torch._dynamo.reset()
     out = torch.compile(module)(*args)
     whole = module.contract(*args)
