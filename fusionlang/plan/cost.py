@@ -217,10 +217,10 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
     tried = [c for c in _tried(b, model, applicable_strategies(model, strategy)) if c.tables <= table_budget]
     forced = strategy != AUTO and len(tried) == 1 and tried[0].strategy.label == strategy
     thrifty = tried if forced else [c for c in tried if c.tables <= memory_budget(model)]
-    for fallback in ([] if thrifty else fallback_strategies(model)):
+    for fallback in ([] if forced or _has_dense(thrifty) else fallback_strategies(model)):
         tried += [c for c in _tried(b, model, [fallback]) if c.tables <= table_budget]
         thrifty = [c for c in tried if c.tables <= memory_budget(model)]
-        if thrifty:
+        if _has_dense(thrifty):
             break
     choices = thrifty or tried
     if not choices:
@@ -236,6 +236,14 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
         return max(c.seconds / small if small else 1.0, c.large / large if large else 1.0), c.seconds, c.flops
     ranked = sorted(choices, key=regret)
     return replace(ranked[0], estimates=tuple((c.strategy.label, c.seconds) for c in ranked))
+
+
+def _has_dense(choices: Sequence[Choice]) -> bool:
+    """Whether a dense form is among ``choices``. The sparse form always fits the memory budget
+    but runs 2-25x slower on a CPU (`benchmarks/bench_sparse.py`): when it is the only candidate
+    that fits, the per-block fallbacks are tried beside it (fully connected l = 8: the sparse form
+    423 ms, per-block tables 100 ms at N = 1024) and the time model ranks them."""
+    return any(c.strategy.form != "sparse" for c in choices)
 
 
 def _tried(b: Builder, model: StatementModel, candidates: Sequence[Strategy]) -> list[Choice]:
