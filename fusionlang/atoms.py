@@ -118,15 +118,17 @@ def collate_states(structures: Sequence[StateStructure], r_max: float = 5.0) -> 
 def fit_statistics(data: Sequence[Structure], r_max: float = 5.0, species: int = 3) -> Statistics:
     """Mean neighbour count, least-squares per-species energies, RMS force component and mean
     residual energy per atom of ``data``. Where the data cannot tell the species' energies apart
-    (one composition, as a molecular dynamics set), least squares gives the smallest-norm split."""
+    (one composition, as a molecular dynamics set), least squares gives the smallest-norm split.
+    Where it has no forces (energies-only labels), the scale is the RMS residual energy per atom."""
     batch = collate(data, r_max)
     counts = torch.zeros(batch.num_structures, species, dtype=torch.float64)
     counts.index_put_((batch.batch, batch.species), torch.ones(len(batch.species), dtype=torch.float64),
                       accumulate=True)
     energies = torch.linalg.pinv(counts) @ batch.energy  # smallest norm where rank-deficient
+    residual = (batch.energy - counts @ energies) / batch.num_atoms
+    scale = float(batch.forces.pow(2).mean().sqrt()) or float(residual.pow(2).mean().sqrt())
     return Statistics(avg_num_neighbors=batch.edge_index.shape[1] / len(batch.species),
-                      atomic_energies=tuple(float(e) for e in energies),
-                      scale=float(batch.forces.pow(2).mean().sqrt()),
+                      atomic_energies=tuple(float(e) for e in energies), scale=scale or 1.0,
                       shift=float(((batch.energy - counts @ energies) / batch.num_atoms).mean()))
 
 
@@ -161,16 +163,21 @@ def read_structures(path: str | Path, atomic_numbers: Sequence[int], energy_key:
 
 def read_state_structures(path: str | Path, atomic_numbers: Sequence[int], states: int = 2,
                           energy_key: str = "REF_energy", forces_key: str = "REF_forces",
-                          coupling_key: str = "REF_nac") -> list[StateStructure]:
+                          coupling_key: str = "REF_nac", energies_only: bool = False) -> list[StateStructure]:
     """The multi-state structures of an extended XYZ file: state s's energy is ``{energy_key}_S{s}``
     (info, eV), its forces ``{forces_key}_S{s}`` (arrays, eV/Å), the S0–S1 coupling ``coupling_key``
-    (arrays, 1/Å), as ``scripts/make_excited_dataset.py`` writes them (docs/excited.md)."""
+    (arrays, 1/Å), as ``scripts/make_excited_dataset.py`` writes them (docs/excited.md).
+    ``energies_only`` (stilbene's labels): forces and couplings are not read and left zero."""
     structures = []
     for frame, positions, species in _geometries(path, atomic_numbers):
         energies = torch.tensor([float(frame.info[f"{energy_key}_S{s}"]) for s in range(states)], dtype=torch.float64)
-        forces = torch.stack([torch.tensor(frame.arrays[f"{forces_key}_S{s}"], dtype=torch.float64)
-                              for s in range(states)])
-        coupling = torch.tensor(frame.arrays[coupling_key], dtype=torch.float64)
+        if energies_only:
+            forces = torch.zeros(states, *positions.shape, dtype=torch.float64)
+            coupling = torch.zeros_like(positions)
+        else:
+            forces = torch.stack([torch.tensor(frame.arrays[f"{forces_key}_S{s}"], dtype=torch.float64)
+                                  for s in range(states)])
+            coupling = torch.tensor(frame.arrays[coupling_key], dtype=torch.float64)
         structures.append(StateStructure(positions, species, float(energies[0]), forces[0], energies, forces, coupling))
     return structures
 

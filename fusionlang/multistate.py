@@ -37,15 +37,18 @@ from . import metrics
 from .atoms import StateBatch, StateStructure, Statistics, collate_states
 from .models import MaceBody, MaceConfig, _compiled, _irreps, linear_source, potential_state
 
-__all__ = ["MultiStateConfig", "MultiStatePotential", "MultiStateTask", "StatePredictions", "align_signs",
+__all__ = ["MultiStateConfig", "MultiStatePotential", "MultiStateTask", "StateEnergiesTask", "StatePredictions", "align_signs",
            "fit_state_shifts", "multistate_from_state", "multistate_state", "sign_free_squared_errors"]
 
 
 @dataclass(frozen=True)
 class MultiStateConfig(MaceConfig):
-    """A :class:`fusionlang.models.MaceConfig` and the number of electronic states (S0, S1, ...)."""
+    """A :class:`fusionlang.models.MaceConfig` and the number of electronic states (S0, S1, ...).
+    ``energies_only``: trained on the states' energies alone (:class:`StateEnergiesTask`: stilbene,
+    whose forces and couplings this machine cannot afford); the coupling output is then untrained."""
 
     states: int = 2
+    energies_only: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,7 +116,7 @@ class MultiStatePotential(MaceBody):
     @property
     def training_task(self) -> MultiStateTask:
         """How :func:`fusionlang.training.train` trains it."""
-        return MultiStateTask()
+        return StateEnergiesTask() if self.config.energies_only else MultiStateTask()
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 batch: torch.Tensor, num_structures: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,3 +310,63 @@ class MultiStateTask:
                 metrics.plot_parity(predictions[shown].state(s), out / f"parity_S{s}.png",
                                     title=f"S{s}, {shown} set, best epoch {best_epoch}")
 
+
+
+class StateEnergiesTask(MultiStateTask):
+    """:class:`MultiStateTask` on energies alone: the loss is Σ_s (ΔE_s / n_atoms)² per structure,
+    no forces are computed (one backward per step, not two), and the errors are every state's energy
+    MAE and RMSE (meV) and the S1−S0 gap's MAE (meV). Forces and couplings in the batches are ignored."""
+
+    def loss_terms(self, model: torch.nn.Module, batch: StateBatch) -> torch.Tensor:
+        energy, _ = model(batch.positions.to(model.dtype), batch.species, batch.edge_index,  # type: ignore[operator]
+                          batch.batch, batch.num_structures)
+        energy_term = ((energy - batch.energies.to(energy)) / batch.num_atoms.to(energy)[:, None]).pow(2).sum()
+        zero = energy_term.new_zeros(())
+        return torch.stack([energy_term.double(), zero.double(), zero.double()])
+
+    def predict(self, model: torch.nn.Module, data: Sequence[StateStructure], r_max: float, batch_size: int = 32,
+                device: torch.device | str = "cpu") -> StatePredictions:
+        parts = []
+        for start in range(0, len(data), batch_size):
+            batch = metrics.to_device(collate_states(data[start:start + batch_size], r_max), device)
+            with torch.no_grad():
+                energy, coupling = model(batch.positions.to(model.dtype), batch.species,  # type: ignore[operator]
+                                         batch.edge_index, batch.batch, batch.num_structures)
+            zeros = batch.state_forces.cpu()
+            parts.append(StatePredictions(energy.double().cpu(), zeros, coupling.double().cpu(), batch.energies.cpu(),
+                                          zeros, batch.coupling.cpu(), batch.num_atoms.cpu()))
+        return _concatenate(parts)
+
+    def errors(self, p: StatePredictions) -> dict[str, float]:
+        found: dict[str, Any] = {}
+        for s in range(p.states):
+            delta = (p.energy[:, s] - p.ref_energy[:, s]) * 1000
+            found.update({f"S{s}_energy_mae_meV": float(delta.abs().mean()),
+                          f"S{s}_energy_rmse_meV": float(delta.pow(2).mean().sqrt())})
+        gap = ((p.energy[:, 1] - p.energy[:, 0]) - (p.ref_energy[:, 1] - p.ref_energy[:, 0])) * 1000
+        found.update(energy_mae_meV=sum(found[f"S{s}_energy_mae_meV"] for s in range(p.states)) / p.states,
+                     gap_mae_meV=float(gap.abs().mean()), structures=p.structures, atoms=int(p.num_atoms.sum()))
+        return found
+
+    def loss_value(self, p: StatePredictions, s: Any) -> float:
+        energy = float(((p.energy - p.ref_energy) / p.num_atoms.double()[:, None]).pow(2).sum()) / p.structures
+        return s.energy_weight * energy
+
+    def epoch_line(self, r: Mapping[str, Any]) -> str:
+        states = sorted({k.split("_")[1] for k in r if k.startswith("valid_S") and k.endswith("energy_mae_meV")})
+        parts = "  ".join(f"{s} E {r[f'valid_{s}_energy_mae_meV']:.1f} meV" for s in states)
+        return (f"epoch {r['epoch']:4d}  loss {r['train_loss']:.4e}  valid loss {r['valid_loss']:.4e}  {parts}  "
+                f"gap {r['valid_gap_mae_meV']:.1f} meV  lr {r['lr']:.2e}  {r['seconds']:6.1f} s{'  *' if r['best'] else ''}")
+
+    def summary_line(self, name: str, e: Mapping[str, Any]) -> str:
+        states = sorted({k.split("_")[0] for k in e if k.startswith("S") and k.endswith("energy_mae_meV")})
+        parts = "  ".join(f"{s} E MAE {e[f'{s}_energy_mae_meV']:.2f} meV" for s in states)
+        return f"{name:5s}  {parts}  gap MAE {e['gap_mae_meV']:.2f} meV"
+
+    def write_report(self, out: Path, found: dict[str, Any], history: Sequence[Mapping[str, Any]],
+                     predictions: Mapping[str, StatePredictions], plots: bool, best_epoch: int) -> None:
+        metrics.write_report(out, found, history, {}, False, best_epoch)
+        found["units"] = {**found["units"], "loss": "eV² per atom² (energies only)"}
+        metrics.save_atomically(found, out / "metrics.json")
+        if plots:
+            metrics.plot_learning_curves(history, out / "learning_curves.png")

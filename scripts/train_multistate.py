@@ -114,14 +114,14 @@ def run_one(name: str, config: MultiStateConfig, seed: int, sets: dict[str, list
     return result
 
 
-def summary(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def summary(results: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, int]] = COLUMNS) -> dict[str, Any]:
     """Mean and standard deviation over the seeds of every column, by model."""
     table: dict[str, Any] = {}
     for name in MODELS:
         runs = [r for r in results if r["model"] == name]
         if runs:
             table[name] = {"seeds": [r["seed"] for r in runs], "parameters": runs[0]["parameters"],
-                           **{key: _mean_std([r["test"][key] for r in runs]) for key, _, _ in COLUMNS}}
+                           **{key: _mean_std([r["test"][key] for r in runs]) for key, _, _ in columns}}
     return table
 
 
@@ -129,12 +129,12 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 
-def markdown(table: dict[str, Any], sizes: dict[str, int]) -> str:
-    head = "| model | seeds | parameters | " + " | ".join(label for _, label, _ in COLUMNS) + " |"
+def markdown(table: dict[str, Any], sizes: dict[str, int], columns: Sequence[tuple[str, str, int]] = COLUMNS) -> str:
+    head = "| model | seeds | parameters | " + " | ".join(label for _, label, _ in columns) + " |"
     lines = [f"Test set: mean ± std over seeds; {sizes['train']} training, {sizes['valid']} validation, "
-             f"{sizes['test']} test structures.", "", head, "|---|---:|---:|" + "---:|" * len(COLUMNS)]
+             f"{sizes['test']} test structures.", "", head, "|---|---:|---:|" + "---:|" * len(columns)]
     for name, row in table.items():
-        cells = [f"{row[key]['mean']:.{digits}f} ± {row[key]['std']:.{digits}f}" for key, _, digits in COLUMNS]
+        cells = [f"{row[key]['mean']:.{digits}f} ± {row[key]['std']:.{digits}f}" for key, _, digits in columns]
         lines.append(f"| {name}: {MODELS[name]} | {len(row['seeds'])} | {row['parameters']:,} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

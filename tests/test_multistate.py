@@ -16,6 +16,7 @@ from fusionlang.models import match_parameters, parameter_count
 from fusionlang.multistate import (
     MultiStateConfig,
     MultiStatePotential,
+    StateEnergiesTask,
     fit_state_shifts,
     multistate_from_state,
     multistate_state,
@@ -188,3 +189,27 @@ def test_shards_merge_into_the_predictions_of_one_process(model: MultiStatePoten
     for name in whole.__dataclass_fields__:
         assert torch.allclose(getattr(merged, name), getattr(whole, name), rtol=0, atol=1e-12), name
     assert task.errors(merged) == pytest.approx(task.errors(whole))
+
+
+def test_energies_only_reads_no_forces_and_trains_on_the_energies(tmp_path: Path) -> None:
+    """Stilbene's labels are energies only: the reader leaves forces and couplings zero, the
+    statistics take their scale from the energies, and StateEnergiesTask fits the states' energies
+    (with no force in its loss, its errors or its predictions)."""
+    energies_only = read_state_structures(SAMPLE, atomic_numbers_in(SAMPLE), energies_only=True)[:40]
+    assert all(float(s.state_forces.abs().max()) == 0 and float(s.coupling.abs().max()) == 0 for s in energies_only)
+    small = replace(TINY, lmax=1, interactions=1, radial_mlp=(8,), energies_only=True)
+    statistics = fit_statistics(energies_only, small.r_max, 2)
+    assert statistics.scale > 0
+    torch.manual_seed(2)
+    model = MultiStatePotential(small, statistics, fit_state_shifts(energies_only, statistics), dtype=torch.float64)
+    assert isinstance(model.training_task, StateEnergiesTask)
+    settings = TrainSettings(max_epochs=8, batch_size=4, lr=0.05, ema_decay=None, progress=False, plots=False)
+    result = train(model, energies_only[:30], energies_only[30:], settings, tmp_path, log=lambda line: None)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.7 * losses[0], losses
+    found = model.training_task.errors(model.training_task.predict(model, energies_only[30:], small.r_max))
+    assert {"S0_energy_mae_meV", "S1_energy_mae_meV", "gap_mae_meV"} <= set(found)
+    assert not any("forces" in key or "coupling" in key for key in found)
+    reference = torch.stack([s.energies for s in energies_only[30:]])
+    predicted = model.training_task.predict(model, energies_only[30:], small.r_max).energy
+    assert found["S1_energy_mae_meV"] == pytest.approx(float((predicted - reference)[:, 1].abs().mean()) * 1000)

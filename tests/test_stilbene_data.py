@@ -250,3 +250,29 @@ def test_data_torsion_curves_have_the_isomerisation_shape() -> None:
     assert s0.max() - max(s0[torsions == 180.0].item(), s0[torsions == 0.0].item()) > 1.0
     assert 60.0 <= torsions[np.argmin(s1)] <= 120.0
     assert 60.0 <= torsions[np.argmin(s1 - s0)] <= 120.0
+
+
+def test_the_training_script_holds_out_the_scan_and_draws_its_curves(tmp_path: Path) -> None:
+    """`scripts/train_stilbene.py` on the labels of chains 0 and 1 (committed), a tiny model, one epoch:
+    the test set is exactly the relaxed scan in scan order, and the curves file holds the reference and
+    one prediction per run along it."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import train_stilbene
+
+    labels = [FOLDER / "labels" / f"traj{chain}.extxyz" for chain in (0, 1)]
+    if not all(p.exists() for p in labels):
+        pytest.skip("the labels of chains 0 and 1 are not in data/stilbene/labels")
+    data = tmp_path / "two_chains.extxyz"
+    data.write_text("".join(p.read_text(encoding="utf-8") for p in labels), encoding="utf-8")
+    out = tmp_path / "runs"
+    assert train_stilbene.main([str(data), "--out", str(out), "--seeds", "0", "--epochs", "1", "--channels", "4",
+                                "--lmax", "1", "--radial-mlp", "8", "--readout-hidden", "4", "--interactions", "1"]) == 0
+    curves = json.loads((out / "curves.json").read_text(encoding="utf-8"))
+    torsions = curves["torsion_deg"]
+    assert torsions == sorted(torsions, reverse=True) and torsions[0] == 180.0 and len(torsions) >= 30
+    assert curves["reference"][0][0] == 0.0 and sorted(curves["runs"]) == ["fusion/seed0", "plain/seed0"]
+    assert all(len(run) == len(torsions) for run in curves["runs"].values())
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["sizes"]["test"] == len(torsions) and (out / "curves.png").stat().st_size > 0

@@ -1,0 +1,150 @@
+"""Stilbene's S0 and S1 energies learned from energies alone, with and without the fusion block at
+matched parameters, over seeds; and the two curves along the cis–trans torsion, model against
+SA-CASSCF (docs/results/stilbene.md).
+
+    python scripts/train_stilbene.py data/stilbene/frames.extxyz.xz --out runs/stilbene
+    python scripts/train_stilbene.py DATA --out DIR --report-only     # tables and curves of the finished runs
+    python scripts/train_stilbene.py DATA --out /tmp/st --seeds 0 --epochs 2 --channels 4 --lmax 1 \\
+        --radial-mlp 8 --readout-hidden 4 --interactions 1      # smoke test
+
+The split is by chain, not at random: **chain 0, the relaxed torsion scan from trans (180°) to cis
+(0°), is the test set**, so the curves are drawn on geometries no model saw; its noisy replicas
+(chains 1, 2, ...: torsion jittered, rings turned, Cartesian noise) are split by ``--split-seed`` into
+training and validation structures. Models, resumption and the summary are those of
+``scripts/train_multistate.py`` (``MultiStateConfig(energies_only=True)``:
+:class:`fusionlang.multistate.StateEnergiesTask`). ``OUT/curves.json`` holds the reference and every
+run's prediction along the scan, ``OUT/curves.png`` the plot: energies relative to the reference S0 at
+trans, each model's mean over its seeds with the spread as a band.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import torch  # noqa: E402
+
+import train_multistate as multistate  # noqa: E402
+from fusionlang.atoms import StateStructure, atomic_numbers_in, read_state_structures  # noqa: E402
+from fusionlang.metrics import save_atomically  # noqa: E402
+from fusionlang.multistate import MultiStateConfig, multistate_from_state  # noqa: E402
+
+COLUMNS = (("S0_energy_mae_meV", "S0 energy MAE (meV)", 1), ("S1_energy_mae_meV", "S1 energy MAE (meV)", 1),
+           ("gap_mae_meV", "S1−S0 gap MAE (meV)", 1))
+
+
+def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = multistate.arguments(argv)
+    args.test_chain = 0
+    return args
+
+
+def frame_info(path: Path) -> list[dict[str, Any]]:
+    """Every frame's ``chain``, ``step`` and ``torsion_deg`` (the design's provenance)."""
+    from fusionlang.atoms import _frames
+
+    return [{"chain": int(f.info["chain"]), "step": int(f.info["step"]), "torsion_deg": float(f.info["torsion_deg"])}
+            for f in _frames(path)]
+
+
+def split(data: Sequence[StateStructure], info: Sequence[dict[str, Any]], args: argparse.Namespace
+          ) -> tuple[dict[str, list[StateStructure]], list[dict[str, Any]]]:
+    """Test: the relaxed scan (chain ``args.test_chain``) in scan order; validation and training: the
+    other chains, one shuffle by ``--split-seed``. Also the test frames' provenance, in that order."""
+    scan = sorted((k for k, i in enumerate(info) if i["chain"] == args.test_chain), key=lambda k: info[k]["step"])
+    rest = [k for k, i in enumerate(info) if i["chain"] != args.test_chain]
+    order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(args.split_seed)).tolist()
+    valid = max(1, round(args.valid_fraction * len(rest)))
+    picked = [data[rest[k]] for k in order]
+    sets = {"test": [data[k] for k in scan], "valid": picked[:valid], "train": picked[valid:]}
+    return sets, [info[k] for k in scan]
+
+
+def configs(args: argparse.Namespace) -> dict[str, MultiStateConfig]:
+    return {name: replace(config, energies_only=True) for name, config in multistate.configs(args).items()}
+
+
+def curves(args: argparse.Namespace, sets: dict[str, list[StateStructure]], scan: Sequence[dict[str, Any]],
+           results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The reference and every finished run's S0 and S1 along the scan (eV, relative to reference S0 at
+    the first scan point, trans)."""
+    reference = torch.stack([s.energies for s in sets["test"]])
+    origin = float(reference[0, 0])
+    found: dict[str, Any] = {"torsion_deg": [i["torsion_deg"] for i in scan],
+                             "reference": (reference - origin).tolist(), "runs": {}}
+    for r in results:
+        model, _ = multistate_from_state(torch.load(args.out / r["model"] / f"seed{r['seed']}" / "best.pt",
+                                                    weights_only=False))
+        predicted = model.training_task.predict(model, sets["test"], model.config.r_max).energy
+        found["runs"][f"{r['model']}/seed{r['seed']}"] = (predicted - origin).tolist()
+    return found
+
+
+def plot(found: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    torsion = found["torsion_deg"]
+    reference = torch.tensor(found["reference"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for s, colour in ((0, "tab:blue"), (1, "tab:red")):
+        ax.plot(torsion, reference[:, s], "o", color=colour, markersize=4, label=f"S{s} SA-CASSCF(2,2)/STO-3G")
+        for name, style in (("fusion", "-"), ("plain", "--")):
+            runs = [torch.tensor(v)[:, s] for k, v in found["runs"].items() if k.startswith(name + "/")]
+            if not runs:
+                continue
+            stacked = torch.stack(runs)
+            mean, std = stacked.mean(0), stacked.std(0) if len(runs) > 1 else torch.zeros_like(stacked[0])
+            ax.plot(torsion, mean, style, color=colour, label=f"S{s} {name} (mean of {len(runs)} seeds)")
+            ax.fill_between(torsion, mean - std, mean + std, color=colour, alpha=0.15)
+    ax.set_xlabel("C-C=C-C torsion (deg): 180 trans, 0 cis")
+    ax.set_ylabel("energy relative to trans S0 (eV)")
+    ax.set_xlim(180, 0)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments(argv)
+    torch.set_num_threads(1)
+    info = frame_info(args.data)
+    data = read_state_structures(args.data, atomic_numbers_in(args.data), energies_only=True)
+    sets, scan = split(data, info, args)
+    results = []
+    for name, config in configs(args).items():
+        for seed in args.seeds:
+            done = (args.out / name / f"seed{seed}" / "result.json").exists()
+            if done or not args.report_only:
+                results.append(multistate.run_one(name, config, seed, sets, args))
+                print(f"{name} seed {seed}: " + ", ".join(f"{k} {results[-1]['test'][k]:.4g}" for k, _, _ in COLUMNS),
+                      flush=True)
+    table = multistate.summary(results, COLUMNS)
+    sizes = {k: len(v) for k, v in sets.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_atomically({"sizes": sizes, "test": f"chain {args.test_chain}, the relaxed torsion scan",
+                     "models": table}, args.out / "summary.json")
+    (args.out / "summary.md").write_text(multistate.markdown(table, sizes, COLUMNS), encoding="utf-8")
+    print(multistate.markdown(table, sizes, COLUMNS))
+    if results:
+        found = curves(args, sets, scan, results)
+        save_atomically(found, args.out / "curves.json")
+        plot(found, args.out / "curves.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
