@@ -37,8 +37,8 @@ from . import metrics
 from .atoms import StateBatch, StateStructure, Statistics, collate_states
 from .models import MaceBody, MaceConfig, _compiled, _irreps, linear_source, potential_state
 
-__all__ = ["MultiStateConfig", "MultiStatePotential", "MultiStateTask", "StateEnergiesTask", "StatePredictions", "align_signs",
-           "fit_state_shifts", "multistate_from_state", "multistate_state", "sign_free_squared_errors"]
+__all__ = ["MultiStateConfig", "MultiStatePotential", "MultiStateTask", "StateEnergiesTask", "StatePredictions",
+           "align_signs", "fit_state_shifts", "multistate_from_state", "multistate_state", "sign_free_squared_errors"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class MultiStatePotential(MaceBody):
     @property
     def training_task(self) -> MultiStateTask:
         """How :func:`fusionlang.training.train` trains it."""
-        return StateEnergiesTask() if self.config.energies_only else MultiStateTask()
+        return StateEnergiesTask() if getattr(self.config, "energies_only", False) else MultiStateTask()
 
     def forward(self, positions: torch.Tensor, species: torch.Tensor, edge_index: torch.Tensor,
                 batch: torch.Tensor, num_structures: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -318,8 +318,8 @@ class StateEnergiesTask(MultiStateTask):
     MAE and RMSE (meV) and the S1−S0 gap's MAE (meV). Forces and couplings in the batches are ignored."""
 
     def loss_terms(self, model: torch.nn.Module, batch: StateBatch) -> torch.Tensor:
-        energy, _ = model(batch.positions.to(model.dtype), batch.species, batch.edge_index,  # type: ignore[operator]
-                          batch.batch, batch.num_structures)
+        dtype: torch.dtype = model.dtype  # type: ignore[assignment]
+        energy, _ = model(batch.positions.to(dtype), batch.species, batch.edge_index, batch.batch, batch.num_structures)
         energy_term = ((energy - batch.energies.to(energy)) / batch.num_atoms.to(energy)[:, None]).pow(2).sum()
         zero = energy_term.new_zeros(())
         return torch.stack([energy_term.double(), zero.double(), zero.double()])
@@ -330,8 +330,9 @@ class StateEnergiesTask(MultiStateTask):
         for start in range(0, len(data), batch_size):
             batch = metrics.to_device(collate_states(data[start:start + batch_size], r_max), device)
             with torch.no_grad():
-                energy, coupling = model(batch.positions.to(model.dtype), batch.species,  # type: ignore[operator]
-                                         batch.edge_index, batch.batch, batch.num_structures)
+                dtype: torch.dtype = model.dtype  # type: ignore[assignment]
+                energy, coupling = model(batch.positions.to(dtype), batch.species, batch.edge_index, batch.batch,
+                                         batch.num_structures)
             zeros = batch.state_forces.cpu()
             parts.append(StatePredictions(energy.double().cpu(), zeros, coupling.double().cpu(), batch.energies.cpu(),
                                           zeros, batch.coupling.cpu(), batch.num_atoms.cpu()))
@@ -356,7 +357,8 @@ class StateEnergiesTask(MultiStateTask):
         states = sorted({k.split("_")[1] for k in r if k.startswith("valid_S") and k.endswith("energy_mae_meV")})
         parts = "  ".join(f"{s} E {r[f'valid_{s}_energy_mae_meV']:.1f} meV" for s in states)
         return (f"epoch {r['epoch']:4d}  loss {r['train_loss']:.4e}  valid loss {r['valid_loss']:.4e}  {parts}  "
-                f"gap {r['valid_gap_mae_meV']:.1f} meV  lr {r['lr']:.2e}  {r['seconds']:6.1f} s{'  *' if r['best'] else ''}")
+                f"gap {r['valid_gap_mae_meV']:.1f} meV  lr {r['lr']:.2e}  {r['seconds']:6.1f} s"
+                f"{'  *' if r['best'] else ''}")
 
     def summary_line(self, name: str, e: Mapping[str, Any]) -> str:
         states = sorted({k.split("_")[0] for k in e if k.startswith("S") and k.endswith("energy_mae_meV")})

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
-
 import train_multistate as multistate  # noqa: E402
+
 from fusionlang.atoms import StateStructure, atomic_numbers_in, read_state_structures  # noqa: E402
 from fusionlang.metrics import save_atomically  # noqa: E402
 from fusionlang.multistate import MultiStateConfig, multistate_from_state  # noqa: E402

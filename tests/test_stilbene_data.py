@@ -267,8 +267,8 @@ def test_the_training_script_holds_out_the_scan_and_draws_its_curves(tmp_path: P
     data = tmp_path / "two_chains.extxyz"
     data.write_text("".join(p.read_text(encoding="utf-8") for p in labels), encoding="utf-8")
     out = tmp_path / "runs"
-    assert train_stilbene.main([str(data), "--out", str(out), "--seeds", "0", "--epochs", "1", "--channels", "4",
-                                "--lmax", "1", "--radial-mlp", "8", "--readout-hidden", "4", "--interactions", "1"]) == 0
+    tiny = ["--channels", "4", "--lmax", "1", "--radial-mlp", "8", "--readout-hidden", "4", "--interactions", "1"]
+    assert train_stilbene.main([str(data), "--out", str(out), "--seeds", "0", "--epochs", "1", *tiny]) == 0
     curves = json.loads((out / "curves.json").read_text(encoding="utf-8"))
     torsions = curves["torsion_deg"]
     assert torsions == sorted(torsions, reverse=True) and torsions[0] == 180.0 and len(torsions) >= 30
