@@ -46,7 +46,11 @@ COLUMNS = (("S0_energy_mae_meV", "S0 energy MAE (meV)", 1), ("S1_energy_mae_meV"
 
 
 def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    return build_parser().parse_args(argv)
+
+
+def build_parser(description: str = __doc__) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="an extended XYZ file with REF_energy_S0/S1, REF_forces_S0/S1, REF_nac")
     parser.add_argument("--out", type=Path, default=Path("runs/multistate"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -66,7 +70,7 @@ def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fusion-lmax", type=int, default=None, help="default: min(2, lmax)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--report-only", action="store_true")
-    return parser.parse_args(argv)
+    return parser
 
 
 def split(data: Sequence[StateStructure], args: argparse.Namespace) -> dict[str, list[StateStructure]]:

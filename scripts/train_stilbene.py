@@ -4,6 +4,7 @@ SA-CASSCF (docs/results/stilbene.md).
 
     python scripts/train_stilbene.py data/stilbene/frames.extxyz.xz --out runs/stilbene
     python scripts/train_stilbene.py DATA --out DIR --report-only     # tables and curves of the finished runs
+    python scripts/train_stilbene.py DATA --out DIR --models fusion --seeds 0 1   # a share of the runs
     python scripts/train_stilbene.py DATA --out /tmp/st --seeds 0 --epochs 2 --channels 4 --lmax 1 \\
         --radial-mlp 8 --readout-hidden 4 --interactions 1      # smoke test
 
@@ -42,7 +43,11 @@ COLUMNS = (("S0_energy_mae_meV", "S0 energy MAE (meV)", 1), ("S1_energy_mae_meV"
 
 
 def arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = multistate.arguments(argv)
+    """``scripts/train_multistate.py``'s options and ``--models`` (which of plain and fusion to train:
+    two processes can share the runs, one per core)."""
+    parser = multistate.build_parser(__doc__)
+    parser.add_argument("--models", nargs="+", choices=list(multistate.MODELS), default=list(multistate.MODELS))
+    args = parser.parse_args(argv)
     args.test_chain = 0
     return args
 
@@ -128,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, config in configs(args).items():
         for seed in args.seeds:
             done = (args.out / name / f"seed{seed}" / "result.json").exists()
-            if done or not args.report_only:
+            if done or (not args.report_only and name in args.models):
                 results.append(multistate.run_one(name, config, seed, sets, args))
                 print(f"{name} seed {seed}: " + ", ".join(f"{k} {results[-1]['test'][k]:.4g}" for k, _, _ in COLUMNS),
                       flush=True)
