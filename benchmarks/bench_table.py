@@ -4,8 +4,10 @@
     python benchmarks/bench_table.py --quick          # tiny sizes, one repeat (what the tests run)
 
 For each case of ``bench_tensor_products.py`` (``fc_tp``, ``uvu``, ``three``) and every batch size:
-the medians of alternating runs of the four forms (fusionlang eager and compiled, e3nn eager and
-compiled), forward (no grad) and forward + backward; ``best ratio``: e3nn's faster form over
+the medians of alternating runs of the five forms (fusionlang eager, compiled and traced, e3nn eager
+and compiled; ``traced``: compiled and called inside ``runtime.single_graph()``, so inductor traces
+every batch instead of running large CPU batches behind the eager graph break), forward (no grad)
+and forward + backward; ``best ratio``: e3nn's faster form over
 fusionlang's faster form (above 1: fusionlang faster); ``ours c/e``: fusionlang's eager time over
 its compiled time (at least 1: compiling does not slow it down). Then, per case: aten operations
 of one eager forward at a batch contracted in one pass (counted by a dispatch mode; a CPU batch
@@ -44,7 +46,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import fusionlang.api  # noqa: E402
 
-FORMS = ("ours eager", "ours compiled", "e3nn eager", "e3nn compiled")
+FORMS = ("ours eager", "ours compiled", "ours traced", "e3nn eager", "e3nn compiled")
 EAGER = ("ours eager", "e3nn eager")
 
 
@@ -135,20 +137,32 @@ def forms(text: str, name: str, build: Callable[[], Any], compiled: bool) -> tup
     ours, theirs = result.module_class()(), build()
     found = {"ours eager": ours, "e3nn eager": theirs}
     if compiled:
-        found.update({"ours compiled": torch.compile(ours), "e3nn compiled": torch.compile(theirs)})
+        found.update({"ours compiled": torch.compile(ours), "ours traced": traced(torch.compile(ours)),
+                      "e3nn compiled": torch.compile(theirs)})
     return result, found
+
+
+def traced(compiled: Any) -> Callable[..., Any]:
+    """``compiled`` called inside ``runtime.single_graph()``: every batch traced by inductor, none
+    behind the eager graph break (what ``TRACED_BATCH`` does for small batches)."""
+    from fusionlang import runtime
+
+    def call(*args: Any) -> Any:
+        with runtime.single_graph():
+            return compiled(*args)
+    return call
 
 
 def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], repeat: int,
               compiled: bool = True) -> list[str]:
     result, modules = forms(text, name, build, compiled)
-    rows, compile_s = [], {"ours compiled": float("nan"), "e3nn compiled": float("nan")}
+    rows, compile_s = [], {"ours compiled": float("nan"), "ours traced": float("nan"), "e3nn compiled": float("nan")}
     for batch in sizes:
         xs = inputs_for(result, batch)
         args = {f: xs if f.startswith("ours") else e3nn_inputs(name, modules["e3nn eager"], xs, batch)
                 for f in modules}
         with torch.no_grad():
-            for form in ("ours compiled", "e3nn compiled"):
+            for form in ("ours compiled", "ours traced", "e3nn compiled"):
                 if form in modules and batch == sizes[0]:
                     compile_s[form] = first_call_seconds(lambda f=form, a=args: modules[f](*a[f]))
             forward = median_ms({f: (lambda f=f, a=args: modules[f](*a[f])) for f in modules}, repeat)
@@ -167,13 +181,14 @@ def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], 
                 f"e3nn {peak_bytes(theirs, ys) / 2**20:.1f} MiB; buffers: ours {buffer_bytes(ours) / 2**10:.1f} KiB, "
                 f"e3nn {buffer_bytes(theirs) / 2**10:.1f} KiB")
     rows.append(f"{name:8} fusionlang compile: cold {cold * 1e3:.0f} ms, warm {warm * 1e3:.0f} ms; torch.compile "
-                f"first call: ours {compile_s['ours compiled']:.1f} s, e3nn {compile_s['e3nn compiled']:.1f} s")
+                f"first call: ours {compile_s['ours compiled']:.1f} s (traced {compile_s['ours traced']:.1f} s), "
+                f"e3nn {compile_s['e3nn compiled']:.1f} s")
     return rows
 
 
 def _row(name: str, batch: int, label: str, ms: dict[str, float]) -> str:
     ms = {f: ms.get(f, float("nan")) for f in FORMS}
-    ours = min(t for t in (ms["ours eager"], ms["ours compiled"]) if t == t)       # nan: not run
+    ours = min(t for t in (ms["ours eager"], ms["ours compiled"], ms["ours traced"]) if t == t)  # nan: not run
     theirs = min(t for t in (ms["e3nn eager"], ms["e3nn compiled"]) if t == t)
     cells = " ".join(f"{ms[f]:13.3f}" for f in FORMS)
     return (f"{name:8} {batch:6d} {label:8} {cells} {theirs / ours:10.2f} "
