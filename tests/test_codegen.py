@@ -269,7 +269,8 @@ def test_random_diagrams_match_both_references(seed: int) -> None:
 
 
 @pytest.mark.parametrize("label", ["full/U/joint", "full/chain/entry", "full/U/q", "blocks/U/joint",
-                                   "blocks/chain/joint", "single/chain/entry", "single/U/entry", "full/sparse/q"])
+                                   "blocks/chain/joint", "single/chain/entry", "single/U/entry", "full/sparse/q",
+                                   "blocks/U/merged", "blocks/chain/merged"])
 def test_every_strategy_computes_the_same(label: str) -> None:
     for number, text in enumerate([(ROOT / "examples" / "tree4.fusion").read_text(), random_diagram(3),
                                    random_diagram(11), random_diagram(16)]):

@@ -144,5 +144,5 @@ def test_the_choice_tries_the_per_block_plans_before_settling_for_the_sparse_for
     text = (f"diagram fc {{ group O3\n input x : {doubled}\n input y : {irreps}\n output z : {doubled}\n"
             " x, y -> z [channels = uvw, weights = path] }")
     report = api.compile(text, name="fc8.fusion").program().report
-    assert [s.strategy for s in report.statements] == ["blocks/U/q"]
+    assert report.statements[0].strategy.startswith("blocks/")
     assert "full/sparse/q" in dict(report.statements[0].estimates_ms)

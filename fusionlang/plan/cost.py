@@ -29,7 +29,7 @@ from .model import StatementModel, statement_model
 from .networks import network_sizes
 from .paths import BATCH, Network, left_to_right, left_to_right_from, tree_cost
 from .program import Step, batch_chunk
-from .strategies import AUTO, Strategy, applicable_strategies, fallback_strategies
+from .strategies import AUTO, Strategy, applicable_strategies, fallback_strategies, group_count
 
 # The run-time model (CPU, float32, a reference batch); see the module docstring for the fit.
 OP_OVERHEAD = 6.7e-5            # s per emitted operation (dispatch, allocation, small tensors)
@@ -217,10 +217,13 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
     tried = [c for c in _tried(b, model, applicable_strategies(model, strategy)) if c.tables <= table_budget]
     forced = strategy != AUTO and len(tried) == 1 and tried[0].strategy.label == strategy
     thrifty = tried if forced else [c for c in tried if c.tables <= memory_budget(model)]
-    for fallback in ([] if forced or _has_dense(thrifty) else fallback_strategies(model)):
+    fallbacks = [] if forced or _has_dense(thrifty) else fallback_strategies(model)
+    for k, fallback in enumerate(fallbacks):
         tried += [c for c in _tried(b, model, [fallback]) if c.tables <= table_budget]
         thrifty = [c for c in tried if c.tables <= memory_budget(model)]
-        if _has_dense(thrifty):
+        # (the fallbacks of as few networks as the first that fits are all tried: ranked by time)
+        if _has_dense(thrifty) and fallbacks[k + 1:k + 2] != [] and \
+                group_count(model, fallbacks[k + 1]) > group_count(model, fallback):
             break
     choices = thrifty or tried
     if not choices:

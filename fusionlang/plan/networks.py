@@ -138,14 +138,14 @@ def emit_network_parts(b: Builder, group: GroupPlan, hint: str, comment: str, st
         cut = Step("", "narrow", (sliced,), start=start, stop=start + width, axis=axis, size=size,
                    comment=f"its part {start}:{start + width} along k")
         piece = b.value(("narrow", sliced, axis, start, width), f"{sliced.removeprefix('self.')}_k",
-                        _named(cut))
+                        named_step(cut))
         operands = (piece, other) if sliced_left else (other, piece)
         var = contract(b, hint, operands, last.equation, net, f"{comment}, slots {start}:{start + width}", statement)
         parts.append(Coupled(var, True))
     return parts
 
 
-def _named(step: Step) -> Callable[[str], Step]:
+def named_step(step: Step) -> Callable[[str], Step]:
     """A maker for :meth:`Builder.value`: ``step`` with the fresh target name."""
     return lambda target: replace(step, target=target)
 

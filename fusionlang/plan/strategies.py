@@ -14,16 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .builder import Builder, add_result, joint_layout, layout_text, q_layout
+from .builder import Builder, Layout, add_result, joint_layout, layout_text, q_layout
 from .geometry import PathModel, Stack, out_channels, stack_of, statement_text
 from .model import StatementModel
-from .networks import emit_network, order_text, plan_network
+from .networks import GroupPlan, emit_network, order_text, plan_network
 from .pairs import emit_unordered
 from .paths import BATCH
 from .sparse import emit_sparse_group
 from .symmetric import entry_key, symmetric_stacks
 from .tables import coupling_operands, leaf_operands
-from .weighted import emit_linear, emit_q_weights, linear_groups, q_channels, weight_operand
+from .weighted import emit_linear, emit_q_weights, linear_groups, q_channels, weigh_merged, weight_operand
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,10 @@ class Strategy:
     ``sparse`` (only the tables' nonzeros, gathered and scatter-added: :mod:`.sparse`);
     ``outputs``: ``joint`` (every output entry of the group in one network, a path axis where
     weights need it), ``entry`` (one network per output entry), ``q`` (couple all paths into one
-    flat axis, then weight each run of alike output entries at once, in their final layout)."""
+    flat axis, then weight each run of alike output entries at once, in their final layout),
+    ``merged`` (``blocks`` only: couple every block's paths into slots as ``q`` does, then weight
+    each output entry's slots of all blocks in one contraction, :func:`.weighted.weigh_merged`:
+    one weighting per output entry instead of one per block and entry)."""
 
     stacking: str
     form: str
@@ -60,7 +63,7 @@ class Strategy:
             return True
         if self.form == "chain" and (statement.arity == 2 or model.reduced):
             return False
-        return self.outputs != "q" or model.weighted
+        return self.outputs not in ("q", "merged") or model.weighted
 
     def apply(self, b: Builder, model: StatementModel) -> list[str]:
         """Emit the statement; returns the human-readable orders chosen."""
@@ -69,6 +72,7 @@ class Strategy:
 
 def _registry() -> dict[str, Strategy]:
     found = [Strategy(s, f, o) for s in ("full", "blocks") for f in ("U", "chain") for o in ("joint", "entry", "q")]
+    found += [Strategy("blocks", f, "merged") for f in ("U", "chain")]
     found += [Strategy("single", "U", "entry"), Strategy("single", "chain", "entry"),
               Strategy("full", "sparse", "q"), Strategy("linear", "-", "entry"), Strategy("pairs", "-", "entry")]
     return {strategy.label: strategy for strategy in found}
@@ -163,6 +167,8 @@ def apply_strategy(b: Builder, model: StatementModel, strategy: Strategy) -> lis
         return orders
     if strategy.stacking == "pairs":
         return emit_unordered(b, model)
+    if strategy.outputs == "merged":
+        return _emit_merged(b, model, strategy)
     number = 0
     b.line = model.statement.line
     for paths in _groups(model, strategy):
@@ -184,12 +190,27 @@ def _group_stacks(model: StatementModel, paths: Sequence[PathModel], stacking: s
     return {k: stack_of(p.leaves[k] for p in paths) for k in range(model.statement.arity)}
 
 
-def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy) -> str:
+def _emit_merged(b: Builder, model: StatementModel, strategy: Strategy) -> list[str]:
+    """Every block coupled into its ``q`` slots, then each output entry weighted once."""
+    orders, coupled = [], []
+    groups = _groups(model, strategy)
+    for number, paths in enumerate(groups):
+        b.group_id = (model.index, number)
+        layout, group, comment, order = _group_network(b, model, paths, strategy)
+        var = emit_network(b, group, f"{model.statement.target}_t", comment, model.statement.index)
+        coupled.append((layout, var))
+        orders.append(f"{order}, coupled; then ·W per output entry over every block")
+    b.group_id = (model.index, len(groups))
+    weigh_merged(b, model, coupled)
+    return orders
+
+
+def _group_network(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy
+                   ) -> tuple[Layout, GroupPlan, str, str]:
+    """The planned network of one group: its output layout, plan, comment and order."""
     statement = model.statement
     stacks = _group_stacks(model, paths, strategy.stacking)
-    if strategy.form == "sparse":
-        return emit_sparse_group(b, model, paths, stacks)
-    q_mode = strategy.outputs == "q"
+    q_mode = strategy.outputs in ("q", "merged")
     layout = q_layout(paths) if q_mode else joint_layout(paths)
     path_axis = model.weighted and not q_mode
     operands, sizes, names = leaf_operands(b, statement, stacks)
@@ -204,10 +225,17 @@ def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strat
         names.append("W")
     group = plan_network(operands, BATCH + out_chan + "k", sizes, strategy.label)
     comment = f"{statement_text(statement)}: {len(paths)} path{'s' * (len(paths) != 1)} → {layout_text(layout)}"
-    order = order_text(group, names)
-    if q_mode:
+    return layout, group, comment, order_text(group, names)
+
+
+def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy) -> str:
+    statement = model.statement
+    if strategy.form == "sparse":
+        return emit_sparse_group(b, model, paths, _group_stacks(model, paths, strategy.stacking))
+    layout, group, comment, order = _group_network(b, model, paths, strategy)
+    if strategy.outputs == "q":
         return emit_q_weights(b, model, paths, layout, group, comment, order, strategy.stacking == "full")
     var = emit_network(b, group, f"{statement.target}_t", comment, statement.index)
-    channels = tuple(sizes[c] for c in out_chan)
-    add_result(b, statement.target, var, channels, layout)
+    sizes = dict(group.net.sizes)
+    add_result(b, statement.target, var, tuple(sizes[c] for c in out_channels(statement)), layout)
     return order

@@ -12,7 +12,7 @@ from ..weights import weight_letters
 from .builder import Builder, Layout, Result, add_result
 from .geometry import PathModel, leaf_channels, leg_entries, out_channels
 from .model import StatementModel
-from .networks import Coupled, GroupPlan, Operand, contract, emit_network_parts, network_sizes
+from .networks import Coupled, GroupPlan, Operand, named_step, contract, emit_network_parts, network_sizes
 from .paths import BATCH, Network
 from .program import Step
 from .values import entry_piece, irrep_hint, piece_var
@@ -114,6 +114,55 @@ def weigh_q_runs(b: Builder, model: StatementModel, layout: Layout,
             _q_entry(b, model, layout, run[0], part, channels, chan_sizes)
         else:
             _q_run(b, model, layout, run, part, channels, chan_sizes)
+
+
+def weigh_merged(b: Builder, model: StatementModel, coupled: Sequence[tuple[Layout, str]]) -> None:
+    """Weight each output entry once over every group: ``coupled`` holds each group's ``q`` layout
+    and its coupled paths ``[n, *channels, K]``. An entry's slots of all groups (of one channel
+    shape) are put side by side (one ``cat``; the pieces of one group are cut by one ``split``)
+    and contracted with their weights at once: one weighting per entry, not one per group and
+    entry (fully connected l = 5: 69 weight contractions and 63 additions become 6)."""
+    channels = q_channels(model.statement)
+    found: dict[tuple[tuple[int, ...], int], list[tuple[str, Layout, list[int]]]] = {}
+    sizes: dict[tuple[int, ...], dict[str, int]] = {}
+    for layout, var in coupled:
+        chan_sizes = _q_channel_sizes(model, [path for path, _ in layout.slots if path is not None])
+        shape = tuple(chan_sizes[c] for c in channels)
+        sizes[shape] = chan_sizes
+        by_entry: dict[int, list[int]] = {}
+        for position, (_, entry) in enumerate(layout.slots):
+            by_entry.setdefault(entry.index, []).append(position)
+        for entry_index, positions in by_entry.items():
+            found.setdefault((shape, entry_index), []).append((var, layout, positions))
+    for (shape, _), pieces in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
+        slots = tuple(layout.slots[k] for _, layout, positions in pieces for k in positions)
+        merged = Layout(slots, tuple(entry.dim for _, entry in slots))
+        _q_entry(b, model, merged, list(range(len(slots))), _side_by_side(b, model, pieces, shape),
+                 channels, sizes[shape])
+
+
+def _side_by_side(b: Builder, model: StatementModel, pieces: Sequence[tuple[str, Layout, list[int]]],
+                  shape: tuple[int, ...]) -> Coupled:
+    """``[n, *shape, Σ widths]``: the slots ``positions`` of every piece's coupled ``var``, in order."""
+    statement = model.statement
+    entry = pieces[0][1].slots[pieces[0][2][0]][1]
+    parts = []
+    for var, layout, positions in pieces:
+        start, width = layout.offset(positions[0]), sum(layout.dims[k] for k in positions)
+        if width == layout.size:
+            parts.append(var)
+            continue
+        step = Step("", "narrow", (var,), start=start, stop=start + width, size=math.prod(shape) * width,
+                    comment=f"its slots into {statement.target}[{entry.item}]")
+        parts.append(b.value(("narrow", var, start, width, ()), f"{var}_k", named_step(step)))
+    if len(parts) == 1:
+        return Coupled(parts[0], True)
+    count = sum(len(positions) for _, _, positions in pieces)
+    size = math.prod(shape) * count * entry.dim
+    text = f"the {count} coupled paths into {statement.target}[{entry.item}], from {len(parts)} blocks"
+    var = b.value(("cat",) + tuple(parts), f"{statement.target}_slots",
+                  lambda t: Step(t, "cat", tuple(parts), comment=text, size=size, statement=statement.index))
+    return Coupled(var, True)
 
 
 def _entry_runs(layout: Layout, by_entry: dict[int, list[int]]) -> list[list[int]]:

@@ -1796,6 +1796,10 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
             ((0, 0, 0, 0), (("2e", "2e", "2e"), "2e", "0e"), 5, (1, 2, 0), (1, 6)),
             ((0, 0, 0, 0), (("2e", "2e", "2e"), "2e", "0e"), 5, (2, 1, 0), (1, 6)),
         )))
+        # fusion_block.fusion:35  which blocks of 8 weights the 5 paths use
+        self.add_index("idx_out_0", (0, 2, 4, 6, 9), 1)
+        # fusion_block.fusion:35  which blocks of 8 weights the 5 paths use
+        self.add_index("idx_out_0_1", (1, 3, 5, 7, 8), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -1838,36 +1842,18 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         out_t_1 = out_t.view(-1, 8, 1, 1, 1) * A_0e.view(-1, 8, 1, 1, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nuijl,ijlk->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
-        # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths = out_t_2.reshape(-1, 8, 1, 1)
-        # fusion_block.fusion:35  weights of path 0
-        w_out_0 = weights_out_0[:, 0:8].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e = out_paths.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:35  A[8x1o] as [n, 8, 3]
         A_1o = A_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 2 of 3) [nuij,nul->nuijl]
         out_t_3 = out_t.view(-1, 8, 1, 1, 1) * A_1o.view(-1, 8, 1, 1, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
         out_t_4 = torch.einsum("nuijl,ijlk->nuk", [out_t_3, self.cg_out_0_1])
-        # fusion_block.fusion:35  the 1 coupled path into out[8x1o]
-        out_paths_1 = out_t_4.reshape(-1, 8, 1, 3)
-        # fusion_block.fusion:35  weights of path 1
-        w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o = out_paths_1.view(-1, 8, 3) * w_out_0_1.view(-1, 8, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 1 of 3)
         out_t_5 = torch.einsum("nuj,ijlk->nuilk", [A_1o, self.cg_out_0_2])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 2 of 3)
         out_t_6 = torch.einsum("nul,nuilk->nuik", [A_1o, out_t_5])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nui,nuik->nuk]
         out_t_7 = A_0e.view(-1, 8, 1) * out_t_6.view(-1, 8, 1)
-        # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_2 = out_t_7.reshape(-1, 8, 1, 1)
-        # fusion_block.fusion:35  weights of path 2
-        w_out_0_2 = weights_out_0[:, 16:24].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_1 = out_paths_2.view(-1, 8, 1) * w_out_0_2.view(-1, 8, 1)
         # fusion_block.fusion:35  A[8x2e] as [n, 8, 5]
         A_2e = A_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -1876,74 +1862,50 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         out_t_9 = out_t_8.view(-1, 8, 1, 3, 1) * A_2e.view(-1, 8, 1, 1, 5)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
         out_t_10 = torch.einsum("nuijl,ijlk->nuk", [out_t_9, self.cg_out_0_3])
-        # fusion_block.fusion:35  the 1 coupled path into out[8x1o]
-        out_paths_3 = out_t_10.reshape(-1, 8, 1, 3)
-        # fusion_block.fusion:35  weights of path 3
-        w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_1 = out_paths_3.view(-1, 8, 3) * w_out_0_3.view(-1, 8, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 1 of 3)
         out_t_11 = torch.einsum("nuj,ijlk->nuilk", [A_2e, self.cg_out_0_4])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 2 of 3)
         out_t_12 = torch.einsum("nul,nuilk->nuik", [A_2e, out_t_11])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nui,nuik->nuk]
         out_t_13 = A_0e.view(-1, 8, 1) * out_t_12.view(-1, 8, 1)
-        # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_4 = out_t_13.reshape(-1, 8, 1, 1)
-        # fusion_block.fusion:35  weights of path 4
-        w_out_0_4 = weights_out_0[:, 32:40].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_2 = out_paths_4.view(-1, 8, 1) * w_out_0_4.view(-1, 8, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 1 of 3) [nui,nuj->nuij]
         out_t_14 = A_1o.view(-1, 8, 3, 1) * A_1o.view(-1, 8, 1, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 2 of 3)
         out_t_15 = torch.einsum("nuij,ijlk->nulk", [out_t_14, self.cg_out_0_5])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
         out_t_16 = torch.einsum("nul,nulk->nuk", [A_1o, out_t_15])
-        # fusion_block.fusion:35  the 1 coupled path into out[8x1o]
-        out_paths_5 = out_t_16.reshape(-1, 8, 1, 3)
-        # fusion_block.fusion:35  weights of path 5
-        w_out_0_5 = weights_out_0[:, 40:48].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_2 = out_paths_5.view(-1, 8, 3) * w_out_0_5.view(-1, 8, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 2 of 3)
         out_t_17 = torch.einsum("nuij,ijlk->nulk", [out_t_14, self.cg_out_0_6])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e]
         out_t_18 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_17])
-        # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_6 = out_t_18.reshape(-1, 8, 1, 1)
-        # fusion_block.fusion:35  weights of path 6
-        w_out_0_6 = weights_out_0[:, 48:56].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_3 = out_paths_6.view(-1, 8, 1) * w_out_0_6.view(-1, 8, 1)
         # fusion_block.fusion:35  (A, A), A -> out: 2 paths → out[8x1o] (step 1 of 3) [nuj,nul->nujl]
         out_t_19 = A_2e.view(-1, 8, 5, 1) * A_2e.view(-1, 8, 1, 5)
         # fusion_block.fusion:35  (A, A), A -> out: 2 paths → out[8x1o] (step 2 of 3)
         out_t_20 = torch.einsum("nujl,ijlk->nuik", [out_t_19, self.cg_out_0_7])
         # fusion_block.fusion:35  (A, A), A -> out: 2 paths → out[8x1o]
         out_t_21 = torch.einsum("nui,nuik->nuk", [A_1o, out_t_20])
-        # fusion_block.fusion:35  the 2 coupled paths into out[8x1o]
-        out_paths_7 = out_t_21.reshape(-1, 8, 2, 3)
-        # fusion_block.fusion:35  weights of paths 7..8
-        w_out_0_7 = weights_out_0[:, 56:72].view(-1, 2, 8)
-        # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p
-        out_1o_3 = torch.einsum("nupk,npu->nuk", [out_paths_7, w_out_0_7])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] (step 2 of 3)
         out_t_22 = torch.einsum("nuij,ijlk->nulk", [out_t_19, self.cg_out_0_8])
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e]
         out_t_23 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_22])
-        # fusion_block.fusion:35  the 1 coupled path into out[8x0e]
-        out_paths_8 = out_t_23.reshape(-1, 8, 1, 1)
-        # fusion_block.fusion:35  weights of path 9
-        w_out_0_8 = weights_out_0[:, 72:80].view(-1, 1, 8)
-        # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_4 = out_paths_8.view(-1, 8, 1) * w_out_0_8.view(-1, 8, 1)
-        # fusion_block.fusion:31  out: 5 contributions with the same layout
-        out_sum = out_0e + out_0e_1 + out_0e_2 + out_0e_3 + out_0e_4
-        # fusion_block.fusion:31  out: 4 contributions with the same layout
-        out_sum_1 = out_1o + out_1o_1 + out_1o_2 + out_1o_3
+        # fusion_block.fusion:35  the 5 coupled paths into out[8x0e], from 5 blocks
+        out_slots = torch.cat([out_t_2, out_t_7, out_t_13, out_t_18, out_t_23], -1)
+        # fusion_block.fusion:35  the 5 coupled paths into out[8x0e]
+        out_paths = out_slots.reshape(-1, 8, 5, 1)
+        # fusion_block.fusion:35  weights of 5 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 10, 8), -2, self.idx_out_0).view(-1, 5, 8)
+        # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p
+        out_0e = torch.einsum("nupk,npu->nuk", [out_paths, w_out_0])
+        # fusion_block.fusion:35  the 5 coupled paths into out[8x1o], from 4 blocks
+        out_slots_1 = torch.cat([out_t_4, out_t_10, out_t_16, out_t_21], -1)
+        # fusion_block.fusion:35  the 5 coupled paths into out[8x1o]
+        out_paths_1 = out_slots_1.reshape(-1, 8, 5, 3)
+        # fusion_block.fusion:35  weights of 5 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 10, 8), -2, self.idx_out_0_1).view(-1, 5, 8)
+        # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p
+        out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24)], -1)
         return out
 
 

@@ -603,6 +603,10 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
             ((0, 0, 0, 0), (("1o", "1o", "2e"), "3o", "1o"), 12, (0, 1, 2), (3, 6)),
             ((0, 0, 0, 0), (("1o", "1o", "2e"), "3o", "1o"), 12, (1, 0, 2), (3, 6)),
         )))
+        # mace.fusion:22  which blocks of 16 weights the 8 paths use
+        self.add_index("idx_out_0", (0, 2, 4, 6, 8, 12, 15, 18), 1)
+        # mace.fusion:22  which blocks of 16 weights the 12 paths use
+        self.add_index("idx_out_0_1", (1, 3, 5, 7, 9, 10, 11, 13, 14, 16, 17, 19), 1)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 1024
@@ -645,36 +649,18 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         out_t_1 = out_t.view(-1, 16, 1, 1, 1) * A_0e.view(-1, 16, 1, 1, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nuijl,ijlk->nuk]
         out_t_2 = out_t_1.view(-1, 16, 1) * self.cg_out_0.view(1, 1, 1)
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths = out_t_2.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 0
-        w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e = out_paths.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # mace.fusion:22  A[16x1o] as [n, 16, 3]
         A_1o = A_pieces[1].view(-1, 16, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3) [nuij,nul->nuijl]
         out_t_3 = out_t.view(-1, 16, 1, 1, 1) * A_1o.view(-1, 16, 1, 1, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_4 = torch.einsum("nuijl,ijlk->nuk", [out_t_3, self.cg_out_0_1])
-        # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_1 = out_t_4.reshape(-1, 16, 1, 3)
-        # mace.fusion:22  weights of path 1
-        w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o = out_paths_1.view(-1, 16, 3) * w_out_0_1.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 1 of 3)
         out_t_5 = torch.einsum("nuj,ijlk->nuilk", [A_1o, self.cg_out_0_2])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_6 = torch.einsum("nul,nuilk->nuik", [A_1o, out_t_5])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_7 = A_0e.view(-1, 16, 1) * out_t_6.view(-1, 16, 1)
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_2 = out_t_7.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 2
-        w_out_0_2 = weights_out_0[:, 32:48].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_1 = out_paths_2.view(-1, 16, 1) * w_out_0_2.view(-1, 16, 1)
         # mace.fusion:22  A[16x2e] as [n, 16, 5]
         A_2e = A_pieces[2].view(-1, 16, 5)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -683,24 +669,12 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         out_t_9 = out_t_8.view(-1, 16, 1, 3, 1) * A_2e.view(-1, 16, 1, 1, 5)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_10 = torch.einsum("nuijl,ijlk->nuk", [out_t_9, self.cg_out_0_3])
-        # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_3 = out_t_10.reshape(-1, 16, 1, 3)
-        # mace.fusion:22  weights of path 3
-        w_out_0_3 = weights_out_0[:, 48:64].view(-1, 1, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_1 = out_paths_3.view(-1, 16, 3) * w_out_0_3.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 1 of 3)
         out_t_11 = torch.einsum("nuj,ijlk->nuilk", [A_2e, self.cg_out_0_4])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_12 = torch.einsum("nul,nuilk->nuik", [A_2e, out_t_11])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_13 = A_0e.view(-1, 16, 1) * out_t_12.view(-1, 16, 1)
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_4 = out_t_13.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 4
-        w_out_0_4 = weights_out_0[:, 64:80].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_2 = out_paths_4.view(-1, 16, 1) * w_out_0_4.view(-1, 16, 1)
         # mace.fusion:22  A[16x3o] as [n, 16, 7]
         A_3o = A_pieces[3].view(-1, 16, 7)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3)
@@ -709,142 +683,82 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         out_t_15 = torch.einsum("nuj,nuijk->nuik", [A_2e, out_t_14])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] [nui,nuik->nuk]
         out_t_16 = A_0e.view(-1, 16, 1) * out_t_15.view(-1, 16, 3)
-        # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_5 = out_t_16.reshape(-1, 16, 1, 3)
-        # mace.fusion:22  weights of path 5
-        w_out_0_5 = weights_out_0[:, 80:96].view(-1, 1, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_2 = out_paths_5.view(-1, 16, 3) * w_out_0_5.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 1 of 3)
         out_t_17 = torch.einsum("nuj,ijlk->nuilk", [A_3o, self.cg_out_0_6])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_18 = torch.einsum("nul,nuilk->nuik", [A_3o, out_t_17])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_19 = A_0e.view(-1, 16, 1) * out_t_18.view(-1, 16, 1)
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_6 = out_t_19.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 6
-        w_out_0_6 = weights_out_0[:, 96:112].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_3 = out_paths_6.view(-1, 16, 1) * w_out_0_6.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nuj->nuij]
         out_t_20 = A_1o.view(-1, 16, 3, 1) * A_1o.view(-1, 16, 1, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3)
         out_t_21 = torch.einsum("nuij,ijlk->nulk", [out_t_20, self.cg_out_0_7])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_22 = torch.einsum("nul,nulk->nuk", [A_1o, out_t_21])
-        # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_7 = out_t_22.reshape(-1, 16, 1, 3)
-        # mace.fusion:22  weights of path 7
-        w_out_0_7 = weights_out_0[:, 112:128].view(-1, 1, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_3 = out_paths_7.view(-1, 16, 3) * w_out_0_7.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_23 = torch.einsum("nuij,ijlk->nulk", [out_t_20, self.cg_out_0_8])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_24 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_23])
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_8 = out_t_24.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 8
-        w_out_0_8 = weights_out_0[:, 128:144].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_4 = out_paths_8.view(-1, 16, 1) * w_out_0_8.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nul->nuil]
         out_t_25 = A_1o.view(-1, 16, 3, 1) * A_3o.view(-1, 16, 1, 7)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3)
         out_t_26 = torch.einsum("nuil,ijlk->nujk", [out_t_25, self.cg_out_0_9])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_27 = torch.einsum("nuj,nujk->nuk", [A_1o, out_t_26])
-        # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_9 = out_t_27.reshape(-1, 16, 1, 3)
-        # mace.fusion:22  weights of path 9
-        w_out_0_9 = weights_out_0[:, 144:160].view(-1, 1, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_4 = out_paths_9.view(-1, 16, 3) * w_out_0_9.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o] (step 1 of 3) [nuj,nul->nujl]
         out_t_28 = A_2e.view(-1, 16, 5, 1) * A_2e.view(-1, 16, 1, 5)
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o] (step 2 of 3)
         out_t_29 = torch.einsum("nujl,ijlk->nuik", [out_t_28, self.cg_out_0_10])
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o]
         out_t_30 = torch.einsum("nui,nuik->nuk", [A_1o, out_t_29])
-        # mace.fusion:22  the 2 coupled paths into out[16x1o]
-        out_paths_10 = out_t_30.reshape(-1, 16, 2, 3)
-        # mace.fusion:22  weights of paths 10..11
-        w_out_0_10 = weights_out_0[:, 160:192].view(-1, 2, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
-        out_1o_5 = torch.einsum("nupk,npu->nuk", [out_paths_10, w_out_0_10])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 1 of 3) [nui,nuj->nuij]
         out_t_31 = A_1o.view(-1, 16, 3, 1) * A_2e.view(-1, 16, 1, 5)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_32 = torch.einsum("nuij,ijlk->nulk", [out_t_31, self.cg_out_0_11])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_33 = torch.einsum("nul,nulk->nuk", [A_3o, out_t_32])
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_11 = out_t_33.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 12
-        w_out_0_11 = weights_out_0[:, 192:208].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_5 = out_paths_11.view(-1, 16, 1) * w_out_0_11.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o] (step 1 of 3) [nuj,nul->nujl]
         out_t_34 = A_3o.view(-1, 16, 7, 1) * A_3o.view(-1, 16, 1, 7)
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o] (step 2 of 3)
         out_t_35 = torch.einsum("nujl,ijlk->nuik", [out_t_34, self.cg_out_0_12])
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o]
         out_t_36 = torch.einsum("nui,nuik->nuk", [A_1o, out_t_35])
-        # mace.fusion:22  the 2 coupled paths into out[16x1o]
-        out_paths_12 = out_t_36.reshape(-1, 16, 2, 3)
-        # mace.fusion:22  weights of paths 13..14
-        w_out_0_12 = weights_out_0[:, 208:240].view(-1, 2, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
-        out_1o_6 = torch.einsum("nupk,npu->nuk", [out_paths_12, w_out_0_12])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_37 = torch.einsum("nuij,ijlk->nulk", [out_t_28, self.cg_out_0_13])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_38 = torch.einsum("nul,nulk->nuk", [A_2e, out_t_37])
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_13 = out_t_38.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 15
-        w_out_0_13 = weights_out_0[:, 240:256].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_6 = out_paths_13.view(-1, 16, 1) * w_out_0_13.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o] (step 1 of 3) [nui,nul->nuil]
         out_t_39 = A_2e.view(-1, 16, 5, 1) * A_3o.view(-1, 16, 1, 7)
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o] (step 2 of 3)
         out_t_40 = torch.einsum("nuil,ijlk->nujk", [out_t_39, self.cg_out_0_14])
         # mace.fusion:22  (A, A), A -> out: 2 paths → out[16x1o]
         out_t_41 = torch.einsum("nuj,nujk->nuk", [A_2e, out_t_40])
-        # mace.fusion:22  the 2 coupled paths into out[16x1o]
-        out_paths_14 = out_t_41.reshape(-1, 16, 2, 3)
-        # mace.fusion:22  weights of paths 16..17
-        w_out_0_14 = weights_out_0[:, 256:288].view(-1, 2, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
-        out_1o_7 = torch.einsum("nupk,npu->nuk", [out_paths_14, w_out_0_14])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] (step 2 of 3)
         out_t_42 = torch.einsum("nuij,ijlk->nulk", [out_t_39, self.cg_out_0_15])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e]
         out_t_43 = torch.einsum("nul,nulk->nuk", [A_3o, out_t_42])
-        # mace.fusion:22  the 1 coupled path into out[16x0e]
-        out_paths_15 = out_t_43.reshape(-1, 16, 1, 1)
-        # mace.fusion:22  weights of path 18
-        w_out_0_15 = weights_out_0[:, 288:304].view(-1, 1, 16)
-        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_0e_7 = out_paths_15.view(-1, 16, 1) * w_out_0_15.view(-1, 16, 1)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3)
         out_t_44 = torch.einsum("nuij,ijlk->nulk", [out_t_34, self.cg_out_0_16])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
         out_t_45 = torch.einsum("nul,nulk->nuk", [A_3o, out_t_44])
-        # mace.fusion:22  the 1 coupled path into out[16x1o]
-        out_paths_16 = out_t_45.reshape(-1, 16, 1, 3)
-        # mace.fusion:22  weights of path 19
-        w_out_0_16 = weights_out_0[:, 304:320].view(-1, 1, 16)
-        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p [nupk,npu->nuk]
-        out_1o_8 = out_paths_16.view(-1, 16, 3) * w_out_0_16.view(-1, 16, 1)
-        # mace.fusion:19  out: 8 contributions with the same layout
-        out_sum = out_0e + out_0e_1 + out_0e_2 + out_0e_3 + out_0e_4 + out_0e_5 + out_0e_6 + out_0e_7
-        # mace.fusion:19  out: 9 contributions with the same layout
-        out_sum_1 = out_1o + out_1o_1 + out_1o_2 + out_1o_3 + out_1o_4 + out_1o_5 + out_1o_6 + out_1o_7 + out_1o_8
+        # mace.fusion:22  the 8 coupled paths into out[16x0e], from 8 blocks
+        out_slots = torch.cat([out_t_2, out_t_7, out_t_13, out_t_19, out_t_24, out_t_33, out_t_38, out_t_43], -1)
+        # mace.fusion:22  the 8 coupled paths into out[16x0e]
+        out_paths = out_slots.reshape(-1, 16, 8, 1)
+        # mace.fusion:22  weights of 8 paths
+        w_out_0 = torch.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0).view(-1, 8, 16)
+        # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p
+        out_0e = torch.einsum("nupk,npu->nuk", [out_paths, w_out_0])
+        # mace.fusion:22  the 12 coupled paths into out[16x1o], from 9 blocks
+        out_slots_1 = torch.cat([out_t_4, out_t_10, out_t_16, out_t_22, out_t_27, out_t_30, out_t_36, out_t_41, out_t_45], -1)
+        # mace.fusion:22  the 12 coupled paths into out[16x1o]
+        out_paths_1 = out_slots_1.reshape(-1, 16, 12, 3)
+        # mace.fusion:22  weights of 12 paths
+        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0_1).view(-1, 12, 16)
+        # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
+        out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1)
+        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
         return out
 
 
