@@ -12,7 +12,7 @@ from ..weights import weight_letters
 from .builder import Builder, Layout, Result, add_result
 from .geometry import PathModel, leaf_channels, leg_entries, out_channels
 from .model import StatementModel
-from .networks import Coupled, GroupPlan, Operand, named_step, contract, emit_network_parts, network_sizes
+from .networks import Coupled, GroupPlan, Operand, contract, emit_network_parts, named_step, network_sizes
 from .paths import BATCH, Network
 from .program import Step
 from .values import entry_piece, irrep_hint, piece_var
