@@ -319,6 +319,19 @@ def test_batch_dimensions_and_construction_options() -> None:
 
 # -- running and storing modules -----------------------------------------------------------------------
 
+def assert_scripts_exports_and_compiles(module: torch.nn.Module, args: Sequence[torch.Tensor], atol: float) -> None:
+    """``module`` gives its eager result under TorchScript, ``torch.compile(fullgraph=True)`` in one
+    graph (``runtime.single_graph``) and ``torch.export``."""
+    expected = module(*args)
+    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript (and inductor calls it)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert torch.allclose(torch.jit.script(module)(*args), expected, atol=atol)
+        with runtime.single_graph():
+            assert torch.allclose(torch.compile(module, fullgraph=True)(*args), expected, rtol=1e-5, atol=atol)
+    exported = torch.export.export(module, tuple(args)).module()
+    assert torch.allclose(exported(*args), expected, atol=atol)
+
+
 def example_inputs(result: api.CompileResult, name: str | None = None, batch: int = 4) -> list[torch.Tensor]:
     diagram = result.diagram(name)
     group = diagram.group if diagram.basis == "real" else "SU2"

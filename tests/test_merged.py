@@ -9,18 +9,17 @@ per-block weighting it replaces."""
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from fusionlang import api, runtime, testing
+from fusionlang import api, testing
 from fusionlang.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from test_codegen import assert_close, example_inputs, plain, run_and_references  # noqa: E402
+from test_codegen import assert_close, assert_scripts_exports_and_compiles, example_inputs, plain, run_and_references  # noqa: E402
 
 MERGED = ("blocks/U/merged", "blocks/chain/merged")
 EXAMPLES = sorted(ROOT.glob("examples/*.fusion"))
@@ -80,16 +79,7 @@ def test_merged_modules_have_second_derivatives() -> None:
 
 def test_merged_modules_script_export_and_compile() -> None:
     result = forced((ROOT / "examples" / "fc_tp.fusion").read_text(), "fc_tp.fusion")
-    module = result.module_class()()
-    args = example_inputs(result, batch=6)
-    expected = module(*args)
-    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript (and inductor calls it)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert torch.allclose(torch.jit.script(module)(*args), expected, atol=1e-5)
-        with runtime.single_graph():
-            assert torch.allclose(torch.compile(module, fullgraph=True)(*args), expected, rtol=1e-5, atol=1e-5)
-    exported = torch.export.export(module, tuple(args)).module()
-    assert torch.allclose(exported(*args), expected, atol=1e-5)
+    assert_scripts_exports_and_compiles(result.module_class()(), example_inputs(result, batch=6), 1e-5)
 
 
 def test_the_choice_takes_it_where_it_saves_operations() -> None:

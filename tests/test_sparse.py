@@ -9,7 +9,6 @@ planned FLOPs must come within 2x of the zero-skipping limit where the dense for
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from fusionlang.source import Source
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-from test_codegen import assert_close, example_inputs, plain, run_and_references  # noqa: E402
+from test_codegen import assert_close, assert_scripts_exports_and_compiles, example_inputs, plain, run_and_references  # noqa: E402
 
 SPARSE = ("full/sparse/q",)
 EXAMPLES = sorted(ROOT.glob("examples/*.fusion"))
@@ -83,16 +82,7 @@ def test_sparse_modules_are_equivariant_in_both_precisions(example: str) -> None
 
 def test_sparse_modules_script_export_and_compile() -> None:
     result = sparse_compiled((ROOT / "examples" / "tree4.fusion").read_text(), "tree4.fusion")
-    module = result.module_class()()
-    args = example_inputs(result, batch=6)
-    expected = module(*args)
-    with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript (and inductor calls it)
-        warnings.simplefilter("ignore", DeprecationWarning)
-        assert torch.allclose(torch.jit.script(module)(*args), expected, atol=1e-6)
-        with runtime.single_graph():
-            assert torch.allclose(torch.compile(module, fullgraph=True)(*args), expected, rtol=1e-5, atol=1e-6)
-    exported = torch.export.export(module, tuple(args)).module()
-    assert torch.allclose(exported(*args), expected, atol=1e-6)
+    assert_scripts_exports_and_compiles(result.module_class()(), example_inputs(result, batch=6), 1e-6)
 
 
 def test_sparse_modules_have_second_derivatives() -> None:
