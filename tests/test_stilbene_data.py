@@ -260,7 +260,6 @@ def test_the_training_script_holds_out_the_scan_and_draws_its_curves(tmp_path: P
 
     sys.path.insert(0, str(ROOT / "scripts"))
     import train_stilbene
-
     from ase.io import write
 
     data = tmp_path / "two_chains.extxyz"
