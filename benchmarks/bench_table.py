@@ -235,7 +235,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 1024, 16384])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--sweep", type=int, default=0, metavar="L", help="degree sweep up to L (0: none)")
-    parser.add_argument("--cases", nargs="+", default=[name for name, _, _ in cases()])
+    parser.add_argument("--cases", nargs="*", default=[name for name, _, _ in cases()],
+                        help="the cases of the table (none: only the sweep)")
     parser.add_argument("--quick", action="store_true", help="sizes 1 and 16, one repeat, sweep to 2")
     parser.add_argument("--eager-only", action="store_true", help="no torch.compile forms (minutes faster)")
     args = parser.parse_args()
