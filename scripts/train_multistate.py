@@ -125,11 +125,11 @@ def summary(results: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str,
         runs = [r for r in results if r["model"] == name]
         if runs:
             table[name] = {"seeds": [r["seed"] for r in runs], "parameters": runs[0]["parameters"],
-                           **{key: _mean_std([r["test"][key] for r in runs]) for key, _, _ in columns}}
+                           **{key: mean_std([r["test"][key] for r in runs]) for key, _, _ in columns}}
     return table
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
+def mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
 
 

@@ -93,6 +93,47 @@ def curves(args: argparse.Namespace, sets: dict[str, list[StateStructure]], scan
     return found
 
 
+def curve_metrics(found: dict[str, Any]) -> dict[str, Any]:
+    """Along the scan, per run: each state's mean signed error (the offset, meV), its MAE once the
+    offset is removed (the shape, meV), the S0 barrier (S0 at 90° minus S0 at 180°, eV) and the gap
+    at 90° (eV); the reference's barrier and gap beside them, and each model's mean ± std over seeds."""
+    torsion = found["torsion_deg"]
+    twisted, trans = torsion.index(90.0), torsion.index(180.0)
+    reference = torch.tensor(found["reference"])
+
+    def measures(curve: torch.Tensor) -> dict[str, float]:
+        return {"barrier_eV": float(curve[twisted, 0] - curve[trans, 0]),
+                "gap_at_90_eV": float(curve[twisted, 1] - curve[twisted, 0])}
+
+    runs: dict[str, dict[str, float]] = {}
+    for name, values in found["runs"].items():
+        error = (torch.tensor(values) - reference) * 1000
+        offset = error.mean(0)
+        runs[name] = {**{f"S{s}_offset_meV": float(offset[s]) for s in range(2)},
+                      **{f"S{s}_shape_mae_meV": float((error[:, s] - offset[s]).abs().mean()) for s in range(2)},
+                      **measures(torch.tensor(values))}
+    models = {}
+    for model in multistate.MODELS:
+        mine = [r for k, r in runs.items() if k.startswith(model + "/")]
+        if mine:
+            models[model] = {key: multistate.mean_std([r[key] for r in mine]) for key in mine[0]}
+    return {"reference": measures(reference), "runs": runs, "models": models}
+
+
+def curve_markdown(metrics: dict[str, Any]) -> str:
+    keys = (("S0_offset_meV", "S0 offset (meV)", 0), ("S1_offset_meV", "S1 offset (meV)", 0),
+            ("S0_shape_mae_meV", "S0 shape MAE (meV)", 0), ("S1_shape_mae_meV", "S1 shape MAE (meV)", 0),
+            ("barrier_eV", "S0 barrier at 90° (eV)", 2), ("gap_at_90_eV", "gap at 90° (eV)", 2))
+    lines = ["| model | " + " | ".join(label for _, label, _ in keys) + " |", "|---|" + "---:|" * len(keys)]
+    reference = metrics["reference"]
+    lines.append(f"| SA-CASSCF reference | – | – | – | – | {reference['barrier_eV']:.2f} | "
+                 f"{reference['gap_at_90_eV']:.2f} |")
+    for model, row in metrics["models"].items():
+        cells = [f"{row[k]['mean']:.{d}f} ± {row[k]['std']:.{d}f}" for k, _, d in keys]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(found: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -146,7 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(multistate.markdown(table, sizes, COLUMNS))
     if results:
         found = curves(args, sets, scan, results)
+        found["metrics"] = curve_metrics(found)
         save_atomically(found, args.out / "curves.json")
+        (args.out / "curves.md").write_text(curve_markdown(found["metrics"]), encoding="utf-8")
+        print(curve_markdown(found["metrics"]))
         plot(found, args.out / "curves.png")
     return 0
 

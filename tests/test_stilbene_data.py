@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from fusionlang.stilbene import (
     HCCH_ATOMS,
@@ -274,3 +275,9 @@ def test_the_training_script_holds_out_the_scan_and_draws_its_curves(tmp_path: P
     assert all(len(run) == len(torsions) for run in curves["runs"].values())
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert summary["sizes"]["test"] == len(torsions) and (out / "curves.png").stat().st_size > 0
+    metrics = curves["metrics"]
+    assert metrics["reference"]["barrier_eV"] > 2 and set(metrics["models"]) == {"plain", "fusion"}
+    run = metrics["runs"]["fusion/seed0"]
+    reference, predicted = torch.tensor(curves["reference"]), torch.tensor(curves["runs"]["fusion/seed0"])
+    assert run["S1_offset_meV"] == pytest.approx(float((predicted - reference)[:, 1].mean()) * 1000)
+    assert "S0 barrier at 90°" in (out / "curves.md").read_text(encoding="utf-8")
