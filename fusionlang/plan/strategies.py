@@ -5,7 +5,7 @@ Every strategy is registered by name in :data:`STRATEGIES` and has one signature
 a statement. ``fusionlang.plan.plan_diagram(diagram, strategy=NAME)`` forces one.
 
 >>> sorted(STRATEGIES)[:3]
-['blocks/U/entry', 'blocks/U/joint', 'blocks/U/q']
+['blocks/U/entry', 'blocks/U/joint', 'blocks/U/merged']
 """
 
 from __future__ import annotations
