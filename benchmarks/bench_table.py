@@ -153,6 +153,14 @@ def traced(compiled: Any) -> Callable[..., Any]:
     return call
 
 
+def one_pass_ops(name: str, result: Any, ours: Any, theirs: Any, batch: int) -> tuple[int, tuple[int, int]]:
+    """(a batch contracted in one pass, as on a GPU: at most ``batch`` and the module's ``CHUNK``; the aten
+    operations of one forward of ours and of e3nn's at it). A CPU batch above ``CHUNK`` runs ours once per chunk."""
+    one = min(batch, ours.CHUNK)
+    xs = inputs_for(result, one)
+    return one, (aten_ops(ours, xs), aten_ops(theirs, e3nn_inputs(name, theirs, xs, one)))
+
+
 def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], repeat: int,
               compiled: bool = True) -> list[str]:
     result, modules = forms(text, name, build, compiled)
@@ -170,9 +178,7 @@ def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], 
         for label, ms in (("forward", forward), ("fwd+bwd", both)):
             rows.append(_row(name, batch, label, ms))
     ours, theirs = modules["ours eager"], modules["e3nn eager"]
-    one = min(sizes[-1], ours.CHUNK)  # a batch contracted in one pass (as on a GPU): ops of one chunk
-    ops = aten_ops(ours, inputs_for(result, one)), aten_ops(theirs, e3nn_inputs(name, theirs, inputs_for(result, one),
-                                                                                  one))
+    one, ops = one_pass_ops(name, result, ours, theirs, sizes[-1])
     xs = inputs_for(result, sizes[-1])
     ys = e3nn_inputs(name, theirs, xs, sizes[-1])
     cold, warm = fusion_compile_seconds(text, name)
@@ -224,9 +230,7 @@ def _sweep_row(name: str, text: str, build: Callable[[], Any], batch: int, repea
     ys = e3nn_inputs(name, theirs, xs, batch)
     with torch.no_grad():
         ms = median_ms({"ours": lambda: ours(*xs), "e3nn": lambda: theirs(*ys)}, repeat)
-    one = min(batch, ours.CHUNK)  # operations of one pass, as in the table above (a CPU chunk runs them each)
-    ops = aten_ops(ours, inputs_for(result, one)), aten_ops(theirs, e3nn_inputs(name, theirs, inputs_for(result, one),
-                                                                                  one))
+    _, ops = one_pass_ops(name, result, ours, theirs, batch)
     return (f"{name:14} {ms['ours']:9.3f} {ms['e3nn']:9.3f} {ms['e3nn'] / ms['ours']:9.2f} "
             f"{buffer_bytes(ours) / 2**10:10.1f} {buffer_bytes(theirs) / 2**10:10.1f} {ops[0]:8d} {ops[1]:8d}")
 

@@ -129,7 +129,7 @@ def fit_statistics(data: Sequence[Structure], r_max: float = 5.0, species: int =
     scale = float(batch.forces.pow(2).mean().sqrt()) or float(residual.pow(2).mean().sqrt())
     return Statistics(avg_num_neighbors=batch.edge_index.shape[1] / len(batch.species),
                       atomic_energies=tuple(float(e) for e in energies), scale=scale or 1.0,
-                      shift=float(((batch.energy - counts @ energies) / batch.num_atoms).mean()))
+                      shift=float(residual.mean()))
 
 
 def _frames(path: str | Path) -> list:

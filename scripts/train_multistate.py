@@ -144,23 +144,35 @@ def markdown(table: dict[str, Any], sizes: dict[str, int], columns: Sequence[tup
     return "\n".join(lines) + "\n"
 
 
+def run_and_summarise(configs: dict[str, MultiStateConfig], sets: dict[str, list[StateStructure]],
+                      args: argparse.Namespace, columns: Sequence[tuple[str, str, int]] = COLUMNS,
+                      models: Sequence[str] = tuple(MODELS),
+                      note: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Train (or read) every run of ``models`` and ``args.seeds``, only read the finished runs of the
+    others (and all with ``--report-only``), and write ``OUT/summary.json`` and ``summary.md`` over
+    ``columns``; returns the runs' results."""
+    results = []
+    for name, config in configs.items():
+        for seed in args.seeds:
+            done = (args.out / name / f"seed{seed}" / "result.json").exists()
+            if done or (not args.report_only and name in models):
+                results.append(run_one(name, config, seed, sets, args))
+                print(f"{name} seed {seed}: " + ", ".join(f"{k} {results[-1]['test'][k]:.4g}" for k, _, _ in columns),
+                      flush=True)
+    table = summary(results, columns)
+    sizes = {k: len(v) for k, v in sets.items()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_atomically({"sizes": sizes, **(note or {}), "models": table}, args.out / "summary.json")
+    (args.out / "summary.md").write_text(markdown(table, sizes, columns), encoding="utf-8")
+    print(markdown(table, sizes, columns))
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
     torch.set_num_threads(1)
     sets = split(read_state_structures(args.data, atomic_numbers_in(args.data)), args)
-    results = []
-    for name, config in configs(args).items():
-        for seed in args.seeds:
-            done = (args.out / name / f"seed{seed}" / "result.json").exists()
-            if done or not args.report_only:
-                results.append(run_one(name, config, seed, sets, args))
-                print(f"{name} seed {seed}: " + ", ".join(f"{k} {results[-1]['test'][k]:.4g}" for k, _, _ in COLUMNS))
-    table = summary(results)
-    sizes = {k: len(v) for k, v in sets.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_atomically({"sizes": sizes, "models": table}, args.out / "summary.json")
-    (args.out / "summary.md").write_text(markdown(table, sizes), encoding="utf-8")
-    print(markdown(table, sizes))
+    run_and_summarise(configs(args), sets, args)
     return 0
 
 

@@ -170,21 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = frame_info(args.data)
     data = read_state_structures(args.data, atomic_numbers_in(args.data), energies_only=True)
     sets, scan = split(data, info, args)
-    results = []
-    for name, config in configs(args).items():
-        for seed in args.seeds:
-            done = (args.out / name / f"seed{seed}" / "result.json").exists()
-            if done or (not args.report_only and name in args.models):
-                results.append(multistate.run_one(name, config, seed, sets, args))
-                print(f"{name} seed {seed}: " + ", ".join(f"{k} {results[-1]['test'][k]:.4g}" for k, _, _ in COLUMNS),
-                      flush=True)
-    table = multistate.summary(results, COLUMNS)
-    sizes = {k: len(v) for k, v in sets.items()}
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_atomically({"sizes": sizes, "test": f"chain {args.test_chain}, the relaxed torsion scan",
-                     "models": table}, args.out / "summary.json")
-    (args.out / "summary.md").write_text(multistate.markdown(table, sizes, COLUMNS), encoding="utf-8")
-    print(multistate.markdown(table, sizes, COLUMNS))
+    results = multistate.run_and_summarise(configs(args), sets, args, COLUMNS, args.models,
+                                           {"test": f"chain {args.test_chain}, the relaxed torsion scan"})
     if results:
         found = curves(args, sets, scan, results)
         found["metrics"] = curve_metrics(found)

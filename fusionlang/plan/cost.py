@@ -13,6 +13,7 @@ exact counts.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -218,12 +219,11 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
     forced = strategy != AUTO and len(tried) == 1 and tried[0].strategy.label == strategy
     thrifty = tried if forced else [c for c in tried if c.tables <= memory_budget(model)]
     fallbacks = [] if forced or _has_dense(thrifty) else fallback_strategies(model)
-    for k, fallback in enumerate(fallbacks):
-        tried += [c for c in _tried(b, model, [fallback]) if c.tables <= table_budget]
+    # fewest networks first, every fallback of one count at once (the time model ranks them)
+    for _, alike in itertools.groupby(fallbacks, key=lambda s: group_count(model, s)):
+        tried += [c for c in _tried(b, model, list(alike)) if c.tables <= table_budget]
         thrifty = [c for c in tried if c.tables <= memory_budget(model)]
-        # (the fallbacks of as few networks as the first that fits are all tried: ranked by time)
-        if _has_dense(thrifty) and fallbacks[k + 1:k + 2] != [] and \
-                group_count(model, fallbacks[k + 1]) > group_count(model, fallback):
+        if _has_dense(thrifty):
             break
     choices = thrifty or tried
     if not choices:

@@ -102,10 +102,7 @@ def weigh_q_runs(b: Builder, model: StatementModel, layout: Layout,
     statement = model.statement
     channels = q_channels(statement)
     chan_sizes = _q_channel_sizes(model, [path for path, _ in layout.slots if path is not None])
-    by_entry: dict[int, list[int]] = {}
-    for position, (path, _) in enumerate(layout.slots):
-        assert path is not None
-        by_entry.setdefault(path.output.index, []).append(position)
+    by_entry = _slots_by_entry(layout)
     runs = [[by_entry[e] for e in run] for run in _entry_runs(layout, by_entry)]
     ranges = [(layout.offset(run[0][0]), sum(layout.dims[k] for positions in run for k in positions))
               for run in runs]
@@ -129,16 +126,21 @@ def weigh_merged(b: Builder, model: StatementModel, coupled: Sequence[tuple[Layo
         chan_sizes = _q_channel_sizes(model, [path for path, _ in layout.slots if path is not None])
         shape = tuple(chan_sizes[c] for c in channels)
         sizes[shape] = chan_sizes
-        by_entry: dict[int, list[int]] = {}
-        for position, (_, entry) in enumerate(layout.slots):
-            by_entry.setdefault(entry.index, []).append(position)
-        for entry_index, positions in by_entry.items():
+        for entry_index, positions in _slots_by_entry(layout).items():
             found.setdefault((shape, entry_index), []).append((var, layout, positions))
     for (shape, _), pieces in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
         slots = tuple(layout.slots[k] for _, layout, positions in pieces for k in positions)
         merged = Layout(slots, tuple(entry.dim for _, entry in slots))
         _q_entry(b, model, merged, list(range(len(slots))), _side_by_side(b, model, pieces, shape),
                  channels, sizes[shape])
+
+
+def _slots_by_entry(layout: Layout) -> dict[int, list[int]]:
+    """The positions of a ``q`` layout's slots, by the output entry they write (layout order)."""
+    found: dict[int, list[int]] = {}
+    for position, (_, entry) in enumerate(layout.slots):
+        found.setdefault(entry.index, []).append(position)
+    return found
 
 
 def _side_by_side(b: Builder, model: StatementModel, pieces: Sequence[tuple[str, Layout, list[int]]],
