@@ -46,9 +46,9 @@ from fusionlang.loader import (  # noqa: F401
 )
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
-           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "in_chunks",
-           "in_one_pass", "index_table", "irreps", "load_generated", "rebuild", "release_collected", "single_graph",
-           "sparse_coupling"]
+           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "eager_under_compile",
+           "eagerly", "in_chunks", "in_one_pass", "index_table", "irreps", "load_generated", "rebuild",
+           "release_collected", "single_graph", "sparse_coupling", "traced_batch"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -243,18 +243,37 @@ _COMPLEX_OF = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,
 
 
 EAGER_CONTRACTION_UNDER_COMPILE = True
-"""Whether ``torch.compile`` leaves a CPU contraction eager: :func:`in_chunks` runs it (chunked
-when the batch is larger than ``CHUNK``) behind a graph break, because on the CPU inductor's code
-for these contractions was measured slower than the eager one (the three-leaf fusion at N = 1024:
-15x; docs/performance.md), and a dynamic batch size would otherwise unroll the chunks into one
-graph per chunk count. Off (see :func:`single_graph`), every batch is one traced graph: what
-``fullgraph=True``, ``torch.func`` transforms under compile and GPUs need (a GPU is always traced)."""
+"""Whether ``torch.compile`` leaves a large CPU batch eager: a generated ``forward`` hands such a
+batch to :func:`eagerly` (one graph break, then the eager forward, chunked when the batch is larger
+than ``CHUNK``), because on the CPU inductor's code for these contractions was measured slower than
+the eager one (the three-leaf fusion at N = 1024 with two threads: 7x; docs/performance.md), and a
+dynamic batch size would otherwise unroll the chunks into one graph per chunk count. Off (see
+:func:`single_graph`), every batch is one traced graph: what ``fullgraph=True``, ``torch.func``
+transforms under compile and GPUs need (a GPU is always traced)."""
 
 
 TRACED_BATCH = 64
-"""Batches up to this size are traced by ``torch.compile`` even on the CPU: there the fixed cost of
-the eager graph break dominates (fc_tp at N = 1, one thread: 372 µs compiled with the break, 219 µs
-eager, 125 µs traced), and inductor's loops are too small to suffer from busy cores."""
+"""Batches up to this size are traced by ``torch.compile`` even on the CPU with several threads:
+there the fixed cost of the eager graph break dominates (fc_tp at N = 1, one thread: 372 µs
+compiled with the break, 219 µs eager, 125 µs traced), and inductor's loops are too small to suffer
+from busy cores. With one thread every batch up to a module's ``CHUNK`` is traced
+(:func:`traced_batch`)."""
+
+
+def traced_batch(chunk: int) -> int:
+    """The largest CPU batch that ``torch.compile`` traces, for a module of ``CHUNK`` = ``chunk``
+    built now: ``chunk`` when torch runs one thread, else :data:`TRACED_BATCH`. With one thread
+    inductor's code beat the eager contraction at N = 1024 in every benchmark case (1.25-1.5x
+    forward, 1.4-1.7x forward and backward); with two, on the three-leaf fusion, it was 7x slower
+    (its loops for small batched products scale badly over OpenMP threads). Above ``chunk`` the
+    eager chunks win: traced, the batch would be one pass. A module reads it when it is built
+    (its attribute ``traced_batch``; set that to choose): dynamo cannot read the thread count while
+    tracing.
+
+    >>> traced_batch(2048) == (2048 if torch.get_num_threads() == 1 else TRACED_BATCH)
+    True
+    """
+    return chunk if torch.get_num_threads() == 1 else TRACED_BATCH
 
 
 @contextlib.contextmanager
@@ -276,42 +295,59 @@ def single_graph() -> Iterator[None]:
         EAGER_CONTRACTION_UNDER_COMPILE = previous
 
 
-def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
-    """Whether a generated ``forward`` contracts the batch of ``x`` in one traced pass rather than
-    through :func:`in_chunks`: off the CPU (a GPU wants the whole batch), for eager batches up to
-    ``chunk``, always while ``torch.export`` traces it (the graph stays free of a branch on the
-    batch size, so a dynamic batch dimension stays dynamic), and under ``torch.compile`` for batches
-    up to :data:`TRACED_BATCH` or when :data:`EAGER_CONTRACTION_UNDER_COMPILE` is off."""
-    if torch.jit.is_scripting():
-        return not x.is_cpu or x.shape[0] <= chunk
-    else:
-        if torch.compiler.is_exporting() or not x.is_cpu:
-            return True
-        if torch.compiler.is_compiling():
-            return not EAGER_CONTRACTION_UNDER_COMPILE or x.shape[0] <= TRACED_BATCH
-        return x.shape[0] <= chunk
+def eager_under_compile(x: torch.Tensor, largest: int) -> bool:
+    """Whether ``torch.compile`` is tracing a generated ``forward`` that should rather run eagerly
+    (through :func:`eagerly`): a CPU batch of more than ``largest`` samples (the module's
+    ``traced_batch``; ``x`` is an input ``[..., dim]``), unless
+    :data:`EAGER_CONTRACTION_UNDER_COMPILE` is off or ``torch.export`` traces it. Eagerly, false.
+
+    >>> eager_under_compile(torch.zeros(100000, 3), 64)
+    False
+    """
+    if not torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    return EAGER_CONTRACTION_UNDER_COMPILE and x.is_cpu and math.prod(x.shape[:-1]) > largest
 
 
-def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
-    """``contract(*arguments)`` on ``chunk`` samples at a time, the results concatenated: the
-    intermediates stay cache-sized. Never traced: under ``torch.compile`` the call goes to a copy
-    behind ``torch.compiler.disable`` (a graph break), made on first use because that decorator
-    imports ``torch._dynamo`` (1.5 s), which a module that is never compiled must not pay for."""
-    if torch.compiler.is_compiling():
-        return _eager_in_chunks()(contract, chunk, arguments)
-    return _chunked(contract, chunk, arguments)
+def eagerly() -> Callable[..., Any]:
+    """``call(forward, arguments)``: ``forward(*arguments)`` never traced. Under ``torch.compile``
+    a generated ``forward`` hands a large CPU batch to it, one graph break at its top (a break
+    around the contraction alone, with the traced reshapes before and after it, cost 2x more: 0.57
+    against 0.27 ms at N = 1024 on fc_tp, one thread). ``call`` is :func:`_call` behind
+    ``torch.compiler.disable``, made on first use because that decorator imports ``torch._dynamo``
+    (1.5 s), which a module that is never compiled must not pay for; a module built after dynamo is
+    loaded makes it at once. Made while tracing, it is a break of its own in this function without
+    arguments (so few recompilations), and every later trace finds it."""
+    call = _EAGER.get("call")
+    if call is None:
+        call = _EAGER["call"] = torch.compiler.disable(_call)
+    return call
 
 
 _EAGER: dict[str, Callable[..., Any]] = {}
 
 
-def _eager_in_chunks() -> Callable[..., Any]:
-    if "in_chunks" not in _EAGER:
-        _EAGER["in_chunks"] = torch.compiler.disable(_chunked)
-    return _EAGER["in_chunks"]
+def _call(forward: Callable[..., Any], arguments: Sequence[torch.Tensor]) -> Any:
+    return forward(*arguments)
 
 
-def _chunked(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
+def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
+    """Whether a generated ``forward`` contracts the batch of ``x`` in one pass rather than through
+    :func:`in_chunks`: off the CPU (a GPU wants the whole batch), for CPU batches up to ``chunk``,
+    and always while ``torch.compile`` or ``torch.export`` traces it (a batch that compiled code
+    should run in chunks went to :func:`eagerly` before; the graph stays free of a branch on the
+    batch size, so a dynamic batch dimension stays dynamic)."""
+    if torch.jit.is_scripting():
+        return not x.is_cpu or x.shape[0] <= chunk
+    else:
+        if torch.compiler.is_compiling() or not x.is_cpu:
+            return True
+        return x.shape[0] <= chunk
+
+
+def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
+    """``contract(*arguments)`` on ``chunk`` samples at a time, the results concatenated: the
+    intermediates stay cache-sized."""
     pieces = [torch.split(argument, chunk) for argument in arguments]
     parts = [contract(*[piece[k] for piece in pieces]) for k in range(len(pieces[0]))]
     if isinstance(parts[0], torch.Tensor):
@@ -495,6 +531,10 @@ class CompiledModule(torch.nn.Module):
 
     def __init__(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> None:
         super().__init__()
+        if "torch._dynamo" in sys.modules:  # torch.compile is at hand: make the break's copy outside a trace
+            eagerly()
+        # the largest CPU batch torch.compile traces (larger ones run eagerly: `eager_under_compile`)
+        self.traced_batch = traced_batch(getattr(self, "CHUNK", TRACED_BATCH))
         self._float64_tables: dict[str, torch.Tensor] = {}
         self._real_dtype = dtype if dtype is not None else torch.get_default_dtype()
         self._device = torch.device(device) if device is not None else torch.device("cpu")

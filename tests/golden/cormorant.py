@@ -85,6 +85,10 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(F_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [F_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("cormorant_complex__s0_0", "F_at_sender", F_at_sender, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         runtime.check_feature("cormorant_complex__s0_0", "Y", Y, 9, "0 + 1 + 2", self.real_dtype, True)
@@ -101,7 +105,6 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(F_at_sender, self.CHUNK):
             out = self.contract(F_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -233,6 +236,10 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(F, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_complex__s1_1", "F", F, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(F.shape[:-1])
@@ -242,7 +249,6 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -324,6 +330,10 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(F, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_complex__s2_2", "F", F, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(F.shape[:-1])
@@ -333,7 +343,6 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -414,6 +423,10 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(message, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [message])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_complex__s3_3", "message", message, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(message.shape[:-1])
@@ -423,7 +436,6 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
         if runtime.in_one_pass(message, self.CHUNK):
             out = self.contract(message)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [message])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -504,6 +516,10 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(square, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [square])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_complex__s4_4", "square", square, 72, "8x0 + 8x1 + 8x2", self.real_dtype, True)
         batch = list(square.shape[:-1])
@@ -513,7 +529,6 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
         if runtime.in_one_pass(square, self.CHUNK):
             out = self.contract(square)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [square])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -690,6 +705,10 @@ class cormorant_real__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(F_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [F_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("cormorant_real__s0_0", "F_at_sender", F_at_sender, 72, "8x(0 + 1 + 2)", self.real_dtype, False)
         runtime.check_feature("cormorant_real__s0_0", "Y", Y, 9, "0 + 1 + 2", self.real_dtype, False)
@@ -706,7 +725,6 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(F_at_sender, self.CHUNK):
             out = self.contract(F_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -836,6 +854,10 @@ class cormorant_real__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(F, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_real__s1_1", "F", F, 72, "8x(0 + 1 + 2)", self.real_dtype, False)
         batch = list(F.shape[:-1])
@@ -845,7 +867,6 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -926,6 +947,10 @@ class cormorant_real__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(F, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_real__s2_2", "F", F, 72, "8x(0 + 1 + 2)", self.real_dtype, False)
         batch = list(F.shape[:-1])
@@ -935,7 +960,6 @@ class cormorant_real__s2_2(runtime.CompiledModule):
         if runtime.in_one_pass(F, self.CHUNK):
             out = self.contract(F)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [F])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1014,6 +1038,10 @@ class cormorant_real__s3_3(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(message, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [message])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_real__s3_3", "message", message, 72, "8x0 + 8x1 + 8x2", self.real_dtype, False)
         batch = list(message.shape[:-1])
@@ -1023,7 +1051,6 @@ class cormorant_real__s3_3(runtime.CompiledModule):
         if runtime.in_one_pass(message, self.CHUNK):
             out = self.contract(message)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [message])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1102,6 +1129,10 @@ class cormorant_real__s4_4(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(square, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [square])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("cormorant_real__s4_4", "square", square, 72, "8x0 + 8x1 + 8x2", self.real_dtype, False)
         batch = list(square.shape[:-1])
@@ -1111,7 +1142,6 @@ class cormorant_real__s4_4(runtime.CompiledModule):
         if runtime.in_one_pass(square, self.CHUNK):
             out = self.contract(square)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [square])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

@@ -80,6 +80,10 @@ class fc_tp(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(x, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [x, y])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fc_tp", "x", x, 288, "32x0e + 32x1o + 32x2e", self.real_dtype, False)
         runtime.check_feature("fc_tp", "y", y, 9, "0e + 1o + 2e", self.real_dtype, False)
@@ -93,7 +97,6 @@ class fc_tp(runtime.CompiledModule):
         if runtime.in_one_pass(x, self.CHUNK):
             z = self.contract(x, y)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             z = runtime.in_chunks(self.contract, self.CHUNK, [x, y])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

@@ -76,6 +76,10 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k2__s0_0", "h_at_sender", h_at_sender, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k2__s0_0", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
@@ -92,7 +96,6 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -218,6 +221,10 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k2__s1_1", "h_at_receiver", h_at_receiver, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k2__s1_1", "m", m, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
@@ -231,7 +238,6 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -347,6 +353,10 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h, m_density])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k2__s1_2", "h", h, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k2__s1_2", "m_density", m_density, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
@@ -360,7 +370,6 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h, m_density)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -517,6 +526,10 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k3__s0_0", "h_at_sender", h_at_sender, 32, "8x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k3__s0_0", "Y", Y, 4, "0e + 1o", self.real_dtype, False)
@@ -533,7 +546,6 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -626,6 +638,10 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k3__s1_1", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k3__s1_1", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
@@ -639,7 +655,6 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -744,6 +759,10 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_receiver, m_density_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k3__s1_2", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k3__s1_2", "m_density_at_receiver", m_density_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
@@ -760,7 +779,6 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m_density_at_receiver, m)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m_density_at_receiver, m])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -873,6 +891,10 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_receiver, m, m_density_at_receiver])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k3__s1_3", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k3__s1_3", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
@@ -889,7 +911,6 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m, m_density_at_receiver)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m, m_density_at_receiver])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1002,6 +1023,10 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_receiver, m, m_density_at_receiver])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k3__s1_4", "h_at_receiver", h_at_receiver, 32, "8x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k3__s1_4", "m", m, 32, "8x(0e + 1o)", self.real_dtype, False)
@@ -1018,7 +1043,6 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m, m_density_at_receiver)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m, m_density_at_receiver])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1129,6 +1153,10 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h, m_density])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("fusion_block_k3__s1_5", "h", h, 32, "8x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("fusion_block_k3__s1_5", "m_density", m_density, 32, "8x(0e + 1o)", self.real_dtype, False)
@@ -1142,7 +1170,6 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h, m_density)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1339,6 +1366,10 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_fusion_block__s0_0", "h_at_sender", h_at_sender, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("mace_fusion_block__s0_0", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
@@ -1355,7 +1386,6 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1486,6 +1516,10 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_fusion_block__s1_1", "h_at_sender", h_at_sender, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("mace_fusion_block__s1_1", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
@@ -1502,7 +1536,6 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1628,6 +1661,10 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(A, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_fusion_block__s2_2", "A", A, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("mace_fusion_block__s2_2", "weights_out_0", weights_out_0, 40, "external weights of statement 0", self.real_dtype, False)
@@ -1641,7 +1678,6 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1806,6 +1842,10 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(A, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_fusion_block__s3_3", "A", A, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("mace_fusion_block__s3_3", "weights_out_0", weights_out_0, 80, "external weights of statement 0", self.real_dtype, False)
@@ -1819,7 +1859,6 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -1971,6 +2010,10 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_fusion_block__s4_4", "h_at_receiver", h_at_receiver, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("mace_fusion_block__s4_4", "m", m, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
@@ -1984,7 +2027,6 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_receiver, self.CHUNK):
             out = self.contract(h_at_receiver, m)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_receiver, m])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -2100,6 +2142,10 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h, m_density])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_fusion_block__s4_5", "h", h, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("mace_fusion_block__s4_5", "m_density", m_density, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
@@ -2113,7 +2159,6 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h, m_density)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h, m_density])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

@@ -82,6 +82,10 @@ class mace_interaction__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_interaction__s0_0", "h_at_sender", h_at_sender, 64, "16x(0e + 1o)", self.real_dtype, False)
         runtime.check_feature("mace_interaction__s0_0", "Y", Y, 16, "0e + 1o + 2e + 3o", self.real_dtype, False)
@@ -98,7 +102,6 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -253,6 +256,10 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(A, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_product_basis__s0_0", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
         runtime.check_feature("mace_product_basis__s0_0", "weights_out_0", weights_out_0, 32, "external weights of statement 0", self.real_dtype, False)
@@ -266,7 +273,6 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -371,6 +377,10 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(A, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_product_basis__s1_1", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
         runtime.check_feature("mace_product_basis__s1_1", "weights_out_0", weights_out_0, 112, "external weights of statement 0", self.real_dtype, False)
@@ -384,7 +394,6 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -613,6 +622,10 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(A, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("mace_product_basis__s2_2", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
         runtime.check_feature("mace_product_basis__s2_2", "weights_out_0", weights_out_0, 320, "external weights of statement 0", self.real_dtype, False)
@@ -626,7 +639,6 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         if runtime.in_one_pass(A, self.CHUNK):
             out = self.contract(A, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [A, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

@@ -105,6 +105,10 @@ class product_basis(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(A, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [A])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("product_basis", "A", A, 256, "16x(0e + 1o + 2e + 3o)", self.real_dtype, False)
         batch = list(A.shape[:-1])
@@ -114,7 +118,6 @@ class product_basis(runtime.CompiledModule):
         if runtime.in_one_pass(A, self.CHUNK):
             B = self.contract(A)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             B = runtime.in_chunks(self.contract, self.CHUNK, [A])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

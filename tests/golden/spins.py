@@ -63,6 +63,10 @@ class spins(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(s1, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [s1, s2, s3])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("spins", "s1", s1, 2, "1/2", self.real_dtype, True)
         runtime.check_feature("spins", "s2", s2, 2, "1/2", self.real_dtype, True)
@@ -79,7 +83,6 @@ class spins(runtime.CompiledModule):
         if runtime.in_one_pass(s1, self.CHUNK):
             total = self.contract(s1, s2, s3)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             total = runtime.in_chunks(self.contract, self.CHUNK, [s1, s2, s3])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -173,6 +176,10 @@ class chain4(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(s1, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [s1, s2, s3, s4])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("chain4", "s1", s1, 2, "1/2", self.real_dtype, True)
         runtime.check_feature("chain4", "s2", s2, 2, "1/2", self.real_dtype, True)
@@ -192,7 +199,6 @@ class chain4(runtime.CompiledModule):
         if runtime.in_one_pass(s1, self.CHUNK):
             total = self.contract(s1, s2, s3, s4)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             total = runtime.in_chunks(self.contract, self.CHUNK, [s1, s2, s3, s4])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -293,6 +299,10 @@ class tetrahedron(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(a, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [a, b, c])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("tetrahedron", "a", a, 2, "1/2", self.real_dtype, True)
         runtime.check_feature("tetrahedron", "b", b, 3, "1", self.real_dtype, True)
@@ -309,7 +319,6 @@ class tetrahedron(runtime.CompiledModule):
         if runtime.in_one_pass(a, self.CHUNK):
             left, right = self.contract(a, b, c)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             left, right = runtime.in_chunks(self.contract, self.CHUNK, [a, b, c])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -419,6 +428,10 @@ class theta(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(a, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [a, b, zero])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("theta", "a", a, 4, "3/2", self.real_dtype, True)
         runtime.check_feature("theta", "b", b, 3, "1", self.real_dtype, True)
@@ -435,7 +448,6 @@ class theta(runtime.CompiledModule):
         if runtime.in_one_pass(a, self.CHUNK):
             left, right = self.contract(a, b, zero)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             left, right = runtime.in_chunks(self.contract, self.CHUNK, [a, b, zero])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

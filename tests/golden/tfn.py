@@ -76,6 +76,10 @@ class tfn__s0_0(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("tfn__s0_0", "h_at_sender", h_at_sender, 60, "16x0e + 8x1o + 4x2e", self.real_dtype, False)
         runtime.check_feature("tfn__s0_0", "Y", Y, 9, "0e + 1o + 2e", self.real_dtype, False)
@@ -92,7 +96,6 @@ class tfn__s0_0(runtime.CompiledModule):
         if runtime.in_one_pass(h_at_sender, self.CHUNK):
             out = self.contract(h_at_sender, Y, weights_out_0)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h_at_sender, Y, weights_out_0])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -233,6 +236,10 @@ class tfn__s1_1(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, conv: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(conv, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [conv])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("tfn__s1_1", "conv", conv, 296, "16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e", self.real_dtype, False)
         batch = list(conv.shape[:-1])
@@ -242,7 +249,6 @@ class tfn__s1_1(runtime.CompiledModule):
         if runtime.in_one_pass(conv, self.CHUNK):
             out = self.contract(conv)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [conv])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
@@ -375,6 +381,10 @@ class tfn__s2_2(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(h, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [h])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
         runtime.check_feature("tfn__s2_2", "h", h, 60, "16x0e + 8x1o + 4x2e", self.real_dtype, False)
         batch = list(h.shape[:-1])
@@ -384,7 +394,6 @@ class tfn__s2_2(runtime.CompiledModule):
         if runtime.in_one_pass(h, self.CHUNK):
             out = self.contract(h)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [h])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out

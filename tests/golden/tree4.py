@@ -159,6 +159,10 @@ class tree4(runtime.CompiledModule):
     __constants__ = ["CHUNK", "weight_numel", "shared_weights", "internal_weights"]
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            if runtime.eager_under_compile(a, self.traced_batch):
+                # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
+                return runtime.eagerly()(self.forward, [a, b, c, d])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
         runtime.check_feature("tree4", "a", a, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
         runtime.check_feature("tree4", "b", b, 72, "8x(0e + 1o + 2e)", self.real_dtype, False)
@@ -178,7 +182,6 @@ class tree4(runtime.CompiledModule):
         if runtime.in_one_pass(a, self.CHUNK):
             out = self.contract(a, b, c, d)
         elif not torch.jit.is_scripting():
-            # eagerly, also under torch.compile (a graph break): faster than one pass on the CPU
             out = runtime.in_chunks(self.contract, self.CHUNK, [a, b, c, d])
         else:
             # TorchScript cannot pass a method to a function: runtime.in_chunks's loop, written out
