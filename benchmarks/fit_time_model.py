@@ -19,6 +19,7 @@ Timings are only comparable on an otherwise idle machine (see bench_tensor_produ
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,11 @@ def irreps(lmax: int, mul: int | None = None) -> str:
 def suite() -> list[str]:
     texts = [f"diagram fc {{ group O3\n input x : {irreps(l, m)}\n input y : {irreps(l)}\n output z : {irreps(l, m)}\n"
              f" x, y -> z [channels = uvw, weights = path] }}"
-             for m, l in ((8, 2), (32, 2), (64, 2), (16, 3), (128, 1), (4, 3))]
+             for m, l in ((8, 2), (32, 2), (64, 2), (16, 3), (128, 1), (4, 3), (2, 1), (2, 3))]
     texts += [f"diagram uvu {{ group O3\n input x : {irreps(l, m)}\n input sh : {irreps(s)}\n output z\n"
               f" x, sh -> z [channels = uvu, weights = external, paths = split] }}"
-              for m, l, s in ((8, 2, 3), (32, 2, 3), (64, 2, 3), (16, 3, 3), (128, 1, 2), (32, 1, 1))]
+              for m, l, s in ((8, 2, 3), (32, 2, 3), (64, 2, 3), (16, 3, 3), (128, 1, 2), (32, 1, 1), (16, 1, 1),
+                              (16, 2, 2))]
     texts += [f"diagram three {{ group O3\n input a, b, c : {irreps(l, m)}\n output z : {irreps(l, m)}\n"
               f" a, b, c -> z [channels = uuu, weights = channel] }}" for m, l in ((16, 2), (8, 1), (32, 1), (8, 2))]
     texts += [f"diagram sym {{ group O3\n input a : {irreps(l, m)}\n output z : {irreps(l, m)}\n"
@@ -112,6 +114,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--out", type=Path, help="also write the measurements (JSON) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -121,6 +124,8 @@ def main() -> None:
         fastest = min(cases[-1], key=lambda r: r["ms"])
         print(f"statement {number:2d}: {len(cases[-1])} strategies, fastest {fastest['strategy']} "
               f"{fastest['ms']:.3f} ms", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(cases, indent=1))
     current = plan.model_seconds()
     before = regrets(cases, current)
     print(f"current model: regret mean {before.mean():.3f}, worst {before.max():.2f}")
