@@ -340,6 +340,17 @@ def example_inputs(result: api.CompileResult, name: str | None = None, batch: in
     return xs + [torch.randn(batch, w.numel) for w in result.program(name).weight_inputs]
 
 
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` within it (what the compiled CPU path reads)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("example", ["fc_tp", "product_basis", "spins", "tree4", "random11"])
 def test_eager_script_and_export_agree(example: str) -> None:
     # random_diagram(11) slices a coupling buffer per run of output entries (`self.cg_….narrow`)
@@ -534,6 +545,34 @@ def test_large_batches_run_in_chunks_with_equal_values_and_gradients(example: st
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(("example", "name"), [("product_basis", "product_basis"), ("spins", "tetrahedron")])
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+def test_torch_compile_agrees_on_either_side_of_the_traced_batch(example: str, name: str, threads: int) -> None:
+    """Under ``torch.compile`` a batch up to the module's ``traced_batch`` is traced and a larger
+    one runs the forward eagerly (``runtime.eagerly``, chunked above ``CHUNK``); both give the
+    eager values and gradients, with one thread (traced up to ``CHUNK``) and with two
+    (tetrahedron: complex SU(2) features, two outputs)."""
+    import torch._dynamo
+
+    result = compiled(ROOT / "examples" / f"{example}.fusion")
+    cls = result.module_class(name)
+    small = type(cls.__name__, (cls,), {"CHUNK": 2 * runtime.TRACED_BATCH})
+    torch.manual_seed(0)
+    with torch_threads(threads):
+        module = small(dtype=torch.float64)
+        fast = torch.compile(module, backend="aot_eager")
+        for batch in (module.traced_batch, module.traced_batch + 1, 3 * module.CHUNK):
+            args = [(a.to(torch.complex128) if a.is_complex() else a.double()).requires_grad_()
+                    for a in example_inputs(result, name, batch=batch)]
+            outputs = [fast(*args), module(*args)]
+            pairs = [o if isinstance(o, tuple) else (o,) for o in outputs]
+            grads = [torch.autograd.grad(sum(o.abs().square().sum() for o in p), args) for p in pairs]
+            for a, b in [*zip(*pairs, strict=True), *zip(*grads, strict=True)]:
+                assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), batch
+    torch._dynamo.reset()
+
+
 def test_export_with_a_dynamic_batch_runs_batches_larger_than_a_chunk() -> None:
     """Tracing contracts in one pass (no branch on the batch size in the graph), so an exported
     module keeps a dynamic batch dimension and agrees with the eager, chunked module."""
@@ -589,17 +628,6 @@ def test_the_runtime_does_not_import_the_compiler_stack() -> None:
             "assert 'torch._dynamo' not in sys.modules, 'dynamo imported'\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` within it (what the compiled CPU path reads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
