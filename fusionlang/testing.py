@@ -69,7 +69,8 @@ __all__ = [
     "equivariance_error", "feature_dtype", "graph_arguments", "graph_equivariance_error", "irrep_matrix",
     "iter_random_diagrams", "module_arguments", "module_weight_numel", "path_coupling", "path_fan_in",
     "path_weight_shape", "random_diagram", "random_features", "random_graph", "random_rotation", "random_weights",
-    "real_dtype", "reference_forward", "representation", "rotate", "rotation_group", "split_weights", "weight_numel",
+    "real_dtype", "reference_forward", "representation", "rotate", "rotation_group", "split_weights", "torch_threads",
+    "weight_numel",
 ]
 
 Output = torch.Tensor | tuple[torch.Tensor, ...]
@@ -409,8 +410,7 @@ def glue(first: torch.Tensor, second: torch.Tensor) -> complex:
 
 # -- peers -----------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def default_dtype(dtype: torch.dtype) -> Iterator[None]:
+def default_dtype(dtype: torch.dtype) -> contextlib.AbstractContextManager[None]:
     """Temporarily change torch's default dtype, e.g. to build e3nn modules whose ``wigner_3j``
     buffers are made in the default dtype (``.double()`` would only cast float32 values up).
 
@@ -418,12 +418,29 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
     ...     torch.zeros(1).dtype
     torch.float64
     """
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
+    return _torch_setting(torch.get_default_dtype, torch.set_default_dtype, dtype)
+
+
+def torch_threads(count: int) -> contextlib.AbstractContextManager[None]:
+    """torch's intra-op threads set to ``count`` within it (a compiled module's CPU path reads it
+    when the module is built: ``runtime.traced_batch``).
+
+    >>> with torch_threads(1):
+    ...     torch.get_num_threads()
+    1
+    """
+    return _torch_setting(torch.get_num_threads, torch.set_num_threads, count)
+
+
+@contextlib.contextmanager
+def _torch_setting(get: Callable[[], Any], put: Callable[[Any], None], value: Any) -> Iterator[None]:
+    """torch's global setting ``put(value)`` within it, the previous ``get()`` restored after."""
+    previous = get()
+    put(value)
     try:
         yield
     finally:
-        torch.set_default_dtype(previous)
+        put(previous)
 
 
 def e3nn_channelwise_product(irreps_in: str, irreps_edge: str, **options: Any) -> Any:

@@ -8,7 +8,6 @@ Regenerate the golden files with ``pytest tests/test_codegen.py --update-golden`
 from __future__ import annotations
 
 import ast
-import contextlib
 import copy
 import hashlib
 import math
@@ -18,7 +17,7 @@ import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -30,7 +29,14 @@ from fusionlang import plan as P
 from fusionlang._version import __version__
 from fusionlang.diagnostics import FusionError
 from fusionlang.source import Source
-from fusionlang.testing import path_weight_shape, random_diagram, random_features, reference_forward, weight_numel
+from fusionlang.testing import (
+    path_weight_shape,
+    random_diagram,
+    random_features,
+    reference_forward,
+    torch_threads,
+    weight_numel,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").glob("*.fusion"))
@@ -338,17 +344,6 @@ def example_inputs(result: api.CompileResult, name: str | None = None, batch: in
     group = diagram.group if diagram.basis == "real" else "SU2"
     xs = [random_features(leg.irreps, (batch,), group, dtype=torch.float32) for leg in diagram.inputs]
     return xs + [torch.randn(batch, w.numel) for w in result.program(name).weight_inputs]
-
-
-@contextlib.contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` within it (what the compiled CPU path reads)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("example", ["fc_tp", "product_basis", "spins", "tree4", "random11"])
