@@ -30,12 +30,13 @@ _LAZY = {
     "format_source": ("fusionlang.fmt", "format_source"),
     "from_e3nn": ("fusionlang.e3nn_convert", "from_e3nn"),
     "to_networkx": ("fusionlang.graph", "to_networkx"),
+    "tune": ("fusionlang.tuning", "tune"),
 }
 
 __all__ = [
     "O3", "SO3", "SU2", "CheckResult", "CompileResult", "Diagnostic", "FusionError", "Group", "Irrep", "Irreps",
     "Limits", "MulIrrep", "__version__", "check", "compile", "compile_file", "coupling", "explain", "format_source",
-    "from_e3nn", "to_networkx",
+    "from_e3nn", "to_networkx", "tune",
 ]
 
 

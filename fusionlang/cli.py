@@ -29,6 +29,7 @@ examples:
   fusionc compile examples/fc_tp.fusion -o fc_tp.py   write a PyTorch module
   fusionc compile --standalone examples/fc_tp.fusion -o fc_tp.py   one that needs only torch
   fusionc explain examples/tree4.fusion        contraction plan: FLOPs, order, parameters
+  fusionc tune examples/fc_tp.fusion --batch 4096   time every strategy here, print the fastest
   fusionc render examples/spins.fusion -o spins.svg   draw the diagram
   fusionc fmt --check examples/*.fusion        is every file canonically formatted?
   fusionc train examples/train/ethanol.yaml    train a potential (docs/training.md)
@@ -132,6 +133,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Time every strategy of every statement of one plain diagram on this machine."""
+    from .tuning import tune
+
+    (source,) = read_inputs([args.file])
+    tuning = tune(source, diagram=args.diagram, batch=args.batch, repeat=args.repeat, backward=args.backward,
+                  threads=args.threads)
+    print(json.dumps(tuning.to_dict(), indent=2) if args.format == "json" else tuning.table())
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train an interatomic potential from a YAML or JSON configuration (docs/training.md)."""
     from .training import command  # torch and the data readers: only for this command
@@ -232,6 +244,23 @@ def _configure_explain(sub: argparse.ArgumentParser) -> None:
     _limit(sub)
 
 
+def _configure_tune(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("file", metavar="FILE", help="a `.fusion` file, or - for stdin")
+    sub.add_argument("--diagram", help="the plain diagram to tune (default: the file's first)")
+    sub.add_argument("--batch", type=_positive, default=1024, help="samples per call (default 1024)")
+    sub.add_argument("--repeat", type=_positive, default=5, help="alternating runs per strategy (default 5)")
+    sub.add_argument("--threads", type=_positive, help="torch's intra-op threads (default: torch's)")
+    sub.add_argument("--backward", action="store_true", help="time forward and backward (default: forward)")
+    _format(sub)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _strategy(sub: argparse.ArgumentParser) -> None:
     from .plan.strategies import AUTO, STRATEGIES  # torch-free
 
@@ -264,6 +293,7 @@ _COMMANDS: list[tuple[str, Callable[[argparse.Namespace], int], Configure, str]]
     ("ir", cmd_ir, _configure_ir, "fusionc ir examples/product_basis.fusion"),
     ("compile", cmd_compile, _configure_compile, "fusionc compile examples/fc_tp.fusion -o fc_tp.py"),
     ("explain", cmd_explain, _configure_explain, "fusionc explain examples/tree4.fusion --format json"),
+    ("tune", cmd_tune, _configure_tune, "fusionc tune examples/fc_tp.fusion --batch 4096 --repeat 7"),
     ("render", cmd_render, configure_render, _RENDER_EXAMPLE),
     ("fmt", cmd_fmt, _configure_fmt, "fusionc fmt --check examples/*.fusion"),
     ("from-e3nn", cmd_from_e3nn, _configure_from_e3nn, "fusionc from-e3nn tp.pt -o tp.fusion --state tp_state.pt"),
