@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -45,6 +44,7 @@ from bench_tensor_products import _irreps, cases, e3nn_inputs, forward_and_backw
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import fusionlang.api  # noqa: E402
+from fusionlang.tuning import median_ms  # noqa: E402
 
 FORMS = ("ours eager", "ours compiled", "ours traced", "e3nn eager", "e3nn compiled")
 EAGER = ("ours eager", "e3nn eager")
@@ -101,20 +101,6 @@ def peak_bytes(module: Any, args: list[torch.Tensor]) -> int:
 
 def buffer_bytes(module: Any) -> int:
     return sum(b.numel() * b.element_size() for b in module.buffers())
-
-
-def median_ms(runs: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Medians (ms) of alternating runs of every callable, after two warm-up rounds."""
-    for _ in range(2):
-        for run in runs.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) * 1e3 for name, values in times.items()}
 
 
 def first_call_seconds(fn: Callable[[], Any]) -> float:

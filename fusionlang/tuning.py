@@ -20,23 +20,24 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from . import api
+from . import api, ir
 from .diagnostics import Diagnostic, FusionError
 from .frontend import SourceLike, read_source
 from .plan import statement_models
 from .plan.strategies import applicable_strategies
 from .source import Source
-from .testing import random_features, torch_threads
+from .testing import module_arguments, torch_threads
 
-__all__ = ["Tuning", "tune"]
+__all__ = ["Tuning", "median_ms", "tune"]
 
 
 @dataclass(frozen=True)
@@ -81,30 +82,24 @@ def tune(source: SourceLike, *, name: str | None = None, diagram: str | None = N
     torch's current count; restored after); medians of ``repeat`` alternating runs. Raises
     :class:`FusionError` for a graph diagram (its contractions are planned one by one) or a
     missing one."""
-    if threads is None:
-        return _tune(read_source(source, name), diagram, batch, repeat, backward)
-    with torch_threads(threads):
-        return _tune(read_source(source, name), diagram, batch, repeat, backward)
+    text = read_source(source, name)
+    with torch_threads(threads) if threads is not None else contextlib.nullcontext():
+        result = api.compile(text)
+        target = _plain_diagram(result, diagram)
+        models = statement_models(target)
+        chosen = {s.index: s.strategy for s in result.program(target.name).report.statements}
+        best: dict[int, str] = {}
+        times: dict[int, dict[str, float | None]] = {}
+        for index in sorted(models):
+            labels = [s.label for s in applicable_strategies(models[index])]
+            times[index] = _medians({label: _run(text, target.name, {**best, index: label}, batch, backward)
+                                     for label in labels}, repeat)
+            measured = {label: ms for label, ms in times[index].items() if ms is not None}
+            best[index] = min(measured, key=measured.__getitem__) if measured else chosen[index]
+        return Tuning(target.name, batch, backward, torch.get_num_threads(), best, chosen, times)
 
 
-def _tune(text: Source, diagram: str | None, batch: int, repeat: int, backward: bool) -> Tuning:
-    result = api.compile(text)
-    target = _plain_diagram(result, diagram)
-    models = statement_models(target)
-    program = result.program(target.name)
-    chosen = {s.index: s.strategy for s in program.report.statements}
-    best: dict[int, str] = {}
-    times: dict[int, dict[str, float | None]] = {}
-    for index in sorted(models):
-        labels = [s.label for s in applicable_strategies(models[index])]
-        runs = {label: _run(text, target.name, {**best, index: label}, batch, backward) for label in labels}
-        times[index] = _medians(runs, repeat)
-        measured = {label: ms for label, ms in times[index].items() if ms is not None}
-        best[index] = min(measured, key=measured.__getitem__) if measured else chosen[index]
-    return Tuning(target.name, batch, backward, torch.get_num_threads(), best, chosen, times)
-
-
-def _plain_diagram(result: api.CompileResult, name: str | None) -> Any:
+def _plain_diagram(result: api.CompileResult, name: str | None) -> ir.Diagram:
     if name is not None and name not in {d.name for d in result.diagrams}:
         raise FusionError([Diagnostic("E113", f"no diagram `{name}`", None, result.source,
                                       hint=f"the file's diagrams: {', '.join(d.name for d in result.diagrams)}")])
@@ -126,10 +121,7 @@ def _run(text: Source, diagram: str, strategies: dict[int, str], batch: int,
     except FusionError:
         return None
     module = result.module_class(diagram)()
-    found = result.diagram(diagram)
-    group = found.group if found.basis == "real" else "SU2"
-    args = [random_features(leg.irreps, (batch,), group, dtype=torch.float32) for leg in found.inputs]
-    args += [torch.randn(batch, w.numel) for w in result.program(diagram).weight_inputs]
+    args = module_arguments(module, result.diagram(diagram), batch=batch, dtype=torch.float32)
     if not backward:
         def forward() -> None:
             with torch.no_grad():
@@ -145,15 +137,21 @@ def _run(text: Source, diagram: str, strategies: dict[int, str], batch: int,
 
 
 def _medians(runs: dict[str, Callable[[], None] | None], repeat: int) -> dict[str, float | None]:
-    """Median ms of every run over ``repeat`` rounds that alternate between them (one warm-up)."""
-    ready = {label: run for label, run in runs.items() if run is not None}
-    for run in ready.values():
-        run()
-    samples: dict[str, list[float]] = {label: [] for label in ready}
+    """:func:`median_ms` of the runs that exist (None: the planner refused the strategy)."""
+    found = median_ms({label: run for label, run in runs.items() if run is not None}, repeat, warmups=1)
+    return {label: found.get(label) for label in runs}
+
+
+def median_ms(runs: Mapping[str, Callable[[], Any]], repeat: int, warmups: int = 2) -> dict[str, float]:
+    """Median milliseconds of every callable over ``repeat`` rounds that alternate between them,
+    after ``warmups`` rounds (alternating, a slow phase of a shared machine hits all of them)."""
+    for _ in range(warmups):
+        for run in runs.values():
+            run()
+    samples: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(max(1, repeat)):
-        for label, run in ready.items():
+        for label, run in runs.items():
             start = time.perf_counter()
             run()
             samples[label].append(time.perf_counter() - start)
-    return {label: statistics.median(samples[label]) * 1e3 if label in samples else None for label in runs}
-
+    return {label: statistics.median(values) * 1e3 for label, values in samples.items()}
