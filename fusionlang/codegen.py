@@ -366,9 +366,9 @@ def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool
     external = not step.source.startswith("self.")
     if step.index and step.stop:
         blocks = f"{'-1, ' if external else ''}{numel[name] // step.stop}, {step.stop}"
-        text = f"torch.index_select({step.source}.view({blocks}), -2, {step.index})"
+        text = f"runtime.index_select({step.source}.view({blocks}), -2, {step.index})"
     elif step.index:
-        text = f"torch.index_select({step.source}, -1, {step.index})"
+        text = f"runtime.index_select({step.source}, -1, {step.index})"
     elif (step.start, step.stop) == (0, numel[name]):
         text = step.source
     else:

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from . import runtime
 from .diagnostics import FusionError
 from .fmt import format_source
 from .groups import Irreps
@@ -279,7 +280,8 @@ class TensorProductAdapter(torch.nn.Module):
         self.register_buffer("weight_scale", weight_scale, persistent=False)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.compiled(x1, x2, weight.index_select(-1, self.weight_index) * self.weight_scale)
+        weight = runtime.index_select(weight, -1, self.weight_index) * self.weight_scale
+        out: torch.Tensor = self.compiled(x1, x2, weight)
         return out
 
 
@@ -329,7 +331,7 @@ class SymmetricContractionAdapter(torch.nn.Module):
         self.register_buffer("feature_index", index.to(_buffer_device(compiled)), persistent=False)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        a = x.reshape(x.shape[0], -1).index_select(1, self.feature_index)
+        a = runtime.index_select(x.reshape(x.shape[0], -1), 1, self.feature_index)
         species = one_hot_index(y)
         if hasattr(self, "four_legs"):  # hasattr on a module is resolved when TorchScript compiles
             return self.compiled(a, a, a, a, species)

@@ -236,6 +236,40 @@ def index_table(starts: Sequence[int], size: int) -> torch.Tensor:
             + torch.arange(size, dtype=torch.int64)).reshape(-1)
 
 
+
+def index_select(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
+    """``torch.index_select(x, axis, index)``; while ``torch.compile`` or ``torch.export``
+    traces, the same numbers by :func:`select_by_gather`.
+
+    Why: under ``torch.compile`` with more than one CPU thread, inductor (PyTorch 2.13) fuses the
+    backward of ``index_select``, an ``index_add`` into the gradient of ``x``, with the transposing
+    copy of the incoming gradient into one 2-D tiled kernel whose parallel atomic add applies an
+    offset twice (pytorch/pytorch#191837, fixed by PR #191861 after 2.13). It writes outside the
+    gradient: a heap corruption, or silently wrong weight gradients. A gather's backward is a
+    scatter that inductor emits another way. Eagerly ``index_select`` stays: the gather made the
+    eager forward of the MACE interaction 12 % slower.
+
+    >>> w = torch.arange(12.0).view(2, 3, 2)
+    >>> index_select(w, -2, torch.tensor([2, 0]))[0].tolist()
+    [[4.0, 5.0], [0.0, 1.0]]
+    """
+    if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only a block of its own)
+        if torch.compiler.is_compiling():
+            return select_by_gather(x, axis, index)
+    return torch.index_select(x, axis, index)
+
+
+def select_by_gather(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
+    """``torch.index_select(x, axis, index)`` written as ``torch.gather``.
+
+    >>> select_by_gather(torch.arange(12.0).view(2, 6), 1, torch.tensor([5, 1])).tolist()
+    [[5.0, 1.0], [11.0, 7.0]]
+    """
+    axis = axis % x.dim()
+    shape = list(x.shape)
+    shape[axis] = index.shape[0]
+    return torch.gather(x, axis, index.view([-1] + [1] * (x.dim() - 1 - axis)).expand(shape))
+
 # -- the base class of generated modules -----------------------------------------------------------
 
 _COMPLEX_OF = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,

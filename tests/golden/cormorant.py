@@ -149,19 +149,19 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  the 3 coupled paths into out[8x0]
         out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
         # cormorant.fusion:10  weights of 3 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1).to(cdtype)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1).to(cdtype)
         # cormorant.fusion:10  out[8x0] = Σ_p W_p · coupled path p
         out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # cormorant.fusion:10  the 6 coupled paths into out[8x1]
         out_paths_1 = out_t_2.reshape(-1, 8, 1, 6, 3)
         # cormorant.fusion:10  weights of 6 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1).to(cdtype)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1).to(cdtype)
         # cormorant.fusion:10  out[8x1] = Σ_p W_p · coupled path p
         out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # cormorant.fusion:10  the 6 coupled paths into out[8x2]
         out_paths_2 = out_t_3.reshape(-1, 8, 1, 6, 5)
         # cormorant.fusion:10  weights of 6 paths
-        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1).to(cdtype)
+        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1).to(cdtype)
         # cormorant.fusion:10  out[8x2] = Σ_p W_p · coupled path p
         out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:10  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
@@ -768,19 +768,19 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  the 3 coupled paths into out[8x0]
         out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
         # cormorant.fusion:23  weights of 3 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # cormorant.fusion:23  out[8x0] = Σ_p W_p · coupled path p
         out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # cormorant.fusion:23  the 6 coupled paths into out[8x1]
         out_paths_1 = out_t_2.reshape(-1, 8, 1, 6, 3)
         # cormorant.fusion:23  weights of 6 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1)
         # cormorant.fusion:23  out[8x1] = Σ_p W_p · coupled path p
         out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # cormorant.fusion:23  the 6 coupled paths into out[8x2]
         out_paths_2 = out_t_3.reshape(-1, 8, 1, 6, 5)
         # cormorant.fusion:23  weights of 6 paths
-        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1)
+        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1)
         # cormorant.fusion:23  out[8x2] = Σ_p W_p · coupled path p
         out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:23  out: 8x0 + 8x1 + 8x2 in the mul_ir layout

@@ -139,19 +139,19 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  the 3 coupled paths into out[8x0e]
         out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
         # fusion_block.fusion:9  weights of 3 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # fusion_block.fusion:9  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:9  the 4 coupled paths into out[8x1o]
         out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:9  weights of 4 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
         # fusion_block.fusion:9  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:9  the 4 coupled paths into out[8x2e]
         out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:9  weights of 4 paths
-        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
         # fusion_block.fusion:9  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:7  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1429,19 +1429,19 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  the 3 coupled paths into out[8x0e]
         out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
         # fusion_block.fusion:32  weights of 3 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # fusion_block.fusion:32  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:32  the 4 coupled paths into out[8x1o]
         out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:32  weights of 4 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
         # fusion_block.fusion:32  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:32  the 4 coupled paths into out[8x2e]
         out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:32  weights of 4 paths
-        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
         # fusion_block.fusion:32  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:29  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1579,19 +1579,19 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  the 3 coupled paths into out[8x0e]
         out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
         # fusion_block.fusion:33  weights of 3 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # fusion_block.fusion:33  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:33  the 4 coupled paths into out[8x1o]
         out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:33  weights of 4 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
         # fusion_block.fusion:33  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:33  the 4 coupled paths into out[8x2e]
         out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:33  weights of 4 paths
-        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
         # fusion_block.fusion:33  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:30  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1932,7 +1932,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  the 5 coupled paths into out[8x0e]
         out_paths = out_slots.reshape(-1, 8, 5, 1)
         # fusion_block.fusion:35  weights of 5 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 10, 8), -2, self.idx_out_0).view(-1, 5, 8)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 10, 8), -2, self.idx_out_0).view(-1, 5, 8)
         # fusion_block.fusion:35  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nupk,npu->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:35  the 5 coupled paths into out[8x1o], from 4 blocks
@@ -1940,7 +1940,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  the 5 coupled paths into out[8x1o]
         out_paths_1 = out_slots_1.reshape(-1, 8, 5, 3)
         # fusion_block.fusion:35  weights of 5 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 10, 8), -2, self.idx_out_0_1).view(-1, 5, 8)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 10, 8), -2, self.idx_out_0_1).view(-1, 5, 8)
         # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout

@@ -147,25 +147,25 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         # mace.fusion:10  the coupled paths into out[16x0e] x 2, entry by entry
         out_paths = out_t_1.reshape(-1, 16, 1, 2, 1, 1)
         # mace.fusion:10  weights of 2 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0).view(-1, 2, 1, 16, 1)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0).view(-1, 2, 1, 16, 1)
         # mace.fusion:10  out[16x0e x 2] = Σ_p W_p · coupled path p, entries 0..1 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_0e_0 = w_out_0.view(-1, 2, 16, 1) * out_paths.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 16, 1)
         # mace.fusion:10  the coupled paths into out[16x1o] x 4, entry by entry
         out_paths_1 = out_t_2.reshape(-1, 16, 1, 4, 1, 3)
         # mace.fusion:10  weights of 4 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x1o x 4] = Σ_p W_p · coupled path p, entries 2..5 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_1o_0 = w_out_0_1.view(-1, 4, 16, 1) * out_paths_1.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 3)
         # mace.fusion:10  the coupled paths into out[16x2o] x 4, entry by entry
         out_paths_2 = out_t_3.reshape(-1, 16, 1, 4, 1, 5)
         # mace.fusion:10  weights of 4 paths
-        w_out_0_2 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
+        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x2o x 4] = Σ_p W_p · coupled path p, entries 6..9 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_2o = w_out_0_2.view(-1, 4, 16, 1) * out_paths_2.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 5)
         # mace.fusion:10  the coupled paths into out[16x3o] x 3, entry by entry
         out_paths_3 = out_t_4.reshape(-1, 16, 1, 3, 1, 7)
         # mace.fusion:10  weights of 3 paths
-        w_out_0_3 = torch.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
+        w_out_0_3 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
         # mace.fusion:10  out[16x3o x 3] = Σ_p W_p · coupled path p, entries 10..12 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_3o_0 = w_out_0_3.view(-1, 3, 16, 1) * out_paths_3.permute(0, 3, 1, 5, 2, 4).view(-1, 3, 16, 7)
         # mace.fusion:9  out: 16x0e + 16x0e + 16x1o + 16x1o + 16x1o + 16x1e + 16x2o + 16x2e + 16x2e + 16x2e + 16x3o + 16x3o + 16x3e in the mul_ir layout
@@ -758,7 +758,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  the 8 coupled paths into out[16x0e]
         out_paths = out_slots.reshape(-1, 16, 8, 1)
         # mace.fusion:22  weights of 8 paths
-        w_out_0 = torch.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0).view(-1, 8, 16)
+        w_out_0 = runtime.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0).view(-1, 8, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nupk,npu->nuk", [out_paths, w_out_0])
         # mace.fusion:22  the 12 coupled paths into out[16x1o], from 9 blocks
@@ -766,7 +766,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  the 12 coupled paths into out[16x1o]
         out_paths_1 = out_slots_1.reshape(-1, 16, 12, 3)
         # mace.fusion:22  weights of 12 paths
-        w_out_0_1 = torch.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0_1).view(-1, 12, 16)
+        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0_1).view(-1, 12, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout

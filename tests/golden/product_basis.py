@@ -159,7 +159,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o]
         B_t_2 = torch.einsum("nuj,nujk->nuk", [A_0e_1o_2e_3o, B_t_1])
         # product_basis.fusion:8  weights of 8 paths
-        w_B_2 = torch.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2).view(8, 16)
+        w_B_2 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2).view(8, 16)
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 1 of 4) [nui,nuj->nuij]
         B_t_3 = A_0e_1o_2e_3o.view(-1, 16, 16, 1) * A_0e_1o_2e_3o.view(-1, 16, 1, 16)
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 2 of 4)
@@ -169,7 +169,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e]
         B_t_6 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_5])
         # product_basis.fusion:8  weights of 12 paths
-        w_B_2_1 = torch.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
+        w_B_2_1 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 2 of 4)
         B_t_7 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2_1, w_B_2_1])
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 3 of 4)

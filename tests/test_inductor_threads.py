@@ -1,0 +1,73 @@
+"""Generated modules under inductor with several CPU threads, against their eager selves.
+
+The other compile tests run ``backend="aot_eager"`` or one thread. Inductor with two threads found
+what they could not: its backward of ``index_select`` (the weight blocks of a statement's paths)
+wrote outside the weight gradient (pytorch/pytorch#191837), so the MACE product basis, Cormorant and
+the fusion blocks crashed the process or returned wrong weight gradients when trained compiled.
+Generated code now selects weights with ``runtime.index_select`` (a gather). The check runs in a
+child process: a heap corruption there is a failed test, not a dead test run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusionlang import runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (example, diagram): each selects weight blocks by index (paths of several outputs interleave)
+CASES = [("mace.fusion", "mace_product_basis"), ("fusion_block.fusion", "fusion_block_k2"),
+         ("cormorant.fusion", "cormorant_real")]
+
+CHILD = """
+import sys, torch
+import fusionlang.api as api
+from fusionlang.equivariance import module_arguments
+torch.set_num_threads(2)
+torch._dynamo.config.recompile_limit = 64
+for file, name in {cases!r}:
+    result = api.compile(open(sys.argv[1] + "/examples/" + file).read(), name=file)
+    diagram = next(d for d in result.diagrams if d.name == name)
+    torch.manual_seed(0)
+    module = result.module_class(name)(dtype=torch.float64)
+    args = module_arguments(module, diagram, torch.Generator().manual_seed(0), batch=8, nodes=8)
+    leaves = [a.requires_grad_() for a in args if a.is_floating_point() or a.is_complex()]
+    wrt = leaves + [p for p in module.parameters() if p.requires_grad]
+    def run(m):
+        out = m(*args)
+        outs = out if isinstance(out, tuple) else (out,)
+        return [*outs, *torch.autograd.grad(sum((o.abs() ** 2).sum() for o in outs), wrt)]
+    expected, got = run(module), run(torch.compile(module))
+    worst = max(float((a - b).abs().max() / a.abs().max().clamp_min(1e-300)) for a, b in zip(expected, got))
+    print(name, worst, flush=True)
+    assert worst < 1e-10, (name, worst)
+"""
+
+
+def test_inductor_with_two_threads_gives_the_eager_values_and_gradients() -> None:
+    code = CHILD.format(cases=CASES)
+    done = subprocess.run([sys.executable, "-c", code, str(ROOT)], capture_output=True, text=True, timeout=900,
+                          cwd=ROOT)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    assert [line.split()[0] for line in done.stdout.splitlines()] == [name for _, name in CASES]
+
+
+@pytest.mark.parametrize("axis", [-1, -2, 0])
+def test_the_gather_is_index_select_with_its_gradient(axis: int) -> None:
+    torch.manual_seed(0)
+    weights = torch.randn(5, 6, 4, dtype=torch.float64, requires_grad=True)
+    index = torch.tensor([3, 0, 3, 1] if axis == -2 else [2, 2, 0])
+    expected = torch.index_select(weights, axis, index)
+    seed = torch.randn_like(expected)
+    for select in (runtime.select_by_gather, runtime.index_select, torch.jit.script(runtime.index_select),
+                   torch.jit.script(runtime.select_by_gather)):
+        taken = select(weights, axis, index)
+        assert torch.equal(taken, expected)
+        assert torch.equal(torch.autograd.grad(taken, weights, seed)[0],
+                           torch.autograd.grad(expected, weights, seed)[0])
