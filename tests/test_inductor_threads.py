@@ -4,8 +4,8 @@ The other compile tests run ``backend="aot_eager"`` or one thread. Inductor with
 what they could not: its backward of ``index_select`` (the weight blocks of a statement's paths)
 wrote outside the weight gradient (pytorch/pytorch#191837), so the MACE product basis, Cormorant and
 the fusion blocks crashed the process or returned wrong weight gradients when trained compiled.
-Generated code now selects weights with ``runtime.index_select`` (a gather). The check runs in a
-child process: a heap corruption there is a failed test, not a dead test run.
+Generated code now selects weights with ``runtime.index_select`` (a gather while compiling). The
+check runs in a child process: a heap corruption there is a failed test, not a dead test run.
 """
 
 from __future__ import annotations
