@@ -47,8 +47,8 @@ from fusionlang.loader import (  # noqa: F401
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "eager_under_compile",
-           "eagerly", "in_chunks", "in_one_pass", "index_table", "irreps", "load_generated", "rebuild",
-           "release_collected", "single_graph", "sparse_coupling", "traced_batch"]
+           "eagerly", "in_chunks", "in_one_pass", "index_select", "index_table", "irreps", "load_generated",
+           "rebuild", "release_collected", "select_by_gather", "single_graph", "sparse_coupling", "traced_batch"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -241,16 +241,12 @@ def index_select(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tenso
     """``torch.index_select(x, axis, index)``; while ``torch.compile`` or ``torch.export``
     traces, the same numbers by :func:`select_by_gather`.
 
-    Why: under ``torch.compile`` with more than one CPU thread, inductor (PyTorch 2.13) fuses the
-    backward of ``index_select``, an ``index_add`` into the gradient of ``x``, with the transposing
-    copy of the incoming gradient into one 2-D tiled kernel whose parallel atomic add applies an
-    offset twice (pytorch/pytorch#191837, fixed by PR #191861 after 2.13). It writes outside the
-    gradient: a heap corruption, or silently wrong weight gradients. A gather's backward is a
-    scatter that inductor emits another way. Eagerly ``index_select`` stays: the gather made the
-    eager forward of the MACE interaction 12 % slower.
+    With more than one CPU thread, inductor (PyTorch 2.13) fuses the backward of ``index_select``
+    with the transposing copy of the incoming gradient into a tiled kernel whose atomic add applies
+    an offset twice (pytorch/pytorch#191837): it writes outside the gradient (heap corruption, or
+    wrong weight gradients). Eagerly ``index_select`` stays: the gather cost up to 12 % there.
 
-    >>> w = torch.arange(12.0).view(2, 3, 2)
-    >>> index_select(w, -2, torch.tensor([2, 0]))[0].tolist()
+    >>> index_select(torch.arange(12.0).view(2, 3, 2), -2, torch.tensor([2, 0]))[0].tolist()
     [[4.0, 5.0], [0.0, 1.0]]
     """
     if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only a block of its own)
