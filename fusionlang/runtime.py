@@ -236,7 +236,6 @@ def index_table(starts: Sequence[int], size: int) -> torch.Tensor:
             + torch.arange(size, dtype=torch.int64)).reshape(-1)
 
 
-
 def index_select(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
     """``torch.index_select(x, axis, index)``; while ``torch.compile`` or ``torch.export``
     traces, the same numbers by :func:`select_by_gather`.
@@ -265,6 +264,7 @@ def select_by_gather(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.T
     shape = list(x.shape)
     shape[axis] = index.shape[0]
     return torch.gather(x, axis, index.view([-1] + [1] * (x.dim() - 1 - axis)).expand(shape))
+
 
 # -- the base class of generated modules -----------------------------------------------------------
 
