@@ -40,11 +40,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
+from bench_table import traced  # noqa: E402
 
 import fusionlang.api  # noqa: E402
-from fusionlang import runtime  # noqa: E402
 from fusionlang.importers import load_mace_symmetric_contraction  # noqa: E402
 
 SPECIES = 3
@@ -154,11 +155,7 @@ def build(args: argparse.Namespace) -> tuple[dict[str, Any], torch.Tensor, torch
 def compiled_forms(modules: dict[str, Any]) -> dict[str, Any]:
     """fusionlang compiled as a user writes it and traced whole, mace-torch compiled."""
     ours = torch.compile(modules["fusionlang"])
-
-    def traced(A: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
-        with runtime.single_graph():
-            return ours(A, species)
-    return {"fusionlang compiled": ours, "fusionlang traced": traced,
+    return {"fusionlang compiled": ours, "fusionlang traced": traced(ours),
             "mace-torch compiled": torch.compile(modules["mace-torch"])}
 
 

@@ -40,6 +40,17 @@ def test_mace_product_basis_against_mace_torch_agrees_and_is_timed() -> None:
     assert any(line.startswith("mace-torch ") for line in out.splitlines())
 
 
+
+def test_mace_benchmark_compiled_forms_agree_and_give_the_best_ratio() -> None:
+    """``--compile`` times both sides under inductor and checks each compiled form against eager."""
+    pytest.importorskip("mace.modules")
+    out = run("bench_mace.py", "--nodes", "32", "--channels", "8", "--repeat", "1", "--compile")
+    assert float(out.split("compiled forms within ")[1].split()[0]) < 1e-5
+    names = [line[:58].strip() for line in out.splitlines()]
+    assert {"fusionlang compiled", "fusionlang traced", "mace-torch compiled"} <= set(names)
+    best = next(line for line in out.splitlines() if line.startswith("best ratio"))
+    assert all(float(ratio) > 0 for ratio in best.split()[-2:])
+
 def test_checking_and_coupling_benchmarks_run() -> None:
     checked = run("bench_check.py")
     assert checked.count("[OK]") + checked.count("[SLOW]") == 2   # the chain and the tree

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -30,7 +32,6 @@ import sys, torch
 import fusionlang.api as api
 from fusionlang.equivariance import module_arguments
 torch.set_num_threads(2)
-torch._dynamo.config.recompile_limit = 64
 for file, name in {cases!r}:
     result = api.compile(open(sys.argv[1] + "/examples/" + file).read(), name=file)
     diagram = next(d for d in result.diagrams if d.name == name)
@@ -72,3 +73,19 @@ def test_the_gather_is_index_select_with_its_gradient(axis: int) -> None:
         taken = select(weights, axis, index)
         assert torch.equal(taken, expected)
         assert torch.equal(torch.autograd.grad(taken, weights, seed)[0], expected_grad)
+
+
+def test_index_select_gathers_only_while_compiling() -> None:
+    """The eager call is ``torch.index_select``; what dynamo traces is the gather."""
+    traced: list[str] = []
+
+    def record(graph: torch.fx.GraphModule, example: list[torch.Tensor]) -> Callable[..., Any]:
+        traced.extend(str(node.target) for node in graph.graph.nodes if node.op == "call_function")
+        return graph.forward
+
+    weights, index = torch.randn(5, 6, 4), torch.tensor([3, 0, 1])
+    torch._dynamo.reset()
+    taken = torch.compile(runtime.index_select, backend=record)(weights, -2, index)
+    torch._dynamo.reset()
+    assert torch.equal(taken, torch.index_select(weights, -2, index))
+    assert any("gather" in op for op in traced) and not any("index_select" in op for op in traced), traced
