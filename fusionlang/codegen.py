@@ -281,6 +281,7 @@ def _table_model(file: str, table: Table, lines: dict[int, int]) -> dict[str, An
         "blocks": [_literal(block_literal(b)) for b in spec.blocks],
         "path_axes": _literal(spec.path_axes) if spec.path_axes else "",
         "symmetrize": _literal(spec.symmetrize) if spec.symmetrize else "",
+        "columns": _literal(spec.columns) if spec.columns else "",
         "comment": table.comment, "where": f"{file}:{lines[table.statement]}",
         "leaf_axes": table.leaf_axes if table.sparse else 0,
     }

@@ -54,7 +54,6 @@ TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
 
 
-
 # -- e3nn's surface (docs/e3nn.md) ------------------------------------------------------------------
 
 class Instruction(NamedTuple):
@@ -91,8 +90,8 @@ def irreps(group: str, text: str) -> Any:
 
 # -- coupling tables -------------------------------------------------------------------------------
 
-def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec],
-                   path_axes: Sequence[int] = (), symmetrize: Sequence[Sequence[int]] = ()) -> torch.Tensor:
+def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec], path_axes: Sequence[int] = (),
+                   symmetrize: Sequence[Sequence[int]] = (), columns: Sequence[int] = ()) -> torch.Tensor:
     """A dense table of couplings, float64 (SO(3)/O(3)) or complex128 (SU(2)).
 
     Every block ``(offsets, tree, fan_in)`` adds the coupling tensor of ``tree`` (an irrep: the
@@ -101,7 +100,7 @@ def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec]
     ``(offsets, tree, fan_in, permutation, (p, q))`` first permutes the leaf axes (placed axis
     ``m`` is the tree's axis ``permutation[m]``) and scales by ``p / q``.
     ``path_axes`` get a single position per block; ``symmetrize`` lists groups of axes over
-    whose permutations the table is averaged.
+    whose permutations the table is averaged; ``columns`` stores the last axis in that order.
 
     >>> t = coupling_table("O3", (3, 3, 1), [((0, 0, 0), ("1o", "1o", "0e"), 1)])
     >>> round(float(t[0, 0, 0]), 6)
@@ -113,7 +112,7 @@ def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec]
         table[tuple(slice(start, start + size) for start, size in zip(block[0], tensor.shape, strict=False))] += tensor
     for axes in symmetrize:
         table = _symmetrized(table, tuple(axes))
-    return table
+    return table[..., list(columns)] if columns else table
 
 
 def _dtype(group: str) -> torch.dtype:

@@ -93,3 +93,16 @@ def test_the_choice_takes_it_where_it_saves_operations() -> None:
     assert chosen.strategy == "blocks/U/merged"
     assert chosen.operations < 0.7 * per_block.operations
     assert chosen.planned_flops <= per_block.planned_flops
+
+
+def test_merged_weighting_of_entries_with_different_multiplicities() -> None:
+    """One block's slots write 2x0e and 3x1e: each entry's weighting uses its own multiplicity
+    (it used the block's first path's, and a broadcast product of 1x1 channels crashed)."""
+    text = ("diagram sq { group O3\n input x : 3x0e + 1x1o + 2x2e\n output z : 2x0e + 3x1e + 2x2e + 2x3o\n"
+            " x, x -> z [channels = uvw, weights = path] }")
+    for label in MERGED:
+        result = forced(text, "sq.fusion", label)
+        for diagram in plain(result):
+            ours, dense, shared = run_and_references(result, diagram)
+            assert_close(ours, dense, 1e-10)
+            assert_close(ours, shared, 1e-10)

@@ -44,13 +44,15 @@ class Block:
 class TableSpec:
     """A dense coupling table: the recipe :func:`fusionlang.runtime.coupling_table` evaluates in
     float64 (complex128 for SU(2)). ``path_axes`` have one position per path; ``symmetrize``
-    lists groups of axes over whose permutations the table is averaged."""
+    lists groups of axes over whose permutations the table is averaged; the last axis is stored in
+    the order ``columns`` (when given: slot-major ``q`` layouts, :func:`.builder.slot_major_columns`)."""
 
     group: str
     shape: tuple[int, ...]
     blocks: tuple[Block, ...]
     path_axes: tuple[int, ...] = ()
     symmetrize: tuple[tuple[int, ...], ...] = ()
+    columns: tuple[int, ...] = ()
 
     @property
     def numel(self) -> int:
@@ -69,7 +71,7 @@ def table_tensor(spec: TableSpec) -> Any:
     from ..runtime import coupling_table
 
     blocks = [block_literal(b) for b in spec.blocks]
-    return coupling_table(spec.group, spec.shape, blocks, spec.path_axes, spec.symmetrize)
+    return coupling_table(spec.group, spec.shape, blocks, spec.path_axes, spec.symmetrize, spec.columns)
 
 
 def block_literal(block: Block) -> tuple[Any, ...]:
@@ -107,7 +109,8 @@ class Step:
     ``kind`` is one of ``input`` (flatten an input to ``[n, dim]``), ``entry`` (view of
     ``[start:stop]`` of a flat leg as ``shape``), ``narrow`` (``start:stop`` along ``axis`` of a
     stacked tensor, reshaped to ``shape`` when given), ``reshape`` (``args[0]`` as ``shape``, a
-    view wherever its layout allows), ``cat`` (concatenate ``args`` along the last axis),
+    view wherever its layout allows), ``cat`` (concatenate ``args`` along the last axis; ``axis``
+    1: every ``[n, mul, dim]`` transposed, then concatenated along axis 1),
     ``mul`` (a broadcast product: every operand
     permuted by ``views[k][0]`` (when not empty) and viewed as ``views[k][1]``; ``equation``
     documents it), ``einsum`` (``equation`` over ``args``), ``weights``

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .builder import Builder, Layout, add_result, joint_layout, layout_text, q_layout
+from .builder import Builder, Layout, add_result, joint_layout, layout_text, q_layout, slot_major_columns
 from .geometry import PathModel, Stack, out_channels, stack_of, statement_text
 from .model import StatementModel
 from .networks import GroupPlan, emit_network, order_text, plan_network
@@ -23,7 +23,15 @@ from .paths import BATCH
 from .sparse import emit_sparse_group
 from .symmetric import entry_key, symmetric_stacks
 from .tables import coupling_operands, leaf_operands
-from .weighted import emit_linear, emit_q_weights, linear_groups, q_channels, weigh_merged, weight_operand
+from .weighted import (
+    emit_linear,
+    emit_q_weights,
+    linear_groups,
+    q_channels,
+    slot_major_output,
+    weigh_merged,
+    weight_operand,
+)
 
 
 @dataclass(frozen=True)
@@ -213,9 +221,12 @@ def _group_network(b: Builder, model: StatementModel, paths: list[PathModel], st
     q_mode = strategy.outputs in ("q", "merged")
     layout = q_layout(paths) if q_mode else joint_layout(paths)
     path_axis = model.weighted and not q_mode
-    operands, sizes, names = leaf_operands(b, statement, stacks)
+    slot_major = _slot_major(model, paths, strategy)
+    columns = slot_major_columns(layout) if slot_major else ()
+    operands, sizes, names = leaf_operands(b, statement, stacks, bool(slot_major))
     tables, table_names = coupling_operands(b, model, paths, stacks, layout, path_axis, strategy.form,
-                                            strategy.stacking, sizes)
+                                            strategy.stacking, sizes,
+                                            columns if columns != tuple(range(layout.size)) else ())
     operands += tables
     names += table_names
     sizes["k"] = layout.size
@@ -223,9 +234,16 @@ def _group_network(b: Builder, model: StatementModel, paths: list[PathModel], st
     if path_axis:
         operands.append(weight_operand(b, model, paths, sizes))
         names.append("W")
-    group = plan_network(operands, BATCH + out_chan + "k", sizes, strategy.label)
+    group = plan_network(operands, slot_major or BATCH + out_chan + "k", sizes, strategy.label)
     comment = f"{statement_text(statement)}: {len(paths)} path{'s' * (len(paths) != 1)} → {layout_text(layout)}"
     return layout, group, comment, order_text(group, names)
+
+
+def _slot_major(model: StatementModel, paths: list[PathModel], strategy: Strategy) -> str | None:
+    """The coupled paths' index order when the group is weighted slot-major (dense ``q`` only)."""
+    if strategy.outputs != "q" or strategy.form == "sparse":
+        return None
+    return slot_major_output(model, paths)
 
 
 def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy) -> str:
@@ -234,7 +252,8 @@ def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strat
         return emit_sparse_group(b, model, paths, _group_stacks(model, paths, strategy.stacking))
     layout, group, comment, order = _group_network(b, model, paths, strategy)
     if strategy.outputs == "q":
-        return emit_q_weights(b, model, paths, layout, group, comment, order, strategy.stacking == "full")
+        return emit_q_weights(b, model, paths, layout, group, comment, order, strategy.stacking == "full",
+                              bool(_slot_major(model, paths, strategy)))
     var = emit_network(b, group, f"{statement.target}_t", comment, statement.index)
     sizes = dict(group.net.sizes)
     add_result(b, statement.target, var, tuple(sizes[c] for c in out_channels(statement)), layout)

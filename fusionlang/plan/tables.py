@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from .. import ir
@@ -18,40 +19,45 @@ from .symmetric import entry_key, group_permutations
 from .values import stack_value
 
 
-def leaf_operands(b: Builder, statement: ir.Statement,
-                  stacks: dict[int, Stack]) -> tuple[list[Operand], dict[str, int], list[str]]:
-    """The leaves' stacks as operands ``[n, channel, D]``, with their index sizes and names."""
+def leaf_operands(b: Builder, statement: ir.Statement, stacks: dict[int, Stack],
+                  component_major: bool = False) -> tuple[list[Operand], dict[str, int], list[str]]:
+    """The leaves' stacks as operands ``[n, channel, D]``, with their index sizes and names
+    (``component_major``: stacks of several channels as ``[n, D, channel]``)."""
     channels = leaf_channels(statement)
     sizes: dict[str, int] = {}
     operands, names = [], []
     for k, ref in enumerate(statement.leaves):
         stack = stacks[k]
-        var = stack_value(b, stack)
         sizes[channels[k]] = stack.mul
         sizes[COMPONENTS[k]] = stack.dim
-        operands.append(Operand(var, BATCH + channels[k] + COMPONENTS[k], ("stack",) + stack.key))
+        if component_major and stack.mul > 1:
+            operands.append(Operand(stack_value(b, stack, True), BATCH + COMPONENTS[k] + channels[k],
+                                    ("stack_t",) + stack.key))
+        else:
+            operands.append(Operand(stack_value(b, stack), BATCH + channels[k] + COMPONENTS[k], ("stack",) + stack.key))
         names.append(ref.leg)
     return operands, sizes, names
 
 
 def coupling_operands(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
-                      layout: Layout, path_axis: bool, form: str, stacking: str,
-                      sizes: dict[str, int]) -> tuple[list[Operand], list[str]]:
+                      layout: Layout, path_axis: bool, form: str, stacking: str, sizes: dict[str, int],
+                      columns: tuple[int, ...] = ()) -> tuple[list[Operand], list[str]]:
     """The coupling tables of a group: one ``U`` (or ``C``), or one per vertex (``chain``);
     ``sparse``: one per vertex too, but one ``U`` for two leaves and for symmetric products, every
-    table registered as its nonzeros."""
+    table registered as its nonzeros. ``columns``: the order the output axis is stored in."""
     if path_axis:
         sizes["p"] = len(paths)
     sparse = form == "sparse"
     if form == "U" or model.statement.arity <= 2 or (sparse and model.reduced):
         canonical = model.reduced and stacking != "full"
-        return ([_u_table(b, model, paths, stacks, layout, path_axis, canonical, sparse)],
+        return ([_u_table(b, model, paths, stacks, layout, path_axis, canonical, sparse, columns)],
                 ["U" if model.statement.arity > 2 else "C"])
-    return _chain_tables(b, model, paths, stacks, layout, path_axis, sizes, sparse)
+    return _chain_tables(b, model, paths, stacks, layout, path_axis, sizes, sparse, columns)
 
 
 def _u_table(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
-             layout: Layout, path_axis: bool, canonical: bool, sparse: bool = False) -> Operand:
+             layout: Layout, path_axis: bool, canonical: bool, sparse: bool = False,
+             columns: tuple[int, ...] = ()) -> Operand:
     arity = model.statement.arity
     shape = tuple(stacks[k].dim for k in range(arity)) + ((len(paths),) if path_axis else ()) + (layout.size,)
     blocks = []
@@ -63,7 +69,7 @@ def _u_table(b: Builder, model: StatementModel, paths: Sequence[PathModel], stac
         offsets = tuple(stacks[k].offset(e) for k, e in enumerate(path.leaves))
         blocks.append(Block(offsets + tail, path.tree, path.fan_in))
     symmetrize = () if canonical else model.symmetric_groups
-    spec = TableSpec(b.diagram.group.name, shape, tuple(blocks), (arity,) if path_axis else (), symmetrize)
+    spec = TableSpec(b.diagram.group.name, shape, tuple(blocks), (arity,) if path_axis else (), symmetrize, columns)
     statement = model.statement
     what = "coupling" if arity <= 2 else "pre-contracted coupling (U)"
     if model.reduced:
@@ -100,7 +106,7 @@ def _canonical_blocks(model: StatementModel, path: PathModel, stacks: dict[int, 
 
 def _chain_tables(b: Builder, model: StatementModel, paths: Sequence[PathModel], stacks: dict[int, Stack],
                   layout: Layout, path_axis: bool, sizes: dict[str, int],
-                  sparse: bool = False) -> tuple[list[Operand], list[str]]:
+                  sparse: bool = False, columns: tuple[int, ...] = ()) -> tuple[list[Operand], list[str]]:
     """One table per vertex: inner vertices stack the distinct sub-paths below them."""
     statement = model.statement
     vertices = statement.vertices
@@ -109,6 +115,8 @@ def _chain_tables(b: Builder, model: StatementModel, paths: Sequence[PathModel],
     for number, vertex in enumerate(vertices):
         root = number == len(vertices) - 1
         spec, indices = _vertex_table(b, model, vertex, number, paths, stacks, slots, layout, path_axis, root)
+        if root and columns:
+            spec = replace(spec, columns=columns)
         for letter, size in zip(indices, spec.shape, strict=False):
             sizes[letter] = size
         name = b.table(spec, f"cg_{statement.target}_{statement.index}_v{number}",

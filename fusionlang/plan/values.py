@@ -31,9 +31,16 @@ def _entry_value(b: Builder, entry: Entry, var: str) -> Piece:
     return Piece(name, 0, entry.dim, (entry.mul,), entry.dim)
 
 
-def stack_value(b: Builder, stack: Stack) -> str:
+def stack_value(b: Builder, stack: Stack, component_major: bool = False) -> str:
     """``[n, mul, D]``: the stack's entries side by side (a view when possible, the entry itself
-    when there is only one)."""
+    when there is only one); ``component_major``: ``[n, D, mul]``, always a copy (a slot-major
+    coupling multiplies it as the contiguous right operand of its matrix products)."""
+    if component_major:
+        comment = f"{stack.leg}[{' + '.join(str(e.irrep) for e in stack.entries)}] component-major: " \
+                  f"[n, {stack.dim}, {stack.mul}]"
+        args = tuple(piece_var(b, entry_piece(b, e)) for e in stack.entries)
+        return b.value(("stack_t",) + stack.key, _stack_hint(stack) + "_t", lambda t: Step(
+            t, "cat", args, axis=1, comment=comment, size=stack.mul * stack.dim))
     key = ("stack",) + stack.key
     if key not in b.memo:
         flat = _flat_input_view(b, stack)

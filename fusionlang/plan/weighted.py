@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 
 from .. import ir
 from ..weights import weight_letters
-from .builder import Builder, Layout, Result, add_result
+from .builder import Builder, Layout, Result, add_result, slots_by_entry
 from .geometry import PathModel, leaf_channels, leg_entries, out_channels
 from .model import StatementModel
 from .networks import Coupled, GroupPlan, Operand, contract, emit_network_parts, named_step, network_sizes
@@ -79,9 +79,9 @@ def _paths_text(paths: Sequence[PathModel]) -> str:
 
 
 def emit_q_weights(b: Builder, model: StatementModel, paths: list[PathModel], layout: Layout, group: GroupPlan,
-                   comment: str, order: str, in_parts: bool) -> str:
+                   comment: str, order: str, in_parts: bool, slot_major: bool = False) -> str:
     """Couple the paths (run by run of alike output entries, ``in_parts``), then weight each run
-    at once (:func:`weigh_q_runs`).
+    at once (:func:`weigh_q_runs`; ``slot_major``: entry by entry, see :func:`slot_major_output`).
 
     Parts pay off for stacked operands, whose coupled tensor is wide (a hand-written prototype of
     the 32-channel channelwise product, N = 16384: 283 → 196 ms forward); for one-entry groups
@@ -91,24 +91,48 @@ def emit_q_weights(b: Builder, model: StatementModel, paths: list[PathModel], la
 
     def couple(ranges: list[tuple[int, int]]) -> list[Coupled]:
         return emit_network_parts(b, group, f"{statement.target}_t", comment, statement.index, ranges, in_parts)
-    weigh_q_runs(b, model, layout, couple)
+    weigh_q_runs(b, model, layout, couple, slot_major)
+    if slot_major:
+        return f"{order}, coupled slot-major and then ·W per output entry (one matrix product each)"
     return f"{order}, coupled and then ·W per run of alike output entries"
 
 
+def slot_major_output(model: StatementModel, paths: Sequence[PathModel]) -> str | None:
+    """The index order of the coupled paths when a ``q`` group is weighted slot-major, else None.
+
+    Slot-major: the table's columns interleaved (:func:`.builder.slot_major_columns`) and the
+    coupled paths laid out ``[n, K·P, u]`` (size-1 channels anywhere, ``k`` before the one larger
+    channel), so each entry's weighting is one matrix product over ``(p, u)``. It applies when the
+    weights are shared and sum every coupled channel (``uvw``) and at most one channel is larger
+    than 1 (``fc_tp``: ``32x... ⊗ 1x...``); otherwise the product needs a transposing copy anyway."""
+    statement = model.statement
+    channels = q_channels(statement)
+    letters = weight_letters(statement, leaf_channels(statement))
+    if model.external or out_channels(statement) in channels or not set(channels) <= set(letters):
+        return None
+    sizes = _q_channel_sizes(model, paths)
+    wide = "".join(c for c in channels if sizes[c] > 1)
+    if len(wide) > 1:
+        return None
+    return BATCH + "".join(c for c in channels if sizes[c] == 1) + "k" + wide
+
+
 def weigh_q_runs(b: Builder, model: StatementModel, layout: Layout,
-                 couple: Callable[[list[tuple[int, int]]], list[Coupled]]) -> None:
-    """Weight the coupled paths of a ``q`` layout, one operation per run of alike output entries;
-    ``couple(ranges)`` gives the coupled paths ``[n, *channels, Q]`` of every run's slots."""
+                 couple: Callable[[list[tuple[int, int]]], list[Coupled]], slot_major: bool = False) -> None:
+    """Weight the coupled paths of a ``q`` layout, one operation per run of alike output entries
+    (``slot_major``: per entry); ``couple(ranges)`` gives the coupled paths ``[n, *channels, Q]``
+    of every run's slots (``slot_major``: in :func:`slot_major_output`'s order)."""
     statement = model.statement
     channels = q_channels(statement)
     chan_sizes = _q_channel_sizes(model, [path for path, _ in layout.slots if path is not None])
-    by_entry = _slots_by_entry(layout)
-    runs = [[by_entry[e] for e in run] for run in _entry_runs(layout, by_entry)]
+    by_entry = slots_by_entry(layout)
+    entry_runs = [[e] for e in by_entry] if slot_major else _entry_runs(layout, by_entry)
+    runs = [[by_entry[e] for e in run] for run in entry_runs]
     ranges = [(layout.offset(run[0][0]), sum(layout.dims[k] for positions in run for k in positions))
               for run in runs]
     for run, part in zip(runs, couple(ranges), strict=True):
         if len(run) == 1:
-            _q_entry(b, model, layout, run[0], part, channels, chan_sizes)
+            _q_entry(b, model, layout, run[0], part, channels, chan_sizes, slot_major)
         else:
             _q_run(b, model, layout, run, part, channels, chan_sizes)
 
@@ -126,21 +150,13 @@ def weigh_merged(b: Builder, model: StatementModel, coupled: Sequence[tuple[Layo
         chan_sizes = _q_channel_sizes(model, [path for path, _ in layout.slots if path is not None])
         shape = tuple(chan_sizes[c] for c in channels)
         sizes[shape] = chan_sizes
-        for entry_index, positions in _slots_by_entry(layout).items():
+        for entry_index, positions in slots_by_entry(layout).items():
             found.setdefault((shape, entry_index), []).append((var, layout, positions))
     for (shape, _), pieces in sorted(found.items(), key=lambda item: (item[0][1], item[0][0])):
         slots = tuple(layout.slots[k] for _, layout, positions in pieces for k in positions)
         merged = Layout(slots, tuple(entry.dim for _, entry in slots))
         _q_entry(b, model, merged, list(range(len(slots))), _side_by_side(b, model, pieces, shape),
                  channels, sizes[shape])
-
-
-def _slots_by_entry(layout: Layout) -> dict[int, list[int]]:
-    """The positions of a ``q`` layout's slots, by the output entry they write (layout order)."""
-    found: dict[int, list[int]] = {}
-    for position, (_, entry) in enumerate(layout.slots):
-        found.setdefault(entry.index, []).append(position)
-    return found
 
 
 def _side_by_side(b: Builder, model: StatementModel, pieces: Sequence[tuple[str, Layout, list[int]]],
@@ -197,7 +213,8 @@ def _q_run(b: Builder, model: StatementModel, layout: Layout, positions: list[li
     w_indices = (BATCH if model.external else "") + "ep" + weight_letters(statement, leaf_channels(statement))
     out_chan = out_channels(statement)
     equation = f"{BATCH}{channels}epk,{w_indices}->{BATCH}e{out_chan}k"
-    sizes = {**chan_sizes, "e": count, "p": per, "k": dim}
+    # "w": this run's multiplicity (a group's entries may differ in it; chan_sizes has its first path's)
+    sizes = {**chan_sizes, "w": entries[0].mul, "e": count, "p": per, "k": dim}
     net = Network((BATCH + channels + "epk", w_indices), BATCH + "e" + out_chan + "k", network_sizes(sizes))
     text = (f"{statement.target}[{entries[0].item} x {count}] = Σ_p W_p · coupled path p, "
             f"entries {entries[0].index}..{entries[-1].index} in their mul_ir layout")
@@ -208,18 +225,19 @@ def _q_run(b: Builder, model: StatementModel, layout: Layout, positions: list[li
 
 
 def _coupled_view(b: Builder, coupled: Coupled, offset: int, chan_shape: tuple[int, ...],
-                  slot_shape: tuple[int, ...], hint: str, comment: str) -> str:
-    """``[n, *channels, *slot_shape]``: the slots from layout offset ``offset`` of ``coupled``. A
+                  slot_shape: tuple[int, ...], hint: str, comment: str, slot_axis: int = -1) -> str:
+    """``[n, *channels, *slot_shape]`` (or, slot-major, ``[n, *slot_shape, *channels]``, the
+    coupled slots on axis ``slot_axis``): the slots from layout offset ``offset`` of ``coupled``. A
     whole part is only reshaped: a slice would cost a zero-filled gradient in backward."""
     var, start, width = coupled.var, offset, math.prod(slot_shape)
-    shape = (-1, *chan_shape, *slot_shape)
+    shape = (-1, *chan_shape, *slot_shape) if slot_axis < 0 else (-1, *slot_shape, *chan_shape)
     size = math.prod(chan_shape) * width
     if coupled.whole:
         return b.value(("reshape", var, shape), hint,
                        lambda t: Step(t, "reshape", (var,), shape=shape, size=size, comment=comment))
-    return b.value(("narrow", var, start, width, shape), hint,
-                   lambda t: Step(t, "narrow", (var,), start=start, stop=start + width, shape=shape, size=size,
-                                  comment=comment))
+    return b.value(("narrow", var, slot_axis, start, width, shape), hint,
+                   lambda t: Step(t, "narrow", (var,), start=start, stop=start + width, axis=slot_axis, shape=shape,
+                                  size=size, comment=comment))
 
 
 def _q_channel_sizes(model: StatementModel, paths: Sequence[PathModel]) -> dict[str, int]:
@@ -232,20 +250,27 @@ def _q_channel_sizes(model: StatementModel, paths: Sequence[PathModel]) -> dict[
 
 
 def _q_entry(b: Builder, model: StatementModel, layout: Layout, positions: list[int], coupled: Coupled,
-             channels: str, chan_sizes: dict[str, int]) -> None:
+             channels: str, chan_sizes: dict[str, int], slot_major: bool = False) -> None:
     statement = model.statement
     paths = [layout.slots[k][0] for k in positions]
     entry = layout.slots[positions[0]][1]
     chan_shape = tuple(chan_sizes[c] for c in channels)
     text = f"the {len(positions)} coupled path{'s' * (len(positions) != 1)} into {statement.target}[{entry.item}]"
-    view = _coupled_view(b, coupled, layout.offset(positions[0]), chan_shape, (len(positions), entry.dim),
-                         f"{statement.target}_paths", text)
+    if slot_major:
+        slot_axis = 1 + sum(1 for c in channels if chan_sizes[c] == 1)
+        view = _coupled_view(b, coupled, layout.offset(positions[0]), chan_shape, (entry.dim, len(positions)),
+                             f"{statement.target}_paths", text + ", component by component", slot_axis)
+    else:
+        view = _coupled_view(b, coupled, layout.offset(positions[0]), chan_shape, (len(positions), entry.dim),
+                             f"{statement.target}_paths", text)
     weights = _weight_value(b, model, [p for p in paths if p is not None])
     w_indices = (BATCH if model.external else "") + "p" + weight_letters(statement, leaf_channels(statement))
     out_chan = out_channels(statement)
-    equation = f"{BATCH}{channels}pk,{w_indices}->{BATCH}{out_chan}k"
-    sizes = {**chan_sizes, "p": len(positions), "k": entry.dim}
-    net = Network((BATCH + channels + "pk", w_indices), BATCH + out_chan + "k", network_sizes(sizes))
+    coupled_indices = f"{BATCH}kp{channels}" if slot_major else f"{BATCH}{channels}pk"
+    equation = f"{coupled_indices},{w_indices}->{BATCH}{out_chan}k"
+    # "w": this entry's multiplicity (a group's entries may differ in it; chan_sizes has its first path's)
+    sizes = {**chan_sizes, "w": entry.mul, "p": len(positions), "k": entry.dim}
+    net = Network((coupled_indices, w_indices), BATCH + out_chan + "k", network_sizes(sizes))
     text = f"{statement.target}[{entry.item}] = Σ_p W_p · coupled path p"
     hint = f"{statement.target}_{irrep_hint(entry, leg_entries(b.diagram, entry.leg))}"
     var = contract(b, hint, (view, weights), equation, net, text, statement.index)

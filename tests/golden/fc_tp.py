@@ -67,7 +67,7 @@ class fc_tp(runtime.CompiledModule):
             ((4, 1, 12), ("2e", "1o", "1o"), 128),
             ((4, 4, 2), ("2e", "2e", "0e"), 96),
             ((4, 4, 30), ("2e", "2e", "2e"), 128),
-        )))
+        ), columns=(0, 1, 2, 3, 6, 9, 12, 4, 7, 10, 13, 5, 8, 11, 14, 15, 20, 25, 30, 16, 21, 26, 31, 17, 22, 27, 32, 18, 23, 28, 33, 19, 24, 29, 34)))
         # fc_tp.fusion:7  which blocks of 1024 weights the 3 paths use
         self.add_index("idx_z_0", (0, 4, 9), 1)
         # fc_tp.fusion:7  which blocks of 1024 weights the 4 paths use
@@ -117,8 +117,8 @@ class fc_tp(runtime.CompiledModule):
         x_1o = x_pieces[1].view(-1, 32, 3)
         # fc_tp.fusion:7  x[32x2e] as [n, 32, 5]
         x_2e = x_pieces[2].view(-1, 32, 5)
-        # fc_tp.fusion:7  x[0e + 1o + 2e] side by side: [n, 32, 9]
-        x_0e_1o_2e = torch.cat([x_0e, x_1o, x_2e], -1)
+        # fc_tp.fusion:7  x[0e + 1o + 2e] component-major: [n, 9, 32]
+        x_0e_1o_2e_t = torch.cat([x_0e.transpose(1, 2), x_1o.transpose(1, 2), x_2e.transpose(1, 2)], 1)
         # fc_tp.fusion:7  y[0e + 1o + 2e] side by side: [n, 1, 9]
         y_0e_1o_2e = y[:, 0:9].view(-1, 1, 9)
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e] (step 1 of 2)
@@ -128,33 +128,33 @@ class fc_tp(runtime.CompiledModule):
         # fc_tp.fusion:7  its part 0:3 along k
         z_t_k = z_t_pieces[0]
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e], slots 0:3
-        z_t_1 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t_k])
+        z_t_1 = torch.einsum("niu,nvik->nvku", [x_0e_1o_2e_t, z_t_k])
         # fc_tp.fusion:7  its part 3:15 along k
         z_t_k_1 = z_t_pieces[1]
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e], slots 3:15
-        z_t_2 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t_k_1])
+        z_t_2 = torch.einsum("niu,nvik->nvku", [x_0e_1o_2e_t, z_t_k_1])
         # fc_tp.fusion:7  its part 15:35 along k
         z_t_k_2 = z_t_pieces[2]
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e], slots 15:35
-        z_t_3 = torch.einsum("nui,nvik->nuvk", [x_0e_1o_2e, z_t_k_2])
-        # fc_tp.fusion:7  the 3 coupled paths into z[32x0e]
-        z_paths = z_t_1.reshape(-1, 32, 1, 3, 1)
+        z_t_3 = torch.einsum("niu,nvik->nvku", [x_0e_1o_2e_t, z_t_k_2])
+        # fc_tp.fusion:7  the 3 coupled paths into z[32x0e], component by component
+        z_paths = z_t_1.reshape(-1, 1, 3, 32, 1)
         # fc_tp.fusion:7  weights of 3 paths
         w_z_0 = runtime.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0).view(3, 32, 1, 32)
         # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p
-        z_0e = torch.einsum("nuvpk,puvw->nwk", [z_paths, w_z_0])
-        # fc_tp.fusion:7  the 4 coupled paths into z[32x1o]
-        z_paths_1 = z_t_2.reshape(-1, 32, 1, 4, 3)
+        z_0e = torch.einsum("nkpuv,puvw->nwk", [z_paths, w_z_0])
+        # fc_tp.fusion:7  the 4 coupled paths into z[32x1o], component by component
+        z_paths_1 = z_t_2.reshape(-1, 3, 4, 32, 1)
         # fc_tp.fusion:7  weights of 4 paths
         w_z_0_1 = runtime.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_1).view(4, 32, 1, 32)
         # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p
-        z_1o = torch.einsum("nuvpk,puvw->nwk", [z_paths_1, w_z_0_1])
-        # fc_tp.fusion:7  the 4 coupled paths into z[32x2e]
-        z_paths_2 = z_t_3.reshape(-1, 32, 1, 4, 5)
+        z_1o = torch.einsum("nkpuv,puvw->nwk", [z_paths_1, w_z_0_1])
+        # fc_tp.fusion:7  the 4 coupled paths into z[32x2e], component by component
+        z_paths_2 = z_t_3.reshape(-1, 5, 4, 32, 1)
         # fc_tp.fusion:7  weights of 4 paths
         w_z_0_2 = runtime.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_2).view(4, 32, 1, 32)
         # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p
-        z_2e = torch.einsum("nuvpk,puvw->nwk", [z_paths_2, w_z_0_2])
+        z_2e = torch.einsum("nkpuv,puvw->nwk", [z_paths_2, w_z_0_2])
         # fc_tp.fusion:6  z: 32x(0e + 1o + 2e) in the mul_ir layout
         z = torch.cat([z_0e.reshape(-1, 32), z_1o.reshape(-1, 96), z_2e.reshape(-1, 160)], -1)
         return z
