@@ -297,6 +297,9 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
         model["weights"] = _weights_expression(step, numel, complex_weights)
     if step.kind == "output":
         model["layout"] = _layout_expression(step)
+    if step.kind == "cat":
+        model["parts"] = [_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=True)] \
+            if step.views else list(step.args)
     if step.kind == "gather":
         permutation = step.views[0][0] if step.views else ()
         model["source"] = _aligned(step.args[0], (permutation, ())) if permutation else step.args[0]

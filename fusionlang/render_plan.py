@@ -126,7 +126,7 @@ class _PlanView:
         concatenation.
 
         Slices of inputs (``entry``) stay: a feature's entries are where its fan-out starts."""
-        return step.kind in ("narrow", "reshape") or (step.kind == "cat" and len(step.args) == 1 and step.axis != 1)
+        return step.kind in ("narrow", "reshape") or (step.kind == "cat" and len(step.args) == 1 and not step.views)
 
     def producer(self, var: str) -> Step | None:
         """The drawn step a value comes from, through any views (None for a coupling table)."""

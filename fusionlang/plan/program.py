@@ -109,8 +109,8 @@ class Step:
     ``kind`` is one of ``input`` (flatten an input to ``[n, dim]``), ``entry`` (view of
     ``[start:stop]`` of a flat leg as ``shape``), ``narrow`` (``start:stop`` along ``axis`` of a
     stacked tensor, reshaped to ``shape`` when given), ``reshape`` (``args[0]`` as ``shape``, a
-    view wherever its layout allows), ``cat`` (concatenate ``args`` along the last axis; ``axis``
-    1: every ``[n, mul, dim]`` transposed, then concatenated along axis 1),
+    view wherever its layout allows), ``cat`` (concatenate ``args`` along ``axis``, each first
+    permuted by ``views[k][0]`` when ``views`` are given),
     ``mul`` (a broadcast product: every operand
     permuted by ``views[k][0]`` (when not empty) and viewed as ``views[k][1]``; ``equation``
     documents it), ``einsum`` (``equation`` over ``args``), ``weights``

@@ -39,8 +39,9 @@ def stack_value(b: Builder, stack: Stack, component_major: bool = False) -> str:
         comment = f"{stack.leg}[{' + '.join(str(e.irrep) for e in stack.entries)}] component-major: " \
                   f"[n, {stack.dim}, {stack.mul}]"
         args = tuple(piece_var(b, entry_piece(b, e)) for e in stack.entries)
+        transposed = tuple(((0, 2, 1), ()) for _ in args)
         return b.value(("stack_t",) + stack.key, _stack_hint(stack) + "_t", lambda t: Step(
-            t, "cat", args, axis=1, comment=comment, size=stack.mul * stack.dim))
+            t, "cat", args, axis=1, views=transposed, comment=comment, size=stack.mul * stack.dim))
     key = ("stack",) + stack.key
     if key not in b.memo:
         flat = _flat_input_view(b, stack)

@@ -118,7 +118,7 @@ class fc_tp(runtime.CompiledModule):
         # fc_tp.fusion:7  x[32x2e] as [n, 32, 5]
         x_2e = x_pieces[2].view(-1, 32, 5)
         # fc_tp.fusion:7  x[0e + 1o + 2e] component-major: [n, 9, 32]
-        x_0e_1o_2e_t = torch.cat([x_0e.transpose(1, 2), x_1o.transpose(1, 2), x_2e.transpose(1, 2)], 1)
+        x_0e_1o_2e_t = torch.cat([x_0e.permute(0, 2, 1), x_1o.permute(0, 2, 1), x_2e.permute(0, 2, 1)], 1)
         # fc_tp.fusion:7  y[0e + 1o + 2e] side by side: [n, 1, 9]
         y_0e_1o_2e = y[:, 0:9].view(-1, 1, 9)
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e] (step 1 of 2)
