@@ -389,10 +389,11 @@ def _layout_expression(step: Step) -> str:
     pieces = [f"{arg}.reshape(-1, {width})" for arg, width in zip(step.args, step.widths, strict=False)]
     if len(pieces) == 1:
         return pieces[0]
+    # runtime.join: a double backward of torch.cat zero-fills a whole-size gradient per piece
     if len(pieces) <= _MANY_PIECES:
-        return f"torch.cat([{', '.join(pieces)}], -1)"
+        return f"runtime.join([{', '.join(pieces)}], -1)"
     inner = "".join(f"\n            {p}," for p in pieces)
-    return f"torch.cat([{inner}\n        ], -1)"
+    return f"runtime.join([{inner}\n        ], -1)"
 
 
 def _literal(value: Any) -> str:

@@ -1,19 +1,12 @@
 """The small runtime every generated module imports (besides torch).
 
 * :func:`coupling_table` builds a dense coupling table in float64 (complex128 for SU(2)) from
-  its recipe: blocks of coupling tensors chained along fusion (sub)trees, scaled by
-  ``1/sqrt(fan_in)``, optionally averaged over permutations of axes;
+  its recipe: blocks of coupling tensors chained along fusion (sub)trees;
 * :class:`CompiledModule` is the base class of generated modules: it keeps an exact float64 copy
-  of every table and derives the working buffers from it whenever the module changes dtype or
-  device, and it pickles modules built in memory by their generated source;
-* :func:`check_feature`, :func:`check_batch`, :func:`check_rows`, :func:`check_edge_index` and
-  :func:`check_index` are the input checks at the top of every generated ``forward``: a
-  mis-shaped input raises a ``ValueError`` that names it, rather than being silently reshaped;
-* :func:`load_generated` turns a generated source into an importable module (registered in
-  ``sys.modules`` under its name, source lines registered with ``linecache`` so that
-  ``inspect``, tracebacks and ``torch.jit.script`` can read them) for as long as any of its
-  classes, instances or the module itself is alive; the next load (or :func:`release_collected`)
-  after it was collected drops both registrations.
+  of every table, derives the working buffers from it, and pickles by generated source;
+* ``check_*`` are the input checks at the top of every generated ``forward``: a mis-shaped input
+  raises a ``ValueError`` that names it, rather than being silently reshaped;
+* :func:`in_chunks` and :func:`join` run large CPU batches in chunks and join them.
 
 What ``forward`` calls here (the checks, :func:`in_one_pass`) is plain torch and Python that
 TorchScript compiles and ``torch.compile``/``torch.export`` trace, so generated forwards run
@@ -47,7 +40,7 @@ from fusionlang.loader import (  # noqa: F401
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "eager_under_compile",
-           "eagerly", "in_chunks", "in_one_pass", "index_select", "index_table", "irreps", "load_generated",
+           "eagerly", "in_chunks", "in_one_pass", "index_select", "index_table", "irreps", "join", "load_generated",
            "rebuild", "release_collected", "select_by_gather", "single_graph", "sparse_coupling", "traced_batch"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
@@ -239,10 +232,9 @@ def index_select(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tenso
     """``torch.index_select(x, axis, index)``; while ``torch.compile`` or ``torch.export``
     traces, the same numbers by :func:`select_by_gather`.
 
-    With more than one CPU thread, inductor (PyTorch 2.13) fuses the backward of ``index_select``
-    with the transposing copy of the incoming gradient into a tiled kernel whose atomic add applies
-    an offset twice (pytorch/pytorch#191837): it writes outside the gradient (heap corruption, or
-    wrong weight gradients). Eagerly ``index_select`` stays: the gather cost up to 12 % there.
+    With several CPU threads, inductor (PyTorch 2.13) fuses ``index_select``'s backward into a tiled
+    kernel whose atomic add applies an offset twice (pytorch/pytorch#191837): heap corruption or
+    wrong gradients. Eagerly ``index_select`` stays: the gather cost up to 12 % there.
 
     >>> index_select(torch.arange(12.0).view(2, 3, 2), -2, torch.tensor([2, 0]))[0].tolist()
     [[4.0, 5.0], [0.0, 1.0]]
@@ -272,32 +264,24 @@ _COMPLEX_OF = {torch.float16: torch.complex32, torch.bfloat16: torch.complex64,
 
 
 EAGER_CONTRACTION_UNDER_COMPILE = True
-"""Whether ``torch.compile`` leaves a large CPU batch eager: a generated ``forward`` hands such a
-batch to :func:`eagerly` (one graph break, then the eager forward, chunked when the batch is larger
-than ``CHUNK``), because on the CPU inductor's code for these contractions was measured slower than
-the eager one (the three-leaf fusion at N = 1024 with two threads: 7x; docs/performance.md), and a
-dynamic batch size would otherwise unroll the chunks into one graph per chunk count. Off (see
-:func:`single_graph`), every batch is one traced graph: what ``fullgraph=True``, ``torch.func``
-transforms under compile and GPUs need (a GPU is always traced)."""
+"""Whether ``torch.compile`` leaves a large CPU batch eager: a generated ``forward`` hands it to
+:func:`eagerly` (one graph break, then the eager, chunked forward), because inductor's code for
+these contractions was slower on the CPU (the three-leaf fusion at N = 1024, two threads: 7x) and
+a dynamic batch would unroll the chunks. Off (:func:`single_graph`), every batch is one traced
+graph: what ``fullgraph=True``, ``torch.func`` under compile and GPUs (always traced) need."""
 
 
 TRACED_BATCH = 64
 """Batches up to this size are traced by ``torch.compile`` even on the CPU with several threads:
-there the fixed cost of the eager graph break dominates (fc_tp at N = 1, one thread: 372 µs
-compiled with the break, 219 µs eager, 125 µs traced), and inductor's loops are too small to suffer
-from busy cores. With one thread every batch up to a module's ``CHUNK`` is traced
-(:func:`traced_batch`)."""
+there the eager graph break's fixed cost dominates (fc_tp at N = 1: 372 µs compiled with the break,
+219 µs eager, 125 µs traced). With one thread, up to a module's ``CHUNK`` (:func:`traced_batch`)."""
 
 
 def traced_batch(chunk: int) -> int:
     """The largest CPU batch that ``torch.compile`` traces, for a module of ``CHUNK`` = ``chunk``
-    built now: ``chunk`` when torch runs one thread, else :data:`TRACED_BATCH`. With one thread
-    inductor's code beat the eager contraction at N = 1024 in every benchmark case (1.25-1.5x
-    forward, 1.4-1.7x forward and backward); with two, on the three-leaf fusion, it was 7x slower
-    (its loops for small batched products scale badly over OpenMP threads). Above ``chunk`` the
-    eager chunks win: traced, the batch would be one pass. A module reads it when it is built
-    (its attribute ``traced_batch``; set that to choose): dynamo cannot read the thread count while
-    tracing.
+    built now: ``chunk`` with one thread (inductor's code beat eager at N = 1024 in every benchmark
+    case), else :data:`TRACED_BATCH` (with two threads, 7x slower on the three-leaf fusion). A module
+    reads it when built (attribute ``traced_batch``): dynamo cannot read the thread count.
 
     >>> traced_batch(2048) == (2048 if torch.get_num_threads() == 1 else TRACED_BATCH)
     True
@@ -326,9 +310,8 @@ def single_graph() -> Iterator[None]:
 
 def eager_under_compile(x: torch.Tensor, largest: int) -> bool:
     """Whether ``torch.compile`` is tracing a generated ``forward`` that should rather run eagerly
-    (through :func:`eagerly`): a CPU batch of more than ``largest`` samples (the module's
-    ``traced_batch``; ``x`` is an input ``[..., dim]``), unless
-    :data:`EAGER_CONTRACTION_UNDER_COMPILE` is off or ``torch.export`` traces it. Eagerly, false.
+    (:func:`eagerly`): a CPU batch (``x``: ``[..., dim]``) over ``largest`` (``traced_batch``),
+    unless :data:`EAGER_CONTRACTION_UNDER_COMPILE` is off or ``torch.export`` traces it.
 
     >>> eager_under_compile(torch.zeros(100000, 3), 64)
     False
@@ -341,12 +324,9 @@ def eager_under_compile(x: torch.Tensor, largest: int) -> bool:
 def eagerly() -> Callable[..., Any]:
     """``call(forward, arguments)``: ``forward(*arguments)`` never traced. Under ``torch.compile``
     a generated ``forward`` hands a large CPU batch to it, one graph break at its top (a break
-    around the contraction alone, with the traced reshapes before and after it, cost 2x more: 0.57
-    against 0.27 ms at N = 1024 on fc_tp, one thread). ``call`` is :func:`_call` behind
-    ``torch.compiler.disable``, made on first use because that decorator imports ``torch._dynamo``
-    (1.5 s), which a module that is never compiled must not pay for; a module built after dynamo is
-    loaded makes it at once. Made while tracing, it is a break of its own in this function without
-    arguments (so few recompilations), and every later trace finds it."""
+    around the contraction alone cost 2x more: 0.57 against 0.27 ms, fc_tp at N = 1024).
+    ``call`` is :func:`_call` behind ``torch.compiler.disable``, made on first use because that
+    imports ``torch._dynamo`` (1.5 s), which a module never compiled must not pay for."""
     call = _EAGER.get("call")
     if call is None:
         call = _EAGER["call"] = torch.compiler.disable(_call)
@@ -377,17 +357,15 @@ def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
 def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
     """``contract(*arguments)`` on ``chunk`` samples at a time: the intermediates stay cache-sized.
 
-    Without gradients every chunk writes into outputs allocated once: concatenating the chunk
-    results allocates and copies the whole output again (uvu at N = 16384, 32 chunks: the forward
-    1.11-1.17x faster written in place, one and two threads; fc_tp, 8 chunks, level). With
-    gradients the results are concatenated: writes into slices would chain one ``CopySlices``
-    per chunk, each copying the whole gradient in backward."""
+    Without gradients every chunk writes into outputs allocated once (uvu at N = 16384: 1.11-1.17x
+    faster than concatenating). With gradients they are joined (:func:`join`): writes into slices
+    would chain one ``CopySlices`` per chunk, each copying the whole gradient in backward."""
     pieces = [torch.split(argument, chunk) for argument in arguments]
     first = contract(*[piece[0] for piece in pieces])
     parts = itertools.chain([_as_tuple(first)], (_as_tuple(contract(*[piece[k] for piece in pieces]))
                                                   for k in range(1, len(pieces[0]))))
     if any(result.requires_grad for result in _as_tuple(first)):
-        joined = tuple(torch.cat(column) for column in zip(*parts, strict=True))
+        joined = tuple(join(list(column), 0) for column in zip(*parts, strict=True))
     else:
         joined = tuple(r.new_empty((arguments[0].shape[0], *r.shape[1:])) for r in _as_tuple(first))
         start = 0
@@ -400,6 +378,30 @@ def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torc
 
 def _as_tuple(result: Any) -> tuple[torch.Tensor, ...]:
     return (result,) if isinstance(result, torch.Tensor) else tuple(result)
+
+
+def join(parts: list[torch.Tensor], axis: int) -> torch.Tensor:
+    """``torch.cat(parts, axis)``; run eagerly with gradients, its backward is one ``torch.split``.
+    ``cat``'s own backward slices the gradient, and in a double backward (training on forces) every
+    slice's backward zero-fills a tensor as large as the whole: for the chunks of the MACE
+    interaction at 1 000 nodes, 7.7 of 13.7 s per step (docs/performance.md)."""
+    if torch.jit.is_scripting():
+        return torch.cat(parts, axis)
+    else:
+        if torch.compiler.is_compiling() or not any(part.requires_grad for part in parts):
+            return torch.cat(parts, axis)
+        return _Join.apply(axis, *parts)
+
+
+class _Join(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, axis: int, *parts: torch.Tensor) -> torch.Tensor:
+        ctx.axis, ctx.sizes = axis, [part.shape[axis] for part in parts]
+        return torch.cat(parts, axis)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
+        return (None, *torch.split(grad, ctx.sizes, ctx.axis))
 
 
 def _working(table: torch.Tensor, real: torch.dtype) -> torch.Tensor:

@@ -165,7 +165,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  out[8x2] = Σ_p W_p · coupled path p
         out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:10  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -284,7 +284,7 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
         # cormorant.fusion:11
         out_t_1_part_2 = out_t_1_pieces[2]
         # cormorant.fusion:11  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_t_1_part.reshape(-1, 8), out_t_1_part_1.reshape(-1, 24), out_t_1_part_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_t_1_part.reshape(-1, 8), out_t_1_part_1.reshape(-1, 24), out_t_1_part_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -377,7 +377,7 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
         # cormorant.fusion:12  out[8x2] ← F[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [F_2, w_out_0_2])
         # cormorant.fusion:9  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -470,7 +470,7 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
         # cormorant.fusion:13  out[8x2] ← message[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [message_2, w_out_0_2])
         # cormorant.fusion:9  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -563,7 +563,7 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
         # cormorant.fusion:14  out[8x2] ← square[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [square_2, w_out_0_2])
         # cormorant.fusion:9  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -784,7 +784,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  out[8x2] = Σ_p W_p · coupled path p
         out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:23  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -902,7 +902,7 @@ class cormorant_real__s1_1(runtime.CompiledModule):
         # cormorant.fusion:24
         out_t_1_part_2 = out_t_1_pieces[2]
         # cormorant.fusion:24  out: 8x0 + 8x1 + 8x2 in the mul_ir layout
-        out = torch.cat([out_t_1_part.reshape(-1, 8), out_t_1_part_1.reshape(-1, 24), out_t_1_part_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_t_1_part.reshape(-1, 8), out_t_1_part_1.reshape(-1, 24), out_t_1_part_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -993,7 +993,7 @@ class cormorant_real__s2_2(runtime.CompiledModule):
         # cormorant.fusion:25  out[8x2] ← F[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [F_2, w_out_0_2])
         # cormorant.fusion:22  out: 8x(0 + 1 + 2) in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -1084,7 +1084,7 @@ class cormorant_real__s3_3(runtime.CompiledModule):
         # cormorant.fusion:26  out[8x2] ← message[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [message_2, w_out_0_2])
         # cormorant.fusion:22  out: 8x(0 + 1 + 2) in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 
@@ -1175,7 +1175,7 @@ class cormorant_real__s4_4(runtime.CompiledModule):
         # cormorant.fusion:27  out[8x2] ← square[8x2] · W
         out_2 = torch.einsum("nuk,puw->nwk", [square_2, w_out_0_2])
         # cormorant.fusion:22  out: 8x(0 + 1 + 2) in the mul_ir layout
-        out = torch.cat([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
+        out = runtime.join([out_0.reshape(-1, 8), out_1.reshape(-1, 24), out_2.reshape(-1, 40)], -1)
         return out
 
 

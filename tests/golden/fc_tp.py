@@ -156,5 +156,5 @@ class fc_tp(runtime.CompiledModule):
         # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p
         z_2e = torch.einsum("nkpuv,puvw->nwk", [z_paths_2, w_z_0_2])
         # fc_tp.fusion:6  z: 32x(0e + 1o + 2e) in the mul_ir layout
-        z = torch.cat([z_0e.reshape(-1, 32), z_1o.reshape(-1, 96), z_2e.reshape(-1, 160)], -1)
+        z = runtime.join([z_0e.reshape(-1, 32), z_1o.reshape(-1, 96), z_2e.reshape(-1, 160)], -1)
         return z

@@ -155,7 +155,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:7  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
+        out = runtime.join([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -287,7 +287,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:8
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:8  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -419,7 +419,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:8
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:8  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -583,7 +583,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:17
         out_t_2_part_1 = out_t_2_pieces[1]
         # fusion_block.fusion:17  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_2_part.reshape(-1, 8), out_t_2_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_2_part.reshape(-1, 8), out_t_2_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -702,7 +702,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:18
         out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -834,7 +834,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:18
         out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -966,7 +966,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:18
         out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1098,7 +1098,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:18
         out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1217,7 +1217,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # fusion_block.fusion:18
         out_t_4_part_1 = out_t_4_pieces[1]
         # fusion_block.fusion:18  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1445,7 +1445,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:29  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
+        out = runtime.join([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -1595,7 +1595,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:30  out: 8x(0e + 1o + 2e) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
+        out = runtime.join([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24), out_2e.reshape(-1, 40)], -1)
         return out
 
 
@@ -1743,7 +1743,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # fusion_block.fusion:31  out: 2 contributions with the same layout
         out_sum_1 = out_t_5 + out_t_11
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_sum.reshape(-1, 8), out_sum_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -1944,7 +1944,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24)], -1)
+        out = runtime.join([out_0e.reshape(-1, 8), out_1o.reshape(-1, 24)], -1)
         return out
 
 
@@ -2076,7 +2076,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         # fusion_block.fusion:31
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 
@@ -2208,7 +2208,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         # fusion_block.fusion:31
         out_t_3_part_1 = out_t_3_pieces[1]
         # fusion_block.fusion:31  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_3_part.reshape(-1, 8), out_t_3_part_1.reshape(-1, 24)], -1)
         return out
 
 

@@ -169,7 +169,7 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         # mace.fusion:10  out[16x3o x 3] = Σ_p W_p · coupled path p, entries 10..12 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_3o_0 = w_out_0_3.view(-1, 3, 16, 1) * out_paths_3.permute(0, 3, 1, 5, 2, 4).view(-1, 3, 16, 7)
         # mace.fusion:9  out: 16x0e + 16x0e + 16x1o + 16x1o + 16x1o + 16x1e + 16x2o + 16x2e + 16x2e + 16x2e + 16x3o + 16x3o + 16x3e in the mul_ir layout
-        out = torch.cat([
+        out = runtime.join([
             out_0e_0.reshape(-1, 32),
             out_1o_0.reshape(-1, 192),
             out_2o.reshape(-1, 320),
@@ -300,7 +300,7 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
         # mace.fusion:20  out[16x1o] ← A[16x1o] · W [nuk,npu->nuk]
         out_1o = A_1o.view(-1, 16, 3) * w_out_0_1.view(-1, 16, 1)
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
+        out = runtime.join([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
         return out
 
 
@@ -477,7 +477,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:19  out: 3 contributions with the same layout
         out_sum_1 = out_t_5 + out_t_11 + out_t_17
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1)
+        out = runtime.join([out_sum.reshape(-1, 16), out_sum_1.reshape(-1, 48)], -1)
         return out
 
 
@@ -770,7 +770,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
+        out = runtime.join([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
         return out
 
 

@@ -191,5 +191,5 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:5  B[16x1o]: 2 contributions
         B_1o_1 = B_sum_1 + B_t_2_part_1
         # product_basis.fusion:5  B: 16x(0e + 1o) in the mul_ir layout
-        B = torch.cat([B_0e_1.reshape(-1, 16), B_1o_1.reshape(-1, 48)], -1)
+        B = runtime.join([B_0e_1.reshape(-1, 16), B_1o_1.reshape(-1, 48)], -1)
         return B

@@ -124,7 +124,7 @@ class spins(runtime.CompiledModule):
         # spins.fusion:5
         total_t_1_part_1 = total_t_1_pieces[1].reshape(-1, 1, 4)
         # spins.fusion:5  total: 1/2 + 3/2 in the mul_ir layout
-        total = torch.cat([total_t_1_part.reshape(-1, 2), total_t_1_part_1.reshape(-1, 4)], -1)
+        total = runtime.join([total_t_1_part.reshape(-1, 2), total_t_1_part_1.reshape(-1, 4)], -1)
         return total
 
 
@@ -236,7 +236,7 @@ class chain4(runtime.CompiledModule):
         # spins.fusion:14
         total_t_3_part_2 = total_t_3_pieces[2].reshape(-1, 1, 5)
         # spins.fusion:14  total: 0 + 1 + 2 in the mul_ir layout
-        total = torch.cat([total_t_3_part.reshape(-1, 1), total_t_3_part_1.reshape(-1, 3), total_t_3_part_2.reshape(-1, 5)], -1)
+        total = runtime.join([total_t_3_part.reshape(-1, 1), total_t_3_part_1.reshape(-1, 3), total_t_3_part_2.reshape(-1, 5)], -1)
         return total
 
 

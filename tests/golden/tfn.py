@@ -171,7 +171,7 @@ class tfn__s0_0(runtime.CompiledModule):
         # tfn.fusion:8
         out_t_8_part_3 = out_t_8_pieces[3]
         # tfn.fusion:8  out: 16x0e + 8x0e + 4x0e + 16x1o + 8x1o + 8x1o + 4x1o + 16x2e + 8x2e + 4x2e + 4x2e in the mul_ir layout
-        out = torch.cat([
+        out = runtime.join([
             out_t_2_part.reshape(-1, 16),
             out_t_5_part.reshape(-1, 8),
             out_t_8_part.reshape(-1, 4),
@@ -336,7 +336,7 @@ class tfn__s1_1(runtime.CompiledModule):
         # tfn.fusion:9  4 paths into out[4x2e]
         out_0_sum_2 = out_2e + out_2e_1 + out_2e_2 + out_2e_3
         # tfn.fusion:7  out: 16x0e + 8x1o + 4x2e in the mul_ir layout
-        out = torch.cat([out_0_sum.reshape(-1, 16), out_0_sum_1.reshape(-1, 24), out_0_sum_2.reshape(-1, 20)], -1)
+        out = runtime.join([out_0_sum.reshape(-1, 16), out_0_sum_1.reshape(-1, 24), out_0_sum_2.reshape(-1, 20)], -1)
         return out
 
 
@@ -427,7 +427,7 @@ class tfn__s2_2(runtime.CompiledModule):
         # tfn.fusion:10  out[4x2e] ← h[4x2e] · W
         out_2e = torch.einsum("nuk,puw->nwk", [h_2e, w_out_0_2])
         # tfn.fusion:7  out: 16x0e + 8x1o + 4x2e in the mul_ir layout
-        out = torch.cat([out_0e.reshape(-1, 16), out_1o.reshape(-1, 24), out_2e.reshape(-1, 20)], -1)
+        out = runtime.join([out_0e.reshape(-1, 16), out_1o.reshape(-1, 24), out_2e.reshape(-1, 20)], -1)
         return out
 
 

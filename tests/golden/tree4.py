@@ -259,5 +259,5 @@ class tree4(runtime.CompiledModule):
         # tree4.fusion:6
         out_t_4_part_1 = out_t_4_pieces[1]
         # tree4.fusion:6  out: 8x(0e + 1o) in the mul_ir layout
-        out = torch.cat([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
+        out = runtime.join([out_t_4_part.reshape(-1, 8), out_t_4_part_1.reshape(-1, 24)], -1)
         return out
