@@ -395,3 +395,21 @@ def test_every_statement_reports_its_zero_skipping_limit_and_table_nonzeros(exam
             assert 0 < s.zero_skipping_flops <= s.naive_flops, s.text
         assert 0 < report.table_nonzeros <= report.table_numbers
         assert "zero-skip" in report.explain() and "nonzero" in report.explain()
+
+
+def test_parts_below_a_small_product_join_the_next() -> None:
+    """A part whose per-sample product would be under ``SMALL_PRODUCT`` multiply-adds (torch's
+    plain-loop ``bmm``) shares the next part's product: MACE's interaction couples its 2 slots of
+    0e with the 12 of 1o (2 x 4 x 16 = 128 multiply-adds alone); the channelwise l = 1 product,
+    whose parts would be 128, 576 and 320, becomes one product."""
+    from fusionlang import api
+    from fusionlang.plan.networks import SMALL_PRODUCT
+
+    assert SMALL_PRODUCT == 400
+    mace = api.compile(EXAMPLES[[p.stem for p in EXAMPLES].index("mace")].read_text(), name="mace.fusion").source_code
+    assert "torch.split(out_t, [14, 20, 21, out_t.shape[3] - 55], 3)" in mace
+    assert "torch.split(out_t_1, [2, 12, out_t_1.shape[-1] - 14], -1)" in mace
+    uvu = ("diagram uvu { group O3\n input x : 16x(0e + 1o)\n input sh : 0e + 1o\n output z\n"
+           " x, sh -> z [channels = uvu, weights = external, paths = split] }")
+    code = api.compile(uvu, name="uvu.fusion").source_code
+    assert code.count('torch.einsum("nui,nvik->nuvk"') == 1 and "z_t_k" not in code

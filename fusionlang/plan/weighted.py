@@ -235,6 +235,7 @@ def _coupled_view(b: Builder, coupled: Coupled, offset: int, chan_shape: tuple[i
     if coupled.whole:
         return b.value(("reshape", var, shape), hint,
                        lambda t: Step(t, "reshape", (var,), shape=shape, size=size, comment=comment))
+    start -= coupled.start
     return b.value(("narrow", var, slot_axis, start, width, shape), hint,
                    lambda t: Step(t, "narrow", (var,), start=start, stop=start + width, axis=slot_axis, shape=shape,
                                   size=size, comment=comment))

@@ -133,33 +133,31 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, self.cg_out_0])
         # cormorant.fusion:10  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [3, 18, 30, out_t.shape[3] - 51], 3)
-        # cormorant.fusion:10  its part 0:3 along k
+        out_t_pieces = torch.split(out_t, [21, 30, out_t.shape[3] - 51], 3)
+        # cormorant.fusion:10  its part 0:21 along k
         out_t_k = out_t_pieces[0]
-        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 0:3
+        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 0:21
         out_t_1 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k])
-        # cormorant.fusion:10  its part 3:21 along k
-        out_t_k_1 = out_t_pieces[1]
-        # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 3:21
-        out_t_2 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_1])
         # cormorant.fusion:10  its part 21:51 along k
-        out_t_k_2 = out_t_pieces[2]
+        out_t_k_1 = out_t_pieces[1]
         # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 21:51
-        out_t_3 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_2])
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_1])
+        # cormorant.fusion:10  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [3, 18, out_t_1.shape[-1] - 21], -1)
         # cormorant.fusion:10  the 3 coupled paths into out[8x0]
-        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
         # cormorant.fusion:10  weights of 3 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1).to(cdtype)
         # cormorant.fusion:10  out[8x0] = Σ_p W_p · coupled path p
         out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # cormorant.fusion:10  the 6 coupled paths into out[8x1]
-        out_paths_1 = out_t_2.reshape(-1, 8, 1, 6, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 6, 3)
         # cormorant.fusion:10  weights of 6 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1).to(cdtype)
         # cormorant.fusion:10  out[8x1] = Σ_p W_p · coupled path p
         out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # cormorant.fusion:10  the 6 coupled paths into out[8x2]
-        out_paths_2 = out_t_3.reshape(-1, 8, 1, 6, 5)
+        out_paths_2 = out_t_2.reshape(-1, 8, 1, 6, 5)
         # cormorant.fusion:10  weights of 6 paths
         w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1).to(cdtype)
         # cormorant.fusion:10  out[8x2] = Σ_p W_p · coupled path p
@@ -752,33 +750,31 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, self.cg_out_0])
         # cormorant.fusion:23  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [3, 18, 30, out_t.shape[3] - 51], 3)
-        # cormorant.fusion:23  its part 0:3 along k
+        out_t_pieces = torch.split(out_t, [21, 30, out_t.shape[3] - 51], 3)
+        # cormorant.fusion:23  its part 0:21 along k
         out_t_k = out_t_pieces[0]
-        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 0:3
+        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 0:21
         out_t_1 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k])
-        # cormorant.fusion:23  its part 3:21 along k
-        out_t_k_1 = out_t_pieces[1]
-        # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 3:21
-        out_t_2 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_1])
         # cormorant.fusion:23  its part 21:51 along k
-        out_t_k_2 = out_t_pieces[2]
+        out_t_k_1 = out_t_pieces[1]
         # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2], slots 21:51
-        out_t_3 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_2])
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [F_at_sender_0_1_2, out_t_k_1])
+        # cormorant.fusion:23  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [3, 18, out_t_1.shape[-1] - 21], -1)
         # cormorant.fusion:23  the 3 coupled paths into out[8x0]
-        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
         # cormorant.fusion:23  weights of 3 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # cormorant.fusion:23  out[8x0] = Σ_p W_p · coupled path p
         out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # cormorant.fusion:23  the 6 coupled paths into out[8x1]
-        out_paths_1 = out_t_2.reshape(-1, 8, 1, 6, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 6, 3)
         # cormorant.fusion:23  weights of 6 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1)
         # cormorant.fusion:23  out[8x1] = Σ_p W_p · coupled path p
         out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # cormorant.fusion:23  the 6 coupled paths into out[8x2]
-        out_paths_2 = out_t_3.reshape(-1, 8, 1, 6, 5)
+        out_paths_2 = out_t_2.reshape(-1, 8, 1, 6, 5)
         # cormorant.fusion:23  weights of 6 paths
         w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1)
         # cormorant.fusion:23  out[8x2] = Σ_p W_p · coupled path p

@@ -123,33 +123,31 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
         # fusion_block.fusion:9  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [3, 12, 20, out_t.shape[3] - 35], 3)
-        # fusion_block.fusion:9  its part 0:3 along k
+        out_t_pieces = torch.split(out_t, [15, 20, out_t.shape[3] - 35], 3)
+        # fusion_block.fusion:9  its part 0:15 along k
         out_t_k = out_t_pieces[0]
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:3
+        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:15
         out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k])
-        # fusion_block.fusion:9  its part 3:15 along k
-        out_t_k_1 = out_t_pieces[1]
-        # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 3:15
-        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
         # fusion_block.fusion:9  its part 15:35 along k
-        out_t_k_2 = out_t_pieces[2]
+        out_t_k_1 = out_t_pieces[1]
         # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 15:35
-        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_2])
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
+        # fusion_block.fusion:9  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [3, 12, out_t_1.shape[-1] - 15], -1)
         # fusion_block.fusion:9  the 3 coupled paths into out[8x0e]
-        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
         # fusion_block.fusion:9  weights of 3 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # fusion_block.fusion:9  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:9  the 4 coupled paths into out[8x1o]
-        out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:9  weights of 4 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
         # fusion_block.fusion:9  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:9  the 4 coupled paths into out[8x2e]
-        out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
+        out_paths_2 = out_t_2.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:9  weights of 4 paths
         w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
         # fusion_block.fusion:9  out[8x2e] = Σ_p W_p · coupled path p
@@ -1413,33 +1411,31 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
         # fusion_block.fusion:32  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [3, 12, 20, out_t.shape[3] - 35], 3)
-        # fusion_block.fusion:32  its part 0:3 along k
+        out_t_pieces = torch.split(out_t, [15, 20, out_t.shape[3] - 35], 3)
+        # fusion_block.fusion:32  its part 0:15 along k
         out_t_k = out_t_pieces[0]
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:3
+        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:15
         out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k])
-        # fusion_block.fusion:32  its part 3:15 along k
-        out_t_k_1 = out_t_pieces[1]
-        # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 3:15
-        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
         # fusion_block.fusion:32  its part 15:35 along k
-        out_t_k_2 = out_t_pieces[2]
+        out_t_k_1 = out_t_pieces[1]
         # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 15:35
-        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_2])
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
+        # fusion_block.fusion:32  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [3, 12, out_t_1.shape[-1] - 15], -1)
         # fusion_block.fusion:32  the 3 coupled paths into out[8x0e]
-        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
         # fusion_block.fusion:32  weights of 3 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # fusion_block.fusion:32  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:32  the 4 coupled paths into out[8x1o]
-        out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:32  weights of 4 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
         # fusion_block.fusion:32  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:32  the 4 coupled paths into out[8x2e]
-        out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
+        out_paths_2 = out_t_2.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:32  weights of 4 paths
         w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
         # fusion_block.fusion:32  out[8x2e] = Σ_p W_p · coupled path p
@@ -1563,33 +1559,31 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e, self.cg_out_0])
         # fusion_block.fusion:33  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [3, 12, 20, out_t.shape[3] - 35], 3)
-        # fusion_block.fusion:33  its part 0:3 along k
+        out_t_pieces = torch.split(out_t, [15, 20, out_t.shape[3] - 35], 3)
+        # fusion_block.fusion:33  its part 0:15 along k
         out_t_k = out_t_pieces[0]
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:3
+        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 0:15
         out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k])
-        # fusion_block.fusion:33  its part 3:15 along k
-        out_t_k_1 = out_t_pieces[1]
-        # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 3:15
-        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
         # fusion_block.fusion:33  its part 15:35 along k
-        out_t_k_2 = out_t_pieces[2]
+        out_t_k_1 = out_t_pieces[1]
         # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e], slots 15:35
-        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_2])
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o_2e, out_t_k_1])
+        # fusion_block.fusion:33  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [3, 12, out_t_1.shape[-1] - 15], -1)
         # fusion_block.fusion:33  the 3 coupled paths into out[8x0e]
-        out_paths = out_t_1.reshape(-1, 8, 1, 3, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
         # fusion_block.fusion:33  weights of 3 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
         # fusion_block.fusion:33  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:33  the 4 coupled paths into out[8x1o]
-        out_paths_1 = out_t_2.reshape(-1, 8, 1, 4, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:33  weights of 4 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
         # fusion_block.fusion:33  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:33  the 4 coupled paths into out[8x2e]
-        out_paths_2 = out_t_3.reshape(-1, 8, 1, 4, 5)
+        out_paths_2 = out_t_2.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:33  weights of 4 paths
         w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
         # fusion_block.fusion:33  out[8x2e] = Σ_p W_p · coupled path p

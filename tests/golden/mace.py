@@ -127,43 +127,41 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e] (step 1 of 2)
         out_t = torch.einsum("nvj,ijk->nvik", [Y_0e_1o_2e_3o, self.cg_out_0])
         # mace.fusion:10  out_t cut once along axis 3 (one backward for every piece)
-        out_t_pieces = torch.split(out_t, [2, 12, 20, 21, out_t.shape[3] - 55], 3)
-        # mace.fusion:10  its part 0:2 along k
+        out_t_pieces = torch.split(out_t, [14, 20, 21, out_t.shape[3] - 55], 3)
+        # mace.fusion:10  its part 0:14 along k
         out_t_k = out_t_pieces[0]
-        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 0:2
+        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 0:14
         out_t_1 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k])
-        # mace.fusion:10  its part 2:14 along k
-        out_t_k_1 = out_t_pieces[1]
-        # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 2:14
-        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_1])
         # mace.fusion:10  its part 14:34 along k
-        out_t_k_2 = out_t_pieces[2]
+        out_t_k_1 = out_t_pieces[1]
         # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 14:34
-        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_2])
+        out_t_2 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_1])
         # mace.fusion:10  its part 34:55 along k
-        out_t_k_3 = out_t_pieces[3]
+        out_t_k_2 = out_t_pieces[2]
         # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e], slots 34:55
-        out_t_4 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_3])
+        out_t_3 = torch.einsum("nui,nvik->nuvk", [h_at_sender_0e_1o, out_t_k_2])
+        # mace.fusion:10  out_t_1 cut once along axis -1 (one backward for every piece)
+        out_t_1_pieces = torch.split(out_t_1, [2, 12, out_t_1.shape[-1] - 14], -1)
         # mace.fusion:10  the coupled paths into out[16x0e] x 2, entry by entry
-        out_paths = out_t_1.reshape(-1, 16, 1, 2, 1, 1)
+        out_paths = out_t_1_pieces[0].reshape(-1, 16, 1, 2, 1, 1)
         # mace.fusion:10  weights of 2 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0).view(-1, 2, 1, 16, 1)
         # mace.fusion:10  out[16x0e x 2] = Σ_p W_p · coupled path p, entries 0..1 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_0e_0 = w_out_0.view(-1, 2, 16, 1) * out_paths.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 16, 1)
         # mace.fusion:10  the coupled paths into out[16x1o] x 4, entry by entry
-        out_paths_1 = out_t_2.reshape(-1, 16, 1, 4, 1, 3)
+        out_paths_1 = out_t_1_pieces[1].reshape(-1, 16, 1, 4, 1, 3)
         # mace.fusion:10  weights of 4 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x1o x 4] = Σ_p W_p · coupled path p, entries 2..5 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_1o_0 = w_out_0_1.view(-1, 4, 16, 1) * out_paths_1.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 3)
         # mace.fusion:10  the coupled paths into out[16x2o] x 4, entry by entry
-        out_paths_2 = out_t_3.reshape(-1, 16, 1, 4, 1, 5)
+        out_paths_2 = out_t_2.reshape(-1, 16, 1, 4, 1, 5)
         # mace.fusion:10  weights of 4 paths
         w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x2o x 4] = Σ_p W_p · coupled path p, entries 6..9 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_2o = w_out_0_2.view(-1, 4, 16, 1) * out_paths_2.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 5)
         # mace.fusion:10  the coupled paths into out[16x3o] x 3, entry by entry
-        out_paths_3 = out_t_4.reshape(-1, 16, 1, 3, 1, 7)
+        out_paths_3 = out_t_3.reshape(-1, 16, 1, 3, 1, 7)
         # mace.fusion:10  weights of 3 paths
         w_out_0_3 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
         # mace.fusion:10  out[16x3o x 3] = Σ_p W_p · coupled path p, entries 10..12 in their mul_ir layout [nuvepk,nepuv->neuk]
