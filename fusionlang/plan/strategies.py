@@ -204,7 +204,7 @@ def _emit_merged(b: Builder, model: StatementModel, strategy: Strategy) -> list[
     groups = _groups(model, strategy)
     for number, paths in enumerate(groups):
         b.group_id = (model.index, number)
-        layout, group, comment, order = _group_network(b, model, paths, strategy)
+        layout, group, comment, order = _group_network(b, model, paths, strategy, None)
         var = emit_network(b, group, f"{model.statement.target}_t", comment, model.statement.index)
         coupled.append((layout, var))
         orders.append(f"{order}, coupled; then ·W per output entry over every block")
@@ -213,20 +213,19 @@ def _emit_merged(b: Builder, model: StatementModel, strategy: Strategy) -> list[
     return orders
 
 
-def _group_network(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy
-                   ) -> tuple[Layout, GroupPlan, str, str]:
-    """The planned network of one group: its output layout, plan, comment and order."""
+def _group_network(b: Builder, model: StatementModel, paths: list[PathModel], strategy: Strategy,
+                   slot_major: str | None) -> tuple[Layout, GroupPlan, str, str]:
+    """The planned network of one group: its output layout, plan, comment and order
+    (``slot_major``: the coupled paths' order, :func:`_slot_major`)."""
     statement = model.statement
     stacks = _group_stacks(model, paths, strategy.stacking)
     q_mode = strategy.outputs in ("q", "merged")
     layout = q_layout(paths) if q_mode else joint_layout(paths)
     path_axis = model.weighted and not q_mode
-    slot_major = _slot_major(model, paths, strategy)
-    columns = slot_major_columns(layout) if slot_major else ()
     operands, sizes, names = leaf_operands(b, statement, stacks, bool(slot_major))
     tables, table_names = coupling_operands(b, model, paths, stacks, layout, path_axis, strategy.form,
                                             strategy.stacking, sizes,
-                                            columns if columns != tuple(range(layout.size)) else ())
+                                            slot_major_columns(layout) if slot_major else ())
     operands += tables
     names += table_names
     sizes["k"] = layout.size
@@ -250,10 +249,11 @@ def _emit_group(b: Builder, model: StatementModel, paths: list[PathModel], strat
     statement = model.statement
     if strategy.form == "sparse":
         return emit_sparse_group(b, model, paths, _group_stacks(model, paths, strategy.stacking))
-    layout, group, comment, order = _group_network(b, model, paths, strategy)
+    slot_major = _slot_major(model, paths, strategy)
+    layout, group, comment, order = _group_network(b, model, paths, strategy, slot_major)
     if strategy.outputs == "q":
         return emit_q_weights(b, model, paths, layout, group, comment, order, strategy.stacking == "full",
-                              bool(_slot_major(model, paths, strategy)))
+                              slot_major)
     var = emit_network(b, group, f"{statement.target}_t", comment, statement.index)
     sizes = dict(group.net.sizes)
     add_result(b, statement.target, var, tuple(sizes[c] for c in out_channels(statement)), layout)

@@ -36,8 +36,7 @@ def stack_value(b: Builder, stack: Stack, component_major: bool = False) -> str:
     when there is only one); ``component_major``: ``[n, D, mul]``, always a copy (a slot-major
     coupling multiplies it as the contiguous right operand of its matrix products)."""
     if component_major:
-        comment = f"{stack.leg}[{' + '.join(str(e.irrep) for e in stack.entries)}] component-major: " \
-                  f"[n, {stack.dim}, {stack.mul}]"
+        comment = f"{_stack_text(stack)} component-major: [n, {stack.dim}, {stack.mul}]"
         args = tuple(piece_var(b, entry_piece(b, e)) for e in stack.entries)
         transposed = tuple(((0, 2, 1), ()) for _ in args)
         return b.value(("stack_t",) + stack.key, _stack_hint(stack) + "_t", lambda t: Step(
@@ -61,9 +60,13 @@ def _stack_hint(stack: Stack) -> str:
     return stack.leg + "_" + "_".join(str(e.irrep).replace("/", "_") for e in stack.entries)
 
 
+def _stack_text(stack: Stack) -> str:
+    """``x[0e + 1o]``: a stack's leg and entries, for comments."""
+    return f"{stack.leg}[{' + '.join(str(e.irrep) for e in stack.entries)}]"
+
+
 def _make_stack(b: Builder, stack: Stack, target: str) -> Step:
-    comment = f"{stack.leg}[{' + '.join(str(e.irrep) for e in stack.entries)}] side by side: " \
-              f"[n, {stack.mul}, {stack.dim}]"
+    comment = f"{_stack_text(stack)} side by side: [n, {stack.mul}, {stack.dim}]"
     flat = _flat_input_view(b, stack)
     if flat is not None:
         return replace(flat, target=target, comment=comment)

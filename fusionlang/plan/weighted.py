@@ -79,9 +79,10 @@ def _paths_text(paths: Sequence[PathModel]) -> str:
 
 
 def emit_q_weights(b: Builder, model: StatementModel, paths: list[PathModel], layout: Layout, group: GroupPlan,
-                   comment: str, order: str, in_parts: bool, slot_major: bool = False) -> str:
+                   comment: str, order: str, in_parts: bool, slot_major: str | None = None) -> str:
     """Couple the paths (run by run of alike output entries, ``in_parts``), then weight each run
-    at once (:func:`weigh_q_runs`; ``slot_major``: entry by entry, see :func:`slot_major_output`).
+    at once (:func:`weigh_q_runs`; ``slot_major``, the coupled paths' order from
+    :func:`slot_major_output`: entry by entry).
 
     Parts pay off for stacked operands, whose coupled tensor is wide (a hand-written prototype of
     the 32-channel channelwise product, N = 16384: 283 → 196 ms forward); for one-entry groups
@@ -118,7 +119,7 @@ def slot_major_output(model: StatementModel, paths: Sequence[PathModel]) -> str 
 
 
 def weigh_q_runs(b: Builder, model: StatementModel, layout: Layout,
-                 couple: Callable[[list[tuple[int, int]]], list[Coupled]], slot_major: bool = False) -> None:
+                 couple: Callable[[list[tuple[int, int]]], list[Coupled]], slot_major: str | None = None) -> None:
     """Weight the coupled paths of a ``q`` layout, one operation per run of alike output entries
     (``slot_major``: per entry); ``couple(ranges)`` gives the coupled paths ``[n, *channels, Q]``
     of every run's slots (``slot_major``: in :func:`slot_major_output`'s order)."""
@@ -213,7 +214,6 @@ def _q_run(b: Builder, model: StatementModel, layout: Layout, positions: list[li
     w_indices = (BATCH if model.external else "") + "ep" + weight_letters(statement, leaf_channels(statement))
     out_chan = out_channels(statement)
     equation = f"{BATCH}{channels}epk,{w_indices}->{BATCH}e{out_chan}k"
-    # "w": this run's multiplicity (a group's entries may differ in it; chan_sizes has its first path's)
     sizes = {**chan_sizes, "w": entries[0].mul, "e": count, "p": per, "k": dim}
     net = Network((BATCH + channels + "epk", w_indices), BATCH + "e" + out_chan + "k", network_sizes(sizes))
     text = (f"{statement.target}[{entries[0].item} x {count}] = Σ_p W_p · coupled path p, "
@@ -242,25 +242,24 @@ def _coupled_view(b: Builder, coupled: Coupled, offset: int, chan_shape: tuple[i
 
 
 def _q_channel_sizes(model: StatementModel, paths: Sequence[PathModel]) -> dict[str, int]:
+    """The leaves' channel sizes (alike for a group's paths); the output's ``w`` is each entry's own."""
     letters = leaf_channels(model.statement)
     found: dict[str, int] = {}
     for k, letter in enumerate(letters):
         found.setdefault(letter, paths[0].leaves[k].mul)
-    found["w"] = paths[0].output.mul
     return found
 
 
 def _q_entry(b: Builder, model: StatementModel, layout: Layout, positions: list[int], coupled: Coupled,
-             channels: str, chan_sizes: dict[str, int], slot_major: bool = False) -> None:
+             channels: str, chan_sizes: dict[str, int], slot_major: str | None = None) -> None:
     statement = model.statement
     paths = [layout.slots[k][0] for k in positions]
     entry = layout.slots[positions[0]][1]
     chan_shape = tuple(chan_sizes[c] for c in channels)
     text = f"the {len(positions)} coupled path{'s' * (len(positions) != 1)} into {statement.target}[{entry.item}]"
     if slot_major:
-        slot_axis = 1 + sum(1 for c in channels if chan_sizes[c] == 1)
         view = _coupled_view(b, coupled, layout.offset(positions[0]), chan_shape, (entry.dim, len(positions)),
-                             f"{statement.target}_paths", text + ", component by component", slot_axis)
+                             f"{statement.target}_paths", text + ", component by component", slot_major.index("k"))
     else:
         view = _coupled_view(b, coupled, layout.offset(positions[0]), chan_shape, (len(positions), entry.dim),
                              f"{statement.target}_paths", text)
@@ -269,7 +268,6 @@ def _q_entry(b: Builder, model: StatementModel, layout: Layout, positions: list[
     out_chan = out_channels(statement)
     coupled_indices = f"{BATCH}kp{channels}" if slot_major else f"{BATCH}{channels}pk"
     equation = f"{coupled_indices},{w_indices}->{BATCH}{out_chan}k"
-    # "w": this entry's multiplicity (a group's entries may differ in it; chan_sizes has its first path's)
     sizes = {**chan_sizes, "w": entry.mul, "p": len(positions), "k": entry.dim}
     net = Network((coupled_indices, w_indices), BATCH + out_chan + "k", network_sizes(sizes))
     text = f"{statement.target}[{entry.item}] = Σ_p W_p · coupled path p"
