@@ -136,6 +136,7 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
                         "where": f"{file}:{lines[p.statement]}"} for p in program.parameters],
         "tables": [_table_model(file, t, lines) for t in program.tables],
         "indices": [{"name": i.name, "starts": _literal(i.starts), "size": i.size, "comment": i.comment,
+                     "columns": _literal(i.columns) if i.columns else "", "component_major": i.component_major,
                      "where": f"{file}:{i.line}"} for i in program.indices],
         "arguments": [io.var for io in program.inputs] + [w.name for w in program.weight_inputs],
         "returns": _returns(len(program.outputs)),

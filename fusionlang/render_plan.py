@@ -209,7 +209,7 @@ def _feature_attrs(leg: str, irreps: str) -> dict[str, Value]:
 def _op_attrs(step: Step) -> dict[str, Value]:
     """A computing step: what it does (an einsum's equation) over its cost."""
     what = escape(step.equation.replace("->", "→")) if step.equation else {
-        "add": "+", "cat": "concatenate"}.get(step.kind, step.kind)
+        "add": "+", "cat": "concatenate", "columns": "gather columns"}.get(step.kind, step.kind)
     if step.flops or not step.setup_flops:
         cost = font(f"{step.flops:,} FLOPs", 9, bold=True)
         style = "rounded"

@@ -5,9 +5,9 @@ holds, instead of ``from fusionlang import runtime``, the parts of :mod:`fusionl
 generated code calls, copied from its source (so they never drift apart), and a ``runtime``
 namespace over them: the classes below it are the same text as in a normal module.
 
-What is copied is found by reading ``runtime.py``: its public names, less those that load
-generated code or reach into the rest of fusionlang, and everything they name in turn (functions,
-classes, constants, imports), in the file's order.
+What is copied is found by reading ``runtime.py`` and ``runtime_checks.py`` (a part of it, its input
+checks): its public names, less those that load generated code or reach into the rest of fusionlang,
+and everything they name in turn (functions, classes, constants, imports), in the files' order.
 
 Coupling tables keep their recipes (blocks of coupling trees); what fusionlang computes exactly,
 the component-normalised coupling of each vertex, is embedded as the float64 (complex128) bytes
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from . import runtime
+from . import runtime, runtime_checks
 from .plan.program import spec_dim
 
 __all__ = ["LEFT_OUT", "OWN", "VertexKey", "inlined_names", "runtime_model", "vertex_keys"]
@@ -39,6 +39,8 @@ __all__ = ["LEFT_OUT", "OWN", "VertexKey", "inlined_names", "runtime_model", "ve
 # Public names of fusionlang.runtime that a standalone module does without: loading generated
 # code in memory and pickling by source (a standalone module is a file, imported by name).
 LEFT_OUT = frozenset({"load_generated", "rebuild", "release_collected", "TreeSpec"})
+# The modules runtime.py imports parts of itself from: inlined too, never imported.
+RUNTIME_PARTS = frozenset({"fusionlang.runtime_checks"})
 # Written by templates/standalone_runtime.py.jinja instead (they reach into the rest of fusionlang).
 OWN = ("COUPLINGS", "irreps", "spec_dim", "_tree_tensor", "_vertex", "runtime")
 OWN_NEEDS = ("_root",)  # what those read of runtime.py
@@ -91,15 +93,17 @@ def runtime_model(tables: Iterable[tuple[str, Any]]) -> dict[str, Any]:
 def _inlined() -> _Inlined:
     """The closure of runtime's public names (less :data:`LEFT_OUT` and :data:`OWN`) over the
     top-level names that their code reads."""
-    text = inspect.getsource(runtime)
-    module = ast.parse(text)
-    lines = text.splitlines(keepends=True)
-    defined = _top_level(module)
-    imported = _imported(module)
+    sources = []  # (module, its lines), the runtime's own parts first
+    for part in (runtime_checks, runtime):
+        text = inspect.getsource(part)
+        sources.append((ast.parse(text), text.splitlines(keepends=True)))
+    defined = {name: node for module, _ in sources for name, node in _top_level(module).items()}
+    imported = {name: source for module, _ in sources for name, source in _imported(module).items()
+                if source[0] not in RUNTIME_PARTS}
     wanted = [n for n in runtime.__all__ if n not in LEFT_OUT and n not in OWN and n in defined] + list(OWN_NEEDS)
     needed, imports = _closure(wanted, defined, imported)
-    ordered = [node for node in module.body if _names(node) & needed]
-    definitions = tuple(_node_source(node, lines, module.body) for node in ordered)
+    definitions = tuple(_node_source(node, lines, module.body)
+                        for module, lines in sources for node in module.body if _names(node) & needed)
     exported = tuple(sorted(n for n in runtime.__all__ if n in needed or n in OWN))
     return _Inlined(definitions, frozenset(needed), frozenset(imports), exported)
 

@@ -23,7 +23,7 @@ class Builder:
     memo: dict[Hashable, str] = field(default_factory=dict)
     names: Names = field(default_factory=Names)
     tables: dict[tuple[TableSpec, bool], Table] = field(default_factory=dict)   # (spec, sparse)
-    indices: dict[tuple[tuple[int, ...], int], IndexBuffer] = field(default_factory=dict)
+    indices: dict[tuple[Hashable, ...], IndexBuffer] = field(default_factory=dict)
     users: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
     results: dict[str, list[Result]] = field(default_factory=dict)
     leg_pieces: dict[str, dict[int, Piece]] = field(default_factory=dict)
@@ -67,6 +67,19 @@ class Builder:
         key = (starts, size)
         if key not in self.indices:
             self.indices[key] = IndexBuffer(self.fresh(hint), starts, size, comment, self.line)
+        return f"self.{self.indices[key].name}"
+
+    def column_buffer(self, columns: tuple[tuple[int, int, int], ...], component_major: bool, hint: str,
+                      comment: str) -> str:
+        """The buffer of the columns of a flat leg that hold a stack of its entries ``(start, mul,
+        dim)``; the module registers its inverse as ``<name>_inverse``, a name kept free here."""
+        key = ("columns", columns, component_major)
+        if key not in self.indices:
+            name = self.fresh(hint)
+            while f"{name}_inverse" in self.names:
+                name = self.fresh(hint)
+            self.names.add(f"{name}_inverse")
+            self.indices[key] = IndexBuffer(name, (), 0, comment, self.line, columns, component_major)
         return f"self.{self.indices[key].name}"
 
 

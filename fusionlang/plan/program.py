@@ -97,8 +97,8 @@ def spec_dim(irrep: str) -> int:
     return 2 * int(text) + 1
 
 
-StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "mul", "einsum", "weights", "add", "zeros", "output",
-                   "gather", "scatter"]
+StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "columns", "mul", "einsum", "weights", "add", "zeros",
+                   "output", "gather", "scatter"]
 """What a :class:`Step` does (its fields' meaning depends on it)."""
 
 
@@ -110,7 +110,8 @@ class Step:
     ``[start:stop]`` of a flat leg as ``shape``), ``narrow`` (``start:stop`` along ``axis`` of a
     stacked tensor, reshaped to ``shape`` when given), ``reshape`` (``args[0]`` as ``shape``, a
     view wherever its layout allows), ``cat`` (concatenate ``args`` along ``axis``, each first
-    permuted by ``views[k][0]`` when ``views`` are given),
+    permuted by ``views[k][0]`` when ``views`` are given), ``columns`` (the columns of the flat
+    input ``args[0]`` that the column buffer ``index`` lists, a permutation, viewed as ``shape``),
     ``mul`` (a broadcast product: every operand
     permuted by ``views[k][0]`` (when not empty) and viewed as ``views[k][1]``; ``equation``
     documents it), ``einsum`` (``equation`` over ``args``), ``weights``
@@ -152,7 +153,7 @@ class Step:
     @property
     def is_op(self) -> bool:
         """Whether the step launches a tensor operation that computes (views are free)."""
-        return self.kind in ("cat", "einsum", "mul", "add", "zeros", "output", "gather", "scatter") or (
+        return self.kind in ("cat", "columns", "einsum", "mul", "add", "zeros", "output", "gather", "scatter") or (
             self.kind == "weights" and bool(self.index or self.scale is not None))
 
 
@@ -193,13 +194,17 @@ def sparse_table(spec: TableSpec, leaf_axes: int) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class IndexBuffer:
-    """An int64 buffer: for every block start in ``starts``, ``size`` consecutive indices."""
+    """An int64 buffer: for every block start in ``starts``, ``size`` consecutive indices; or, with
+    ``columns``, the columns of a flat leg that hold a stack of its entries ``(start, mul, dim)``
+    (:func:`fusionlang.runtime.stack_columns`), with its inverse permutation beside it."""
 
     name: str
     starts: tuple[int, ...]
     size: int
     comment: str = ""
     line: int = 0
+    columns: tuple[tuple[int, int, int], ...] = ()
+    component_major: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,8 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
             ((4, 4, 18), ("2", "2", "1"), 6),
             ((4, 4, 46), ("2", "2", "2"), 6),
         )))
+        # cormorant.fusion:10  the columns of F_at_sender[0 + 1 + 2] side by side
+        self.add_columns("cols_F_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
         # cormorant.fusion:10  which blocks of 8 weights the 3 paths use
         self.add_index("idx_out_0", (0, 4, 12), 1)
         # cormorant.fusion:10  which blocks of 8 weights the 6 paths use
@@ -118,16 +120,8 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
     def contract(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         cdtype = F_at_sender.dtype
-        # cormorant.fusion:10  F_at_sender cut once along axis 1 (one backward for every piece)
-        F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
-        # cormorant.fusion:10  F_at_sender[8x0] as [n, 8, 1]
-        F_at_sender_0 = F_at_sender_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:10  F_at_sender[8x1] as [n, 8, 3]
-        F_at_sender_1 = F_at_sender_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:10  F_at_sender[8x2] as [n, 8, 5]
-        F_at_sender_2 = F_at_sender_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:10  F_at_sender[0 + 1 + 2] side by side: [n, 8, 9]
-        F_at_sender_0_1_2 = torch.cat([F_at_sender_0, F_at_sender_1, F_at_sender_2], -1)
+        F_at_sender_0_1_2 = runtime.take_columns(F_at_sender, self.cols_F_at_sender, self.cols_F_at_sender_inverse).view(-1, 8, 9)
         # cormorant.fusion:10  Y[0 + 1 + 2] side by side: [n, 1, 9]
         Y_0_1_2 = Y[:, 0:9].view(-1, 1, 9)
         # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
@@ -228,6 +222,8 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
             ((4, 4, 1), ("2", "2", "1"), 6),
             ((4, 4, 4), ("2", "2", "2"), 6),
         )))
+        # cormorant.fusion:11  the columns of F[0 + 1 + 2] side by side
+        self.add_columns("cols_F", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -259,16 +255,8 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
 
     def contract(self, F: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # cormorant.fusion:11  F cut once along axis 1 (one backward for every piece)
-        F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
-        # cormorant.fusion:11  F[8x0] as [n, 8, 1]
-        F_0 = F_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:11  F[8x1] as [n, 8, 3]
-        F_1 = F_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:11  F[8x2] as [n, 8, 5]
-        F_2 = F_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:11  F[0 + 1 + 2] side by side: [n, 8, 9]
-        F_0_1_2 = torch.cat([F_0, F_1, F_2], -1)
+        F_0_1_2 = runtime.take_columns(F, self.cols_F, self.cols_F_inverse).view(-1, 8, 9)
         # cormorant.fusion:11  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
         out_t = F_0_1_2.view(-1, 8, 9, 1) * F_0_1_2.view(-1, 8, 1, 9)
         # cormorant.fusion:11  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2]
@@ -691,6 +679,8 @@ class cormorant_real__s0_0(runtime.CompiledModule):
             ((4, 4, 18), ("2", "2", "1"), 6),
             ((4, 4, 46), ("2", "2", "2"), 6),
         )))
+        # cormorant.fusion:23  the columns of F_at_sender[0 + 1 + 2] side by side
+        self.add_columns("cols_F_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
         # cormorant.fusion:23  which blocks of 8 weights the 3 paths use
         self.add_index("idx_out_0", (0, 4, 12), 1)
         # cormorant.fusion:23  which blocks of 8 weights the 6 paths use
@@ -735,16 +725,8 @@ class cormorant_real__s0_0(runtime.CompiledModule):
 
     def contract(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # cormorant.fusion:23  F_at_sender cut once along axis 1 (one backward for every piece)
-        F_at_sender_pieces = torch.split(F_at_sender, [8, 24, 40, F_at_sender.shape[1] - 72], 1)
-        # cormorant.fusion:23  F_at_sender[8x0] as [n, 8, 1]
-        F_at_sender_0 = F_at_sender_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:23  F_at_sender[8x1] as [n, 8, 3]
-        F_at_sender_1 = F_at_sender_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:23  F_at_sender[8x2] as [n, 8, 5]
-        F_at_sender_2 = F_at_sender_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:23  F_at_sender[0 + 1 + 2] side by side: [n, 8, 9]
-        F_at_sender_0_1_2 = torch.cat([F_at_sender_0, F_at_sender_1, F_at_sender_2], -1)
+        F_at_sender_0_1_2 = runtime.take_columns(F_at_sender, self.cols_F_at_sender, self.cols_F_at_sender_inverse).view(-1, 8, 9)
         # cormorant.fusion:23  Y[0 + 1 + 2] side by side: [n, 1, 9]
         Y_0_1_2 = Y[:, 0:9].view(-1, 1, 9)
         # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
@@ -844,6 +826,8 @@ class cormorant_real__s1_1(runtime.CompiledModule):
             ((4, 4, 1), ("2", "2", "1"), 6),
             ((4, 4, 4), ("2", "2", "2"), 6),
         )))
+        # cormorant.fusion:24  the columns of F[0 + 1 + 2] side by side
+        self.add_columns("cols_F", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -875,16 +859,8 @@ class cormorant_real__s1_1(runtime.CompiledModule):
 
     def contract(self, F: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # cormorant.fusion:24  F cut once along axis 1 (one backward for every piece)
-        F_pieces = torch.split(F, [8, 24, 40, F.shape[1] - 72], 1)
-        # cormorant.fusion:24  F[8x0] as [n, 8, 1]
-        F_0 = F_pieces[0].view(-1, 8, 1)
-        # cormorant.fusion:24  F[8x1] as [n, 8, 3]
-        F_1 = F_pieces[1].view(-1, 8, 3)
-        # cormorant.fusion:24  F[8x2] as [n, 8, 5]
-        F_2 = F_pieces[2].view(-1, 8, 5)
         # cormorant.fusion:24  F[0 + 1 + 2] side by side: [n, 8, 9]
-        F_0_1_2 = torch.cat([F_0, F_1, F_2], -1)
+        F_0_1_2 = runtime.take_columns(F, self.cols_F, self.cols_F_inverse).view(-1, 8, 9)
         # cormorant.fusion:24  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2) [nui,nuj->nuij]
         out_t = F_0_1_2.view(-1, 8, 9, 1) * F_0_1_2.view(-1, 8, 1, 9)
         # cormorant.fusion:24  F, F -> out: 15 paths → out[8x0 + 8x1 + 8x2]

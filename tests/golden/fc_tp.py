@@ -68,6 +68,8 @@ class fc_tp(runtime.CompiledModule):
             ((4, 4, 2), ("2e", "2e", "0e"), 96),
             ((4, 4, 30), ("2e", "2e", "2e"), 128),
         ), columns=(0, 1, 2, 3, 6, 9, 12, 4, 7, 10, 13, 5, 8, 11, 14, 15, 20, 25, 30, 16, 21, 26, 31, 17, 22, 27, 32, 18, 23, 28, 33, 19, 24, 29, 34)))
+        # fc_tp.fusion:7  the columns of x[0e + 1o + 2e] component-major
+        self.add_columns("cols_x", ((0, 32, 1), (32, 32, 3), (128, 32, 5)), component_major=True)
         # fc_tp.fusion:7  which blocks of 1024 weights the 3 paths use
         self.add_index("idx_z_0", (0, 4, 9), 1)
         # fc_tp.fusion:7  which blocks of 1024 weights the 4 paths use
@@ -109,16 +111,8 @@ class fc_tp(runtime.CompiledModule):
 
     def contract(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fc_tp.fusion:7  x cut once along axis 1 (one backward for every piece)
-        x_pieces = torch.split(x, [32, 96, 160, x.shape[1] - 288], 1)
-        # fc_tp.fusion:7  x[32x0e] as [n, 32, 1]
-        x_0e = x_pieces[0].view(-1, 32, 1)
-        # fc_tp.fusion:7  x[32x1o] as [n, 32, 3]
-        x_1o = x_pieces[1].view(-1, 32, 3)
-        # fc_tp.fusion:7  x[32x2e] as [n, 32, 5]
-        x_2e = x_pieces[2].view(-1, 32, 5)
         # fc_tp.fusion:7  x[0e + 1o + 2e] component-major: [n, 9, 32]
-        x_0e_1o_2e_t = torch.cat([x_0e.permute(0, 2, 1), x_1o.permute(0, 2, 1), x_2e.permute(0, 2, 1)], 1)
+        x_0e_1o_2e_t = runtime.take_columns(x, self.cols_x, self.cols_x_inverse).view(-1, 9, 32)
         # fc_tp.fusion:7  y[0e + 1o + 2e] side by side: [n, 1, 9]
         y_0e_1o_2e = y[:, 0:9].view(-1, 1, 9)
         # fc_tp.fusion:7  x, y -> z: 11 paths → z[32x0e + 32x1o + 32x2e] (step 1 of 2)

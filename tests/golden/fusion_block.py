@@ -64,6 +64,8 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
             ((4, 4, 2), ("2e", "2e", "0e"), 3),
             ((4, 4, 30), ("2e", "2e", "2e"), 4),
         )))
+        # fusion_block.fusion:9  the columns of h_at_sender[0e + 1o + 2e] side by side
+        self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
         # fusion_block.fusion:9  which blocks of 8 weights the 3 paths use
         self.add_index("idx_out_0", (0, 4, 9), 1)
         # fusion_block.fusion:9  which blocks of 8 weights the 4 paths use
@@ -108,16 +110,8 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
 
     def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:9  h_at_sender cut once along axis 1 (one backward for every piece)
-        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
-        # fusion_block.fusion:9  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:9  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:9  h_at_sender[8x2e] as [n, 8, 5]
-        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:9  h_at_sender[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_at_sender_0e_1o_2e = torch.cat([h_at_sender_0e, h_at_sender_1o, h_at_sender_2e], -1)
+        h_at_sender_0e_1o_2e = runtime.take_columns(h_at_sender, self.cols_h_at_sender, self.cols_h_at_sender_inverse).view(-1, 8, 9)
         # fusion_block.fusion:9  Y[0e + 1o + 2e] side by side: [n, 1, 9]
         Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
         # fusion_block.fusion:9  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
@@ -213,6 +207,8 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
+        # fusion_block.fusion:10  the columns of h_at_receiver[0e + 1o + 2e] side by side
+        self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -248,26 +244,10 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
 
     def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:10  h_at_receiver cut once along axis 1 (one backward for every piece)
-        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, 40, h_at_receiver.shape[1] - 72], 1)
-        # fusion_block.fusion:10  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:10  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:10  h_at_receiver[8x2e] as [n, 8, 5]
-        h_at_receiver_2e = h_at_receiver_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:10  h_at_receiver[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_at_receiver_0e_1o_2e = torch.cat([h_at_receiver_0e, h_at_receiver_1o, h_at_receiver_2e], -1)
-        # fusion_block.fusion:10  m cut once along axis 1 (one backward for every piece)
-        m_pieces = torch.split(m, [8, 24, 40, m.shape[1] - 72], 1)
-        # fusion_block.fusion:10  m[8x0e] as [n, 8, 1]
-        m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:10  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:10  m[8x2e] as [n, 8, 5]
-        m_2e = m_pieces[2].view(-1, 8, 5)
+        h_at_receiver_0e_1o_2e = runtime.take_columns(h_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 9)
         # fusion_block.fusion:10  m[0e + 1o + 2e] side by side: [n, 8, 9]
-        m_0e_1o_2e = torch.cat([m_0e, m_1o, m_2e], -1)
+        m_0e_1o_2e = runtime.take_columns(m, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 9)
         # fusion_block.fusion:10  weights of paths 0..19
         w_out_0 = self.weight_out_0.view(20, 8)
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
@@ -345,6 +325,8 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
+        # fusion_block.fusion:10  the columns of h[0e + 1o + 2e] side by side
+        self.add_columns("cols_h", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -380,26 +362,10 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
 
     def contract(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:10  h cut once along axis 1 (one backward for every piece)
-        h_pieces = torch.split(h, [8, 24, 40, h.shape[1] - 72], 1)
-        # fusion_block.fusion:10  h[8x0e] as [n, 8, 1]
-        h_0e = h_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:10  h[8x1o] as [n, 8, 3]
-        h_1o = h_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:10  h[8x2e] as [n, 8, 5]
-        h_2e = h_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:10  h[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_0e_1o_2e = torch.cat([h_0e, h_1o, h_2e], -1)
-        # fusion_block.fusion:10  m_density cut once along axis 1 (one backward for every piece)
-        m_density_pieces = torch.split(m_density, [8, 24, 40, m_density.shape[1] - 72], 1)
-        # fusion_block.fusion:10  m_density[8x0e] as [n, 8, 1]
-        m_density_0e = m_density_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:10  m_density[8x1o] as [n, 8, 3]
-        m_density_1o = m_density_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:10  m_density[8x2e] as [n, 8, 5]
-        m_density_2e = m_density_pieces[2].view(-1, 8, 5)
+        h_0e_1o_2e = runtime.take_columns(h, self.cols_h, self.cols_h_inverse).view(-1, 8, 9)
         # fusion_block.fusion:10  m_density[0e + 1o + 2e] side by side: [n, 8, 9]
-        m_density_0e_1o_2e = torch.cat([m_density_0e, m_density_1o, m_density_2e], -1)
+        m_density_0e_1o_2e = runtime.take_columns(m_density, self.cols_h, self.cols_h_inverse).view(-1, 8, 9)
         # fusion_block.fusion:10  weights of paths 0..19
         w_out_0 = self.weight_out_0.view(20, 8)
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
@@ -518,6 +484,8 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
             ((1, 0, 2, 1), ("1o", "0e", "1o"), 2),
             ((1, 1, 3, 0), ("1o", "1o", "0e"), 2),
         ), path_axes=(2,)))
+        # fusion_block.fusion:19  the columns of h_at_sender[0e + 1o] side by side
+        self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 16384
@@ -556,14 +524,8 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
 
     def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:19  h_at_sender cut once along axis 1 (one backward for every piece)
-        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, h_at_sender.shape[1] - 32], 1)
-        # fusion_block.fusion:19  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:19  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:19  h_at_sender[0e + 1o] side by side: [n, 8, 4]
-        h_at_sender_0e_1o = torch.cat([h_at_sender_0e, h_at_sender_1o], -1)
+        h_at_sender_0e_1o = runtime.take_columns(h_at_sender, self.cols_h_at_sender, self.cols_h_at_sender_inverse).view(-1, 8, 4)
         # fusion_block.fusion:19  Y[0e + 1o] side by side: [n, 1, 4]
         Y_0e_1o = Y[:, 0:4].view(-1, 1, 4)
         # fusion_block.fusion:19  weights of paths 0..3
@@ -630,6 +592,8 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
         ), path_axes=(4,), symmetrize=((1, 2, 3),)))
+        # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
+        self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -665,22 +629,10 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
 
     def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
-        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
-        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
-        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
+        h_at_receiver_0e_1o = runtime.take_columns(h_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
-        m_0e_1o = torch.cat([m_0e, m_1o], -1)
+        m_0e_1o = runtime.take_columns(m, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  weights of paths 0..8
         w_out_0 = self.weight_out_0.view(9, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
@@ -751,6 +703,8 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
         ), path_axes=(4,), symmetrize=((2, 3),)))
+        # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
+        self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -789,30 +743,12 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
 
     def contract(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
-        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
-        # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
-        m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
-        m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
+        h_at_receiver_0e_1o = runtime.take_columns(h_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m_density_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        m_density_at_receiver_0e_1o = torch.cat([m_density_at_receiver_0e, m_density_at_receiver_1o], -1)
-        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
-        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
+        m_density_at_receiver_0e_1o = runtime.take_columns(m_density_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
-        m_0e_1o = torch.cat([m_0e, m_1o], -1)
+        m_0e_1o = runtime.take_columns(m, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  weights of paths 0..8
         w_out_0 = self.weight_out_0.view(9, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
@@ -883,6 +819,8 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
         ), path_axes=(4,), symmetrize=((1, 2),)))
+        # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
+        self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -921,30 +859,12 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
 
     def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
-        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
-        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
-        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
+        h_at_receiver_0e_1o = runtime.take_columns(h_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
-        m_0e_1o = torch.cat([m_0e, m_1o], -1)
-        # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
-        m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
-        m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
+        m_0e_1o = runtime.take_columns(m, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m_density_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        m_density_at_receiver_0e_1o = torch.cat([m_density_at_receiver_0e, m_density_at_receiver_1o], -1)
+        m_density_at_receiver_0e_1o = runtime.take_columns(m_density_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  weights of paths 0..8
         w_out_0 = self.weight_out_0.view(9, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
@@ -1015,6 +935,8 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
         ), path_axes=(4,), symmetrize=((1, 3),)))
+        # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
+        self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1053,30 +975,12 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
 
     def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:20  h_at_receiver cut once along axis 1 (one backward for every piece)
-        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, h_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  h_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        h_at_receiver_0e_1o = torch.cat([h_at_receiver_0e, h_at_receiver_1o], -1)
-        # fusion_block.fusion:20  m cut once along axis 1 (one backward for every piece)
-        m_pieces = torch.split(m, [8, 24, m.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m[8x0e] as [n, 8, 1]
-        m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
+        h_at_receiver_0e_1o = runtime.take_columns(h_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m[0e + 1o] side by side: [n, 8, 4]
-        m_0e_1o = torch.cat([m_0e, m_1o], -1)
-        # fusion_block.fusion:20  m_density_at_receiver cut once along axis 1 (one backward for every piece)
-        m_density_at_receiver_pieces = torch.split(m_density_at_receiver, [8, 24, m_density_at_receiver.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x0e] as [n, 8, 1]
-        m_density_at_receiver_0e = m_density_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m_density_at_receiver[8x1o] as [n, 8, 3]
-        m_density_at_receiver_1o = m_density_at_receiver_pieces[1].view(-1, 8, 3)
+        m_0e_1o = runtime.take_columns(m, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m_density_at_receiver[0e + 1o] side by side: [n, 8, 4]
-        m_density_at_receiver_0e_1o = torch.cat([m_density_at_receiver_0e, m_density_at_receiver_1o], -1)
+        m_density_at_receiver_0e_1o = runtime.take_columns(m_density_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  weights of paths 0..8
         w_out_0 = self.weight_out_0.view(9, 8)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
@@ -1145,6 +1049,8 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
         ), path_axes=(4,), symmetrize=((1, 2, 3),)))
+        # fusion_block.fusion:20  the columns of h[0e + 1o] side by side
+        self.add_columns("cols_h", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1180,22 +1086,10 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
 
     def contract(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:20  h cut once along axis 1 (one backward for every piece)
-        h_pieces = torch.split(h, [8, 24, h.shape[1] - 32], 1)
-        # fusion_block.fusion:20  h[8x0e] as [n, 8, 1]
-        h_0e = h_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  h[8x1o] as [n, 8, 3]
-        h_1o = h_pieces[1].view(-1, 8, 3)
         # fusion_block.fusion:20  h[0e + 1o] side by side: [n, 8, 4]
-        h_0e_1o = torch.cat([h_0e, h_1o], -1)
-        # fusion_block.fusion:20  m_density cut once along axis 1 (one backward for every piece)
-        m_density_pieces = torch.split(m_density, [8, 24, m_density.shape[1] - 32], 1)
-        # fusion_block.fusion:20  m_density[8x0e] as [n, 8, 1]
-        m_density_0e = m_density_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:20  m_density[8x1o] as [n, 8, 3]
-        m_density_1o = m_density_pieces[1].view(-1, 8, 3)
+        h_0e_1o = runtime.take_columns(h, self.cols_h, self.cols_h_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  m_density[0e + 1o] side by side: [n, 8, 4]
-        m_density_0e_1o = torch.cat([m_density_0e, m_density_1o], -1)
+        m_density_0e_1o = runtime.take_columns(m_density, self.cols_h, self.cols_h_inverse).view(-1, 8, 4)
         # fusion_block.fusion:20  weights of paths 0..8
         w_out_0 = self.weight_out_0.view(9, 8)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 1 of 5) [nui,nuj->nuij]
@@ -1352,6 +1246,8 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
             ((4, 4, 2), ("2e", "2e", "0e"), 3),
             ((4, 4, 30), ("2e", "2e", "2e"), 4),
         )))
+        # fusion_block.fusion:32  the columns of h_at_sender[0e + 1o + 2e] side by side
+        self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
         # fusion_block.fusion:32  which blocks of 8 weights the 3 paths use
         self.add_index("idx_out_0", (0, 4, 9), 1)
         # fusion_block.fusion:32  which blocks of 8 weights the 4 paths use
@@ -1396,16 +1292,8 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
 
     def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:32  h_at_sender cut once along axis 1 (one backward for every piece)
-        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
-        # fusion_block.fusion:32  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:32  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:32  h_at_sender[8x2e] as [n, 8, 5]
-        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:32  h_at_sender[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_at_sender_0e_1o_2e = torch.cat([h_at_sender_0e, h_at_sender_1o, h_at_sender_2e], -1)
+        h_at_sender_0e_1o_2e = runtime.take_columns(h_at_sender, self.cols_h_at_sender, self.cols_h_at_sender_inverse).view(-1, 8, 9)
         # fusion_block.fusion:32  Y[0e + 1o + 2e] side by side: [n, 1, 9]
         Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
         # fusion_block.fusion:32  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
@@ -1500,6 +1388,8 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
             ((4, 4, 2), ("2e", "2e", "0e"), 3),
             ((4, 4, 30), ("2e", "2e", "2e"), 4),
         )))
+        # fusion_block.fusion:33  the columns of h_at_sender[0e + 1o + 2e] side by side
+        self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
         # fusion_block.fusion:33  which blocks of 8 weights the 3 paths use
         self.add_index("idx_out_0", (0, 4, 9), 1)
         # fusion_block.fusion:33  which blocks of 8 weights the 4 paths use
@@ -1544,16 +1434,8 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
 
     def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:33  h_at_sender cut once along axis 1 (one backward for every piece)
-        h_at_sender_pieces = torch.split(h_at_sender, [8, 24, 40, h_at_sender.shape[1] - 72], 1)
-        # fusion_block.fusion:33  h_at_sender[8x0e] as [n, 8, 1]
-        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:33  h_at_sender[8x1o] as [n, 8, 3]
-        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:33  h_at_sender[8x2e] as [n, 8, 5]
-        h_at_sender_2e = h_at_sender_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:33  h_at_sender[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_at_sender_0e_1o_2e = torch.cat([h_at_sender_0e, h_at_sender_1o, h_at_sender_2e], -1)
+        h_at_sender_0e_1o_2e = runtime.take_columns(h_at_sender, self.cols_h_at_sender, self.cols_h_at_sender_inverse).view(-1, 8, 9)
         # fusion_block.fusion:33  Y[0e + 1o + 2e] side by side: [n, 1, 9]
         Y_0e_1o_2e = Y[:, 0:9].view(-1, 1, 9)
         # fusion_block.fusion:33  h_at_sender, Y -> out: 11 paths → out[8x0e + 8x1o + 8x2e] (step 1 of 2)
@@ -1998,6 +1880,8 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
+        # fusion_block.fusion:36  the columns of h_at_receiver[0e + 1o + 2e] side by side
+        self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -2033,26 +1917,10 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
 
     def contract(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:36  h_at_receiver cut once along axis 1 (one backward for every piece)
-        h_at_receiver_pieces = torch.split(h_at_receiver, [8, 24, 40, h_at_receiver.shape[1] - 72], 1)
-        # fusion_block.fusion:36  h_at_receiver[8x0e] as [n, 8, 1]
-        h_at_receiver_0e = h_at_receiver_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:36  h_at_receiver[8x1o] as [n, 8, 3]
-        h_at_receiver_1o = h_at_receiver_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:36  h_at_receiver[8x2e] as [n, 8, 5]
-        h_at_receiver_2e = h_at_receiver_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:36  h_at_receiver[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_at_receiver_0e_1o_2e = torch.cat([h_at_receiver_0e, h_at_receiver_1o, h_at_receiver_2e], -1)
-        # fusion_block.fusion:36  m cut once along axis 1 (one backward for every piece)
-        m_pieces = torch.split(m, [8, 24, 40, m.shape[1] - 72], 1)
-        # fusion_block.fusion:36  m[8x0e] as [n, 8, 1]
-        m_0e = m_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:36  m[8x1o] as [n, 8, 3]
-        m_1o = m_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:36  m[8x2e] as [n, 8, 5]
-        m_2e = m_pieces[2].view(-1, 8, 5)
+        h_at_receiver_0e_1o_2e = runtime.take_columns(h_at_receiver, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 9)
         # fusion_block.fusion:36  m[0e + 1o + 2e] side by side: [n, 8, 9]
-        m_0e_1o_2e = torch.cat([m_0e, m_1o, m_2e], -1)
+        m_0e_1o_2e = runtime.take_columns(m, self.cols_h_at_receiver, self.cols_h_at_receiver_inverse).view(-1, 8, 9)
         # fusion_block.fusion:36  weights of paths 0..19
         w_out_0 = self.weight_out_0.view(20, 8)
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
@@ -2130,6 +1998,8 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
         ), path_axes=(3,), symmetrize=((1, 2),)))
+        # fusion_block.fusion:36  the columns of h[0e + 1o + 2e] side by side
+        self.add_columns("cols_h", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -2165,26 +2035,10 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
 
     def contract(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # fusion_block.fusion:36  h cut once along axis 1 (one backward for every piece)
-        h_pieces = torch.split(h, [8, 24, 40, h.shape[1] - 72], 1)
-        # fusion_block.fusion:36  h[8x0e] as [n, 8, 1]
-        h_0e = h_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:36  h[8x1o] as [n, 8, 3]
-        h_1o = h_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:36  h[8x2e] as [n, 8, 5]
-        h_2e = h_pieces[2].view(-1, 8, 5)
         # fusion_block.fusion:36  h[0e + 1o + 2e] side by side: [n, 8, 9]
-        h_0e_1o_2e = torch.cat([h_0e, h_1o, h_2e], -1)
-        # fusion_block.fusion:36  m_density cut once along axis 1 (one backward for every piece)
-        m_density_pieces = torch.split(m_density, [8, 24, 40, m_density.shape[1] - 72], 1)
-        # fusion_block.fusion:36  m_density[8x0e] as [n, 8, 1]
-        m_density_0e = m_density_pieces[0].view(-1, 8, 1)
-        # fusion_block.fusion:36  m_density[8x1o] as [n, 8, 3]
-        m_density_1o = m_density_pieces[1].view(-1, 8, 3)
-        # fusion_block.fusion:36  m_density[8x2e] as [n, 8, 5]
-        m_density_2e = m_density_pieces[2].view(-1, 8, 5)
+        h_0e_1o_2e = runtime.take_columns(h, self.cols_h, self.cols_h_inverse).view(-1, 8, 9)
         # fusion_block.fusion:36  m_density[0e + 1o + 2e] side by side: [n, 8, 9]
-        m_density_0e_1o_2e = torch.cat([m_density_0e, m_density_1o, m_density_2e], -1)
+        m_density_0e_1o_2e = runtime.take_columns(m_density, self.cols_h, self.cols_h_inverse).view(-1, 8, 9)
         # fusion_block.fusion:36  weights of paths 0..19
         w_out_0 = self.weight_out_0.view(20, 8)
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]

@@ -68,6 +68,8 @@ class mace_interaction__s0_0(runtime.CompiledModule):
             ((1, 9, 29), ("1o", "3o", "2e"), 1),
             ((1, 9, 48), ("1o", "3o", "3e"), 1),
         )))
+        # mace.fusion:10  the columns of h_at_sender[0e + 1o] side by side
+        self.add_columns("cols_h_at_sender", ((0, 16, 1), (16, 16, 3)), component_major=False)
         # mace.fusion:10  which blocks of 16 weights the 2 paths use
         self.add_index("idx_out_0", (0, 5), 1)
         # mace.fusion:10  which blocks of 16 weights the 4 paths use
@@ -114,14 +116,8 @@ class mace_interaction__s0_0(runtime.CompiledModule):
 
     def contract(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # mace.fusion:10  h_at_sender cut once along axis 1 (one backward for every piece)
-        h_at_sender_pieces = torch.split(h_at_sender, [16, 48, h_at_sender.shape[1] - 64], 1)
-        # mace.fusion:10  h_at_sender[16x0e] as [n, 16, 1]
-        h_at_sender_0e = h_at_sender_pieces[0].view(-1, 16, 1)
-        # mace.fusion:10  h_at_sender[16x1o] as [n, 16, 3]
-        h_at_sender_1o = h_at_sender_pieces[1].view(-1, 16, 3)
         # mace.fusion:10  h_at_sender[0e + 1o] side by side: [n, 16, 4]
-        h_at_sender_0e_1o = torch.cat([h_at_sender_0e, h_at_sender_1o], -1)
+        h_at_sender_0e_1o = runtime.take_columns(h_at_sender, self.cols_h_at_sender, self.cols_h_at_sender_inverse).view(-1, 16, 4)
         # mace.fusion:10  Y[0e + 1o + 2e + 3o] side by side: [n, 1, 16]
         Y_0e_1o_2e_3o = Y[:, 0:16].view(-1, 1, 16)
         # mace.fusion:10  h_at_sender, Y -> out: 13 paths → out[13 entries: 16x0e ... 16x3e] (step 1 of 2)

@@ -95,6 +95,8 @@ class product_basis(runtime.CompiledModule):
             ((4, 4, 9, 10, 0), (("2e", "2e", "4e"), "3o", "1o"), 73),
             ((9, 9, 9, 11, 0), (("3o", "3o", "2e"), "3o", "1o"), 73),
         ), path_axes=(3,), symmetrize=((0, 1, 2),)))
+        # product_basis.fusion:7  the columns of A[0e + 1o + 2e + 3o] side by side
+        self.add_columns("cols_A", ((0, 16, 1), (16, 16, 3), (64, 16, 5), (144, 16, 7)), component_major=False)
         # product_basis.fusion:8  which blocks of 16 weights the 8 paths use
         self.add_index("idx_B_2", (0, 2, 4, 6, 8, 12, 15, 18), 1)
         # product_basis.fusion:8  which blocks of 16 weights the 12 paths use
@@ -131,7 +133,7 @@ class product_basis(runtime.CompiledModule):
     def contract(self, A: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
         # product_basis.fusion:6  A cut once along axis 1 (one backward for every piece)
-        A_pieces = torch.split(A, [16, 48, 80, 112, A.shape[1] - 256], 1)
+        A_pieces = torch.split(A, [16, 48, A.shape[1] - 64], 1)
         # product_basis.fusion:6  A[16x0e] as [n, 16, 1]
         A_0e = A_pieces[0].view(-1, 16, 1)
         # product_basis.fusion:6  weights of path 0, times 1/sqrt(43)
@@ -144,12 +146,8 @@ class product_basis(runtime.CompiledModule):
         w_B_0_1 = self.weight_B_0[256:512].view(1, 16, 16) * 0.11704114719613057
         # product_basis.fusion:6  B[16x1o] ← A[16x1o] · W
         B_1o = torch.einsum("nuk,puw->nwk", [A_1o, w_B_0_1])
-        # product_basis.fusion:7  A[16x2e] as [n, 16, 5]
-        A_2e = A_pieces[2].view(-1, 16, 5)
-        # product_basis.fusion:7  A[16x3o] as [n, 16, 7]
-        A_3o = A_pieces[3].view(-1, 16, 7)
         # product_basis.fusion:7  A[0e + 1o + 2e + 3o] side by side: [n, 16, 16]
-        A_0e_1o_2e_3o = torch.cat([A_0e, A_1o, A_2e, A_3o], -1)
+        A_0e_1o_2e_3o = runtime.take_columns(A, self.cols_A, self.cols_A_inverse).view(-1, 16, 16)
         # product_basis.fusion:7  weights of 7 paths
         w_B_1 = self.weight_B_1.view(7, 16)
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o] (step 1 of 3)

@@ -153,6 +153,8 @@ class tree4(runtime.CompiledModule):
             ((12, 49, 47, 1), ("2e", "3o", "1o"), 34),
             ((12, 60, 48, 0), ("2e", "2e", "0e"), 15),
         ), path_axes=(2,)))
+        # tree4.fusion:7  the columns of a[0e + 1o + 2e] side by side
+        self.add_columns("cols_a", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 2048
@@ -194,52 +196,20 @@ class tree4(runtime.CompiledModule):
 
     def contract(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         """The diagram on flat inputs ``[n, dim]``, giving flat outputs ``[n, dim]``."""
-        # tree4.fusion:7  a cut once along axis 1 (one backward for every piece)
-        a_pieces = torch.split(a, [8, 24, 40, a.shape[1] - 72], 1)
-        # tree4.fusion:7  a[8x0e] as [n, 8, 1]
-        a_0e = a_pieces[0].view(-1, 8, 1)
-        # tree4.fusion:7  a[8x1o] as [n, 8, 3]
-        a_1o = a_pieces[1].view(-1, 8, 3)
-        # tree4.fusion:7  a[8x2e] as [n, 8, 5]
-        a_2e = a_pieces[2].view(-1, 8, 5)
         # tree4.fusion:7  a[0e + 1o + 2e] side by side: [n, 8, 9]
-        a_0e_1o_2e = torch.cat([a_0e, a_1o, a_2e], -1)
-        # tree4.fusion:7  b cut once along axis 1 (one backward for every piece)
-        b_pieces = torch.split(b, [8, 24, 40, b.shape[1] - 72], 1)
-        # tree4.fusion:7  b[8x0e] as [n, 8, 1]
-        b_0e = b_pieces[0].view(-1, 8, 1)
-        # tree4.fusion:7  b[8x1o] as [n, 8, 3]
-        b_1o = b_pieces[1].view(-1, 8, 3)
-        # tree4.fusion:7  b[8x2e] as [n, 8, 5]
-        b_2e = b_pieces[2].view(-1, 8, 5)
+        a_0e_1o_2e = runtime.take_columns(a, self.cols_a, self.cols_a_inverse).view(-1, 8, 9)
         # tree4.fusion:7  b[0e + 1o + 2e] side by side: [n, 8, 9]
-        b_0e_1o_2e = torch.cat([b_0e, b_1o, b_2e], -1)
+        b_0e_1o_2e = runtime.take_columns(b, self.cols_a, self.cols_a_inverse).view(-1, 8, 9)
         # tree4.fusion:7  a, b -> ab: 15 paths → ab[8x0e + 8x1o + 8x1e + 8x2o + 8x2e] (step 1 of 2) [nui,nuj->nuij]
         ab_t = a_0e_1o_2e.view(-1, 8, 9, 1) * b_0e_1o_2e.view(-1, 8, 1, 9)
         # tree4.fusion:7  a, b -> ab: 15 paths → ab[8x0e + 8x1o + 8x1e + 8x2o + 8x2e]
         ab_t_1 = torch.einsum("nuij,ijk->nuk", [ab_t, self.cg_ab_0])
         # tree4.fusion:8  ab[0e + 1o + 1e + 2o + 2e] side by side: [n, 8, 17]
         ab_5e = ab_t_1.narrow(-1, 0, 17)
-        # tree4.fusion:8  c cut once along axis 1 (one backward for every piece)
-        c_pieces = torch.split(c, [8, 24, 40, c.shape[1] - 72], 1)
-        # tree4.fusion:8  c[8x0e] as [n, 8, 1]
-        c_0e = c_pieces[0].view(-1, 8, 1)
-        # tree4.fusion:8  c[8x1o] as [n, 8, 3]
-        c_1o = c_pieces[1].view(-1, 8, 3)
-        # tree4.fusion:8  c[8x2e] as [n, 8, 5]
-        c_2e = c_pieces[2].view(-1, 8, 5)
         # tree4.fusion:8  c[0e + 1o + 2e] side by side: [n, 8, 9]
-        c_0e_1o_2e = torch.cat([c_0e, c_1o, c_2e], -1)
-        # tree4.fusion:8  d cut once along axis 1 (one backward for every piece)
-        d_pieces = torch.split(d, [8, 24, 40, d.shape[1] - 72], 1)
-        # tree4.fusion:8  d[8x0e] as [n, 8, 1]
-        d_0e = d_pieces[0].view(-1, 8, 1)
-        # tree4.fusion:8  d[8x1o] as [n, 8, 3]
-        d_1o = d_pieces[1].view(-1, 8, 3)
-        # tree4.fusion:8  d[8x2e] as [n, 8, 5]
-        d_2e = d_pieces[2].view(-1, 8, 5)
+        c_0e_1o_2e = runtime.take_columns(c, self.cols_a, self.cols_a_inverse).view(-1, 8, 9)
         # tree4.fusion:8  d[0e + 1o + 2e] side by side: [n, 8, 9]
-        d_0e_1o_2e = torch.cat([d_0e, d_1o, d_2e], -1)
+        d_0e_1o_2e = runtime.take_columns(d, self.cols_a, self.cols_a_inverse).view(-1, 8, 9)
         # tree4.fusion:8  weights of paths 0..48
         w_out_1 = self.weight_out_1.view(49, 8)
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 1 of 5) [nuj,nul->nujl]
