@@ -2,15 +2,19 @@
 equal the concatenation they replace, the gather has first and second derivatives (its own backward
 on large tensors, ``index_select``'s on small ones, and the traced one), generated modules use it
 exactly where a stack covers every entry of an input, and those modules still match the reference,
-under TorchScript, export, compile and ``torch.func`` too."""
+under TorchScript, export, compile and ``torch.func`` too. External weights read in several runs are
+gathered once the same way (``weighted.order_weights``)."""
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusionlang import api, runtime
 
@@ -98,3 +102,27 @@ def test_gathered_stacks_script_export_compile_and_take_func_grad() -> None:
     x = args[0].clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(energy(x), x)
     assert torch.allclose(torch.func.grad(energy)(args[0]), expected, atol=1e-10)
+
+
+def test_external_weights_are_gathered_once_in_the_order_the_entries_read_them() -> None:
+    # weighted.order_weights: the channelwise product's 28 weight blocks in one gather, sliced per run of
+    # alike entries; gathered per run instead (6 runs), backward scattered 6 times into whole-size zeros
+    result = api.compile(UVU, name="uvu.fusion")
+    code = result.source_code
+    assert code.count("runtime.take_columns(") == 2 and "runtime.index_select(weights_z_0" not in code
+    module = result.module_class()(dtype=torch.float64)
+    args = [a.double().requires_grad_(True) for a in example_inputs(result, batch=4)]
+    out = module(*args)
+    with CountOps() as counted:
+        out.backward(torch.ones_like(out))
+    assert counted.calls["index_add"] == 2   # the stack of x and the weights, once each
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.calls[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))

@@ -31,13 +31,16 @@ class Builder:
     line: int = 0
     zero_entries: list[Entry] = field(default_factory=list)
     weight_sources: dict[int, str] = field(default_factory=dict)   # "self.weight_z_0" or an argument
+    # statement -> where its weight blocks start, in the order its weightings read them (external
+    # weights gathered once into that order, then sliced: see weighted.order_weights)
+    weight_orders: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
     def fork(self) -> Builder:
         return Builder(self.diagram, self.file, list(self.steps), dict(self.memo), self.names.copy(),
                        dict(self.tables), dict(self.indices), {k: set(v) for k, v in self.users.items()},
                        {k: list(v) for k, v in self.results.items()},
                        {k: dict(v) for k, v in self.leg_pieces.items()}, self.group_id, self.line,
-                       list(self.zero_entries), dict(self.weight_sources))
+                       list(self.zero_entries), dict(self.weight_sources), dict(self.weight_orders))
 
     def fresh(self, hint: str) -> str:
         return unique_name(identifier(hint), self.names)

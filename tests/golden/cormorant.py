@@ -681,12 +681,8 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         )))
         # cormorant.fusion:23  the columns of F_at_sender[0 + 1 + 2] side by side
         self.add_columns("cols_F_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
-        # cormorant.fusion:23  which blocks of 8 weights the 3 paths use
-        self.add_index("idx_out_0", (0, 4, 12), 1)
-        # cormorant.fusion:23  which blocks of 8 weights the 6 paths use
-        self.add_index("idx_out_0_1", (1, 3, 5, 7, 10, 13), 1)
-        # cormorant.fusion:23  which blocks of 8 weights the 6 paths use
-        self.add_index("idx_out_0_2", (2, 6, 8, 9, 11, 14), 1)
+        # cormorant.fusion:23  the weight blocks of F_at_sender, Y -> out, in the order its entries read them
+        self.add_columns("cols_out_0", ((0, 1, 1), (4, 1, 1), (12, 1, 1), (1, 1, 1), (3, 1, 1), (5, 1, 1), (7, 1, 1), (10, 1, 1), (13, 1, 1), (2, 1, 1), (6, 1, 1), (8, 1, 1), (9, 1, 1), (11, 1, 1), (14, 1, 1)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 4096
@@ -745,20 +741,26 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         out_t_1_pieces = torch.split(out_t_1, [3, 18, out_t_1.shape[-1] - 21], -1)
         # cormorant.fusion:23  the 3 coupled paths into out[8x0]
         out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
+        # cormorant.fusion:23  weights_out_0 as blocks of 8
+        weights_out_0_blocks = weights_out_0.reshape(-1, 15, 8)
+        # cormorant.fusion:23  the weights of 15 paths, in the order their entries read them
+        w_out_0_ordered = runtime.take_columns(weights_out_0_blocks, self.cols_out_0, self.cols_out_0_inverse).view(-1, 120)
+        # cormorant.fusion:23  w_out_0_ordered cut once along axis 1 (one backward for every piece)
+        w_out_0_ordered_pieces = torch.split(w_out_0_ordered, [24, 48, 48, w_out_0_ordered.shape[1] - 120], 1)
         # cormorant.fusion:23  weights of 3 paths
-        w_out_0 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = w_out_0_ordered_pieces[0].reshape(-1, 3, 8, 1)
         # cormorant.fusion:23  out[8x0] = Σ_p W_p · coupled path p
         out_0 = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # cormorant.fusion:23  the 6 coupled paths into out[8x1]
         out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 6, 3)
         # cormorant.fusion:23  weights of 6 paths
-        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_1).view(-1, 6, 8, 1)
+        w_out_0_1 = w_out_0_ordered_pieces[1].reshape(-1, 6, 8, 1)
         # cormorant.fusion:23  out[8x1] = Σ_p W_p · coupled path p
         out_1 = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # cormorant.fusion:23  the 6 coupled paths into out[8x2]
         out_paths_2 = out_t_2.reshape(-1, 8, 1, 6, 5)
         # cormorant.fusion:23  weights of 6 paths
-        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 15, 8), -2, self.idx_out_0_2).view(-1, 6, 8, 1)
+        w_out_0_2 = w_out_0_ordered_pieces[2].reshape(-1, 6, 8, 1)
         # cormorant.fusion:23  out[8x2] = Σ_p W_p · coupled path p
         out_2 = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # cormorant.fusion:23  out: 8x0 + 8x1 + 8x2 in the mul_ir layout

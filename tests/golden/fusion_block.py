@@ -66,12 +66,8 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         )))
         # fusion_block.fusion:9  the columns of h_at_sender[0e + 1o + 2e] side by side
         self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
-        # fusion_block.fusion:9  which blocks of 8 weights the 3 paths use
-        self.add_index("idx_out_0", (0, 4, 9), 1)
-        # fusion_block.fusion:9  which blocks of 8 weights the 4 paths use
-        self.add_index("idx_out_0_1", (1, 3, 6, 8), 1)
-        # fusion_block.fusion:9  which blocks of 8 weights the 4 paths use
-        self.add_index("idx_out_0_2", (2, 5, 7, 10), 1)
+        # fusion_block.fusion:9  the weight blocks of h_at_sender, Y -> out, in the order its entries read them
+        self.add_columns("cols_out_0", ((0, 1, 1), (4, 1, 1), (9, 1, 1), (1, 1, 1), (3, 1, 1), (6, 1, 1), (8, 1, 1), (2, 1, 1), (5, 1, 1), (7, 1, 1), (10, 1, 1)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -130,20 +126,26 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
         out_t_1_pieces = torch.split(out_t_1, [3, 12, out_t_1.shape[-1] - 15], -1)
         # fusion_block.fusion:9  the 3 coupled paths into out[8x0e]
         out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
+        # fusion_block.fusion:9  weights_out_0 as blocks of 8
+        weights_out_0_blocks = weights_out_0.reshape(-1, 11, 8)
+        # fusion_block.fusion:9  the weights of 11 paths, in the order their entries read them
+        w_out_0_ordered = runtime.take_columns(weights_out_0_blocks, self.cols_out_0, self.cols_out_0_inverse).view(-1, 88)
+        # fusion_block.fusion:9  w_out_0_ordered cut once along axis 1 (one backward for every piece)
+        w_out_0_ordered_pieces = torch.split(w_out_0_ordered, [24, 32, 32, w_out_0_ordered.shape[1] - 88], 1)
         # fusion_block.fusion:9  weights of 3 paths
-        w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = w_out_0_ordered_pieces[0].reshape(-1, 3, 8, 1)
         # fusion_block.fusion:9  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:9  the 4 coupled paths into out[8x1o]
         out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:9  weights of 4 paths
-        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        w_out_0_1 = w_out_0_ordered_pieces[1].reshape(-1, 4, 8, 1)
         # fusion_block.fusion:9  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:9  the 4 coupled paths into out[8x2e]
         out_paths_2 = out_t_2.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:9  weights of 4 paths
-        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        w_out_0_2 = w_out_0_ordered_pieces[2].reshape(-1, 4, 8, 1)
         # fusion_block.fusion:9  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:7  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1248,12 +1250,8 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         )))
         # fusion_block.fusion:32  the columns of h_at_sender[0e + 1o + 2e] side by side
         self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
-        # fusion_block.fusion:32  which blocks of 8 weights the 3 paths use
-        self.add_index("idx_out_0", (0, 4, 9), 1)
-        # fusion_block.fusion:32  which blocks of 8 weights the 4 paths use
-        self.add_index("idx_out_0_1", (1, 3, 6, 8), 1)
-        # fusion_block.fusion:32  which blocks of 8 weights the 4 paths use
-        self.add_index("idx_out_0_2", (2, 5, 7, 10), 1)
+        # fusion_block.fusion:32  the weight blocks of h_at_sender, Y -> out, in the order its entries read them
+        self.add_columns("cols_out_0", ((0, 1, 1), (4, 1, 1), (9, 1, 1), (1, 1, 1), (3, 1, 1), (6, 1, 1), (8, 1, 1), (2, 1, 1), (5, 1, 1), (7, 1, 1), (10, 1, 1)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1312,20 +1310,26 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
         out_t_1_pieces = torch.split(out_t_1, [3, 12, out_t_1.shape[-1] - 15], -1)
         # fusion_block.fusion:32  the 3 coupled paths into out[8x0e]
         out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
+        # fusion_block.fusion:32  weights_out_0 as blocks of 8
+        weights_out_0_blocks = weights_out_0.reshape(-1, 11, 8)
+        # fusion_block.fusion:32  the weights of 11 paths, in the order their entries read them
+        w_out_0_ordered = runtime.take_columns(weights_out_0_blocks, self.cols_out_0, self.cols_out_0_inverse).view(-1, 88)
+        # fusion_block.fusion:32  w_out_0_ordered cut once along axis 1 (one backward for every piece)
+        w_out_0_ordered_pieces = torch.split(w_out_0_ordered, [24, 32, 32, w_out_0_ordered.shape[1] - 88], 1)
         # fusion_block.fusion:32  weights of 3 paths
-        w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = w_out_0_ordered_pieces[0].reshape(-1, 3, 8, 1)
         # fusion_block.fusion:32  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:32  the 4 coupled paths into out[8x1o]
         out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:32  weights of 4 paths
-        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        w_out_0_1 = w_out_0_ordered_pieces[1].reshape(-1, 4, 8, 1)
         # fusion_block.fusion:32  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:32  the 4 coupled paths into out[8x2e]
         out_paths_2 = out_t_2.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:32  weights of 4 paths
-        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        w_out_0_2 = w_out_0_ordered_pieces[2].reshape(-1, 4, 8, 1)
         # fusion_block.fusion:32  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:29  out: 8x(0e + 1o + 2e) in the mul_ir layout
@@ -1390,12 +1394,8 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         )))
         # fusion_block.fusion:33  the columns of h_at_sender[0e + 1o + 2e] side by side
         self.add_columns("cols_h_at_sender", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
-        # fusion_block.fusion:33  which blocks of 8 weights the 3 paths use
-        self.add_index("idx_out_0", (0, 4, 9), 1)
-        # fusion_block.fusion:33  which blocks of 8 weights the 4 paths use
-        self.add_index("idx_out_0_1", (1, 3, 6, 8), 1)
-        # fusion_block.fusion:33  which blocks of 8 weights the 4 paths use
-        self.add_index("idx_out_0_2", (2, 5, 7, 10), 1)
+        # fusion_block.fusion:33  the weight blocks of h_at_sender, Y -> out, in the order its entries read them
+        self.add_columns("cols_out_0", ((0, 1, 1), (4, 1, 1), (9, 1, 1), (1, 1, 1), (3, 1, 1), (6, 1, 1), (8, 1, 1), (2, 1, 1), (5, 1, 1), (7, 1, 1), (10, 1, 1)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 8192
@@ -1454,20 +1454,26 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
         out_t_1_pieces = torch.split(out_t_1, [3, 12, out_t_1.shape[-1] - 15], -1)
         # fusion_block.fusion:33  the 3 coupled paths into out[8x0e]
         out_paths = out_t_1_pieces[0].reshape(-1, 8, 1, 3, 1)
+        # fusion_block.fusion:33  weights_out_0 as blocks of 8
+        weights_out_0_blocks = weights_out_0.reshape(-1, 11, 8)
+        # fusion_block.fusion:33  the weights of 11 paths, in the order their entries read them
+        w_out_0_ordered = runtime.take_columns(weights_out_0_blocks, self.cols_out_0, self.cols_out_0_inverse).view(-1, 88)
+        # fusion_block.fusion:33  w_out_0_ordered cut once along axis 1 (one backward for every piece)
+        w_out_0_ordered_pieces = torch.split(w_out_0_ordered, [24, 32, 32, w_out_0_ordered.shape[1] - 88], 1)
         # fusion_block.fusion:33  weights of 3 paths
-        w_out_0 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0).view(-1, 3, 8, 1)
+        w_out_0 = w_out_0_ordered_pieces[0].reshape(-1, 3, 8, 1)
         # fusion_block.fusion:33  out[8x0e] = Σ_p W_p · coupled path p
         out_0e = torch.einsum("nuvpk,npuv->nuk", [out_paths, w_out_0])
         # fusion_block.fusion:33  the 4 coupled paths into out[8x1o]
         out_paths_1 = out_t_1_pieces[1].reshape(-1, 8, 1, 4, 3)
         # fusion_block.fusion:33  weights of 4 paths
-        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_1).view(-1, 4, 8, 1)
+        w_out_0_1 = w_out_0_ordered_pieces[1].reshape(-1, 4, 8, 1)
         # fusion_block.fusion:33  out[8x1o] = Σ_p W_p · coupled path p
         out_1o = torch.einsum("nuvpk,npuv->nuk", [out_paths_1, w_out_0_1])
         # fusion_block.fusion:33  the 4 coupled paths into out[8x2e]
         out_paths_2 = out_t_2.reshape(-1, 8, 1, 4, 5)
         # fusion_block.fusion:33  weights of 4 paths
-        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 11, 8), -2, self.idx_out_0_2).view(-1, 4, 8, 1)
+        w_out_0_2 = w_out_0_ordered_pieces[2].reshape(-1, 4, 8, 1)
         # fusion_block.fusion:33  out[8x2e] = Σ_p W_p · coupled path p
         out_2e = torch.einsum("nuvpk,npuv->nuk", [out_paths_2, w_out_0_2])
         # fusion_block.fusion:30  out: 8x(0e + 1o + 2e) in the mul_ir layout

@@ -70,14 +70,8 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         )))
         # mace.fusion:10  the columns of h_at_sender[0e + 1o] side by side
         self.add_columns("cols_h_at_sender", ((0, 16, 1), (16, 16, 3)), component_major=False)
-        # mace.fusion:10  which blocks of 16 weights the 2 paths use
-        self.add_index("idx_out_0", (0, 5), 1)
-        # mace.fusion:10  which blocks of 16 weights the 4 paths use
-        self.add_index("idx_out_0_1", (1, 4, 8, 6), 1)
-        # mace.fusion:10  which blocks of 16 weights the 4 paths use
-        self.add_index("idx_out_0_2", (9, 2, 7, 11), 1)
-        # mace.fusion:10  which blocks of 16 weights the 3 paths use
-        self.add_index("idx_out_0_3", (3, 10, 12), 1)
+        # mace.fusion:10  the weight blocks of h_at_sender, Y -> out, in the order its entries read them
+        self.add_columns("cols_out_0", ((0, 1, 1), (5, 1, 1), (1, 1, 1), (4, 1, 1), (8, 1, 1), (6, 1, 1), (9, 1, 1), (2, 1, 1), (7, 1, 1), (11, 1, 1), (3, 1, 1), (10, 1, 1), (12, 1, 1)), component_major=False)
 
     # samples per chunk when a large batch runs on the CPU (cache-sized intermediates)
     CHUNK = 2048
@@ -140,26 +134,32 @@ class mace_interaction__s0_0(runtime.CompiledModule):
         out_t_1_pieces = torch.split(out_t_1, [2, 12, out_t_1.shape[-1] - 14], -1)
         # mace.fusion:10  the coupled paths into out[16x0e] x 2, entry by entry
         out_paths = out_t_1_pieces[0].reshape(-1, 16, 1, 2, 1, 1)
+        # mace.fusion:10  weights_out_0 as blocks of 16
+        weights_out_0_blocks = weights_out_0.reshape(-1, 13, 16)
+        # mace.fusion:10  the weights of 13 paths, in the order their entries read them
+        w_out_0_ordered = runtime.take_columns(weights_out_0_blocks, self.cols_out_0, self.cols_out_0_inverse).view(-1, 208)
+        # mace.fusion:10  w_out_0_ordered cut once along axis 1 (one backward for every piece)
+        w_out_0_ordered_pieces = torch.split(w_out_0_ordered, [32, 64, 64, 48, w_out_0_ordered.shape[1] - 208], 1)
         # mace.fusion:10  weights of 2 paths
-        w_out_0 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0).view(-1, 2, 1, 16, 1)
+        w_out_0 = w_out_0_ordered_pieces[0].reshape(-1, 2, 1, 16, 1)
         # mace.fusion:10  out[16x0e x 2] = Σ_p W_p · coupled path p, entries 0..1 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_0e_0 = w_out_0.view(-1, 2, 16, 1) * out_paths.permute(0, 3, 1, 5, 2, 4).view(-1, 2, 16, 1)
         # mace.fusion:10  the coupled paths into out[16x1o] x 4, entry by entry
         out_paths_1 = out_t_1_pieces[1].reshape(-1, 16, 1, 4, 1, 3)
         # mace.fusion:10  weights of 4 paths
-        w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_1).view(-1, 4, 1, 16, 1)
+        w_out_0_1 = w_out_0_ordered_pieces[1].reshape(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x1o x 4] = Σ_p W_p · coupled path p, entries 2..5 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_1o_0 = w_out_0_1.view(-1, 4, 16, 1) * out_paths_1.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 3)
         # mace.fusion:10  the coupled paths into out[16x2o] x 4, entry by entry
         out_paths_2 = out_t_2.reshape(-1, 16, 1, 4, 1, 5)
         # mace.fusion:10  weights of 4 paths
-        w_out_0_2 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_2).view(-1, 4, 1, 16, 1)
+        w_out_0_2 = w_out_0_ordered_pieces[2].reshape(-1, 4, 1, 16, 1)
         # mace.fusion:10  out[16x2o x 4] = Σ_p W_p · coupled path p, entries 6..9 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_2o = w_out_0_2.view(-1, 4, 16, 1) * out_paths_2.permute(0, 3, 1, 5, 2, 4).view(-1, 4, 16, 5)
         # mace.fusion:10  the coupled paths into out[16x3o] x 3, entry by entry
         out_paths_3 = out_t_3.reshape(-1, 16, 1, 3, 1, 7)
         # mace.fusion:10  weights of 3 paths
-        w_out_0_3 = runtime.index_select(weights_out_0.view(-1, 13, 16), -2, self.idx_out_0_3).view(-1, 3, 1, 16, 1)
+        w_out_0_3 = w_out_0_ordered_pieces[3].reshape(-1, 3, 1, 16, 1)
         # mace.fusion:10  out[16x3o x 3] = Σ_p W_p · coupled path p, entries 10..12 in their mul_ir layout [nuvepk,nepuv->neuk]
         out_3o_0 = w_out_0_3.view(-1, 3, 16, 1) * out_paths_3.permute(0, 3, 1, 5, 2, 4).view(-1, 3, 16, 7)
         # mace.fusion:9  out: 16x0e + 16x0e + 16x1o + 16x1o + 16x1o + 16x1e + 16x2o + 16x2e + 16x2e + 16x2e + 16x3o + 16x3o + 16x3e in the mul_ir layout
