@@ -13,6 +13,7 @@ exact counts.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import Counter
@@ -111,12 +112,18 @@ def model_naive_flops(model: StatementModel) -> int:
     total = path_sum_flops(model)
     for path in model.every_path:
         inputs, output, sizes = _path_network(statement, path)
-        net = Network(tuple(inputs), output, network_sizes(sizes))
-        orders = [left_to_right(len(inputs))]
-        if statement.weights != "none":
-            orders.append(left_to_right_from(len(inputs), len(inputs) - 1))
-        total += max(tree_cost(net, tree).per_sample for tree in orders)
+        total += _naive_path_flops(Network(tuple(inputs), output, network_sizes(sizes)), statement.weights != "none")
     return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _naive_path_flops(net: Network, weighted: bool) -> int:
+    """One path's naive FLOPs: the costlier of the left-to-right orders. Paths of equal dimensions
+    have equal networks, so this is computed once per shape (a four-statement SU(2) diagram costed
+    6 684 paths, 2.4 of its 8 s of planning)."""
+    count = len(net.inputs)
+    orders = [left_to_right(count)] + ([left_to_right_from(count, count - 1)] if weighted else [])
+    return max(tree_cost(net, tree).per_sample for tree in orders)
 
 
 def per_path_numbers(model: StatementModel) -> int:
