@@ -110,8 +110,9 @@ class Step:
     ``[start:stop]`` of a flat leg as ``shape``), ``narrow`` (``start:stop`` along ``axis`` of a
     stacked tensor, reshaped to ``shape`` when given), ``reshape`` (``args[0]`` as ``shape``, a
     view wherever its layout allows), ``cat`` (concatenate ``args`` along ``axis``, each first
-    permuted by ``views[k][0]`` when ``views`` are given), ``columns`` (the columns of the flat
-    input ``args[0]`` that the column buffer ``index`` lists, a permutation, viewed as ``shape``),
+    permuted by ``views[k][0]`` when ``views`` are given), ``columns`` (a permutation along
+    axis 1 of ``args[0]``, a flat input or weights as blocks, by the column buffer ``index``
+    (:func:`fusionlang.runtime.take_columns`), viewed as ``shape``),
     ``mul`` (a broadcast product: every operand
     permuted by ``views[k][0]`` (when not empty) and viewed as ``views[k][1]``; ``equation``
     documents it), ``einsum`` (``equation`` over ``args``), ``weights``
