@@ -99,7 +99,7 @@ def _ordered_weights(b: Builder, model: StatementModel, size: int) -> str:
     """``[n, numel]``: a statement's external weights, their blocks in :func:`order_weights`' order."""
     statement = model.statement
     order = b.weight_orders[model.index]
-    # whole blocks gathered along [n, blocks, size]: 3x faster than one index per number
+    # whole blocks gathered along [n, blocks, size]: 2-3x faster than one index per number
     blocks = (-1, model.numel // size, size)
     source = b.weight_sources[model.index]
     by_block = b.value(("reshape", source, blocks), f"{source}_blocks", lambda t: Step(
