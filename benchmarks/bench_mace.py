@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-from bench_table import traced  # noqa: E402
+from bench_table import aten_ops, traced  # noqa: E402
 
 import fusionlang.api  # noqa: E402
 from fusionlang.importers import load_mace_symmetric_contraction  # noqa: E402
@@ -177,6 +177,15 @@ def check(modules: dict[str, Any], A: torch.Tensor, species: torch.Tensor) -> fl
     return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
+def one_pass_ops(modules: dict[str, Any], A: torch.Tensor, species: torch.Tensor) -> str:
+    """The aten operations of one forward of each eager module at a batch fusionlang contracts in
+    one pass (its smallest ``CHUNK``, as on a GPU), all of them and those that compute."""
+    one = min([len(A)] + [m.CHUNK for m in modules["fusionlang"].modules() if hasattr(m, "CHUNK")])
+    counts = {name.split(" (")[0]: aten_ops(module, [A[:one], species[:one]]) for name, module in modules.items()
+              if " compiled" not in name and " traced" not in name}
+    return f"aten ops per forward (N = {one}): " + ", ".join(f"{name} {ops}" for name, ops in counts.items())
+
+
 def profile(module: Any, A: torch.Tensor, species: torch.Tensor, backward: bool) -> None:
     """The compiled module's operations by self CPU time (torch.profiler)."""
     from torch.profiler import ProfilerActivity
@@ -224,6 +233,7 @@ def main() -> None:
     for name in modules:
         print(f"{name:58} {fwd[name]:10.1f} {fwd[name] / fwd['fusionlang']:6.2f} "
               f"{both[name]:10.1f} {both[name] / both['fusionlang']:6.2f}")
+    print(one_pass_ops(modules, A, species))
     if args.compile:
         best = [min(times[n] for n in modules if n.startswith("mace")) / min(times[n] for n in modules
                 if n.startswith("fusionlang")) for times in (fwd, both)]

@@ -11,14 +11,17 @@ and forward + backward; ``best ratio``: e3nn's faster form over
 fusionlang's faster form (above 1: fusionlang faster); ``ours c/e``: fusionlang's eager time over
 its compiled time (at least 1: compiling does not slow it down). Then, per case: aten operations
 of one eager forward at a batch contracted in one pass (counted by a dispatch mode; a CPU batch
-above the module's ``CHUNK`` runs that many operations per chunk), the peak memory of an eager forward at the
-largest size (allocations minus frees recorded by the profiler), buffer bytes, fusionlang's
-compile time (cold: empty caches; warm: the disk cache) and ``torch.compile``'s first-call time.
+above the module's ``CHUNK`` runs that many operations per chunk), all of them and those that
+compute (*computing*: not views, which change only metadata; on a GPU each is a kernel launch),
+the peak memory of an eager forward at the largest size (allocations minus frees recorded by
+the profiler), buffer bytes, fusionlang's compile time (cold: empty caches; warm: the disk cache)
+and ``torch.compile``'s first-call time.
 
 ``--sweep L`` adds the degree sweep: the fully connected product ``2x(0e..Le) ⊗ (0e..Le)`` and
 the channelwise ``16x(0e..Le) ⊗ (0e..Le)`` (uvu, external weights) for every degree up to L, at
-N = 1024 forward, eager against eager, with buffer bytes and the aten operations of one pass (e3nn
-is not compiled in the sweep: 20 compilations take longer than the sweep itself).
+N = 1024 forward, eager against eager, with buffer bytes and the aten operations of one pass, all
+and computing (e3nn is not compiled in the sweep: 20 compilations take longer than the sweep
+itself).
 
 Medians of alternating runs are the fairest comparison on a shared machine; the spread of two
 runs of the script is the noise to quote.
@@ -33,7 +36,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,22 +54,35 @@ EAGER = ("ours eager", "e3nn eager")
 
 
 class OpCounter(TorchDispatchMode):
-    """Counts the aten operations that run inside it."""
+    """Counts the aten operations that run inside it: all of them, and those that compute (not a
+    view: a GPU launches a kernel for each of these, while a view only changes metadata)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
+        self.computing = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         self.count += 1
+        self.computing += not (func.is_view or func is torch.ops.aten._unsafe_view.default)
         return func(*args, **(kwargs or {}))
 
 
-def aten_ops(module: Any, args: list[torch.Tensor]) -> int:
+class Ops(NamedTuple):
+    """Aten operations of one forward: all of them, and those that compute."""
+
+    count: int
+    computing: int
+
+    def __str__(self) -> str:
+        return f"{self.count} ({self.computing} computing)"
+
+
+def aten_ops(module: Any, args: list[Any]) -> Ops:
     """Aten operations of one eager forward (no grad)."""
     with torch.no_grad(), OpCounter() as counter:
         module(*args)
-    return counter.count
+    return Ops(counter.count, counter.computing)
 
 
 @contextlib.contextmanager
@@ -139,7 +155,7 @@ def traced(compiled: Any) -> Callable[..., Any]:
     return call
 
 
-def one_pass_ops(name: str, result: Any, ours: Any, theirs: Any, batch: int) -> tuple[int, tuple[int, int]]:
+def one_pass_ops(name: str, result: Any, ours: Any, theirs: Any, batch: int) -> tuple[int, tuple[Ops, Ops]]:
     """(a batch contracted in one pass, as on a GPU: at most ``batch`` and the module's ``CHUNK``; the aten
     operations of one forward of ours and of e3nn's at it). A CPU batch above ``CHUNK`` runs ours once per chunk."""
     one = min(batch, ours.CHUNK)
@@ -194,7 +210,7 @@ def sweep(lmax: int, repeat: int, batch: int = 1024) -> list[str]:
     from fusionlang.testing import e3nn_channelwise_product
 
     rows = [f"{'case':14} {'ours ms':>9} {'e3nn ms':>9} {'e3nn/ours':>9} {'ours KiB':>10} {'e3nn KiB':>10} "
-            f"{'ops ours':>8} {'ops e3nn':>8}"]
+            f"{'ops ours':>8} {'ops e3nn':>8} {'comp ours':>9} {'comp e3nn':>9}"]
     for degree in range(1, lmax + 1):
         flat = " + ".join(f"2x{l}{'eo'[l % 2]}" for l in range(degree + 1))  # noqa: E741
         fc = (f"diagram fc {{ group O3\n input x : {_irreps(degree, 2)}\n input y : {_irreps(degree)}\n"
@@ -218,7 +234,8 @@ def _sweep_row(name: str, text: str, build: Callable[[], Any], batch: int, repea
         ms = median_ms({"ours": lambda: ours(*xs), "e3nn": lambda: theirs(*ys)}, repeat)
     _, ops = one_pass_ops(name, result, ours, theirs, batch)
     return (f"{name:14} {ms['ours']:9.3f} {ms['e3nn']:9.3f} {ms['e3nn'] / ms['ours']:9.2f} "
-            f"{buffer_bytes(ours) / 2**10:10.1f} {buffer_bytes(theirs) / 2**10:10.1f} {ops[0]:8d} {ops[1]:8d}")
+            f"{buffer_bytes(ours) / 2**10:10.1f} {buffer_bytes(theirs) / 2**10:10.1f} "
+            f"{ops[0].count:8d} {ops[1].count:8d} {ops[0].computing:9d} {ops[1].computing:9d}")
 
 
 def main() -> None:

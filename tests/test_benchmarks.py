@@ -38,6 +38,10 @@ def test_mace_product_basis_against_mace_torch_agrees_and_is_timed() -> None:
     difference = float(out.split("/ max |mace-torch| = ")[1].split()[0])
     assert difference < 1e-5
     assert any(line.startswith("mace-torch ") for line in out.splitlines())
+    ops = next(line for line in out.splitlines() if line.startswith("aten ops per forward"))
+    counts = [int(word) for word in ops.replace("(", " ").split() if word.isdigit()]
+    pairs = list(zip(counts[::2], counts[1::2], strict=True))   # (all, computing) for each of the three modules
+    assert len(pairs) == 3 and all(0 < computing < count for count, computing in pairs)
 
 
 
@@ -86,7 +90,7 @@ def test_the_benchmark_table_prints_every_form_case_and_degree() -> None:
     rows = [r for r in (line.split() for line in out.splitlines()) if len(r) > 2 and r[2] in ("forward", "fwd+bwd")]
     assert {r[0] for r in rows} == {"fc_tp", "uvu", "three"} and len(rows) == 3 * 2 * 2
     assert all(math.isfinite(float(r[3])) and math.isfinite(float(r[6])) for r in rows)  # ours and e3nn eager
-    assert sum("aten ops per forward" in line for line in out.splitlines()) == 3
+    assert sum("aten ops per forward" in line and " computing)" in line for line in out.splitlines()) == 3
     assert {line.split()[0] + line.split()[1] for line in out.splitlines() if " l=" in line} == {
         "fcl=1", "fcl=2", "uvul=1", "uvul=2"}
     assert "USDT" not in out and "profiler_start" not in out

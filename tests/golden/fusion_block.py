@@ -1585,7 +1585,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x0e] [nupk,npu->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * w_out_0.view(-1, 8, 1)
         # fusion_block.fusion:34  A[8x1o] as [n, 8, 3]
-        A_1o = A_pieces[1].view(-1, 8, 3)
+        A_1o = A_pieces[1].view(-1, 8, 3).contiguous()
         # fusion_block.fusion:34  weights of path 1
         w_out_0_1 = weights_out_0[:, 8:16].view(-1, 1, 8)
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x1o] (step 1 of 3)
@@ -1603,7 +1603,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x0e] [nupk,npu->nuk]
         out_t_8 = out_t_7.view(-1, 8, 1) * w_out_0_2.view(-1, 8, 1)
         # fusion_block.fusion:34  A[8x2e] as [n, 8, 5]
-        A_2e = A_pieces[2].view(-1, 8, 5)
+        A_2e = A_pieces[2].view(-1, 8, 5).contiguous()
         # fusion_block.fusion:34  weights of path 3
         w_out_0_3 = weights_out_0[:, 24:32].view(-1, 1, 8)
         # fusion_block.fusion:34  A, A -> out: 1 path → out[8x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -1764,7 +1764,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nuijl,ijlk->nuk]
         out_t_2 = out_t_1.view(-1, 8, 1) * self.cg_out_0.view(1, 1, 1)
         # fusion_block.fusion:35  A[8x1o] as [n, 8, 3]
-        A_1o = A_pieces[1].view(-1, 8, 3)
+        A_1o = A_pieces[1].view(-1, 8, 3).contiguous()
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 2 of 3) [nuij,nul->nuijl]
         out_t_3 = out_t.view(-1, 8, 1, 1, 1) * A_1o.view(-1, 8, 1, 1, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o]
@@ -1776,7 +1776,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x0e] [nui,nuik->nuk]
         out_t_7 = A_0e.view(-1, 8, 1) * out_t_6.view(-1, 8, 1)
         # fusion_block.fusion:35  A[8x2e] as [n, 8, 5]
-        A_2e = A_pieces[2].view(-1, 8, 5)
+        A_2e = A_pieces[2].view(-1, 8, 5).contiguous()
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 1 of 3) [nui,nuj->nuij]
         out_t_8 = A_0e.view(-1, 8, 1, 1) * A_1o.view(-1, 8, 1, 3)
         # fusion_block.fusion:35  (A, A), A -> out: 1 path → out[8x1o] (step 2 of 3) [nuij,nul->nuijl]

@@ -413,7 +413,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] [nupk,npu->nuk]
         out_t_2 = out_t_1.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # mace.fusion:21  A[16x1o] as [n, 16, 3]
-        A_1o = A_pieces[1].view(-1, 16, 3)
+        A_1o = A_pieces[1].view(-1, 16, 3).contiguous()
         # mace.fusion:21  weights of path 1
         w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x1o] (step 1 of 3)
@@ -431,7 +431,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] [nupk,npu->nuk]
         out_t_8 = out_t_7.view(-1, 16, 1) * w_out_0_2.view(-1, 16, 1)
         # mace.fusion:21  A[16x2e] as [n, 16, 5]
-        A_2e = A_pieces[2].view(-1, 16, 5)
+        A_2e = A_pieces[2].view(-1, 16, 5).contiguous()
         # mace.fusion:21  weights of path 3
         w_out_0_3 = weights_out_0[:, 48:64].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nuj->nuij]
@@ -449,7 +449,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
         # mace.fusion:21  A, A -> out: 1 path → out[16x0e] [nupk,npu->nuk]
         out_t_14 = out_t_13.view(-1, 16, 1) * w_out_0_4.view(-1, 16, 1)
         # mace.fusion:21  A[16x3o] as [n, 16, 7]
-        A_3o = A_pieces[3].view(-1, 16, 7)
+        A_3o = A_pieces[3].view(-1, 16, 7).contiguous()
         # mace.fusion:21  weights of path 5
         w_out_0_5 = weights_out_0[:, 80:96].view(-1, 1, 16)
         # mace.fusion:21  A, A -> out: 1 path → out[16x1o] (step 1 of 3)
@@ -656,7 +656,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nuijl,ijlk->nuk]
         out_t_2 = out_t_1.view(-1, 16, 1) * self.cg_out_0.view(1, 1, 1)
         # mace.fusion:22  A[16x1o] as [n, 16, 3]
-        A_1o = A_pieces[1].view(-1, 16, 3)
+        A_1o = A_pieces[1].view(-1, 16, 3).contiguous()
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3) [nuij,nul->nuijl]
         out_t_3 = out_t.view(-1, 16, 1, 1, 1) * A_1o.view(-1, 16, 1, 1, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o]
@@ -668,7 +668,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_7 = A_0e.view(-1, 16, 1) * out_t_6.view(-1, 16, 1)
         # mace.fusion:22  A[16x2e] as [n, 16, 5]
-        A_2e = A_pieces[2].view(-1, 16, 5)
+        A_2e = A_pieces[2].view(-1, 16, 5).contiguous()
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3) [nui,nuj->nuij]
         out_t_8 = A_0e.view(-1, 16, 1, 1) * A_1o.view(-1, 16, 1, 3)
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3) [nuij,nul->nuijl]
@@ -682,7 +682,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x0e] [nui,nuik->nuk]
         out_t_13 = A_0e.view(-1, 16, 1) * out_t_12.view(-1, 16, 1)
         # mace.fusion:22  A[16x3o] as [n, 16, 7]
-        A_3o = A_pieces[3].view(-1, 16, 7)
+        A_3o = A_pieces[3].view(-1, 16, 7).contiguous()
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 1 of 3)
         out_t_14 = torch.einsum("nul,ijlk->nuijk", [A_3o, self.cg_out_0_5])
         # mace.fusion:22  (A, A), A -> out: 1 path → out[16x1o] (step 2 of 3)
