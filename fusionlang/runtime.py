@@ -150,18 +150,17 @@ class SparseCoupling(NamedTuple):
 def sparse_coupling(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec], leaf_axes: int,
                     path_axes: Sequence[int] = (), symmetrize: Sequence[Sequence[int]] = ()) -> SparseCoupling:
     """The nonzeros of :func:`coupling_table` in row-major order (the first ``leaf_axes`` axes are
-    the leaves'), block by block without the dense table unless it is averaged over permutations.
+    the leaves'), block by block and never as the dense table, averaged over permutations too.
 
     >>> s = sparse_coupling("O3", (3, 3, 1), [((0, 0, 0), ("1o", "1o", "0e"), 1)], leaf_axes=2)
     >>> [r.tolist() for r in s.rows], s.out.tolist(), round(float(s.values[0]), 6)
     ([[0, 1, 2], [0, 1, 2]], [0, 0, 0], 0.57735)
     """
-    if symmetrize:
-        table = coupling_table(group, shape, blocks, path_axes, symmetrize)
-        coordinates = (table.abs() > NONZERO).nonzero().T
-        values = table[tuple(coordinates)]
-    else:
-        coordinates, values = _coalesced(group, tuple(shape), blocks, path_axes)
+    coordinates, values = _coalesced(group, tuple(shape), blocks, path_axes)
+    for axes in symmetrize:
+        coordinates, values = _symmetrized_entries(coordinates, values, tuple(shape), tuple(axes))
+    keep = values.abs() > NONZERO
+    coordinates, values = coordinates[:, keep], values[keep]
     out = _flat(coordinates[leaf_axes:], shape[leaf_axes:])
     return SparseCoupling(tuple(coordinates[:leaf_axes].contiguous()), out, values)
 
@@ -176,17 +175,39 @@ def _flat(coordinates: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 def _coalesced(group: str, shape: tuple[int, ...], blocks: Iterable[BlockSpec],
                path_axes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every block's nonzeros placed at its offsets, overlapping ones summed, zeros dropped."""
+    """Every block's entries that are not exactly zero, placed at its offsets, overlapping ones
+    summed in block order (as :func:`coupling_table` adds the blocks)."""
     coordinates, values = [torch.zeros(len(shape), 0, dtype=torch.int64)], [torch.zeros(0, dtype=_dtype(group))]
     for block in blocks:
         tensor = _block_tensor(group, block, path_axes)
-        where = (tensor.abs() > NONZERO).nonzero().T
+        where = (tensor != 0).nonzero().T
         coordinates.append(where + torch.tensor(block[0], dtype=torch.int64)[:, None])
         values.append(tensor[tuple(where)])
-    places, where = torch.unique(_flat(torch.cat(coordinates, 1), shape), sorted=True, return_inverse=True)
-    summed = torch.zeros(len(places), dtype=_dtype(group)).index_add_(0, where, torch.cat(values))
-    keep = summed.abs() > NONZERO
-    return torch.stack(torch.unravel_index(places[keep], shape)), summed[keep]
+    return _summed(torch.cat(coordinates, 1), torch.cat(values), shape)
+
+
+def _summed(coordinates: torch.Tensor, values: torch.Tensor,
+            shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entries at equal coordinates summed in their order, in row-major order of the coordinates."""
+    places, where = torch.unique(_flat(coordinates, shape), sorted=True, return_inverse=True)
+    summed = torch.zeros(len(places), dtype=values.dtype).index_add_(0, where, values)
+    return torch.stack(torch.unravel_index(places, shape)), summed
+
+
+def _symmetrized_entries(coordinates: torch.Tensor, values: torch.Tensor, shape: tuple[int, ...],
+                         axes: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_symmetrized` on a table's entries: the average over the permutations of ``axes``.
+    Why: the dense table of a symmetrised product of four legs took seconds and gigabytes to build
+    (fuzz seed 1218: 12 s to compile), when its entries are a few thousand."""
+    perms = list(itertools.permutations(axes))
+    moved = []
+    for perm in perms:
+        order = list(range(len(shape)))
+        for source, destination in zip(axes, perm, strict=False):
+            order[destination] = source
+        moved.append(coordinates[order])   # table.permute(order): new coordinate d is old order[d]
+    placed, summed = _summed(torch.cat(moved, 1), values.repeat(len(perms)), shape)
+    return placed, summed / len(perms)
 
 
 def _scaled(tensor: torch.Tensor, fan_in: int) -> torch.Tensor:
