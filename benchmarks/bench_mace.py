@@ -177,7 +177,7 @@ def check(modules: dict[str, Any], A: torch.Tensor, species: torch.Tensor) -> fl
     return float((ours - theirs).abs().max() / theirs.abs().max())
 
 
-def one_pass_ops(modules: dict[str, Any], A: torch.Tensor, species: torch.Tensor) -> str:
+def ops_line(modules: dict[str, Any], A: torch.Tensor, species: torch.Tensor) -> str:
     """The aten operations of one forward of each eager module at a batch fusionlang contracts in
     one pass (its smallest ``CHUNK``, as on a GPU), all of them and those that compute."""
     one = min([len(A)] + [m.CHUNK for m in modules["fusionlang"].modules() if hasattr(m, "CHUNK")])
@@ -233,7 +233,7 @@ def main() -> None:
     for name in modules:
         print(f"{name:58} {fwd[name]:10.1f} {fwd[name] / fwd['fusionlang']:6.2f} "
               f"{both[name]:10.1f} {both[name] / both['fusionlang']:6.2f}")
-    print(one_pass_ops(modules, A, species))
+    print(ops_line(modules, A, species))
     if args.compile:
         best = [min(times[n] for n in modules if n.startswith("mace")) / min(times[n] for n in modules
                 if n.startswith("fusionlang")) for times in (fwd, both)]
