@@ -124,7 +124,9 @@ def _class_model(file: str, program: Program) -> dict[str, Any]:
     lines = {s.index: s.line for s in diagram.statements}
     complex_weights = diagram.group.is_complex and bool(program.parameters or program.weight_inputs)
     numel = {p.name: p.numel for p in program.parameters} | {w.name: w.numel for w in program.weight_inputs}
-    steps = copy_shared_slices(split_slices([_step_model(file, s, numel, complex_weights) for s in program.steps]))
+    shapes = {t.name: t.spec.shape for t in program.tables}
+    steps = copy_shared_slices(split_slices([_step_model(file, s, numel, complex_weights, shapes)
+                                             for s in program.steps]))
     return {
         "name": class_name(diagram.name),
         "text": "",
@@ -285,11 +287,13 @@ def _table_model(file: str, table: Table, lines: dict[int, int]) -> dict[str, An
         "symmetrize": _literal(spec.symmetrize) if spec.symmetrize else "",
         "columns": _literal(spec.columns) if spec.columns else "",
         "comment": table.comment, "where": f"{file}:{lines[table.statement]}",
-        "leaf_axes": table.leaf_axes if table.sparse else 0,
+        "leaf_axes": table.leaf_axes if table.sparse else 0, "packed": table.packed,
+        "products": _literal(table.products) if table.products else "", "dense": table.dense,
     }
 
 
-def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: bool) -> dict[str, Any]:
+def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: bool,
+                table_shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     model: dict[str, Any] = {
         "kind": step.kind, "target": step.target, "args": list(step.args), "equation": step.equation,
         "shape": list(step.shape), "start": step.start, "stop": step.stop, "index": step.index, "axis": step.axis,
@@ -305,6 +309,8 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
     if step.kind == "gather":
         permutation = step.views[0][0] if step.views else ()
         model["source"] = _aligned(step.args[0], (permutation, ())) if permutation else step.args[0]
+    if step.kind == "packed":
+        model["call"] = _packed_call(step, table_shapes[step.args[0].removeprefix("self.")])
     if step.kind == "mul":
         model["product"] = " * ".join(_aligned(arg, view) for arg, view in zip(step.args, step.views, strict=False))
         model["comment"] = f"{step.comment} [{step.equation}]" if step.comment else step.equation
@@ -377,6 +383,28 @@ def _split_step(steps: list[dict[str, Any]], source: str, axis: int,
     return {"kind": "split", "target": target, "args": [source], "sizes": ", ".join(sizes), "axis": axis,
             "comment": f"{source} cut once along axis {axis} (one backward for every piece)",
             "where": first["where"], "shape": [], "equation": "", "start": 0, "stop": 0, "index": ""}
+
+
+def _packed_call(step: Step, shape: tuple[int, ...]) -> str:
+    """``runtime.packed_product(...)`` for a ``packed`` step: the other operand's shared axes (in
+    the table's order) then its own as a matrix; the result's axes put in the equation's order."""
+    inputs, result = step.equation.split("->")
+    mine, theirs = inputs.split(",")
+    sizes = dict(zip(result, step.shape, strict=True)) | dict(zip(mine, shape, strict=True))
+    shared = [i for i in mine if i in theirs]
+    own = [i for i in theirs if i not in mine]
+    order = shared + own
+    permutation = tuple(theirs.index(i) for i in order)
+    matrix = (math.prod(sizes[i] for i in shared), math.prod(sizes[i] for i in own))
+    other = _aligned(step.args[1], (permutation if permutation != tuple(range(len(theirs))) else (), ()))
+    other += f".reshape({matrix[0]}, {matrix[1]})"
+    axes = [i for i in mine if i in result] + own
+    table, buffers = step.args[0], step.index
+    text = (f"runtime.packed_product({table}, {buffers}_rows, {buffers}_cols, {other}, "
+            f"[{', '.join(str(sizes[i]) for i in axes)}])")
+    if axes != list(result):
+        text += f".permute({', '.join(str(axes.index(i)) for i in result)}).contiguous()"
+    return text
 
 
 def _aligned(var: str, view: tuple[tuple[int, ...], tuple[int, ...]]) -> str:

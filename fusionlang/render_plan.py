@@ -123,10 +123,11 @@ class _PlanView:
     @staticmethod
     def is_view(step: Step) -> bool:
         """A free step folded into the edges: a slice or reshape of an intermediate, a one-part
-        concatenation.
+        concatenation, a packed table made dense (drawn as the table).
 
         Slices of inputs (``entry``) stay: a feature's entries are where its fan-out starts."""
-        return step.kind in ("narrow", "reshape") or (step.kind == "cat" and len(step.args) == 1 and not step.views)
+        one_part = step.kind == "cat" and len(step.args) == 1 and not step.views
+        return step.kind in ("narrow", "reshape", "unpack") or one_part
 
     def producer(self, var: str) -> Step | None:
         """The drawn step a value comes from, through any views (None for a coupling table)."""

@@ -53,7 +53,7 @@ __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "ch
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "eager_under_compile",
            "eagerly", "in_chunks", "in_one_pass", "index_select", "index_table", "irreps", "join", "load_generated",
            "rebuild", "release_collected", "select_by_gather", "single_graph", "sparse_coupling", "stack_columns",
-           "take_columns", "traced_batch"]
+           "packed_product", "take_columns", "traced_batch", "unpacked"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])
@@ -118,6 +118,40 @@ def coupling_table(group: str, shape: Sequence[int], blocks: Iterable[BlockSpec]
     for axes in symmetrize:
         table = _symmetrized(table, tuple(axes))
     return table[..., list(columns)] if columns else table
+
+
+def unpacked(values: torch.Tensor, positions: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    """The dense table ``shape`` whose nonzeros ``values`` sit at the flat ``positions``: a table
+    kept packed (:meth:`CompiledModule.add_packed`), the same numbers as the dense buffer.
+
+    >>> unpacked(torch.tensor([2.0, 3.0]), torch.tensor([1, 4]), [2, 3]).tolist()
+    [[0.0, 2.0, 0.0], [0.0, 3.0, 0.0]]
+    """
+    table = values.new_zeros(shape)
+    table.view(-1).index_put_([positions], values)
+    return table
+
+
+def packed_product(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, other: torch.Tensor,
+                   shape: list[int]) -> torch.Tensor:
+    """The product of a packed table and a batch-free ``other`` ``[shared, own]``, over the
+    table's nonzeros: ``values[e] * other[cols[e]]`` added into row ``rows[e]`` of
+    ``[kept, own]``, viewed as ``shape`` (the table's kept axes, then ``other``'s own ones).
+
+    >>> packed_product(torch.tensor([2.0, 3.0]), torch.tensor([1, 1]), torch.tensor([0, 1]),
+    ...                torch.tensor([[1.0], [10.0]]), [2, 1]).tolist()
+    [[0.0], [32.0]]
+    """
+    compiling = False
+    if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only a block of its own)
+        compiling = torch.compiler.is_compiling()
+    if compiling:  # traced: a gather and a scatter (see `index_select`), which take int64 only
+        rows, cols = rows.long(), cols.long()
+    terms = values.unsqueeze(1) * index_select(other, 0, cols)
+    zeros = terms.new_zeros(shape).view(-1, terms.shape[1])
+    if compiling:
+        return zeros.scatter_add(0, rows.unsqueeze(1).expand(terms.shape), terms).view(shape)
+    return zeros.index_add(0, rows, terms).view(shape)
 
 
 def _dtype(group: str) -> torch.dtype:
@@ -526,7 +560,7 @@ class CompiledModule(torch.nn.Module):
 
     def add_index(self, name: str, starts: Sequence[int], size: int) -> None:
         """Register the int64 buffer :func:`index_table` ``(starts, size)`` as ``name``."""
-        self.register_buffer(name, index_table(starts, size).to(self._device), persistent=False)
+        self._add_index(name, index_table(starts, size))
 
     def add_columns(self, name: str, entries: Sequence[tuple[int, int, int]], component_major: bool) -> None:
         """Register :func:`stack_columns` as the int64 buffer ``name``, its inverse as ``name_inverse``."""
@@ -539,9 +573,34 @@ class CompiledModule(torch.nn.Module):
         copy at the module's precision), their positions as the int64 buffers ``name_i0``, ...
         (leaf axes) and ``name_out`` (the output axes flattened)."""
         for axis, rows in enumerate(coupling.rows):
-            self.register_buffer(f"{name}_i{axis}", rows.to(self._device), persistent=False)
-        self.register_buffer(f"{name}_out", coupling.out.to(self._device), persistent=False)
+            self._add_index(f"{name}_i{axis}", rows)
+        self._add_index(f"{name}_out", coupling.out)
         self.add_table(name, coupling.values)
+
+    def add_packed(self, name: str, table: torch.Tensor, products: Sequence[tuple[Sequence[int], Sequence[int]]] = (),
+                   dense: bool = True) -> None:
+        """Register a dense table by its nonzeros: their values as the table ``name`` (exact
+        master, working copy); with ``dense``, their flat positions as the int32 buffer
+        ``name_at`` (for :func:`unpacked`); per product ``(kept axes, shared axes)``, every
+        nonzero's flat index over each as the int32 buffers ``name_p<k>_rows`` and
+        ``name_p<k>_cols`` (for :func:`packed_product`). int32: a third of e3nn's bytes per
+        coupling number, where int64 made small tables larger than e3nn's dense blocks."""
+        flat = table.reshape(-1)
+        positions = flat.nonzero().squeeze(1)
+        coordinates = torch.unravel_index(positions, table.shape)
+        for number, axes in enumerate(products):
+            for suffix, chosen in zip(("rows", "cols"), axes, strict=True):
+                index = torch.zeros_like(positions)
+                for axis in chosen:
+                    index = index * table.shape[axis] + coordinates[axis]
+                self._add_index(f"{name}_p{number}_{suffix}", index.int())
+        if dense:
+            self._add_index(f"{name}_at", positions.int())
+        self.add_table(name, flat[positions])
+
+    def _add_index(self, name: str, index: torch.Tensor) -> None:
+        """Register an integer buffer (not in the ``state_dict``: a function of the source)."""
+        self.register_buffer(name, index.to(self._device), persistent=False)
 
     def add_weights(self, name: str, numel: int) -> None:
         """Register ``numel`` standard-normal weights as the parameter ``name``."""

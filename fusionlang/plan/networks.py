@@ -63,9 +63,11 @@ def contract(b: Builder, hint: str, operands: tuple[str, str], equation: str, ne
         # torch runs a batched einsum as one small matrix product per value of the indices both
         # operands and the result share: per sample, their count
         matrices = net.numel(set(left) & set(right) & set(result)) if batched else 0
+        # a batch-free product keeps its result's shape: a packed table's product needs the sizes
+        shape = () if BATCH in result else tuple(net.size(i) for i in result)
         make = lambda t: Step(t, "einsum", (va, vb), equation=equation, comment=comment,  # noqa: E731
                               statement=statement, flops=cost.per_sample, setup_flops=cost.setup, size=size,
-                              batched=batched, matrices=matrices)
+                              batched=batched, matrices=matrices, shape=shape)
     return b.value(key, hint, make)
 
 

@@ -98,7 +98,7 @@ def spec_dim(irrep: str) -> int:
 
 
 StepKind = Literal["input", "entry", "narrow", "reshape", "cat", "columns", "mul", "einsum", "weights", "add", "zeros",
-                   "output", "gather", "scatter"]
+                   "output", "gather", "scatter", "unpack", "packed"]
 """What a :class:`Step` does (its fields' meaning depends on it)."""
 
 
@@ -122,7 +122,11 @@ class Step:
     ``zeros`` (``[n, *shape]`` zeros like ``args[0]``), ``output`` (``args`` reshaped to
     ``[n, widths[k]]``, concatenated, reshaped to the batch), ``gather`` (``args[0]``, its axes
     first permuted by ``views[0][0]`` when given, indexed along ``axis`` by the index buffer
-    ``index``), ``scatter`` (the rows of ``args[0]`` added into rows ``index`` of ``shape[0]`` zero rows).
+    ``index``), ``scatter`` (the rows of ``args[0]`` added into rows ``index`` of ``shape[0]`` zero rows),
+    ``unpack`` (the dense table ``shape`` from a packed table's nonzeros ``args[0]`` at the flat
+    positions ``args[1]``: :func:`fusionlang.runtime.unpacked`), ``packed`` (an ``einsum`` of a
+    packed table ``args[0]`` and a batch-free ``args[1]``, by the table's nonzeros and the row
+    buffers ``index + "_rows"`` and ``index + "_cols"``: :func:`fusionlang.runtime.packed_product`).
 
     ``line`` is the source line the step comes from (the statement, or the leg's declaration);
     ``flops`` are per sample, ``setup_flops`` per call, ``size`` the numbers per sample of the
@@ -154,7 +158,8 @@ class Step:
     @property
     def is_op(self) -> bool:
         """Whether the step launches a tensor operation that computes (views are free)."""
-        return self.kind in ("cat", "columns", "einsum", "mul", "add", "zeros", "output", "gather", "scatter") or (
+        return self.kind in ("cat", "columns", "einsum", "mul", "add", "zeros", "output", "gather", "scatter",
+                             "unpack", "packed") or (
             self.kind == "weights" and bool(self.index or self.scale is not None))
 
 
@@ -162,7 +167,10 @@ class Step:
 class Table:
     """A coupling table registered as a buffer named ``name``; ``sparse``: only its nonzeros, with
     their positions (:meth:`fusionlang.runtime.CompiledModule.add_sparse`), the first
-    ``leaf_axes`` axes being the leaves'."""
+    ``leaf_axes`` axes being the leaves'; ``packed``: a dense table kept as its nonzeros and their
+    flat positions, made dense again at every call (:meth:`fusionlang.runtime.CompiledModule.add_packed`);
+    ``products``: per product by its nonzeros (a ``packed`` step), the table axes its result keeps
+    and those it shares with the other operand; ``dense``: some step reads it unpacked."""
 
     name: str
     spec: TableSpec
@@ -170,13 +178,24 @@ class Table:
     statement: int
     sparse: bool = False
     leaf_axes: int = 0
+    packed: bool = False
+    products: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
+    dense: bool = True
 
     @property
     def numbers(self) -> int:
         """Numbers the module holds for it: the dense table, or per nonzero its value and positions."""
+        if self.packed:  # a value, and an int32 position per product and axis group and to unpack
+            return packed_nonzeros(self.spec) * (1 + 2 * len(self.products) + self.dense)
         if not self.sparse:
             return self.spec.numel
         return sparse_nonzeros(self.spec, self.leaf_axes) * (self.leaf_axes + 2)
+
+
+@functools.lru_cache(maxsize=1024)
+def packed_nonzeros(spec: TableSpec) -> int:
+    """Exact nonzeros of the dense table ``spec`` describes (what a packed table keeps)."""
+    return int(table_tensor(spec).count_nonzero())
 
 
 @functools.lru_cache(maxsize=1024)

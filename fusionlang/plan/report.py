@@ -94,13 +94,14 @@ class PlanReport:
     tables: int
     table_numbers: int
     table_nonzeros: int = 0
+    table_stored: int = 0  # numbers the module keeps for them (packed tables: value and position per nonzero)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
         return {"diagram": self.diagram, "outputs": [o.to_dict() for o in self.outputs],
                 "statements": [s.to_dict() for s in self.statements], "shared": list(self.shared),
                 "operations": self.operations, "tables": self.tables, "table_numbers": self.table_numbers,
-                "table_nonzeros": self.table_nonzeros}
+                "table_nonzeros": self.table_nonzeros, "table_stored": self.table_stored}
 
     def explain(self) -> str:
         """A plain-text table of the plan (:func:`explain_report`)."""
@@ -117,6 +118,13 @@ class PlanReport:
         printer.text(self.explain())
 
 
+def _stored(report: PlanReport) -> str:
+    """Where packed tables make the module keep fewer numbers than the tables hold."""
+    if report.table_stored in (0, report.table_numbers):
+        return ""
+    return f", kept as {report.table_stored:,}"
+
+
 def combined_report(diagram: str, reports: Sequence[PlanReport], labels: Sequence[CallLabel]) -> PlanReport:
     """One report for a diagram compiled as several planned sub-diagrams (graph diagrams), one
     label per sub-diagram: statements and outputs carry the user's text and names, not the
@@ -127,7 +135,8 @@ def combined_report(diagram: str, reports: Sequence[PlanReport], labels: Sequenc
                     for r, label in pairs for o in r.outputs)
     return PlanReport(diagram, outputs, statements, tuple(v for r in reports for v in r.shared),
                       sum(r.operations for r in reports), sum(r.tables for r in reports),
-                      sum(r.table_numbers for r in reports), sum(r.table_nonzeros for r in reports))
+                      sum(r.table_numbers for r in reports), sum(r.table_nonzeros for r in reports),
+                      sum(r.table_stored for r in reports))
 
 
 def _labelled_statement(statement: StatementReport, label: CallLabel) -> StatementReport:
@@ -168,7 +177,8 @@ def explain_report(report: PlanReport) -> str:
                      f"{s.planned_flops:,}", f"{s.zero_skipping_flops:,}", f"{s.setup_flops:,}", str(s.operations),
                      params))
     lines = [f"plan of {report.diagram}: {report.operations} operations, {report.tables} coupling tables "
-             f"({report.table_numbers:,} numbers, {_share(report.table_nonzeros, report.table_numbers)} nonzero); "
+             f"({report.table_numbers:,} numbers, {_share(report.table_nonzeros, report.table_numbers)} nonzero"
+             f"{_stored(report)}); "
              f"FLOPs per sample; est ms: the run-time model at N = {REFERENCE_BATCH} on a CPU (the strategy "
              f"chosen is never far from the fastest estimate there and at N = {LARGE_BATCH}); zero-skip: "
              "every coupling zero skipped", ""]

@@ -56,7 +56,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
         # cormorant.fusion:10  F_at_sender, Y -> out: coupling of 15 paths
-        self.add_table("cg_out_0", runtime.coupling_table("SU2", (9, 9, 51), (
+        self.add_packed("cg_out_0", runtime.coupling_table("SU2", (9, 9, 51), (
             ((0, 0, 0), ("0", "0", "0"), 3),
             ((0, 1, 3), ("0", "1", "1"), 6),
             ((0, 4, 21), ("0", "2", "2"), 6),
@@ -124,8 +124,10 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
         F_at_sender_0_1_2 = runtime.take_columns(F_at_sender, self.cols_F_at_sender, self.cols_F_at_sender_inverse).view(-1, 8, 9)
         # cormorant.fusion:10  Y[0 + 1 + 2] side by side: [n, 1, 9]
         Y_0_1_2 = Y[:, 0:9].view(-1, 1, 9)
+        # cormorant.fusion:10  the table from its nonzeros
+        cg_out_0 = runtime.unpacked(self.cg_out_0, self.cg_out_0_at, [9, 9, 51])
         # cormorant.fusion:10  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
-        out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, self.cg_out_0])
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, cg_out_0])
         # cormorant.fusion:10  out_t cut once along axis 3 (one backward for every piece)
         out_t_pieces = torch.split(out_t, [21, 30, out_t.shape[3] - 51], 3)
         # cormorant.fusion:10  its part 0:21 along k
@@ -662,7 +664,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
                  device: torch.device | str | None = None) -> None:
         super().__init__(dtype=dtype, device=device)
         # cormorant.fusion:23  F_at_sender, Y -> out: coupling of 15 paths
-        self.add_table("cg_out_0", runtime.coupling_table("SO3", (9, 9, 51), (
+        self.add_packed("cg_out_0", runtime.coupling_table("SO3", (9, 9, 51), (
             ((0, 0, 0), ("0", "0", "0"), 3),
             ((0, 1, 3), ("0", "1", "1"), 6),
             ((0, 4, 21), ("0", "2", "2"), 6),
@@ -725,8 +727,10 @@ class cormorant_real__s0_0(runtime.CompiledModule):
         F_at_sender_0_1_2 = runtime.take_columns(F_at_sender, self.cols_F_at_sender, self.cols_F_at_sender_inverse).view(-1, 8, 9)
         # cormorant.fusion:23  Y[0 + 1 + 2] side by side: [n, 1, 9]
         Y_0_1_2 = Y[:, 0:9].view(-1, 1, 9)
+        # cormorant.fusion:23  the table from its nonzeros
+        cg_out_0 = runtime.unpacked(self.cg_out_0, self.cg_out_0_at, [9, 9, 51])
         # cormorant.fusion:23  F_at_sender, Y -> out: 15 paths → out[8x0 + 8x1 + 8x2] (step 1 of 2)
-        out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, self.cg_out_0])
+        out_t = torch.einsum("nvj,ijk->nvik", [Y_0_1_2, cg_out_0])
         # cormorant.fusion:23  out_t cut once along axis 3 (one backward for every piece)
         out_t_pieces = torch.split(out_t, [21, 30, out_t.shape[3] - 51], 3)
         # cormorant.fusion:23  its part 0:21 along k

@@ -187,7 +187,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 weighted paths
         self.add_weights("weight_out_0", 160)
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: symmetrised pre-contracted coupling (U) of 20 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 8),
             ((0, 0, 1, 1, 1), (("0e", "0e", "0e"), "1o", "1o"), 12),
             ((0, 1, 1, 2, 0), (("0e", "1o", "1o"), "1o", "0e"), 8),
@@ -208,7 +208,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
             ((4, 1, 4, 17, 1), (("2e", "1o", "2o"), "2e", "1o"), 12),
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
-        ), path_axes=(3,), symmetrize=((1, 2),)))
+        ), path_axes=(3,), symmetrize=((1, 2),)), products=(((0, 1, 2, 4), (3,)),), dense=False)
         # fusion_block.fusion:10  the columns of h_at_receiver[0e + 1o + 2e] side by side
         self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
@@ -255,7 +255,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
         out_t = h_at_receiver_0e_1o_2e.view(-1, 8, 9, 1) * m_0e_1o_2e.view(-1, 8, 1, 9)
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 2 of 4)
-        out_t_1 = torch.einsum("ijlpk,pu->ijlku", [self.cg_out_0, w_out_0])
+        out_t_1 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(20, 8), [9, 9, 9, 4, 8])
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o]
@@ -305,7 +305,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 weighted paths
         self.add_weights("weight_out_0", 160)
         # fusion_block.fusion:10  (h, m_density), m_density -> out: symmetrised pre-contracted coupling (U) of 20 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 8),
             ((0, 0, 1, 1, 1), (("0e", "0e", "0e"), "1o", "1o"), 12),
             ((0, 1, 1, 2, 0), (("0e", "1o", "1o"), "1o", "0e"), 8),
@@ -326,7 +326,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
             ((4, 1, 4, 17, 1), (("2e", "1o", "2o"), "2e", "1o"), 12),
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
-        ), path_axes=(3,), symmetrize=((1, 2),)))
+        ), path_axes=(3,), symmetrize=((1, 2),)), products=(((0, 1, 2, 4), (3,)),), dense=False)
         # fusion_block.fusion:10  the columns of h[0e + 1o + 2e] side by side
         self.add_columns("cols_h", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
@@ -373,7 +373,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
         out_t = h_0e_1o_2e.view(-1, 8, 9, 1) * m_density_0e_1o_2e.view(-1, 8, 1, 9)
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 2 of 4)
-        out_t_1 = torch.einsum("ijlpk,pu->ijlku", [self.cg_out_0, w_out_0])
+        out_t_1 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(20, 8), [9, 9, 9, 4, 8])
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o]
@@ -583,7 +583,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: symmetrised pre-contracted coupling (U) of 9 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
             ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
             ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
             ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
@@ -593,7 +593,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
             ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
-        ), path_axes=(4,), symmetrize=((1, 2, 3),)))
+        ), path_axes=(4,), symmetrize=((1, 2, 3),)), products=(((0, 1, 2, 3, 5), (4,)),), dense=False)
         # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
         self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
@@ -642,7 +642,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
         out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_0e_1o.view(-1, 8, 1, 1, 4)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
-        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        out_t_2 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(9, 8), [4, 4, 4, 4, 4, 8])
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
         out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m -> out: 9 paths → out[8x0e + 8x1o]
@@ -694,7 +694,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: symmetrised pre-contracted coupling (U) of 9 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
             ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
             ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
             ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
@@ -704,7 +704,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
             ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
-        ), path_axes=(4,), symmetrize=((2, 3),)))
+        ), path_axes=(4,), symmetrize=((2, 3),)), products=(((0, 1, 2, 3, 5), (4,)),), dense=False)
         # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
         self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
@@ -758,7 +758,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
         out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_0e_1o.view(-1, 8, 1, 1, 4)
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
-        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        out_t_2 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(9, 8), [4, 4, 4, 4, 4, 8])
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
         out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
         # fusion_block.fusion:20  ((h_at_receiver, m_density_at_receiver), m), m -> out: 9 paths → out[8x0e + 8x1o]
@@ -810,7 +810,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: symmetrised pre-contracted coupling (U) of 9 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
             ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
             ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
             ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
@@ -820,7 +820,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
             ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
-        ), path_axes=(4,), symmetrize=((1, 2),)))
+        ), path_axes=(4,), symmetrize=((1, 2),)), products=(((0, 1, 2, 3, 5), (4,)),), dense=False)
         # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
         self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
@@ -874,7 +874,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
         out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_0e_1o.view(-1, 8, 1, 1, 4)
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
-        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        out_t_2 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(9, 8), [4, 4, 4, 4, 4, 8])
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
         out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
         # fusion_block.fusion:20  ((h_at_receiver, m), m), m_density_at_receiver -> out: 9 paths → out[8x0e + 8x1o]
@@ -926,7 +926,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: symmetrised pre-contracted coupling (U) of 9 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
             ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
             ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
             ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
@@ -936,7 +936,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
             ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
-        ), path_axes=(4,), symmetrize=((1, 3),)))
+        ), path_axes=(4,), symmetrize=((1, 3),)), products=(((0, 1, 2, 3, 5), (4,)),), dense=False)
         # fusion_block.fusion:20  the columns of h_at_receiver[0e + 1o] side by side
         self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
@@ -990,7 +990,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
         out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_density_at_receiver_0e_1o.view(-1, 8, 1, 1, 4)
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
-        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        out_t_2 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(9, 8), [4, 4, 4, 4, 4, 8])
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
         out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
         # fusion_block.fusion:20  ((h_at_receiver, m), m_density_at_receiver), m -> out: 9 paths → out[8x0e + 8x1o]
@@ -1040,7 +1040,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 weighted paths
         self.add_weights("weight_out_0", 72)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: symmetrised pre-contracted coupling (U) of 9 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (4, 4, 4, 4, 9, 4), (
             ((0, 0, 0, 0, 0, 0), ((("0e", "0e", "0e"), "0e", "0e"), "0e", "0e"), 4),
             ((0, 0, 0, 1, 1, 1), ((("0e", "0e", "0e"), "0e", "0e"), "1o", "1o"), 5),
             ((0, 0, 1, 1, 2, 0), ((("0e", "0e", "0e"), "1o", "1o"), "1o", "0e"), 4),
@@ -1050,7 +1050,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
             ((1, 0, 1, 1, 6, 1), ((("1o", "0e", "1o"), "1o", "0e"), "1o", "1o"), 5),
             ((1, 0, 1, 1, 7, 1), ((("1o", "0e", "1o"), "1o", "1e"), "1o", "1o"), 5),
             ((1, 1, 1, 1, 8, 0), ((("1o", "1o", "0e"), "1o", "1o"), "1o", "0e"), 4),
-        ), path_axes=(4,), symmetrize=((1, 2, 3),)))
+        ), path_axes=(4,), symmetrize=((1, 2, 3),)), products=(((0, 1, 2, 3, 5), (4,)),), dense=False)
         # fusion_block.fusion:20  the columns of h[0e + 1o] side by side
         self.add_columns("cols_h", ((0, 8, 1), (8, 8, 3)), component_major=False)
 
@@ -1099,7 +1099,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 2 of 5) [nuij,nul->nuijl]
         out_t_1 = out_t.view(-1, 8, 4, 4, 1) * m_density_0e_1o.view(-1, 8, 1, 1, 4)
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 3 of 5)
-        out_t_2 = torch.einsum("ijlmpk,pu->ijlmku", [self.cg_out_0, w_out_0])
+        out_t_2 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(9, 8), [4, 4, 4, 4, 4, 8])
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o] (step 4 of 5)
         out_t_3 = torch.einsum("nuijl,ijlmku->numk", [out_t_1, out_t_2])
         # fusion_block.fusion:20  ((h, m_density), m_density), m_density -> out: 9 paths → out[8x0e + 8x1o]
@@ -1864,7 +1864,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 weighted paths
         self.add_weights("weight_out_0", 160)
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: symmetrised pre-contracted coupling (U) of 20 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 8),
             ((0, 0, 1, 1, 1), (("0e", "0e", "0e"), "1o", "1o"), 12),
             ((0, 1, 1, 2, 0), (("0e", "1o", "1o"), "1o", "0e"), 8),
@@ -1885,7 +1885,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
             ((4, 1, 4, 17, 1), (("2e", "1o", "2o"), "2e", "1o"), 12),
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
-        ), path_axes=(3,), symmetrize=((1, 2),)))
+        ), path_axes=(3,), symmetrize=((1, 2),)), products=(((0, 1, 2, 4), (3,)),), dense=False)
         # fusion_block.fusion:36  the columns of h_at_receiver[0e + 1o + 2e] side by side
         self.add_columns("cols_h_at_receiver", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
@@ -1932,7 +1932,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
         out_t = h_at_receiver_0e_1o_2e.view(-1, 8, 9, 1) * m_0e_1o_2e.view(-1, 8, 1, 9)
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 2 of 4)
-        out_t_1 = torch.einsum("ijlpk,pu->ijlku", [self.cg_out_0, w_out_0])
+        out_t_1 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(20, 8), [9, 9, 9, 4, 8])
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o]
@@ -1982,7 +1982,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 weighted paths
         self.add_weights("weight_out_0", 160)
         # fusion_block.fusion:36  (h, m_density), m_density -> out: symmetrised pre-contracted coupling (U) of 20 paths
-        self.add_table("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
+        self.add_packed("cg_out_0", runtime.coupling_table("O3", (9, 9, 9, 20, 4), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 8),
             ((0, 0, 1, 1, 1), (("0e", "0e", "0e"), "1o", "1o"), 12),
             ((0, 1, 1, 2, 0), (("0e", "1o", "1o"), "1o", "0e"), 8),
@@ -2003,7 +2003,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
             ((4, 1, 4, 17, 1), (("2e", "1o", "2o"), "2e", "1o"), 12),
             ((4, 1, 4, 18, 1), (("2e", "1o", "3o"), "2e", "1o"), 12),
             ((4, 4, 4, 19, 0), (("2e", "2e", "2e"), "2e", "0e"), 8),
-        ), path_axes=(3,), symmetrize=((1, 2),)))
+        ), path_axes=(3,), symmetrize=((1, 2),)), products=(((0, 1, 2, 4), (3,)),), dense=False)
         # fusion_block.fusion:36  the columns of h[0e + 1o + 2e] side by side
         self.add_columns("cols_h", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
@@ -2050,7 +2050,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 1 of 4) [nui,nuj->nuij]
         out_t = h_0e_1o_2e.view(-1, 8, 9, 1) * m_density_0e_1o_2e.view(-1, 8, 1, 9)
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 2 of 4)
-        out_t_1 = torch.einsum("ijlpk,pu->ijlku", [self.cg_out_0, w_out_0])
+        out_t_1 = runtime.packed_product(self.cg_out_0, self.cg_out_0_p0_rows, self.cg_out_0_p0_cols, w_out_0.reshape(20, 8), [9, 9, 9, 4, 8])
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o]

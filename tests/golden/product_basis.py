@@ -60,7 +60,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  (A, A), A -> B: 20 weighted paths
         self.add_weights("weight_B_2", 320)
         # product_basis.fusion:7  A, A -> B: symmetrised coupling of 7 paths
-        self.add_table("cg_B_1", runtime.coupling_table("O3", (16, 16, 7, 4), (
+        self.add_packed("cg_B_1", runtime.coupling_table("O3", (16, 16, 7, 4), (
             ((0, 0, 0, 0), ("0e", "0e", "0e"), 43),
             ((0, 1, 1, 1), ("0e", "1o", "1o"), 73),
             ((1, 1, 2, 0), ("1o", "1o", "0e"), 43),
@@ -68,9 +68,9 @@ class product_basis(runtime.CompiledModule):
             ((4, 4, 4, 0), ("2e", "2e", "0e"), 43),
             ((4, 9, 5, 1), ("2e", "3o", "1o"), 73),
             ((9, 9, 6, 0), ("3o", "3o", "0e"), 43),
-        ), path_axes=(2,), symmetrize=((0, 1),)))
+        ), path_axes=(2,), symmetrize=((0, 1),)), products=(((0, 1, 3), (2,)),), dense=False)
         # product_basis.fusion:8  (A, A), A -> B: symmetrised pre-contracted coupling (U) of 8 paths
-        self.add_table("cg_B_2", runtime.coupling_table("O3", (16, 16, 16, 8, 1), (
+        self.add_packed("cg_B_2", runtime.coupling_table("O3", (16, 16, 16, 8, 1), (
             ((0, 0, 0, 0, 0), (("0e", "0e", "0e"), "0e", "0e"), 43),
             ((0, 1, 1, 1, 0), (("0e", "1o", "1o"), "1o", "0e"), 43),
             ((0, 4, 4, 2, 0), (("0e", "2e", "2e"), "2e", "0e"), 43),
@@ -79,9 +79,9 @@ class product_basis(runtime.CompiledModule):
             ((1, 4, 9, 5, 0), (("1o", "2e", "3o"), "3o", "0e"), 43),
             ((4, 4, 4, 6, 0), (("2e", "2e", "2e"), "2e", "0e"), 43),
             ((4, 9, 9, 7, 0), (("2e", "3o", "3o"), "3o", "0e"), 43),
-        ), path_axes=(3,), symmetrize=((0, 1, 2),)))
+        ), path_axes=(3,), symmetrize=((0, 1, 2),)), products=(((0, 1, 2, 4), (3,)),), dense=False)
         # product_basis.fusion:8  (A, A), A -> B: symmetrised pre-contracted coupling (U) of 12 paths
-        self.add_table("cg_B_2_1", runtime.coupling_table("O3", (16, 16, 16, 12, 3), (
+        self.add_packed("cg_B_2_1", runtime.coupling_table("O3", (16, 16, 16, 12, 3), (
             ((0, 0, 1, 0, 0), (("0e", "0e", "0e"), "1o", "1o"), 73),
             ((0, 1, 4, 1, 0), (("0e", "1o", "1o"), "2e", "1o"), 73),
             ((0, 4, 9, 2, 0), (("0e", "2e", "2e"), "3o", "1o"), 73),
@@ -94,7 +94,7 @@ class product_basis(runtime.CompiledModule):
             ((4, 4, 9, 9, 0), (("2e", "2e", "2e"), "3o", "1o"), 73),
             ((4, 4, 9, 10, 0), (("2e", "2e", "4e"), "3o", "1o"), 73),
             ((9, 9, 9, 11, 0), (("3o", "3o", "2e"), "3o", "1o"), 73),
-        ), path_axes=(3,), symmetrize=((0, 1, 2),)))
+        ), path_axes=(3,), symmetrize=((0, 1, 2),)), products=(((0, 1, 2, 4), (3,)),), dense=False)
         # product_basis.fusion:7  the columns of A[0e + 1o + 2e + 3o] side by side
         self.add_columns("cols_A", ((0, 16, 1), (16, 16, 3), (64, 16, 5), (144, 16, 7)), component_major=False)
         # product_basis.fusion:8  which blocks of 16 weights the 8 paths use
@@ -151,7 +151,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:7  weights of 7 paths
         w_B_1 = self.weight_B_1.view(7, 16)
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o] (step 1 of 3)
-        B_t = torch.einsum("ijpk,pu->ijku", [self.cg_B_1, w_B_1])
+        B_t = runtime.packed_product(self.cg_B_1, self.cg_B_1_p0_rows, self.cg_B_1_p0_cols, w_B_1.reshape(7, 16), [16, 16, 4, 16])
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o] (step 2 of 3)
         B_t_1 = torch.einsum("nui,ijku->nujk", [A_0e_1o_2e_3o, B_t])
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o]
@@ -161,7 +161,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 1 of 4) [nui,nuj->nuij]
         B_t_3 = A_0e_1o_2e_3o.view(-1, 16, 16, 1) * A_0e_1o_2e_3o.view(-1, 16, 1, 16)
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 2 of 4)
-        B_t_4 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2, w_B_2])
+        B_t_4 = runtime.packed_product(self.cg_B_2, self.cg_B_2_p0_rows, self.cg_B_2_p0_cols, w_B_2.reshape(8, 16), [16, 16, 16, 1, 16])
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 3 of 4)
         B_t_5 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_4])
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e]
@@ -169,7 +169,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  weights of 12 paths
         w_B_2_1 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 2 of 4)
-        B_t_7 = torch.einsum("ijlpk,pu->ijlku", [self.cg_B_2_1, w_B_2_1])
+        B_t_7 = runtime.packed_product(self.cg_B_2_1, self.cg_B_2_1_p0_rows, self.cg_B_2_1_p0_cols, w_B_2_1.reshape(12, 16), [16, 16, 16, 3, 16])
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 3 of 4)
         B_t_8 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_7])
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o]

@@ -81,7 +81,7 @@ class tree4(runtime.CompiledModule):
             ((4, 4, 12), ("2e", "2e", "2e"), 4),
         )))
         # tree4.fusion:8  ab, (c, d) -> out: vertex 0 of 49 paths
-        self.add_table("cg_out_1_v0", runtime.coupling_table("O3", (9, 9, 72), (
+        self.add_packed("cg_out_1_v0", runtime.coupling_table("O3", (9, 9, 72), (
             ((0, 0, 0), ("0e", "0e", "0e"), 1),
             ((0, 1, 1), ("0e", "1o", "1o"), 1),
             ((0, 4, 4), ("0e", "2e", "2e"), 1),
@@ -100,9 +100,9 @@ class tree4(runtime.CompiledModule):
             ((4, 4, 57), ("2e", "2e", "1e"), 1),
             ((4, 4, 60), ("2e", "2e", "2e"), 1),
             ((4, 4, 65), ("2e", "2e", "3e"), 1),
-        )))
+        )), products=(((0, 1), (2,)),), dense=False)
         # tree4.fusion:8  ab, (c, d) -> out: vertex 1 of 49 paths
-        self.add_table("cg_out_1_v1", runtime.coupling_table("O3", (17, 72, 49, 4), (
+        self.add_packed("cg_out_1_v1", runtime.coupling_table("O3", (17, 72, 49, 4), (
             ((0, 0, 0, 0), ("0e", "0e", "0e"), 15),
             ((0, 1, 1, 1), ("0e", "1o", "1o"), 34),
             ((0, 9, 2, 1), ("0e", "1o", "1o"), 34),
@@ -152,7 +152,7 @@ class tree4(runtime.CompiledModule):
             ((12, 44, 46, 1), ("2e", "2o", "1o"), 34),
             ((12, 49, 47, 1), ("2e", "3o", "1o"), 34),
             ((12, 60, 48, 0), ("2e", "2e", "0e"), 15),
-        ), path_axes=(2,)))
+        ), path_axes=(2,)), products=(((0, 1, 3), (2,)),), dense=False)
         # tree4.fusion:7  the columns of a[0e + 1o + 2e] side by side
         self.add_columns("cols_a", ((0, 8, 1), (8, 8, 3), (32, 8, 5)), component_major=False)
 
@@ -215,9 +215,9 @@ class tree4(runtime.CompiledModule):
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 1 of 5) [nuj,nul->nujl]
         out_t = c_0e_1o_2e.view(-1, 8, 9, 1) * d_0e_1o_2e.view(-1, 8, 1, 9)
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 2 of 5)
-        out_t_1 = torch.einsum("iApk,pu->iAku", [self.cg_out_1_v1, w_out_1])
+        out_t_1 = runtime.packed_product(self.cg_out_1_v1, self.cg_out_1_v1_p0_rows, self.cg_out_1_v1_p0_cols, w_out_1.reshape(49, 8), [17, 72, 4, 8])
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 3 of 5)
-        out_t_2 = torch.einsum("jlA,iAku->jliku", [self.cg_out_1_v0, out_t_1])
+        out_t_2 = runtime.packed_product(self.cg_out_1_v0, self.cg_out_1_v0_p0_rows, self.cg_out_1_v0_p0_cols, out_t_1.permute(1, 0, 2, 3).reshape(72, 544), [9, 9, 17, 4, 8])
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 4 of 5)
         out_t_3 = torch.einsum("nujl,jliku->nuik", [out_t, out_t_2])
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o]
