@@ -19,7 +19,7 @@ from fusionlang import api, pipeline, runtime
 from fusionlang.codegen import module_name
 from fusionlang.equivariance import module_arguments
 from fusionlang.frontend import read_source
-from fusionlang.plan import assemble
+from fusionlang.plan import packing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,9 +44,9 @@ SOURCES |= {f"fc_l{lmax}.fusion": fully_connected(lmax) for lmax in (2, 3, 4)}
 SOURCES |= {"uvu_l3.fusion": channelwise(3)}
 
 
-def _generated(text: str, name: str, packing: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[str, object]:
+def _generated(text: str, name: str, packed: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[str, object]:
     """The module compiled with packing on or off (past every cache: the switch is not in its key)."""
-    monkeypatch.setattr(assemble, "PACK_MIN_NUMBERS", 4096 if packing else 1 << 62)
+    monkeypatch.setattr(packing, "PACK_MIN_NUMBERS", 4096 if packed else 1 << 62)
     state = pipeline._run(read_source(text, name), pipeline.Options(), "generate")
     return state.source_code, runtime.load_generated(module_name(name, state.source_code), state.source_code)
 

@@ -14,9 +14,20 @@ from .builder import Builder, Piece
 from .cost import Choice
 from .geometry import Entry, leg_entries, statement_text
 from .model import StatementModel
-from .program import LegIO, Parameter, Program, Step, Table, TableSpec, WeightInput, packed_nonzeros, sparse_nonzeros
+from .packing import packed_tables
+from .program import (
+    LegIO,
+    Parameter,
+    Program,
+    Step,
+    Table,
+    WeightInput,
+    packed_nonzeros,
+    sparse_nonzeros,
+    table_nonzeros,
+)
 from .report import OutputReport, PlanReport, StatementReport
-from .sparsity import table_nonzeros, zero_skipping_flops
+from .sparsity import zero_skipping_flops
 from .values import leg_pieces, piece_var
 
 
@@ -169,7 +180,7 @@ def build_program(b: Builder, inputs: tuple[LegIO, ...], outputs: tuple[LegIO, .
     steps = _live_steps(b.steps, [io.var for io in outputs])
     used = {a.removeprefix("self.") for step in steps for a in (*step.args, step.index, step.source)}
     tables = tuple(sorted((t for t in b.tables.values() if t.name in used), key=lambda t: t.name))
-    tables, packed_steps = _packed_tables(tables, steps)
+    tables, packed_steps = packed_tables(tables, steps, packed_nonzeros)
     reports = _setup_after_packing(reports, steps, packed_steps)
     steps = packed_steps
     report = _plan_report(b, reports, shared, models, tables, sum(1 for s in steps if s.kind == "unpack"))
@@ -185,72 +196,6 @@ def _zero_warning(b: Builder, entry: Entry) -> Diagnostic:
                       hint=f"drop {entry.irrep} from `{entry.leg}`, or read different legs")
 
 
-PACK_MIN_NUMBERS = 4096  # smaller dense tables stay as they are (unpacking costs an operation per call)
-PACK_MAX_DENSITY = 1 / 8  # packed: a value and a position per nonzero, at most a quarter of the table
-
-
-def _packed_tables(tables: tuple[Table, ...], steps: tuple[Step, ...]) -> tuple[tuple[Table, ...], tuple[Step, ...]]:
-    """Dense tables that are mostly zeros are kept as their nonzeros.
-
-    Why: the stacked tables the fast strategies multiply are 0.4-4 % nonzero at low degree, so a
-    module held up to 57x the buffers of e3nn's per-path couplings (fully connected l = 3: 368
-    against 6.5 KiB). A product of such a table with a batch-free operand (weights, a setup
-    intermediate) runs over the nonzeros (:func:`_packed_product`): the per-call setup that
-    dominated small batches shrinks by the table's density. Any other use unpacks the table once,
-    before its first use, into a local of the same name (65 536 numbers: about 18 us, one thread)."""
-    sources = {step.source.removeprefix("self.") for step in steps}
-    specs = {t.name: t.spec for t in tables if t.name not in sources and _worth_packing(t)}
-    if not specs:
-        return tables, steps
-    products: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]] = {name: [] for name in specs}
-    out: list[Step] = []
-    unpacked: set[str] = set()
-    for step in steps:
-        product = _packed_product(step, specs, products)
-        if product is not None:
-            out.append(product)
-            continue
-        read = {a: a.removeprefix("self.") for a in step.args if a.startswith("self.") and a[5:] in specs}
-        for name in sorted(set(read.values()) - unpacked):
-            unpacked.add(name)
-            out.append(Step(name, "unpack", (f"self.{name}", f"self.{name}_at"), shape=specs[name].shape,
-                            comment="the table from its nonzeros", statement=step.statement, line=step.line))
-        out.append(replace(step, args=tuple(read.get(a, a) for a in step.args)) if read else step)
-    packed = tuple(replace(t, packed=True, products=tuple(products[t.name]), dense=t.name in unpacked)
-                   if t.name in specs else t for t in tables)
-    return packed, tuple(out)
-
-
-def _packed_product(step: Step, specs: dict[str, TableSpec],
-                    products: dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]]) -> Step | None:
-    """A batch-free ``einsum`` of a packed table and a dense operand as a ``packed`` step (its
-    setup FLOPs: two per nonzero and per number of the operand's own axes), or None where it
-    does not apply: a batch, the other operand packed too, an index summed within one operand
-    alone, or one repeated."""
-    if step.kind != "einsum" or len(step.args) != 2 or not step.shape:
-        return None
-    inputs, result = step.equation.split("->")
-    letters = inputs.split(",")
-    tables = [a.removeprefix("self.") if a.startswith("self.") and a[5:] in specs else "" for a in step.args]
-    if all(tables) or not any(tables):
-        return None
-    side = 0 if tables[0] else 1
-    mine, theirs, name = letters[side], letters[1 - side], tables[side]
-    own = [i for i in theirs if i not in mine]
-    if any(len(set(x)) != len(x) for x in (mine, theirs, result)) or any(i not in result for i in own):
-        return None
-    shape = specs[name].shape
-    kept = tuple(k for k, i in enumerate(mine) if i in result)
-    shared = tuple(k for k, i in enumerate(mine) if i in theirs)
-    if (kept, shared) not in products[name]:
-        products[name].append((kept, shared))
-    number = products[name].index((kept, shared))
-    sizes = dict(zip(result, step.shape, strict=True)) | dict(zip(mine, shape, strict=True))
-    setup = 2 * packed_nonzeros(specs[name]) * math.prod(sizes[i] for i in own)
-    return replace(step, kind="packed", args=(f"self.{name}", step.args[1 - side]), index=f"self.{name}_p{number}",
-                   equation=f"{mine},{theirs}->{result}", setup_flops=setup)
-
-
 def _setup_after_packing(reports: tuple[StatementReport, ...], before: Sequence[Step],
                          after: Sequence[Step]) -> tuple[StatementReport, ...]:
     """The statements' setup FLOPs once products by packed tables skip the zeros."""
@@ -260,12 +205,6 @@ def _setup_after_packing(reports: tuple[StatementReport, ...], before: Sequence[
     for step in after:
         saved[step.statement] = saved.get(step.statement, 0) - step.setup_flops
     return tuple(replace(r, setup_flops=r.setup_flops - saved.get(r.index, 0)) for r in reports)
-
-
-def _worth_packing(table: Table) -> bool:
-    if table.sparse or table.spec.numel < PACK_MIN_NUMBERS:
-        return False
-    return packed_nonzeros(table.spec) <= PACK_MAX_DENSITY * table.spec.numel
 
 
 def _live_steps(steps: Sequence[Step], results: Sequence[str]) -> tuple[Step, ...]:

@@ -29,6 +29,7 @@ from .builder import Builder
 from .geometry import COMPONENTS, INNER, PathModel, leaf_channels, out_channels
 from .model import StatementModel, statement_model
 from .networks import network_sizes
+from .packing import packed_tables
 from .paths import BATCH, Network, left_to_right, left_to_right_from, tree_cost
 from .program import Step, batch_chunk
 from .strategies import AUTO, Strategy, applicable_strategies, fallback_strategies, group_count
@@ -265,8 +266,10 @@ def _tried(b: Builder, model: StatementModel, candidates: Sequence[Strategy]) ->
         trial = b if in_place else b.fork()
         before = len(trial.steps)
         orders = tuple(candidate.apply(trial, model))
-        new = trial.steps[before:]
-        tables = sum(table.numbers for key, table in trial.tables.items() if key not in b.tables or in_place)
+        added = tuple(table for key, table in trial.tables.items() if key not in b.tables or in_place)
+        # timed as the program will run, mostly-zero tables packed (fusionlang.plan.packing); the
+        # memory budget still counts them dense: the module builds each dense before packing it
+        _, new = packed_tables(added, tuple(trial.steps[before:]))
         choices.append(Choice(candidate, trial, orders, sum(s.flops for s in new), estimate(new),
-                              estimate_large(new), tables=tables))
+                              estimate_large(new), tables=sum(table.numbers for table in added)))
     return choices

@@ -192,6 +192,29 @@ class Table:
         return sparse_nonzeros(self.spec, self.leaf_axes) * (self.leaf_axes + 2)
 
 
+NONZERO = 1e-12  # a coupling entry this small is a zero of the selection rules, not a value
+
+
+def table_nonzeros(spec: TableSpec) -> int:
+    """Nonzero numbers of the coupling blocks a table holds (blocks do not overlap; a table
+    averaged over permutations may hold more)."""
+    return sum(tree_nonzeros(spec.group, block.tree) for block in spec.blocks)
+
+
+@functools.lru_cache(maxsize=8192)
+def tree_nonzeros(group: str, tree: TreeSpec) -> int:
+    """Nonzero entries of the couplings chained along ``tree``, as the generated module builds them.
+
+    >>> tree_nonzeros("O3", ("1o", "1o", "2e"))  # of 3 x 3 x 5
+    11
+    """
+    from ..runtime import coupling_table
+
+    dims = tree_dims(tree)
+    block = coupling_table(group, dims, [((0,) * len(dims), tree, 1)])
+    return int((block.abs() > NONZERO).sum())
+
+
 @functools.lru_cache(maxsize=1024)
 def packed_nonzeros(spec: TableSpec) -> int:
     """Exact nonzeros of the dense table ``spec`` describes (what a packed table keeps)."""

@@ -31,9 +31,7 @@ from .geometry import leaf_channels, out_channels
 from .model import StatementModel
 from .networks import network_sizes
 from .paths import BATCH, Network, tree_cost
-from .program import TableSpec, TreeSpec, tree_dims
-
-NONZERO = 1e-12  # a coupling entry this small is a zero of the selection rules, not a value
+from .program import NONZERO
 
 FLOPS_PER_NONZERO = 3  # left · right · coefficient, added into the result
 
@@ -100,21 +98,3 @@ def _weighting_flops(statement: ir.Statement, muls: list[int], out_mul: int, out
     return tree_cost(net, (0, 1)).per_sample
 
 
-def table_nonzeros(spec: TableSpec) -> int:
-    """Nonzero numbers of the coupling blocks a table holds (blocks do not overlap; a table
-    averaged over permutations may hold more)."""
-    return sum(tree_nonzeros(spec.group, block.tree) for block in spec.blocks)
-
-
-@functools.lru_cache(maxsize=8192)
-def tree_nonzeros(group: str, tree: TreeSpec) -> int:
-    """Nonzero entries of the couplings chained along ``tree``, as the generated module builds them.
-
-    >>> tree_nonzeros("O3", ("1o", "1o", "2e"))  # of 3 x 3 x 5
-    11
-    """
-    from ..runtime import coupling_table
-
-    dims = tree_dims(tree)
-    block = coupling_table(group, dims, [((0,) * len(dims), tree, 1)])
-    return int((block.abs() > NONZERO).sum())

@@ -1,0 +1,104 @@
+"""Packed coupling tables: a dense table that is mostly zeros is kept as its nonzeros.
+
+Why: the stacked tables the fast strategies multiply are 0.3-4 % nonzero at low degree, so a
+module held up to 57x the buffers of e3nn's per-path couplings (fully connected l = 3: 368 against
+6.5 KiB). A product of such a table with a batch-free operand (weights, a setup intermediate)
+runs over the nonzeros (a ``packed`` step, :func:`fusionlang.runtime.packed_product`), so the
+per-call setup shrinks by the table's density; any other use unpacks the table once, before its
+first use, into a local of the same name (an ``unpack`` step, :func:`fusionlang.runtime.unpacked`:
+about 18 us for 65 536 numbers, one thread).
+
+The choice times every candidate packed (its steps rewritten here before the time model reads
+them), and the program is packed the same way once chosen. The memory budget still counts the
+tables dense: the module builds each one dense before packing it, and counting them packed let
+the joint forms in at fully connected l = 5 and 6, whose products make a table of up to 470 596
+numbers at every call (forward + backward at l = 6: 0.72x the per-block plan's).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import replace
+
+from .program import Step, Table, TableSpec, table_nonzeros
+
+__all__ = ["PACK_MAX_DENSITY", "PACK_MIN_NUMBERS", "packed_tables", "worth_packing"]
+
+PACK_MIN_NUMBERS = 4096  # smaller dense tables stay as they are (unpacking costs an operation per call)
+PACK_MAX_DENSITY = 1 / 8  # packed: a value and a position per nonzero, at most a quarter of the table
+
+Products = dict[str, list[tuple[tuple[int, ...], tuple[int, ...]]]]
+
+
+def worth_packing(table: Table) -> bool:
+    """Whether a table is packed: dense, large, and at most :data:`PACK_MAX_DENSITY` nonzero."""
+    if table.sparse or table.spec.numel < PACK_MIN_NUMBERS:
+        return False
+    return nonzero_bound(table.spec) <= PACK_MAX_DENSITY * table.spec.numel
+
+
+def nonzero_bound(spec: TableSpec) -> int:
+    """The nonzeros of a table without building it: its coupling blocks' (cached per tree), each
+    spread over every ordering of a group of axes it is averaged over."""
+    return table_nonzeros(spec) * math.prod(math.factorial(len(axes)) for axes in spec.symmetrize)
+
+
+def packed_tables(tables: tuple[Table, ...], steps: tuple[Step, ...],
+                  nonzeros: Callable[[TableSpec], int] = nonzero_bound
+                  ) -> tuple[tuple[Table, ...], tuple[Step, ...]]:
+    """The tables worth packing marked ``packed``, and the steps that read them rewritten:
+    ``packed`` products where they apply, an ``unpack`` before any other first use.
+    ``nonzeros`` counts a table's nonzeros for the products' setup FLOPs (exact for a program,
+    :func:`nonzero_bound` while choosing)."""
+    sources = {step.source.removeprefix("self.") for step in steps}
+    specs = {t.name: t.spec for t in tables if t.name not in sources and worth_packing(t)}
+    if not specs:
+        return tables, steps
+    products: Products = {name: [] for name in specs}
+    out: list[Step] = []
+    unpacked: set[str] = set()
+    for step in steps:
+        product = _packed_product(step, specs, products, nonzeros)
+        if product is not None:
+            out.append(product)
+            continue
+        read = {a: a.removeprefix("self.") for a in step.args if a.startswith("self.") and a[5:] in specs}
+        for name in sorted(set(read.values()) - unpacked):
+            unpacked.add(name)
+            out.append(Step(name, "unpack", (f"self.{name}", f"self.{name}_at"), shape=specs[name].shape,
+                            comment="the table from its nonzeros", statement=step.statement, line=step.line))
+        out.append(replace(step, args=tuple(read.get(a, a) for a in step.args)) if read else step)
+    packed = tuple(replace(t, packed=True, products=tuple(products[t.name]), dense=t.name in unpacked)
+                   if t.name in specs else t for t in tables)
+    return packed, tuple(out)
+
+
+def _packed_product(step: Step, specs: dict[str, TableSpec], products: Products,
+                    nonzeros: Callable[[TableSpec], int]) -> Step | None:
+    """A batch-free ``einsum`` of a packed table and a dense operand as a ``packed`` step (its
+    setup FLOPs: two per nonzero and per number of the operand's own axes), or None where it
+    does not apply: a batch, the other operand packed too, an index summed within one operand
+    alone, or one repeated."""
+    if step.kind != "einsum" or len(step.args) != 2 or not step.shape:
+        return None
+    inputs, result = step.equation.split("->")
+    letters = inputs.split(",")
+    tables = [a.removeprefix("self.") if a.startswith("self.") and a[5:] in specs else "" for a in step.args]
+    if all(tables) or not any(tables):
+        return None
+    side = 0 if tables[0] else 1
+    mine, theirs, name = letters[side], letters[1 - side], tables[side]
+    own = [i for i in theirs if i not in mine]
+    if any(len(set(x)) != len(x) for x in (mine, theirs, result)) or any(i not in result for i in own):
+        return None
+    shape = specs[name].shape
+    kept = tuple(k for k, i in enumerate(mine) if i in result)
+    shared = tuple(k for k, i in enumerate(mine) if i in theirs)
+    if (kept, shared) not in products[name]:
+        products[name].append((kept, shared))
+    number = products[name].index((kept, shared))
+    sizes = dict(zip(result, step.shape, strict=True)) | dict(zip(mine, shape, strict=True))
+    setup = 2 * nonzeros(specs[name]) * math.prod(sizes[i] for i in own)
+    return replace(step, kind="packed", args=(f"self.{name}", step.args[1 - side]), index=f"self.{name}_p{number}",
+                   equation=f"{mine},{theirs}->{result}", setup_flops=setup)
