@@ -29,7 +29,7 @@ from .builder import Builder
 from .geometry import COMPONENTS, INNER, PathModel, leaf_channels, out_channels
 from .model import StatementModel, statement_model
 from .networks import network_sizes
-from .packing import packed_tables
+from .packing import packed_tables, running_numbers
 from .paths import BATCH, Network, left_to_right, left_to_right_from, tree_cost
 from .program import Step, batch_chunk
 from .strategies import AUTO, Strategy, applicable_strategies, fallback_strategies, group_count
@@ -206,7 +206,8 @@ class Choice:
     seconds: float                                   # estimated at REFERENCE_BATCH
     large: float                                     # estimated at LARGE_BATCH
     estimates: tuple[tuple[str, float], ...] = ()   # every strategy's estimate, chosen first
-    tables: int = 0                                  # numbers of the coupling tables it added
+    tables: int = 0                                  # numbers of the coupling tables it added, dense
+    held: int = 0                                    # what the memory budget counts (`_tried`)
 
 
 def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
@@ -225,12 +226,12 @@ def choose(b: Builder, model: StatementModel, strategy: str = AUTO,
     per-path tables are what ``max_table_numbers`` bounds before planning)."""
     tried = [c for c in _tried(b, model, applicable_strategies(model, strategy)) if c.tables <= table_budget]
     forced = strategy != AUTO and len(tried) == 1 and tried[0].strategy.label == strategy
-    thrifty = tried if forced else [c for c in tried if c.tables <= memory_budget(model)]
+    thrifty = tried if forced else [c for c in tried if c.held <= memory_budget(model)]
     fallbacks = [] if forced or _has_dense(thrifty) else fallback_strategies(model)
     # fewest networks first, every fallback of one count at once (the time model ranks them)
     for _, alike in itertools.groupby(fallbacks, key=lambda s: group_count(model, s)):
         tried += [c for c in _tried(b, model, list(alike)) if c.tables <= table_budget]
-        thrifty = [c for c in tried if c.tables <= memory_budget(model)]
+        thrifty = [c for c in tried if c.held <= memory_budget(model)]
         if _has_dense(thrifty):
             break
     choices = thrifty or tried
@@ -267,9 +268,9 @@ def _tried(b: Builder, model: StatementModel, candidates: Sequence[Strategy]) ->
         before = len(trial.steps)
         orders = tuple(candidate.apply(trial, model))
         added = tuple(table for key, table in trial.tables.items() if key not in b.tables or in_place)
-        # timed as the program will run, mostly-zero tables packed (fusionlang.plan.packing); the
-        # memory budget still counts them dense: the module builds each dense before packing it
-        _, new = packed_tables(added, tuple(trial.steps[before:]))
+        # timed as the program will run, mostly-zero tables packed (fusionlang.plan.packing)
+        packed, new = packed_tables(added, tuple(trial.steps[before:]))
+        dense = sum(table.numbers for table in added)
         choices.append(Choice(candidate, trial, orders, sum(s.flops for s in new), estimate(new),
-                              estimate_large(new), tables=sum(table.numbers for table in added)))
+                              estimate_large(new), tables=dense, held=min(dense, running_numbers(packed, new))))
     return choices

@@ -9,10 +9,13 @@ first use, into a local of the same name (an ``unpack`` step, :func:`fusionlang.
 about 18 us for 65 536 numbers, one thread).
 
 The choice times every candidate packed (its steps rewritten here before the time model reads
-them), and the program is packed the same way once chosen. The memory budget still counts the
-tables dense: the module builds each one dense before packing it, and counting them packed let
-the joint forms in at fully connected l = 5 and 6, whose products make a table of up to 470 596
-numbers at every call (forward + backward at l = 6: 0.72x the per-block plan's).
+them), and the program is packed the same way once chosen. A candidate fits the memory budget if
+its dense tables do (the rule before packing) or if what it holds while running does
+(:func:`running_numbers`: the packed tables, those unpacked at every call dense, and what its
+packed products make at every call). Fully connected l = 5 then takes the joint form (3.2 million
+dense numbers, 195 345 running; measured 2x faster forward), while l = 6 keeps its per-block plan:
+its joint form would make a table of 470 596 numbers at every call, and its forward + backward
+measured 0.72x the per-block plan's.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import replace
 
 from .program import Step, Table, TableSpec, table_nonzeros
 
-__all__ = ["PACK_MAX_DENSITY", "PACK_MIN_NUMBERS", "packed_tables", "worth_packing"]
+__all__ = ["PACK_MAX_DENSITY", "PACK_MIN_NUMBERS", "nonzero_bound", "packed_tables", "running_numbers", "worth_packing"]
 
 PACK_MIN_NUMBERS = 4096  # smaller dense tables stay as they are (unpacking costs an operation per call)
 PACK_MAX_DENSITY = 1 / 8  # packed: a value and a position per nonzero, at most a quarter of the table
@@ -72,6 +75,18 @@ def packed_tables(tables: tuple[Table, ...], steps: tuple[Step, ...],
     packed = tuple(replace(t, packed=True, products=tuple(products[t.name]), dense=t.name in unpacked)
                    if t.name in specs else t for t in tables)
     return packed, tuple(out)
+
+
+def running_numbers(tables: tuple[Table, ...], steps: tuple[Step, ...]) -> int:
+    """Numbers a plan holds while it runs, packed: each packed table's values and positions, a
+    table unpacked at every call whole, and the result of every packed product (made per call)."""
+    held = sum(math.prod(step.shape) for step in steps if step.kind == "packed")
+    for table in tables:
+        if table.packed and not table.dense:
+            held += nonzero_bound(table.spec) * (1 + 2 * len(table.products))
+        else:
+            held += table.numbers if table.sparse else table.spec.numel
+    return held
 
 
 def _packed_product(step: Step, specs: dict[str, TableSpec], products: Products,
