@@ -154,13 +154,14 @@ def packed_product(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
     return zeros.index_add(0, rows, terms).view(shape)
 
 
-def _coordinates(positions: torch.Tensor, shape: Sequence[int]) -> list[torch.Tensor]:
-    """Every flat position's index along each axis (``torch.unravel_index`` imports sympy: 0.6 s)."""
+def _coordinates(positions: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Every flat position's index along each axis, one row per axis: the inverse of :func:`_flat`
+    (``torch.unravel_index`` imports sympy, 0.6 s on a first call)."""
     found, rest = [], positions
     for size in reversed(shape):
         found.append(rest % size)
         rest = rest // size
-    return found[::-1]
+    return torch.stack(found[::-1])
 
 
 def _dtype(group: str) -> torch.dtype:
@@ -234,7 +235,7 @@ def _summed(coordinates: torch.Tensor, values: torch.Tensor,
     """Entries at equal coordinates summed in their order, in row-major order of the coordinates."""
     places, where = torch.unique(_flat(coordinates, shape), sorted=True, return_inverse=True)
     summed = torch.zeros(len(places), dtype=values.dtype).index_add_(0, where, values)
-    return torch.stack(torch.unravel_index(places, shape)), summed
+    return _coordinates(places, shape), summed
 
 
 def _symmetrized_entries(coordinates: torch.Tensor, values: torch.Tensor, shape: tuple[int, ...],
@@ -599,9 +600,7 @@ class CompiledModule(torch.nn.Module):
         coordinates = _coordinates(positions, table.shape)
         for number, axes in enumerate(products):
             for suffix, chosen in zip(("rows", "cols"), axes, strict=True):
-                index = torch.zeros_like(positions)
-                for axis in chosen:
-                    index = index * table.shape[axis] + coordinates[axis]
+                index = _flat(coordinates[list(chosen)], [table.shape[axis] for axis in chosen])
                 self._add_index(f"{name}_p{number}_{suffix}", index.int())
         if dense:
             self._add_index(f"{name}_at", positions.int())

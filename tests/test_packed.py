@@ -120,9 +120,12 @@ def test_setup_is_priced_by_the_nonzeros_and_packed_modules_script_and_export() 
 
 
 def test_building_a_packed_module_imports_no_sympy() -> None:
-    """``torch.unravel_index`` imports sympy (0.6 s): warm compiles of tree4 took 0.41 s, not 0.04."""
+    """``torch.unravel_index`` imports sympy (0.6 s): warm compiles of tree4 took 0.41 s, not 0.04.
+    The sparse form's tables (``runtime.sparse_coupling``) are built here too: they used it as well."""
     child = ("import sys, fusionlang.api as api\n"
              f"api.compile({SOURCES['tree4.fusion']!r}, name='tree4.fusion').module_class()()\n"
+             f"api.compile({SOURCES['tree4.fusion']!r}, name='tree4.fusion', strategy='full/sparse/q')"
+             ".module_class()()\n"
              "print('sympy' in sys.modules)")
     found = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=300)
     assert found.stdout.strip() == "False", found.stdout + found.stderr

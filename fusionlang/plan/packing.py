@@ -66,7 +66,7 @@ def packed_tables(tables: tuple[Table, ...], steps: tuple[Step, ...],
         if product is not None:
             out.append(product)
             continue
-        read = {a: a.removeprefix("self.") for a in step.args if a.startswith("self.") and a[5:] in specs}
+        read = {a: _table_name(a, specs) for a in step.args if _table_name(a, specs)}
         for name in sorted(set(read.values()) - unpacked):
             unpacked.add(name)
             out.append(Step(name, "unpack", (f"self.{name}", f"self.{name}_at"), shape=specs[name].shape,
@@ -83,7 +83,7 @@ def running_numbers(tables: tuple[Table, ...], steps: tuple[Step, ...]) -> int:
     held = sum(math.prod(step.shape) for step in steps if step.kind == "packed")
     for table in tables:
         if table.packed and not table.dense:
-            held += nonzero_bound(table.spec) * (1 + 2 * len(table.products))
+            held += table.packed_numbers(nonzero_bound(table.spec))
         else:
             held += table.numbers if table.sparse else table.spec.numel
     return held
@@ -99,11 +99,11 @@ def _packed_product(step: Step, specs: dict[str, TableSpec], products: Products,
         return None
     inputs, result = step.equation.split("->")
     letters = inputs.split(",")
-    tables = [a.removeprefix("self.") if a.startswith("self.") and a[5:] in specs else "" for a in step.args]
-    if all(tables) or not any(tables):
+    names = [_table_name(a, specs) for a in step.args]
+    if all(names) or not any(names):
         return None
-    side = 0 if tables[0] else 1
-    mine, theirs, name = letters[side], letters[1 - side], tables[side]
+    side = 0 if names[0] else 1
+    mine, theirs, name = letters[side], letters[1 - side], names[side]
     own = [i for i in theirs if i not in mine]
     if any(len(set(x)) != len(x) for x in (mine, theirs, result)) or any(i not in result for i in own):
         return None
@@ -117,3 +117,9 @@ def _packed_product(step: Step, specs: dict[str, TableSpec], products: Products,
     setup = 2 * nonzeros(specs[name]) * math.prod(sizes[i] for i in own)
     return replace(step, kind="packed", args=(f"self.{name}", step.args[1 - side]), index=f"self.{name}_p{number}",
                    equation=f"{mine},{theirs}->{result}", setup_flops=setup)
+
+
+def _table_name(arg: str, specs: dict[str, TableSpec]) -> str:
+    """The packed table a step argument names (``self.<name>``), or ``""``."""
+    name = arg.removeprefix("self.")
+    return name if name != arg and name in specs else ""

@@ -185,11 +185,16 @@ class Table:
     @property
     def numbers(self) -> int:
         """Numbers the module holds for it: the dense table, or per nonzero its value and positions."""
-        if self.packed:  # a value, and an int32 position per product and axis group and to unpack
-            return packed_nonzeros(self.spec) * (1 + 2 * len(self.products) + self.dense)
+        if self.packed:
+            return self.packed_numbers(packed_nonzeros(self.spec))
         if not self.sparse:
             return self.spec.numel
         return sparse_nonzeros(self.spec, self.leaf_axes) * (self.leaf_axes + 2)
+
+    def packed_numbers(self, nonzeros: int) -> int:
+        """Numbers a packed table of ``nonzeros`` keeps: per nonzero its value, its two int32
+        positions per product, and its flat position when some step unpacks it."""
+        return nonzeros * (1 + 2 * len(self.products) + self.dense)
 
 
 NONZERO = 1e-12  # a coupling entry this small is a zero of the selection rules, not a value
