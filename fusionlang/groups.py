@@ -131,9 +131,7 @@ class Irrep:
         return _product(self.two_j, self.parity, other.two_j, other.parity, self.group)
 
     def __str__(self) -> str:
-        if self.group.has_parity:
-            return f"{self.two_j // 2}{'e' if self.parity == 1 else 'o'}"
-        return spin_text(self.two_j)
+        return _irrep_text(self.two_j, self.parity, self.group.has_parity)
 
     def __repr__(self) -> str:
         return f"Irrep({str(self)!r}, {self.group})"
@@ -183,6 +181,15 @@ def _product(two_j: int, parity: int, other_two_j: int, other_parity: int, group
     # Cached: inference multiplies the same few irreps millions of times on large diagrams.
     lo, hi = abs(two_j - other_two_j), two_j + other_two_j
     return tuple(Irrep(two_j=j, parity=parity * other_parity, group=group) for j in range(lo, hi + 1, 2))
+
+
+@functools.cache
+def _irrep_text(two_j: int, parity: int, has_parity: bool) -> str:
+    # cached: the planner keys paths by their irreps' text, hundreds of thousands of times for a
+    # statement with thousands of paths
+    if has_parity:
+        return f"{two_j // 2}{'e' if parity == 1 else 'o'}"
+    return spin_text(two_j)
 
 
 def spin_text(two_j: int) -> str:

@@ -5,9 +5,10 @@ Shared vocabulary of the planner's statement model and its emitters; plain froze
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .. import ir
 from ..groups import Irrep, MulIrrep
@@ -79,6 +80,13 @@ class Stack:
 
     leg: str
     entries: tuple[Entry, ...]
+    # where each entry (by index) starts: read once per path and vertex, so a dict, not a scan
+    offsets: dict[int, int] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        # the running sums have one more item (the total) than there are entries
+        starts = itertools.accumulate((e.dim for e in self.entries), initial=0)
+        object.__setattr__(self, "offsets", dict(zip((e.index for e in self.entries), starts, strict=False)))
 
     @property
     def mul(self) -> int:
@@ -89,12 +97,7 @@ class Stack:
         return sum(e.dim for e in self.entries)
 
     def offset(self, entry: Entry) -> int:
-        total = 0
-        for e in self.entries:
-            if e.index == entry.index:
-                return total
-            total += e.dim
-        raise KeyError(entry)
+        return self.offsets[entry.index]
 
     @property
     def key(self) -> tuple[str, tuple[int, ...]]:

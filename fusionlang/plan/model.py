@@ -14,6 +14,7 @@ Everything the strategies, the cost model and the report know about a statement 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -43,6 +44,17 @@ class StatementModel:
     @property
     def index(self) -> int:
         return self.statement.index
+
+    @functools.cached_property
+    def partitions(self) -> dict[str, list[list[PathModel]]]:
+        """The kept paths partitioned by a stacking, filled once per stacking by
+        :mod:`fusionlang.plan.strategies` (every candidate and count reads it: with 20 000 paths,
+        recomputing took a second)."""
+        return {}
+
+    def __getstate__(self) -> dict[str, object]:
+        # the partitions are a memo of the planner: not stored with a cached plan
+        return {k: v for k, v in self.__dict__.items() if k != "partitions"}
 
     @property
     def all_paths(self) -> int:

@@ -141,12 +141,19 @@ def group_count(model: StatementModel, strategy: Strategy) -> int:
 
 
 def _groups(model: StatementModel, strategy: Strategy) -> list[list[PathModel]]:
-    """Partition of the kept paths (each group: equal leaf and output multiplicities)."""
+    """Partition of the kept paths (each group: equal leaf and output multiplicities), computed
+    once per stacking (``model.partitions``); callers do not change it."""
+    if strategy.stacking not in model.partitions:
+        model.partitions[strategy.stacking] = _partition(model, strategy.stacking)
+    return model.partitions[strategy.stacking]
+
+
+def _partition(model: StatementModel, stacking: str) -> list[list[PathModel]]:
     def key(path: PathModel) -> tuple[Any, ...]:
         muls = tuple(e.mul for e in path.leaves) + (path.output.mul,)
-        if strategy.stacking == "blocks":
+        if stacking == "blocks":
             return muls + entry_key(model.symmetric_groups, path)
-        if strategy.stacking == "single":
+        if stacking == "single":
             return muls + entry_key(model.symmetric_groups, path) + (path.position,)
         return muls
     found: dict[tuple[Any, ...], list[PathModel]] = {}
