@@ -38,6 +38,9 @@ from fusionlang.loader import (  # noqa: F401
     release_collected,
 )
 
+# Running a batch in one pass or in chunks, and joining pieces: apart too, called as runtime.*.
+from fusionlang.runtime_batches import _as_tuple, in_chunks, in_one_pass, join  # noqa: F401
+
 # The input checks live apart (a module of their own); generated code calls them as runtime.check_*.
 from fusionlang.runtime_checks import (  # noqa: F401
     _readable,
@@ -221,31 +224,22 @@ def _coalesced(group: str, shape: tuple[int, ...], blocks: Iterable[BlockSpec],
                path_axes: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Every block's entries that are not exactly zero, placed at its offsets, overlapping ones
     summed in block order (as :func:`coupling_table` adds the blocks)."""
-    # Blocks of one kind (tree, scale, permutation) share their entries: each kind's nonzeros are
-    # found once and every block's are gathered in block order (a statement of 4 013 paths has
-    # some 20 000 blocks of a few dozen kinds; one tensor operation per block took seconds)
-    kinds: dict[str, int] = {}
-    kind_of, offsets, found = [], [], []
+    # A kind of block (tree, scale, permutation) has its nonzeros found once, then gathered for each
+    # block in block order: 20 000 blocks of a few dozen kinds took seconds at one operation each
+    blocks, kinds = list(blocks), dict[str, int]()
+    found = [(torch.zeros(len(shape), 0, dtype=torch.int64), torch.zeros(0, dtype=_dtype(group)))]
     for block in blocks:
-        key = repr(block[1:])
-        if key not in kinds:
-            kinds[key] = len(found)
+        if kinds.setdefault(repr(block[1:]), len(found)) == len(found):
             tensor = _block_tensor(group, block, path_axes)
-            where = (tensor != 0).nonzero().T
-            found.append((where, tensor[tuple(where)]))
-        kind_of.append(kinds[key])
-        offsets.append(block[0])
-    if not found:
-        return torch.zeros(len(shape), 0, dtype=torch.int64), torch.zeros(0, dtype=_dtype(group))
-    counts = torch.tensor([found[k][1].numel() for k in range(len(found))], dtype=torch.int64)
-    starts = torch.cumsum(counts, 0) - counts
-    kind = torch.tensor(kind_of, dtype=torch.int64)
-    block = torch.repeat_interleave(torch.arange(len(kind_of)), counts[kind])
-    first = torch.cumsum(counts[kind], 0) - counts[kind]
-    entry = starts[kind[block]] + torch.arange(block.numel()) - first[block]
-    where = torch.cat([w for w, _ in found], 1)
-    coordinates = where[:, entry] + torch.tensor(offsets, dtype=torch.int64).reshape(-1, len(shape)).T[:, block]
-    return _summed(coordinates, torch.cat([v for _, v in found])[entry], shape)
+            found.append(((tensor != 0).nonzero().T, tensor[tensor != 0]))
+    counts = torch.tensor([values.numel() for _, values in found])
+    kind = torch.tensor([kinds[repr(block[1:])] for block in blocks], dtype=torch.int64)
+    owner = torch.repeat_interleave(torch.arange(len(blocks)), counts[kind])  # the block of each entry
+    entry = (torch.cumsum(counts, 0) - counts)[kind[owner]] + torch.arange(owner.numel()) \
+        - (torch.cumsum(counts[kind], 0) - counts[kind])[owner]  # its number among all kinds' entries
+    offsets = torch.tensor([block[0] for block in blocks], dtype=torch.int64).reshape(-1, len(shape)).T
+    return _summed(torch.cat([w for w, _ in found], 1)[:, entry] + offsets[:, owner],
+                   torch.cat([v for _, v in found])[entry], shape)
 
 
 def _summed(coordinates: torch.Tensor, values: torch.Tensor,
@@ -479,74 +473,6 @@ _EAGER: dict[str, Callable[..., Any]] = {}
 
 def _call(forward: Callable[..., Any], arguments: Sequence[torch.Tensor]) -> Any:
     return forward(*arguments)
-
-
-def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
-    """Whether a generated ``forward`` contracts the batch of ``x`` in one pass rather than through
-    :func:`in_chunks`: off the CPU (a GPU wants the whole batch), for CPU batches up to ``chunk``,
-    and always while ``torch.compile`` or ``torch.export`` traces it (a batch that compiled code
-    should run in chunks went to :func:`eagerly` before; the graph stays free of a branch on the
-    batch size, so a dynamic batch dimension stays dynamic)."""
-    if torch.jit.is_scripting():
-        return not x.is_cpu or x.shape[0] <= chunk
-    else:
-        if torch.compiler.is_compiling() or not x.is_cpu:
-            return True
-        return x.shape[0] <= chunk
-
-
-def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torch.Tensor]) -> Any:
-    """``contract(*arguments)`` on ``chunk`` samples at a time: the intermediates stay cache-sized.
-
-    Without gradients every chunk writes into outputs allocated once (uvu at N = 16384: 1.11-1.17x
-    faster than concatenating). With gradients they are joined (:func:`join`): writes into slices
-    would chain one ``CopySlices`` per chunk, each copying the whole gradient in backward."""
-    pieces = [torch.split(argument, chunk) for argument in arguments]
-    first = contract(*[piece[0] for piece in pieces])
-    parts = itertools.chain([_as_tuple(first)], (_as_tuple(contract(*[piece[k] for piece in pieces]))
-                                                  for k in range(1, len(pieces[0]))))
-    if any(result.requires_grad for result in _as_tuple(first)):
-        joined = tuple(join(list(column), 0) for column in zip(*parts, strict=True))
-    else:
-        joined = tuple(r.new_empty((arguments[0].shape[0], *r.shape[1:])) for r in _as_tuple(first))
-        start = 0
-        for part in parts:
-            for out, result in zip(joined, part, strict=True):
-                out[start:start + result.shape[0]] = result
-            start += part[0].shape[0]
-    return joined[0] if isinstance(first, torch.Tensor) else joined
-
-
-def _as_tuple(result: Any) -> tuple[torch.Tensor, ...]:
-    return (result,) if isinstance(result, torch.Tensor) else tuple(result)
-
-
-def join(parts: list[torch.Tensor], axis: int) -> torch.Tensor:
-    """``torch.cat(parts, axis)``; run eagerly with gradients, its backward is one ``torch.split``.
-    ``cat``'s own backward slices the gradient, and in a double backward (training on forces) every
-    slice's backward zero-fills a tensor as large as the whole: for the chunks of the MACE
-    interaction at 1 000 nodes, 7.7 of 13.7 s per step (docs/performance.md)."""
-    if torch.jit.is_scripting():
-        return torch.cat(parts, axis)
-    else:
-        if torch.compiler.is_compiling() or not any(part.requires_grad for part in parts):
-            return torch.cat(parts, axis)
-        return _Join.apply(axis, *parts)
-
-
-class _Join(torch.autograd.Function):
-    # forward and setup_context apart: torch.func (grad, jacrev) accepts only this form
-    @staticmethod
-    def forward(axis: int, *parts: torch.Tensor) -> torch.Tensor:
-        return torch.cat(parts, axis)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.axis, ctx.sizes = inputs[0], [part.shape[inputs[0]] for part in inputs[1:]]
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        return (None, *torch.split(grad, ctx.sizes, ctx.axis))
 
 
 def _working(table: torch.Tensor, real: torch.dtype) -> torch.Tensor:

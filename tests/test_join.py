@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from fusionlang import api, runtime
+from fusionlang import api, runtime, runtime_batches
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -67,5 +67,7 @@ def whole_size_fills() -> int:
 def test_a_chunked_double_backward_fills_no_whole_size_tensor_per_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
     assert whole_size_fills() == 0
     # torch.cat, for contrast: every chunk's slice of the gradient is zero-filled at full size
-    monkeypatch.setattr(runtime, "join", lambda parts, axis: torch.cat(parts, axis))
+    # (in_chunks reads join in its own module, runtime_batches; generated code as runtime.join)
+    for module in (runtime, runtime_batches):
+        monkeypatch.setattr(module, "join", lambda parts, axis: torch.cat(parts, axis))
     assert whole_size_fills() >= 8
