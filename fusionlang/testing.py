@@ -120,12 +120,13 @@ def _path_spec(statement: ir.Statement, weighted: bool, external: bool) -> str:
 
 
 def _path_term(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path,
-               values: Mapping[str, torch.Tensor], weight: torch.Tensor | None) -> torch.Tensor:
-    """One path's contribution ``[..., m_out, dim]`` before the 1/sqrt(fan_in) factor."""
+               values: Mapping[str, torch.Tensor], weight: torch.Tensor | None,
+               slices: Mapping[str, tuple[slice, ...]]) -> torch.Tensor:
+    """One path's contribution ``[..., m_out, dim]`` before the 1/sqrt(fan_in) factor
+    (``slices``: every leg's ``irreps.slices()``, found once: thousands of paths read them)."""
     features = []
     for ref, entry in zip(statement.leaves, path.leaves, strict=True):
-        irreps = diagram.irreps(ref.leg)
-        item, where = irreps[entry], irreps.slices()[entry]
+        item, where = diagram.irreps(ref.leg)[entry], slices[ref.leg][entry]
         x = values[ref.leg]
         features.append(x[..., where].reshape(*x.shape[:-1], item.mul, item.irrep.dim))
     dtype = features[0].dtype
@@ -133,9 +134,7 @@ def _path_term(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path,
     if weight is not None:
         operands.append(weight.to(dtype))
     spec = _path_spec(statement, weight is not None, statement.weights == "external")
-    # The operands are tiny: opt_einsum's search for a contraction order would cost far more.
-    with torch.backends.opt_einsum.flags(enabled=False):
-        term = torch.einsum(spec, *operands)
+    term = torch.einsum(spec, *operands)   # (opt_einsum is off: see reference_forward)
     if not (statement.channels == "uvw" and weight is None):
         return term
     flat = term.reshape(*term.shape[:-statement.arity - 1], -1, term.shape[-1])
@@ -161,15 +160,17 @@ def _evaluation_order(diagram: ir.Diagram) -> list[str]:
 
 
 def _evaluate_leg(diagram: ir.Diagram, name: str, values: Mapping[str, torch.Tensor],
-                  weights: Mapping[int, torch.Tensor], batch: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+                  weights: Mapping[int, torch.Tensor], batch: torch.Size, dtype: torch.dtype,
+                  normalisers: Mapping[tuple[int, ir.Path], float],
+                  slices: Mapping[str, tuple[slice, ...]]) -> torch.Tensor:
     """All paths of all writers of one leg, normalised and summed into its ``mul_ir`` layout."""
     irreps = diagram.irreps(name)
-    normalisers = path_normalisers(diagram)
     entries = [torch.zeros(*batch, item.mul, item.irrep.dim, dtype=dtype) for item in irreps]
     for statement in diagram.writers(name):
         blocks = split_weights(diagram, statement, weights.get(statement.index))
         for path, block in zip(statement.paths, blocks, strict=True):
-            term = _path_term(diagram, statement, path, values, block) / math.sqrt(normalisers[(statement.index, path)])
+            term = _path_term(diagram, statement, path, values, block, slices)
+            term = term / math.sqrt(normalisers[(statement.index, path)])
             entries[path.output] = entries[path.output] + term
     return torch.cat([e.reshape(*batch, -1) for e in entries], dim=-1)
 
@@ -195,8 +196,12 @@ def reference_forward(diagram: ir.Diagram, inputs: Sequence[torch.Tensor],
     values: dict[str, torch.Tensor] = {leg.name: x.to(dtype) for leg, x in zip(diagram.inputs, inputs, strict=True)}
     external = [weights[s.index] for s in diagram.statements if s.weights == "external" and s.index in weights]
     batch = torch.broadcast_shapes(*(x.shape[:-1] for x in [*inputs, *external]))
-    for name in _evaluation_order(diagram):
-        values[name] = _evaluate_leg(diagram, name, values, weights, batch, dtype)
+    normalisers = path_normalisers(diagram)
+    slices = {leg.name: diagram.irreps(leg.name).slices() for leg in diagram.legs}
+    # The operands of a path are tiny: opt_einsum's search for a contraction order would cost far more.
+    with torch.backends.opt_einsum.flags(enabled=False):
+        for name in _evaluation_order(diagram):
+            values[name] = _evaluate_leg(diagram, name, values, weights, batch, dtype, normalisers, slices)
     results = tuple(values[leg.name] for leg in diagram.outputs)
     return results[0] if len(results) == 1 else results
 

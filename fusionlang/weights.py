@@ -135,15 +135,16 @@ def path_normalisers(diagram: ir.Diagram) -> dict[tuple[int, ir.Path], Normalise
     found: dict[tuple[int, ir.Path], Normaliser] = {}
     for statement in diagram.statements:
         for path in statement.paths:
-            number = _path_term(diagram, statement, path, totals, counts) / _irrep_factor(diagram, statement, path)
+            number = (_normalisation_term(diagram, statement, path, totals, counts)
+                      / _irrep_factor(diagram, statement, path))
             if path.diagonal:
                 number *= _diagonal_factor(diagram, statement, path)
             found[(statement.index, path)] = int(number) if number.denominator == 1 else float(number)
     return found
 
 
-def _path_term(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path, totals: dict[tuple[str, int], int],
-               counts: Counter[tuple[str, int]]) -> Fraction:
+def _normalisation_term(diagram: ir.Diagram, statement: ir.Statement, path: ir.Path,
+                        totals: dict[tuple[str, int], int], counts: Counter[tuple[str, int]]) -> Fraction:
     """e3nn's path_normalization: the fan_in total of the output entry ("element"), one ("none"),
     or the path's own fan_in times the paths into that entry ("path")."""
     entry = (statement.target, path.output)
