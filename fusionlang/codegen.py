@@ -26,7 +26,17 @@ from . import ir
 from ._version import __version__
 from .diagnostics import Diagnostic, FusionError
 from .names import class_name
-from .plan import CallLabel, PlanReport, Program, Step, Table, block_literal, combined_report, explain_report
+from .plan import (
+    CallLabel,
+    PlanReport,
+    Program,
+    Step,
+    Table,
+    block_literal,
+    combined_report,
+    explain_report,
+    product_axes,
+)
 from .source import Source
 from .weights import Normaliser, path_normalisers, path_weight_shape
 
@@ -388,17 +398,13 @@ def _split_step(steps: list[dict[str, Any]], source: str, axis: int,
 def _packed_call(step: Step, shape: tuple[int, ...]) -> str:
     """``runtime.packed_product(...)`` for a ``packed`` step: the other operand's shared axes (in
     the table's order) then its own as a matrix; the result's axes put in the equation's order."""
-    inputs, result = step.equation.split("->")
-    mine, theirs = inputs.split(",")
-    sizes = dict(zip(result, step.shape, strict=True)) | dict(zip(mine, shape, strict=True))
-    shared = [i for i in mine if i in theirs]
-    own = [i for i in theirs if i not in mine]
-    order = shared + own
-    permutation = tuple(theirs.index(i) for i in order)
-    matrix = (math.prod(sizes[i] for i in shared), math.prod(sizes[i] for i in own))
-    other = _aligned(step.args[1], (permutation if permutation != tuple(range(len(theirs))) else (), ()))
+    found = product_axes(step.equation, step.shape, shape)
+    result, sizes = step.equation.split("->")[1], found.sizes
+    permutation = tuple(found.theirs.index(i) for i in found.shared + found.own)
+    matrix = (math.prod(sizes[i] for i in found.shared), math.prod(sizes[i] for i in found.own))
+    other = _aligned(step.args[1], (permutation if permutation != tuple(range(len(found.theirs))) else (), ()))
     other += f".reshape({matrix[0]}, {matrix[1]})"
-    axes = [i for i in mine if i in result] + own
+    axes = [i for i in found.mine if i in result] + found.own
     table, buffers = step.args[0], step.index
     text = (f"runtime.packed_product({table}, {buffers}_rows, {buffers}_cols, {other}, "
             f"[{', '.join(str(sizes[i]) for i in axes)}])")

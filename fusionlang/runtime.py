@@ -39,7 +39,7 @@ from fusionlang.loader import (  # noqa: F401
 )
 
 # Running a batch in one pass or in chunks, and joining pieces: apart too, called as runtime.*.
-from fusionlang.runtime_batches import _as_tuple, in_chunks, in_one_pass, join  # noqa: F401
+from fusionlang.runtime_batches import in_chunks, in_one_pass, join  # noqa: F401
 
 # The input checks live apart (a module of their own); generated code calls them as runtime.check_*.
 from fusionlang.runtime_checks import (  # noqa: F401

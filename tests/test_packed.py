@@ -1,4 +1,4 @@
-"""Packed coupling tables (``plan.assemble._packed_tables``): a mostly-zero table is kept as its
+"""Packed coupling tables (``plan.packing.packed_tables``): a mostly-zero table is kept as its
 nonzeros; a product of it with weights or another batch-free operand runs over the nonzeros
 (``runtime.packed_product``), any other use unpacks it (``runtime.unpacked``).
 

@@ -45,6 +45,7 @@ from .builder import Builder
 from .cost import choose, model_features, model_naive_flops, model_seconds, naive_flops
 from .geometry import CHANNELS
 from .model import StatementModel, kept_paths, statement_model, statement_models
+from .packing import product_axes
 from .paths import (
     BATCH,
     DP_LIMIT,
@@ -80,7 +81,7 @@ __all__ = [
     "StatementReport", "Step", "Strategy", "StrategyChoice", "Table", "TableSpec", "Tree", "WeightInput",
     "batch_chunk", "block_literal", "combined_report", "contraction_steps", "explain_report", "fan_in_totals",
     "get_path_fn", "get_strategy", "greedy_tree", "kept_paths", "model_features", "model_seconds", "naive_flops",
-    "optimal_tree", "plan_diagram", "statement_model", "statement_models", "table_tensor", "tree_cost",
+    "optimal_tree", "plan_diagram", "product_axes", "statement_model", "statement_models", "table_tensor", "tree_cost",
 ]
 
 

@@ -23,10 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from typing import NamedTuple
 
 from .program import Step, Table, TableSpec, table_nonzeros
 
-__all__ = ["PACK_MAX_DENSITY", "PACK_MIN_NUMBERS", "nonzero_bound", "packed_tables", "running_numbers", "worth_packing"]
+__all__ = ["PACK_MAX_DENSITY", "PACK_MIN_NUMBERS", "ProductAxes", "nonzero_bound", "packed_tables", "product_axes",
+           "running_numbers", "worth_packing"]
 
 PACK_MIN_NUMBERS = 4096  # smaller dense tables stay as they are (unpacking costs an operation per call)
 PACK_MAX_DENSITY = 1 / 8  # packed: a value and a position per nonzero, at most a quarter of the table
@@ -103,20 +105,40 @@ def _packed_product(step: Step, specs: dict[str, TableSpec], products: Products,
     if all(names) or not any(names):
         return None
     side = 0 if names[0] else 1
-    mine, theirs, name = letters[side], letters[1 - side], names[side]
-    own = [i for i in theirs if i not in mine]
-    if any(len(set(x)) != len(x) for x in (mine, theirs, result)) or any(i not in result for i in own):
+    name = names[side]
+    axes = product_axes(f"{letters[side]},{letters[1 - side]}->{result}", step.shape, specs[name].shape)
+    if any(len(set(x)) != len(x) for x in (axes.mine, axes.theirs, result)) or any(i not in result for i in axes.own):
         return None
-    shape = specs[name].shape
-    kept = tuple(k for k, i in enumerate(mine) if i in result)
-    shared = tuple(k for k, i in enumerate(mine) if i in theirs)
+    kept = tuple(k for k, i in enumerate(axes.mine) if i in result)
+    shared = tuple(axes.mine.index(i) for i in axes.shared)
     if (kept, shared) not in products[name]:
         products[name].append((kept, shared))
     number = products[name].index((kept, shared))
-    sizes = dict(zip(result, step.shape, strict=True)) | dict(zip(mine, shape, strict=True))
-    setup = 2 * nonzeros(specs[name]) * math.prod(sizes[i] for i in own)
+    setup = 2 * nonzeros(specs[name]) * math.prod(axes.sizes[i] for i in axes.own)
     return replace(step, kind="packed", args=(f"self.{name}", step.args[1 - side]), index=f"self.{name}_p{number}",
-                   equation=f"{mine},{theirs}->{result}", setup_flops=setup)
+                   equation=axes.equation, setup_flops=setup)
+
+
+class ProductAxes(NamedTuple):
+    """The indices of a product of a packed table (``mine``) and another operand (``theirs``):
+    those they share, the other operand's own, and every index's size."""
+
+    equation: str
+    mine: str
+    theirs: str
+    shared: list[str]
+    own: list[str]
+    sizes: dict[str, int]
+
+
+def product_axes(equation: str, result_shape: tuple[int, ...], table_shape: tuple[int, ...]) -> ProductAxes:
+    """:class:`ProductAxes` of ``equation`` (the table first), read by the planner (which products
+    apply, their setup) and by the code generator (how the other operand is laid out)."""
+    inputs, result = equation.split("->")
+    mine, theirs = inputs.split(",")
+    sizes = dict(zip(result, result_shape, strict=True)) | dict(zip(mine, table_shape, strict=True))
+    return ProductAxes(equation, mine, theirs, [i for i in mine if i in theirs], [i for i in theirs if i not in mine],
+                       sizes)
 
 
 def _table_name(arg: str, specs: dict[str, TableSpec]) -> str:
