@@ -548,10 +548,11 @@ def test_large_batches_run_in_chunks_with_equal_values_and_gradients(example: st
 @pytest.mark.parametrize(("example", "name"), [("product_basis", "product_basis"), ("spins", "tetrahedron")])
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 def test_torch_compile_agrees_on_either_side_of_the_traced_batch(example: str, name: str, threads: int) -> None:
-    """Under ``torch.compile`` a batch up to the module's ``traced_batch`` is traced and a larger
-    one runs the forward eagerly (``runtime.eagerly``, chunked above ``CHUNK``); both give the
-    eager values and gradients, with one thread (traced up to ``CHUNK``) and with two
-    (tetrahedron: complex SU(2) features, two outputs)."""
+    """Under ``torch.compile`` a batch up to the module's ``traced_batch`` (with grad mode on:
+    ``traced_batch_with_grad``) is traced and a larger one runs the forward eagerly
+    (``runtime.eagerly``, chunked above ``CHUNK``); both give the eager values and gradients, with
+    one thread (traced up to ``CHUNK``) and with two (tetrahedron: complex SU(2) features, two
+    outputs)."""
     import torch._dynamo
 
     result = compiled(ROOT / "examples" / f"{example}.fusion")
@@ -560,10 +561,16 @@ def test_torch_compile_agrees_on_either_side_of_the_traced_batch(example: str, n
     torch.manual_seed(0)
     with torch_threads(threads):
         module = small(dtype=torch.float64)
+        module.traced_batch_with_grad = 2 * module.traced_batch  # built: 8 CHUNK; smaller keeps the test quick
         fast = torch.compile(module, backend="aot_eager")
-        for batch in (module.traced_batch, module.traced_batch + 1, 3 * module.CHUNK):
+        limits = (module.traced_batch, module.traced_batch_with_grad)
+        for batch in (*limits, *(limit + 1 for limit in limits), 3 * module.CHUNK):
             args = [(a.to(torch.complex128) if a.is_complex() else a.double()).requires_grad_()
                     for a in example_inputs(result, name, batch=batch)]
+            with torch.no_grad():
+                for a, b in zip(*[o if isinstance(o, tuple) else (o,) for o in (fast(*args), module(*args))],
+                                strict=True):
+                    assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), batch
             outputs = [fast(*args), module(*args)]
             pairs = [o if isinstance(o, tuple) else (o,) for o in outputs]
             grads = [torch.autograd.grad(sum(o.abs().square().sum() for o in p), args) for p in pairs]
@@ -587,9 +594,10 @@ def test_export_with_a_dynamic_batch_runs_batches_larger_than_a_chunk() -> None:
 # dynamo itself reads `.grad` of the eager result when it resumes after the graph break (torch 2.13)
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() -> None:
-    """Under ``torch.compile`` a CPU batch above ``runtime.TRACED_BATCH`` runs ``contract`` eagerly
-    behind a graph break (chunk by chunk above ``CHUNK``; values and gradients equal one pass), a
-    smaller one is traced; within ``runtime.single_graph()`` every batch is one graph."""
+    """Under ``torch.compile`` a CPU batch above ``runtime.TRACED_BATCH`` (with grad mode on, above
+    ``traced_batch_with_grad``) runs ``contract`` eagerly behind a graph break (chunk by chunk above
+    ``CHUNK``; values and gradients equal one pass), a smaller one is traced; within
+    ``runtime.single_graph()`` every batch is one graph."""
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     cls = result.module_class()
     traced = runtime.TRACED_BATCH
@@ -597,10 +605,14 @@ def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() 
     torch.manual_seed(0)
     with torch_threads(2):  # built with one thread it would trace every batch up to CHUNK
         module = small(dtype=torch.float64)
-    args = [a.double().requires_grad_() for a in example_inputs(result, None, batch=3 * traced)]
-    for batch, breaks in ((3 * traced, True), (traced + 1, True), (3, False)):  # chunked, one pass, traced
+    with_grad = module.traced_batch_with_grad
+    assert with_grad == 8 * module.CHUNK
+    args = [a.double().requires_grad_() for a in example_inputs(result, None, batch=with_grad + 1)]
+    for batch, grad, breaks in ((3 * traced, False, True), (traced + 1, False, True), (3, False, False),
+                                (with_grad, True, False), (with_grad + 1, True, True)):
         torch._dynamo.reset()
-        explained = torch._dynamo.explain(module)(*[a[:batch] for a in args])
+        with torch.set_grad_enabled(grad):  # grad mode on: a backward comes, traced up to traced_batch_with_grad
+            explained = torch._dynamo.explain(module)(*[a[:batch] for a in args])
         # a break at the top of forward: nothing before it is traced (dynamo counts no break then)
         assert bool(explained.break_reasons) == breaks, batch
         assert any("einsum" in str(op) for ops in explained.ops_per_graph for op in ops) != breaks, batch
@@ -634,20 +646,23 @@ def test_torch_compile_traces_small_batches_and_breaks_for_large_ones(threads: i
     """On the CPU a compiled module traces its contraction up to ``runtime.traced_batch(CHUNK)``
     samples (with several threads ``TRACED_BATCH``, where the graph break's fixed cost dominates;
     with one thread ``CHUNK``, where inductor's code beat eager) and leaves it eager behind a break
-    above."""
+    above. With grad mode on (a backward comes) it traces up to ``traced_batch_with_grad``:
+    ``TRACED_BATCH_WITH_GRAD``, at most 8 ``CHUNK``."""
     import torch._dynamo
 
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     with torch_threads(threads):
         module = result.module_class()()
-        largest = module.traced_batch
+        largest, with_grad = module.traced_batch, module.traced_batch_with_grad
         assert largest == (module.CHUNK if threads == 1 else runtime.TRACED_BATCH)
-        for batch, breaks in ((1, False), (largest, False), (largest + 1, True)):
+        assert with_grad == max(largest, min(runtime.TRACED_BATCH_WITH_GRAD, 8 * module.CHUNK)) > largest
+        for batch, grad, breaks in ((1, False, False), (largest, False, False), (largest + 1, False, True),
+                                    (largest + 1, True, False), (with_grad, True, False), (with_grad + 1, True, True)):
             torch._dynamo.reset()
             torch._dynamo.utils.counters.clear()
             args = example_inputs(result, batch=batch)
-            with warnings.catch_warnings():  # Dynamo reads `.grad` of a non-leaf where it resumes after a break
-                warnings.simplefilter("ignore", UserWarning)
+            with warnings.catch_warnings(), torch.set_grad_enabled(grad):
+                warnings.simplefilter("ignore", UserWarning)  # Dynamo reads `.grad` of a non-leaf where it resumes
                 assert torch.allclose(torch.compile(module, backend="aot_eager")(*args), module(*args), atol=1e-5)
-            assert bool(torch._dynamo.utils.counters["graph_break"]) == breaks, batch
+            assert bool(torch._dynamo.utils.counters["graph_break"]) == breaks, (batch, grad)
     torch._dynamo.reset()

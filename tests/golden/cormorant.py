@@ -88,7 +88,7 @@ class cormorant_complex__s0_0(runtime.CompiledModule):
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(F_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(F_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [F_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -233,7 +233,7 @@ class cormorant_complex__s1_1(runtime.CompiledModule):
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(F, self.traced_batch):
+            if runtime.eager_under_compile(F, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -319,7 +319,7 @@ class cormorant_complex__s2_2(runtime.CompiledModule):
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(F, self.traced_batch):
+            if runtime.eager_under_compile(F, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -412,7 +412,7 @@ class cormorant_complex__s3_3(runtime.CompiledModule):
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(message, self.traced_batch):
+            if runtime.eager_under_compile(message, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [message])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -505,7 +505,7 @@ class cormorant_complex__s4_4(runtime.CompiledModule):
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(square, self.traced_batch):
+            if runtime.eager_under_compile(square, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [square])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -692,7 +692,7 @@ class cormorant_real__s0_0(runtime.CompiledModule):
 
     def forward(self, F_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(F_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(F_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [F_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -841,7 +841,7 @@ class cormorant_real__s1_1(runtime.CompiledModule):
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(F, self.traced_batch):
+            if runtime.eager_under_compile(F, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -926,7 +926,7 @@ class cormorant_real__s2_2(runtime.CompiledModule):
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(F, self.traced_batch):
+            if runtime.eager_under_compile(F, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [F])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -1017,7 +1017,7 @@ class cormorant_real__s3_3(runtime.CompiledModule):
 
     def forward(self, message: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(message, self.traced_batch):
+            if runtime.eager_under_compile(message, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [message])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -1108,7 +1108,7 @@ class cormorant_real__s4_4(runtime.CompiledModule):
 
     def forward(self, square: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(square, self.traced_batch):
+            if runtime.eager_under_compile(square, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [square])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)

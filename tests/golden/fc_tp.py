@@ -83,7 +83,7 @@ class fc_tp(runtime.CompiledModule):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(x, self.traced_batch):
+            if runtime.eager_under_compile(x, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [x, y])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)

@@ -75,7 +75,7 @@ class fusion_block_k2__s0_0(runtime.CompiledModule):
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -218,7 +218,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -336,7 +336,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h, self.traced_batch):
+            if runtime.eager_under_compile(h, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h, m_density])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -495,7 +495,7 @@ class fusion_block_k3__s0_0(runtime.CompiledModule):
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -603,7 +603,7 @@ class fusion_block_k3__s1_1(runtime.CompiledModule):
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -714,7 +714,7 @@ class fusion_block_k3__s1_2(runtime.CompiledModule):
 
     def forward(self, h_at_receiver: torch.Tensor, m_density_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_receiver, m_density_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -830,7 +830,7 @@ class fusion_block_k3__s1_3(runtime.CompiledModule):
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_receiver, m, m_density_at_receiver])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -946,7 +946,7 @@ class fusion_block_k3__s1_4(runtime.CompiledModule):
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor, m_density_at_receiver: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_receiver, m, m_density_at_receiver])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1060,7 +1060,7 @@ class fusion_block_k3__s1_5(runtime.CompiledModule):
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h, self.traced_batch):
+            if runtime.eager_under_compile(h, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h, m_density])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1259,7 +1259,7 @@ class mace_fusion_block__s0_0(runtime.CompiledModule):
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1403,7 +1403,7 @@ class mace_fusion_block__s1_1(runtime.CompiledModule):
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1544,7 +1544,7 @@ class mace_fusion_block__s2_2(runtime.CompiledModule):
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(A, self.traced_batch):
+            if runtime.eager_under_compile(A, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1725,7 +1725,7 @@ class mace_fusion_block__s3_3(runtime.CompiledModule):
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(A, self.traced_batch):
+            if runtime.eager_under_compile(A, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -1895,7 +1895,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
 
     def forward(self, h_at_receiver: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_receiver, self.traced_batch):
+            if runtime.eager_under_compile(h_at_receiver, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_receiver, m])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -2013,7 +2013,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
 
     def forward(self, h: torch.Tensor, m_density: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h, self.traced_batch):
+            if runtime.eager_under_compile(h, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h, m_density])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)

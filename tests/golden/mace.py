@@ -79,7 +79,7 @@ class mace_interaction__s0_0(runtime.CompiledModule):
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -251,7 +251,7 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(A, self.traced_batch):
+            if runtime.eager_under_compile(A, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -372,7 +372,7 @@ class mace_product_basis__s1_1(runtime.CompiledModule):
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(A, self.traced_batch):
+            if runtime.eager_under_compile(A, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -617,7 +617,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
 
     def forward(self, A: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(A, self.traced_batch):
+            if runtime.eager_under_compile(A, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [A, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)

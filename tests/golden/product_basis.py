@@ -108,7 +108,7 @@ class product_basis(runtime.CompiledModule):
 
     def forward(self, A: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(A, self.traced_batch):
+            if runtime.eager_under_compile(A, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [A])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)

@@ -64,7 +64,7 @@ class spins(runtime.CompiledModule):
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(s1, self.traced_batch):
+            if runtime.eager_under_compile(s1, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [s1, s2, s3])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -177,7 +177,7 @@ class chain4(runtime.CompiledModule):
 
     def forward(self, s1: torch.Tensor, s2: torch.Tensor, s3: torch.Tensor, s4: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(s1, self.traced_batch):
+            if runtime.eager_under_compile(s1, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [s1, s2, s3, s4])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -300,7 +300,7 @@ class tetrahedron(runtime.CompiledModule):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(a, self.traced_batch):
+            if runtime.eager_under_compile(a, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [a, b, c])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -429,7 +429,7 @@ class theta(runtime.CompiledModule):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(a, self.traced_batch):
+            if runtime.eager_under_compile(a, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [a, b, zero])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)

@@ -77,7 +77,7 @@ class tfn__s0_0(runtime.CompiledModule):
 
     def forward(self, h_at_sender: torch.Tensor, Y: torch.Tensor, weights_out_0: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h_at_sender, self.traced_batch):
+            if runtime.eager_under_compile(h_at_sender, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h_at_sender, Y, weights_out_0])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
@@ -237,7 +237,7 @@ class tfn__s1_1(runtime.CompiledModule):
 
     def forward(self, conv: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(conv, self.traced_batch):
+            if runtime.eager_under_compile(conv, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [conv])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)
@@ -382,7 +382,7 @@ class tfn__s2_2(runtime.CompiledModule):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(h, self.traced_batch):
+            if runtime.eager_under_compile(h, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [h])
         # each input [..., dim] at the module's dtype (else a ValueError naming it)

@@ -141,7 +141,7 @@ class tree4(runtime.CompiledModule):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         if not torch.jit.is_scripting():
-            if runtime.eager_under_compile(a, self.traced_batch):
+            if runtime.eager_under_compile(a, self.traced_batch, self.traced_batch_with_grad):
                 # torch.compile on the CPU: a large batch runs this forward eagerly (one graph break)
                 return runtime.eagerly()(self.forward, [a, b, c, d])
         # each input [..., dim] at the module's dtype, all in one batch shape (else a ValueError naming it)
