@@ -630,6 +630,38 @@ def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() 
     torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("example", ["fc_tp", "product_basis"])
+def test_inference_traced_on_the_cpu_keeps_the_column_gather_apart(example: str) -> None:
+    """Traced without gradients on the CPU, ``runtime.take_columns`` is the operation
+    ``fusionlang::index_select``, which inductor calls as it is instead of inlining a gather into
+    the product that reads it; with gradients it stays a gather. Both give the eager values (float64,
+    1e-12), and the operation follows ``torch.vmap``."""
+    import torch._dynamo
+
+    result = compiled(ROOT / "examples" / f"{example}.fusion")
+    module = result.module_class(result.diagrams[0].name)(dtype=torch.float64)
+    args = [a.double() for a in example_inputs(result, result.diagrams[0].name, batch=5)]
+    for grad, operation in ((False, True), (True, False)):
+        graphs: list[torch.fx.GraphModule] = []
+
+        def keep(graph: torch.fx.GraphModule, inputs: object, kept: list = graphs) -> object:
+            kept.append(graph)
+            return graph.forward
+
+        torch._dynamo.reset()
+        with torch.set_grad_enabled(grad):
+            got, expected = torch.compile(module, backend=keep)(*args), module(*args)
+        for a, b in zip(*[o if isinstance(o, tuple) else (o,) for o in (got, expected)], strict=True):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+        code = "".join(graph.code for graph in graphs)
+        assert ("fusionlang.index_select" in code) == operation, grad
+    torch._dynamo.reset()
+    x, index = torch.randn(3, 4, 5, dtype=torch.float64), torch.tensor([4, 0, 2])
+    for axis in (1, -1):
+        mapped = torch.vmap(lambda t, a=axis: runtime._COLUMNS(t, a, index), in_dims=1)(x)
+        assert torch.equal(mapped, torch.vmap(lambda t, a=axis: torch.index_select(t, a, index), in_dims=1)(x))
+
+
 def test_the_runtime_does_not_import_the_compiler_stack() -> None:
     """``torch.compiler.disable`` imports ``torch._dynamo`` (1.5 s): the runtime makes
     ``eagerly``'s copy on first use, so compiling and running a module never pays for it."""
