@@ -23,7 +23,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import torch
 
@@ -51,6 +51,9 @@ from fusionlang.runtime_checks import (  # noqa: F401
     check_index,
     check_rows,
 )
+
+# Selecting entries (index_select, columns), eagerly and while tracing: apart too, called as runtime.*.
+from fusionlang.runtime_gathers import index_select, select_by_gather, take_columns  # noqa: F401
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "eager_under_compile",
@@ -321,23 +324,6 @@ def index_table(starts: Sequence[int], size: int) -> torch.Tensor:
             + torch.arange(size, dtype=torch.int64)).reshape(-1)
 
 
-def index_select(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
-    """``torch.index_select(x, axis, index)``; while ``torch.compile`` or ``torch.export``
-    traces, the same numbers by :func:`select_by_gather`.
-
-    With several CPU threads, inductor (PyTorch 2.13) fuses ``index_select``'s backward into a tiled
-    kernel whose atomic add applies an offset twice (pytorch/pytorch#191837): heap corruption or
-    wrong gradients. Eagerly ``index_select`` stays: the gather cost up to 12 % there.
-
-    >>> index_select(torch.arange(12.0).view(2, 3, 2), -2, torch.tensor([2, 0]))[0].tolist()
-    [[4.0, 5.0], [0.0, 1.0]]
-    """
-    if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only a block of its own)
-        if torch.compiler.is_compiling():
-            return select_by_gather(x, axis, index)
-    return torch.index_select(x, axis, index)
-
-
 def stack_columns(entries: Sequence[tuple[int, int, int]], component_major: bool) -> torch.Tensor:
     """The columns of a flat leg that hold a stack of its entries ``(start, mul, dim)`` (one ``mul``)
     in the stack's order: ``[mul, D]`` side by side, ``[D, mul]`` component-major.
@@ -347,81 +333,6 @@ def stack_columns(entries: Sequence[tuple[int, int, int]], component_major: bool
     """
     stacked = torch.cat([start + torch.arange(mul * dim).view(mul, dim) for start, mul, dim in entries], 1)
     return (stacked.t() if component_major else stacked).reshape(-1)
-
-
-def take_columns(x: torch.Tensor, columns: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """``x[:, columns]`` for a permutation ``columns`` (``inverse`` its inverse): a stack in one
-    gather, 2.4x faster than concatenating transposed views (fc_tp's, 2048 samples). Eagerly with
-    gradients on 65 536 numbers or more, its backward gathers by ``inverse`` (1.4x faster than
-    ``index_select``'s adds into zeros; below, the autograd function's 0.1 ms costs more); traced,
-    :func:`select_by_gather` (:func:`index_select` says why)."""
-    if torch.jit.is_scripting():
-        return torch.index_select(x, 1, columns)
-    else:
-        if torch.compiler.is_compiling():
-            if x.is_cpu and not torch.is_grad_enabled() and not torch.compiler.is_exporting():
-                return _COLUMNS(x, 1, columns)
-            return select_by_gather(x, 1, columns)
-        if x.requires_grad and x.numel() >= 1 << 16:
-            return _TakeColumns.apply(x, columns, inverse)
-        return torch.index_select(x, 1, columns)
-
-
-class _TakeColumns(torch.autograd.Function):
-    @staticmethod
-    def forward(x: torch.Tensor, columns: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-        return torch.index_select(x, 1, columns)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.save_for_backward(inputs[1], inputs[2])
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
-        columns, inverse = ctx.saved_tensors
-        return take_columns(grad, inverse, columns), None, None
-
-
-def _columns_operation() -> Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor]:
-    """``fusionlang::index_select``: ``torch.index_select`` as an operation of its own, for
-    :func:`take_columns` traced on the CPU without gradients. Inductor calls it as it is; a gather
-    it would inline into the product that reads it, loading indices for every entry of the product
-    (the three-leaf fusion's outer product at N = 1024, one thread: 8 ms of a 13 ms forward; 6.3 ms
-    in all with this operation). It has no derivative: with gradients the traced gather stays.
-    Registered once per process (a standalone module finds the package's)."""
-    try:
-        return cast(Callable[[torch.Tensor, int, torch.Tensor], torch.Tensor], torch.ops.fusionlang.index_select)
-    except AttributeError:
-        pass
-
-    @torch.library.custom_op("fusionlang::index_select", mutates_args=())
-    def operation(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
-        return torch.index_select(x, axis, index)
-
-    def batched(info: Any, dims: tuple[int | None, None, int | None], x: torch.Tensor, axis: int,
-                index: torch.Tensor) -> tuple[torch.Tensor, int]:  # torch.vmap: the batch axis first
-        if dims[0] is None or dims[2] is not None:
-            raise ValueError("fusionlang::index_select: vmap batches the features, not the index")
-        return operation(x.movedim(dims[0], 0), axis % (x.dim() - 1) + 1, index), 0
-
-    operation.register_fake(lambda x, axis, index: torch.index_select(x, axis, index))
-    operation.register_vmap(batched)
-    return operation
-
-
-_COLUMNS = _columns_operation()
-
-
-def select_by_gather(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
-    """``torch.index_select(x, axis, index)`` written as ``torch.gather``.
-
-    >>> select_by_gather(torch.arange(12.0).view(2, 6), 1, torch.tensor([5, 1])).tolist()
-    [[5.0, 1.0], [11.0, 7.0]]
-    """
-    axis = axis % x.dim()
-    shape = list(x.shape)
-    shape[axis] = index.shape[0]
-    return torch.gather(x, axis, index.view([-1] + [1] * (x.dim() - 1 - axis)).expand(shape))
 
 
 # -- the base class of generated modules -----------------------------------------------------------

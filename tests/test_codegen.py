@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusionlang import api, coupling, ir, runtime, testing
+from fusionlang import api, coupling, ir, runtime, runtime_gathers, testing
 from fusionlang import plan as P
 from fusionlang._version import __version__
 from fusionlang.diagnostics import FusionError
@@ -632,10 +632,10 @@ def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() 
 
 @pytest.mark.parametrize("example", ["fc_tp", "product_basis"])
 def test_inference_traced_on_the_cpu_keeps_the_column_gather_apart(example: str) -> None:
-    """Traced without gradients on the CPU, ``runtime.take_columns`` is the operation
-    ``fusionlang::index_select``, which inductor calls as it is instead of inlining a gather into
-    the product that reads it; with gradients it stays a gather. Both give the eager values (float64,
-    1e-12), and the operation follows ``torch.vmap``."""
+    """Traced without gradients on the CPU, ``runtime.take_columns`` and ``runtime.index_select``
+    are the operation ``fusionlang::index_select``, which inductor calls as it is instead of
+    inlining a gather into the product that reads it; with gradients they stay gathers. Both give
+    the eager values (float64, 1e-12), and the operation follows ``torch.vmap``."""
     import torch._dynamo
 
     result = compiled(ROOT / "examples" / f"{example}.fusion")
@@ -658,7 +658,7 @@ def test_inference_traced_on_the_cpu_keeps_the_column_gather_apart(example: str)
     torch._dynamo.reset()
     x, index = torch.randn(3, 4, 5, dtype=torch.float64), torch.tensor([4, 0, 2])
     for axis in (1, -1):
-        mapped = torch.vmap(lambda t, a=axis: runtime._COLUMNS(t, a, index), in_dims=1)(x)
+        mapped = torch.vmap(lambda t, a=axis: runtime_gathers._SELECTION(t, a, index), in_dims=1)(x)
         assert torch.equal(mapped, torch.vmap(lambda t, a=axis: torch.index_select(t, a, index), in_dims=1)(x))
 
 
