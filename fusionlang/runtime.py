@@ -371,7 +371,7 @@ TRACED_BATCH_WITH_GRAD = 4096
 """With grad mode on, ``torch.compile`` traces batches up to this size (at most 8 ``CHUNK``): a
 backward is coming, and inductor's joint forward + backward beat the eager one at N = 1024 in every
 benchmark case (1.3–1.7x with two threads, 1.4–1.7x with one) and was level or faster at 4096; at
-16384 the eager, chunked one won (with two threads 0.70–0.90x traced)."""
+16384 the eager, chunked one won (with two threads 0.70–0.89x traced)."""
 
 
 def traced_batch_with_grad(chunk: int) -> int:
@@ -405,7 +405,7 @@ def single_graph() -> Iterator[None]:
         EAGER_CONTRACTION_UNDER_COMPILE = previous
 
 
-def eager_under_compile(x: torch.Tensor, largest: int, largest_with_grad: int = 0) -> bool:
+def eager_under_compile(x: torch.Tensor, largest: int, largest_with_grad: int) -> bool:
     """Whether ``torch.compile`` is tracing a generated ``forward`` that should rather run eagerly
     (:func:`eagerly`): a CPU batch (``x``: ``[..., dim]``) over ``largest`` (``traced_batch``), or
     with grad mode on over the larger of it and ``largest_with_grad`` (``traced_batch_with_grad``),
