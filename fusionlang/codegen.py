@@ -308,6 +308,7 @@ def _step_model(file: str, step: Step, numel: dict[str, int], complex_weights: b
         "kind": step.kind, "target": step.target, "args": list(step.args), "equation": step.equation,
         "shape": list(step.shape), "start": step.start, "stop": step.stop, "index": step.index, "axis": step.axis,
         "comment": step.comment, "where": f"{file}:{step.line}", "contiguous": False,
+        "short_sums": step.short_sums,
     }
     if step.kind == "weights":
         model["weights"] = _weights_expression(step, numel, complex_weights)

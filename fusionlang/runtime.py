@@ -54,11 +54,13 @@ from fusionlang.runtime_checks import (  # noqa: F401
 
 # Selecting entries (index_select, columns), eagerly and while tracing: apart too, called as runtime.*.
 from fusionlang.runtime_gathers import index_select, select_by_gather, take_columns  # noqa: F401
+from fusionlang.runtime_sums import einsum_short_sums  # noqa: F401
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
-           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table", "eager_under_compile",
-           "eagerly", "in_chunks", "in_one_pass", "index_select", "index_table", "irreps", "join", "load_generated",
-           "rebuild", "release_collected", "select_by_gather", "single_graph", "sparse_coupling", "stack_columns",
+           "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table",
+           "eager_under_compile", "einsum_short_sums", "eagerly", "in_chunks", "in_one_pass",
+           "index_select", "index_table", "irreps", "join", "load_generated", "rebuild",
+           "release_collected", "select_by_gather", "single_graph", "sparse_coupling", "stack_columns",
            "packed_product", "take_columns", "traced_batch", "traced_batch_with_grad", "unpacked"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
@@ -349,22 +351,26 @@ a dynamic batch would unroll the chunks. Off (:func:`single_graph`), every batch
 graph: what ``fullgraph=True``, ``torch.func`` under compile and GPUs (always traced) need."""
 
 
-TRACED_BATCH = 64
-"""Batches up to this size are traced by ``torch.compile`` even on the CPU with several threads:
-there the eager graph break's fixed cost dominates (fc_tp at N = 1: 372 µs compiled with the break,
-219 µs eager, 125 µs traced). With one thread, up to a module's ``CHUNK`` (:func:`traced_batch`)."""
+TRACED_BATCH = 1024
+"""With several CPU threads, ``torch.compile`` traces batches up to this size (at most a module's
+``CHUNK``; with one thread up to ``CHUNK``: :func:`traced_batch`). Without gradients, two threads,
+traced time against eager at N = 64 / 256 / 1024 / 4096: ``fc_tp`` level (0.87 at 4096), ``uvu``
+1.1–1.2x (0.81 at 4096), the three-leaf fusion 1.1–1.3x, the MACE product basis 1.4–2.1x (level at
+4096). It was 64 (where the graph break's fixed cost dominates) while the column gather and the
+product basis's long sums made the traced code up to 7x slower with several threads."""
 
 
 def traced_batch(chunk: int) -> int:
     """The largest CPU batch that ``torch.compile`` traces, for a module of ``CHUNK`` = ``chunk``
     built now: ``chunk`` with one thread (inductor's code beat eager at N = 1024 in every benchmark
-    case), else :data:`TRACED_BATCH` (with two threads, 7x slower on the three-leaf fusion). A module
-    reads it when built (attribute ``traced_batch``): dynamo cannot read the thread count.
+    case), else no more than :data:`TRACED_BATCH`. Above ``chunk`` the eager forward runs in chunks
+    while the traced one holds every intermediate at once. A module reads it when built (attribute
+    ``traced_batch``): dynamo cannot read the thread count.
 
-    >>> traced_batch(2048) == (2048 if torch.get_num_threads() == 1 else TRACED_BATCH)
-    True
+    >>> traced_batch(2048) == (2048 if torch.get_num_threads() == 1 else TRACED_BATCH), traced_batch(512)
+    (True, 512)
     """
-    return chunk if torch.get_num_threads() == 1 else TRACED_BATCH
+    return chunk if torch.get_num_threads() == 1 else min(chunk, TRACED_BATCH)
 
 
 TRACED_BATCH_WITH_GRAD = 4096

@@ -6,7 +6,8 @@ generated code calls, copied from its source (so they never drift apart), and a 
 namespace over them: the classes below it are the same text as in a normal module.
 
 What is copied is found by reading ``runtime.py`` and its parts ``runtime_checks.py`` (its input
-checks), ``runtime_batches.py`` (one pass or chunks) and ``runtime_gathers.py`` (selections): its
+checks), ``runtime_batches.py`` (one pass or chunks), ``runtime_gathers.py`` (selections) and
+``runtime_sums.py`` (long sums cut short while inductor traces): its
 public names, less those that load generated code or reach into the rest of fusionlang, and
 everything they name in turn (functions, classes, constants, imports), in the files' order.
 
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from . import runtime, runtime_batches, runtime_checks, runtime_gathers
+from . import runtime, runtime_batches, runtime_checks, runtime_gathers, runtime_sums
 from .plan.program import spec_dim
 
 __all__ = ["LEFT_OUT", "OWN", "VertexKey", "inlined_names", "runtime_model", "vertex_keys"]
@@ -40,8 +41,9 @@ __all__ = ["LEFT_OUT", "OWN", "VertexKey", "inlined_names", "runtime_model", "ve
 # Public names of fusionlang.runtime that a standalone module does without: loading generated
 # code in memory and pickling by source (a standalone module is a file, imported by name).
 LEFT_OUT = frozenset({"load_generated", "rebuild", "release_collected", "TreeSpec"})
-# The modules runtime.py imports parts of itself from: inlined too, never imported.
-RUNTIME_PARTS = frozenset({"fusionlang.runtime_checks", "fusionlang.runtime_batches", "fusionlang.runtime_gathers"})
+# The modules runtime.py imports parts of itself from: inlined too (before it), never imported.
+PARTS = (runtime_checks, runtime_batches, runtime_gathers, runtime_sums)
+RUNTIME_PARTS = frozenset(part.__name__ for part in PARTS)
 # Written by templates/standalone_runtime.py.jinja instead (they reach into the rest of fusionlang).
 OWN = ("COUPLINGS", "irreps", "spec_dim", "_tree_tensor", "_vertex", "runtime")
 OWN_NEEDS = ("_root",)  # what those read of runtime.py
@@ -95,7 +97,7 @@ def _inlined() -> _Inlined:
     """The closure of runtime's public names (less :data:`LEFT_OUT` and :data:`OWN`) over the
     top-level names that their code reads."""
     sources = []  # (module, its lines), the runtime's own parts first
-    for part in (runtime_checks, runtime_batches, runtime_gathers, runtime):
+    for part in (*PARTS, runtime):
         text = inspect.getsource(part)
         sources.append((ast.parse(text), text.splitlines(keepends=True)))
     defined = {name: node for module, _ in sources for name, node in _top_level(module).items()}

@@ -551,16 +551,16 @@ def test_torch_compile_agrees_on_either_side_of_the_traced_batch(example: str, n
     """Under ``torch.compile`` a batch up to the module's ``traced_batch`` (with grad mode on:
     ``traced_batch_with_grad``) is traced and a larger one runs the forward eagerly
     (``runtime.eagerly``, chunked above ``CHUNK``); both give the eager values and gradients, with
-    one thread (traced up to ``CHUNK``) and with two (tetrahedron: complex SU(2) features, two
-    outputs)."""
+    one thread and with two (tetrahedron: complex SU(2) features, two outputs)."""
     import torch._dynamo
 
     result = compiled(ROOT / "examples" / f"{example}.fusion")
     cls = result.module_class(name)
-    small = type(cls.__name__, (cls,), {"CHUNK": 2 * runtime.TRACED_BATCH})
+    small = type(cls.__name__, (cls,), {"CHUNK": 128})
     torch.manual_seed(0)
     with torch_threads(threads):
         module = small(dtype=torch.float64)
+        module.traced_batch = 64  # built: CHUNK; below it, the eager side of the limit runs in one pass too
         module.traced_batch_with_grad = 2 * module.traced_batch  # built: 8 CHUNK; smaller keeps the test quick
         fast = torch.compile(module, backend="aot_eager")
         limits = (module.traced_batch, module.traced_batch_with_grad)
@@ -594,18 +594,18 @@ def test_export_with_a_dynamic_batch_runs_batches_larger_than_a_chunk() -> None:
 # dynamo itself reads `.grad` of the eager result when it resumes after the graph break (torch 2.13)
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 def test_torch_compile_leaves_cpu_contractions_eager_unless_told_single_graph() -> None:
-    """Under ``torch.compile`` a CPU batch above ``runtime.TRACED_BATCH`` (with grad mode on, above
+    """Under ``torch.compile`` a CPU batch above ``traced_batch`` (with grad mode on, above
     ``traced_batch_with_grad``) runs ``contract`` eagerly behind a graph break (chunk by chunk above
     ``CHUNK``; values and gradients equal one pass), a smaller one is traced; within
     ``runtime.single_graph()`` every batch is one graph."""
     result = compiled(ROOT / "examples" / "fc_tp.fusion")
     cls = result.module_class()
-    traced = runtime.TRACED_BATCH
-    small = type(cls.__name__, (cls,), {"CHUNK": 2 * traced})
+    small = type(cls.__name__, (cls,), {"CHUNK": 256})
     torch.manual_seed(0)
-    with torch_threads(2):  # built with one thread it would trace every batch up to CHUNK
+    with torch_threads(2):
         module = small(dtype=torch.float64)
-    with_grad = module.traced_batch_with_grad
+    traced, with_grad = module.traced_batch, module.traced_batch_with_grad
+    assert traced == module.CHUNK
     assert with_grad == 8 * module.CHUNK
     args = [a.double().requires_grad_() for a in example_inputs(result, None, batch=with_grad + 1)]
     for batch, grad, breaks in ((3 * traced, False, True), (traced + 1, False, True), (3, False, False),
@@ -676,8 +676,8 @@ def test_the_runtime_does_not_import_the_compiler_stack() -> None:
 @pytest.mark.parametrize("threads", [1, 2])
 def test_torch_compile_traces_small_batches_and_breaks_for_large_ones(threads: int) -> None:
     """On the CPU a compiled module traces its contraction up to ``runtime.traced_batch(CHUNK)``
-    samples (with several threads ``TRACED_BATCH``, where the graph break's fixed cost dominates;
-    with one thread ``CHUNK``, where inductor's code beat eager) and leaves it eager behind a break
+    samples (``CHUNK``, with several threads at most ``TRACED_BATCH``: beyond, eager won there) and
+    leaves it eager behind a break
     above. With grad mode on (a backward comes) it traces up to ``traced_batch_with_grad``:
     ``TRACED_BATCH_WITH_GRAD``, at most 8 ``CHUNK``."""
     import torch._dynamo
@@ -686,7 +686,7 @@ def test_torch_compile_traces_small_batches_and_breaks_for_large_ones(threads: i
     with torch_threads(threads):
         module = result.module_class()()
         largest, with_grad = module.traced_batch, module.traced_batch_with_grad
-        assert largest == (module.CHUNK if threads == 1 else runtime.TRACED_BATCH)
+        assert largest == (module.CHUNK if threads == 1 else min(module.CHUNK, runtime.TRACED_BATCH))
         assert with_grad == max(largest, min(runtime.TRACED_BATCH_WITH_GRAD, 8 * module.CHUNK)) > largest
         for batch, grad, breaks in ((1, False, False), (largest, False, False), (largest + 1, False, True),
                                     (largest + 1, True, False), (with_grad, True, False), (with_grad + 1, True, True)):

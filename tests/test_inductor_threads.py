@@ -93,3 +93,76 @@ def test_index_select_gathers_only_while_compiling() -> None:
     torch._dynamo.reset()
     assert torch.equal(taken, torch.index_select(weights, -2, index))
     assert any("gather" in op for op in traced) and not any("index_select" in op for op in traced), traced
+
+
+# One-row products that sum 12 or 16 terms: the MACE product basis's per-species weighting and
+# the packed product basis's last contraction. Inductor parallelised the sum itself, one parallel
+# region per output vector (runtime_sums' docstring); the cut sums leave the outer loop parallel.
+NESTED_REGION = """
+import re, sys, torch
+import fusionlang.api as api
+from fusionlang import runtime
+from fusionlang.equivariance import module_arguments
+from torch._inductor.utils import run_and_get_code
+torch.set_num_threads(2)
+for file, name in {cases!r}:
+    result = api.compile(open(sys.argv[1] + "/examples/" + file).read(), name=file)
+    diagram = next(d for d in result.diagrams if d.name == name)
+    module = result.module_class(name)()
+    args = module_arguments(module, diagram, torch.Generator().manual_seed(0), batch=256, nodes=256)
+    args = [a.float() if a.is_floating_point() else a for a in args]  # float32: 8 numbers a vector
+    for grad in (False, True):
+        torch._dynamo.reset()
+        with runtime.single_graph(), torch.set_grad_enabled(grad):
+            got, code = run_and_get_code(torch.compile(module), *args)
+        expected = module(*args)
+        worst = float((got - expected).abs().max() / expected.abs().max())
+        lines = [line for text in code for line in text.splitlines()]
+        nested = [line for line in lines if re.match(r"^ {{8,}}#pragma omp parallel$", line)]
+        print(name, grad, worst, len(nested), flush=True)
+        assert worst < 1e-5 and not nested, (name, grad, worst, nested)
+"""
+
+
+def test_inductor_keeps_its_parallel_region_outside_the_long_sums() -> None:
+    """Compiled with two threads, no kernel of the MACE or packed product basis opens an OpenMP
+    parallel region inside a loop (``runtime.einsum_short_sums``), with and without gradients, and
+    the values are the eager ones (float32, 1e-5)."""
+    cases = [("mace.fusion", "mace_product_basis"), ("product_basis.fusion", "product_basis")]
+    done = subprocess.run([sys.executable, "-c", NESTED_REGION.format(cases=cases), str(ROOT)], capture_output=True,
+                          text=True, timeout=900, cwd=ROOT)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr[-3000:]}"
+    assert len(done.stdout.splitlines()) == 2 * len(cases), done.stdout
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # dynamo's weakref callback
+@pytest.mark.parametrize(("equation", "shapes", "einsums"), [
+    ("nupk,npu->nuk", [(5, 4, 12, 3), (5, 12, 4)], 2),          # per-sample weights: 6 + 6 terms
+    ("nuj,nujk->nuk", [(5, 4, 16), (5, 4, 16, 4)], 3),          # 6 + 6 + 4
+    ("nuij,nuijk->nuk", [(5, 4, 3, 5), (5, 4, 3, 5, 2)], 3),    # 3 x (2 + 2 + 1)
+    ("nuij,nuijk->nuk", [(5, 4, 8, 9), (5, 4, 8, 9, 2)], 1),    # 8 x anything: stays whole
+    ("nui,nuik->nuk", [(5, 4, 7), (5, 4, 7, 3)], 1),            # 7 terms: inductor unrolls it
+])
+def test_einsum_short_sums_cuts_only_what_it_traces(equation: str, shapes: list[tuple[int, ...]],
+                                                    einsums: int) -> None:
+    """Eagerly ``torch.einsum`` itself; traced, sums of at most 7 terms whose total and gradients
+    are the einsum's (float64, 1e-12)."""
+    traced: list[str] = []
+
+    def record(graph: torch.fx.GraphModule, example: list[torch.Tensor]) -> Callable[..., Any]:
+        traced.extend(str(node.target) for node in graph.graph.nodes if node.op == "call_function")
+        return graph.forward
+
+    generator = torch.Generator().manual_seed(1)
+    operands = [torch.randn(shape, dtype=torch.float64, generator=generator, requires_grad=True) for shape in shapes]
+    expected = torch.einsum(equation, operands)
+    assert torch.equal(runtime.einsum_short_sums(equation, operands), expected)
+    torch._dynamo.reset()
+    got = torch.compile(runtime.einsum_short_sums, backend=record, fullgraph=True)(equation, operands)
+    torch._dynamo.reset()
+    assert sum("einsum" in op for op in traced) == einsums, traced
+    assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    seed = torch.randn(expected.shape, dtype=torch.float64, generator=generator)
+    for a, b in zip(torch.autograd.grad(got, operands, seed), torch.autograd.grad(expected, operands, seed),
+                    strict=True):
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)

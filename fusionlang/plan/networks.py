@@ -11,6 +11,9 @@ from .builder import Builder
 from .paths import BATCH, Contraction, Cost, Network, Tree, contraction_steps, optimal_tree, pair_cost
 from .program import Step
 
+SHORT_SUM = 7
+"""The longest sum inductor unrolls (PyTorch 2.13: fewer than its ``unroll_reductions_threshold``, 8);
+:data:`fusionlang.runtime_sums.SHORT_SUM` is the same number on the runtime's side."""
 
 @dataclass(frozen=True)
 class Operand:
@@ -65,10 +68,21 @@ def contract(b: Builder, hint: str, operands: tuple[str, str], equation: str, ne
         matrices = net.numel(set(left) & set(right) & set(result)) if batched else 0
         # a batch-free product keeps its result's shape: a packed table's product needs the sizes
         shape = () if BATCH in result else tuple(net.size(i) for i in result)
+        short_sums = batched and _one_row_product(net, left, right, result)
         make = lambda t: Step(t, "einsum", (va, vb), equation=equation, comment=comment,  # noqa: E731
                               statement=statement, flops=cost.per_sample, setup_flops=cost.setup, size=size,
-                              batched=batched, matrices=matrices, shape=shape)
+                              batched=batched, matrices=matrices, shape=shape, short_sums=short_sums)
     return b.value(key, hint, make)
+
+
+def _one_row_product(net: Network, left: str, right: str, result: str) -> bool:
+    """Whether ``torch.einsum`` runs ``left,right->result`` as a ``bmm`` with one row or one column
+    that sums 8 terms or more: inductor writes that sum as a loop it may parallelise badly, so the
+    step is emitted as :func:`fusionlang.runtime.einsum_short_sums`."""
+    rows = net.numel(set(left) & set(result) - set(right))
+    columns = net.numel(set(right) & set(result) - set(left))
+    terms = net.numel(set(left) & set(right) - set(result))
+    return min(rows, columns) == 1 and terms > SHORT_SUM
 
 
 def _broadcast_view(net: Network, indices: str, result: str) -> tuple[tuple[int, ...], tuple[int, ...]]:

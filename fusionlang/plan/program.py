@@ -131,7 +131,8 @@ class Step:
     ``line`` is the source line the step comes from (the statement, or the leg's declaration);
     ``flops`` are per sample, ``setup_flops`` per call, ``size`` the numbers per sample of the
     result (0 for batch-free results); ``batched`` einsums carry the batch index on both operands
-    (torch runs them as many small matrix products, ``matrices`` of them per sample)."""
+    (torch runs them as many small matrix products, ``matrices`` of them per sample); ``short_sums``
+    einsums run as :func:`fusionlang.runtime.einsum_short_sums` (one-row products of long sums)."""
 
     target: str
     kind: StepKind
@@ -148,6 +149,7 @@ class Step:
     views: tuple[tuple[tuple[int, ...], tuple[int, ...]], ...] = ()
     batched: bool = False
     matrices: int = 0
+    short_sums: bool = False
     comment: str = ""
     statement: int | None = None
     line: int = 0

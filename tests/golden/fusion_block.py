@@ -259,7 +259,7 @@ class fusion_block_k2__s1_1(runtime.CompiledModule):
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:10  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o]
-        out_t_3 = torch.einsum("nul,nulk->nuk", [m_0e_1o_2e, out_t_2])
+        out_t_3 = runtime.einsum_short_sums("nul,nulk->nuk", [m_0e_1o_2e, out_t_2])
         # fusion_block.fusion:8  out_t_3 cut once along axis -1 (one backward for every piece)
         out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:8
@@ -377,7 +377,7 @@ class fusion_block_k2__s1_2(runtime.CompiledModule):
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:10  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o]
-        out_t_3 = torch.einsum("nul,nulk->nuk", [m_density_0e_1o_2e, out_t_2])
+        out_t_3 = runtime.einsum_short_sums("nul,nulk->nuk", [m_density_0e_1o_2e, out_t_2])
         # fusion_block.fusion:8  out_t_3 cut once along axis -1 (one backward for every piece)
         out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:8
@@ -1936,7 +1936,7 @@ class mace_fusion_block__s4_4(runtime.CompiledModule):
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:36  (h_at_receiver, m), m -> out: 20 paths → out[8x0e + 8x1o]
-        out_t_3 = torch.einsum("nul,nulk->nuk", [m_0e_1o_2e, out_t_2])
+        out_t_3 = runtime.einsum_short_sums("nul,nulk->nuk", [m_0e_1o_2e, out_t_2])
         # fusion_block.fusion:31  out_t_3 cut once along axis -1 (one backward for every piece)
         out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:31
@@ -2054,7 +2054,7 @@ class mace_fusion_block__s4_5(runtime.CompiledModule):
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nuij,ijlku->nulk", [out_t, out_t_1])
         # fusion_block.fusion:36  (h, m_density), m_density -> out: 20 paths → out[8x0e + 8x1o]
-        out_t_3 = torch.einsum("nul,nulk->nuk", [m_density_0e_1o_2e, out_t_2])
+        out_t_3 = runtime.einsum_short_sums("nul,nulk->nuk", [m_density_0e_1o_2e, out_t_2])
         # fusion_block.fusion:31  out_t_3 cut once along axis -1 (one backward for every piece)
         out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # fusion_block.fusion:31

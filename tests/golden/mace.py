@@ -754,7 +754,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  weights of 8 paths
         w_out_0 = runtime.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0).view(-1, 8, 16)
         # mace.fusion:22  out[16x0e] = Σ_p W_p · coupled path p
-        out_0e = torch.einsum("nupk,npu->nuk", [out_paths, w_out_0])
+        out_0e = runtime.einsum_short_sums("nupk,npu->nuk", [out_paths, w_out_0])
         # mace.fusion:22  the 12 coupled paths into out[16x1o], from 9 blocks
         out_slots_1 = torch.cat([out_t_4, out_t_10, out_t_16, out_t_22, out_t_27, out_t_30, out_t_36, out_t_41, out_t_45], -1)
         # mace.fusion:22  the 12 coupled paths into out[16x1o]
@@ -762,7 +762,7 @@ class mace_product_basis__s2_2(runtime.CompiledModule):
         # mace.fusion:22  weights of 12 paths
         w_out_0_1 = runtime.index_select(weights_out_0.view(-1, 20, 16), -2, self.idx_out_0_1).view(-1, 12, 16)
         # mace.fusion:22  out[16x1o] = Σ_p W_p · coupled path p
-        out_1o = torch.einsum("nupk,npu->nuk", [out_paths_1, w_out_0_1])
+        out_1o = runtime.einsum_short_sums("nupk,npu->nuk", [out_paths_1, w_out_0_1])
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
         out = runtime.join([out_0e.reshape(-1, 16), out_1o.reshape(-1, 48)], -1)
         return out

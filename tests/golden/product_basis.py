@@ -155,7 +155,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o] (step 2 of 3)
         B_t_1 = torch.einsum("nui,ijku->nujk", [A_0e_1o_2e_3o, B_t])
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o]
-        B_t_2 = torch.einsum("nuj,nujk->nuk", [A_0e_1o_2e_3o, B_t_1])
+        B_t_2 = runtime.einsum_short_sums("nuj,nujk->nuk", [A_0e_1o_2e_3o, B_t_1])
         # product_basis.fusion:8  weights of 8 paths
         w_B_2 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2).view(8, 16)
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 1 of 4) [nui,nuj->nuij]
@@ -165,7 +165,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 3 of 4)
         B_t_5 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_4])
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e]
-        B_t_6 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_5])
+        B_t_6 = runtime.einsum_short_sums("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_5])
         # product_basis.fusion:8  weights of 12 paths
         w_B_2_1 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 2 of 4)
@@ -173,7 +173,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 3 of 4)
         B_t_8 = torch.einsum("nuij,ijlku->nulk", [B_t_3, B_t_7])
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o]
-        B_t_9 = torch.einsum("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_8])
+        B_t_9 = runtime.einsum_short_sums("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_8])
         # product_basis.fusion:5  B: 2 contributions with the same layout
         B_sum = B_0e + B_t_6
         # product_basis.fusion:5  B: 2 contributions with the same layout

@@ -198,7 +198,7 @@ class tree4(runtime.CompiledModule):
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o] (step 3 of 4)
         out_t_2 = torch.einsum("nujl,ijlku->nuik", [out_t, out_t_1])
         # tree4.fusion:8  ab, (c, d) -> out: 49 paths → out[8x0e + 8x1o]
-        out_t_3 = torch.einsum("nui,nuik->nuk", [ab_5e, out_t_2])
+        out_t_3 = runtime.einsum_short_sums("nui,nuik->nuk", [ab_5e, out_t_2])
         # tree4.fusion:6  out_t_3 cut once along axis -1 (one backward for every piece)
         out_t_3_pieces = torch.split(out_t_3, [1, 3, out_t_3.shape[-1] - 4], -1)
         # tree4.fusion:6
