@@ -15,6 +15,7 @@ density ``A_i = Σ_{e→i} m_e``, times ``Π_blocks (-1)^(|B|-1) (|B|-1)!``.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -346,6 +347,17 @@ def _scale_buffer(model: GraphModel, statement: ir.Statement, sub: ir.Diagram, a
     return model.cached(("scale", *map(repr, factors)), make)
 
 
+def _runs_literal(values: list[float]) -> str:
+    """A list literal of ``values`` by runs of equal numbers (a factor per component repeats over
+    an entry's multiplicity and dimension: 256 numbers become two terms).
+
+    >>> _runs_literal([0.5, 0.5, 0.5, 0.25, 1.0, 1.0])
+    '[0.5] * 3 + [0.25] + [1.0] * 2'
+    """
+    runs = [(value, len(list(group))) for value, group in itertools.groupby(values)]
+    return " + ".join(f"[{value!r}] * {count}" if count > 1 else f"[{value!r}]" for value, count in runs)
+
+
 # -- rendering -------------------------------------------------------------------------------------
 
 def orchestrator_model(model: GraphModel, programs: dict[str, Any], file: str) -> dict[str, Any]:
@@ -366,7 +378,7 @@ def orchestrator_model(model: GraphModel, programs: dict[str, Any], file: str) -
         "name": class_name(diagram.name), "diagram": diagram.name, "group": str(diagram.group), "file": file,
         "signature": arguments, "results": model.outputs, "doc": _doc(model, externals),
         "calls": calls, "parameters": parameters,
-        "buffers": [{"name": b["name"], "factors": "[" + ", ".join(repr(v) for v in b["values"]) + "]"}
+        "buffers": [{"name": b["name"], "factors": _runs_literal(b["values"])}
                     for b in model.buffers],
         "arguments": ", ".join(f"{a}: torch.Tensor" for a in arguments),
         "returns": "torch.Tensor" if len(model.outputs) == 1 else

@@ -352,25 +352,26 @@ graph: what ``fullgraph=True``, ``torch.func`` under compile and GPUs (always tr
 
 
 TRACED_BATCH = 1024
-"""With several CPU threads, ``torch.compile`` traces batches up to this size (at most a module's
-``CHUNK``; with one thread up to ``CHUNK``: :func:`traced_batch`). Without gradients, two threads,
-traced time against eager at N = 64 / 256 / 1024 / 4096: ``fc_tp`` level (0.87 at 4096), ``uvu``
-1.1–1.2x (0.81 at 4096), the three-leaf fusion 1.1–1.3x, the MACE product basis 1.4–2.1x (level at
-4096). It was 64 (where the graph break's fixed cost dominates) while the column gather and the
-product basis's long sums made the traced code up to 7x slower with several threads."""
+"""``torch.compile`` traces CPU batches up to this size (with one thread, up to a module's ``CHUNK``
+where that is larger: :func:`traced_batch`). Traced time against eager without gradients, N = 1024
+/ 2048 / 4096 (``/tmp/w/lim.py``, 7–9 alternating runs): two threads, ``fc_tp`` 0.97–0.98 / 1.09 /
+0.87, ``uvu`` 1.17–1.19 / 1.14 / 0.81, the three-leaf fusion 1.28–1.30 / 1.30 / 1.23, the MACE
+product basis 1.37–1.43 / 1.22 / 0.99; one thread 0.90 / 1.24 / 0.95, 1.02 / 0.94 / 0.85,
+1.43 / 1.78 / 1.36 and 1.38 / 1.15 / 0.95. It was 64 with several threads (below it the graph
+break's fixed cost dominates) while the column gather and the product basis's long sums made the
+traced code up to 7x slower there."""
 
 
 def traced_batch(chunk: int) -> int:
     """The largest CPU batch that ``torch.compile`` traces, for a module of ``CHUNK`` = ``chunk``
-    built now: ``chunk`` with one thread (inductor's code beat eager at N = 1024 in every benchmark
-    case), else no more than :data:`TRACED_BATCH`. Above ``chunk`` the eager forward runs in chunks
-    while the traced one holds every intermediate at once. A module reads it when built (attribute
-    ``traced_batch``): dynamo cannot read the thread count.
+    built now: :data:`TRACED_BATCH`, or ``chunk`` with one thread where that is larger (inductor's
+    code beat eager at a module's ``CHUNK`` with one thread: ``fc_tp``, 2048, 1.24x). A module reads
+    it when built (attribute ``traced_batch``): dynamo cannot read the thread count.
 
-    >>> traced_batch(2048) == (2048 if torch.get_num_threads() == 1 else TRACED_BATCH), traced_batch(512)
-    (True, 512)
+    >>> traced_batch(4096) == (4096 if torch.get_num_threads() == 1 else TRACED_BATCH), traced_batch(256)
+    (True, 1024)
     """
-    return chunk if torch.get_num_threads() == 1 else min(chunk, TRACED_BATCH)
+    return max(chunk, TRACED_BATCH) if torch.get_num_threads() == 1 else TRACED_BATCH
 
 
 TRACED_BATCH_WITH_GRAD = 4096
