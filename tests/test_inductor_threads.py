@@ -166,3 +166,10 @@ def test_einsum_short_sums_cuts_only_what_it_traces(equation: str, shapes: list[
     for a, b in zip(torch.autograd.grad(got, operands, seed), torch.autograd.grad(expected, operands, seed),
                     strict=True):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_the_planner_and_the_runtime_agree_on_the_longest_short_sum() -> None:
+    from fusionlang import runtime_sums
+    from fusionlang.plan import networks
+
+    assert networks.SHORT_SUM == runtime_sums.SHORT_SUM

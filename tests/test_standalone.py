@@ -157,8 +157,8 @@ def test_a_class_that_would_shadow_the_inlined_runtime_is_refused() -> None:
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor
 def test_standalone_modules_chunk_large_batches_eagerly_and_under_torch_compile(tmp_path: Path) -> None:
-    """The inlined runtime's chunked path (a batch above ``CHUNK``, and every CPU batch under
-    ``torch.compile``) equals one pass."""
+    """The inlined runtime's chunked path (a batch above ``CHUNK``, eagerly and under
+    ``torch.compile`` above ``traced_batch``) equals one pass."""
     import importlib.util
     path = tmp_path / "fc_tp_standalone.py"
     path.write_text(fusionlang.compile((ROOT / "examples" / "fc_tp.fusion").read_text(encoding="utf-8"),
@@ -171,6 +171,7 @@ def test_standalone_modules_chunk_large_batches_eagerly_and_under_torch_compile(
         spec.loader.exec_module(loaded)
         cls = getattr(loaded, class_name("fc_tp"))
         module = type(cls.__name__, (cls,), {"CHUNK": 4})(dtype=torch.float64)
+        module.traced_batch = module.traced_batch_with_grad = 4  # built: 1024 or more, and 10 would be traced
         x, y = torch.randn(10, 288, dtype=torch.float64), torch.randn(10, 9, dtype=torch.float64)
         whole = module.contract(x, y)
         assert torch.allclose(module(x, y), whole, rtol=1e-12, atol=1e-12)

@@ -15,6 +15,7 @@ SHORT_SUM = 7
 """The longest sum inductor unrolls (PyTorch 2.13: fewer than its ``unroll_reductions_threshold``, 8);
 :data:`fusionlang.runtime_sums.SHORT_SUM` is the same number on the runtime's side."""
 
+
 @dataclass(frozen=True)
 class Operand:
     """A tensor of a network: a variable (or buffer), its indices and the key that shares it."""
