@@ -173,3 +173,35 @@ def test_the_planner_and_the_runtime_agree_on_the_longest_short_sum() -> None:
     from fusionlang.plan import networks
 
     assert networks.SHORT_SUM == runtime_sums.SHORT_SUM
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # dynamo's weakref callback
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+@pytest.mark.parametrize("seed", [24, 31, 99, 102, 113])
+def test_fuzzed_diagrams_with_long_sums_trace_to_their_eager_values(seed: int) -> None:
+    """Diagrams of the fuzzer whose code cuts long sums while tracing: traced in one graph
+    (``aot_eager`` runs the cut sums as traced), values and gradients equal eager (float64, 1e-10)."""
+    import fusionlang.api as api
+    from fusionlang.equivariance import module_arguments
+    from fusionlang.fuzz_inputs import random_source
+
+    result = api.compile(random_source(seed), name=f"fuzz{seed}.fusion")
+    assert "runtime.einsum_short_sums(" in result.source_code
+    for diagram in result.diagrams:
+        module = result.module_class(diagram.name)(dtype=torch.float64)
+        args = module_arguments(module, diagram, torch.Generator().manual_seed(seed), batch=5, nodes=5)
+        leaves = [a.requires_grad_() for a in args if a.is_floating_point() or a.is_complex()]
+        torch._dynamo.reset()
+        with runtime.single_graph():
+            got = _values_and_gradients(torch.compile(module, backend="aot_eager", fullgraph=True), args, leaves)
+        for a, b in zip(got, _values_and_gradients(module, args, leaves), strict=True):
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-10 * float(b.detach().abs().max())), (seed, diagram.name)
+    torch._dynamo.reset()
+
+
+def _values_and_gradients(module: Callable[..., Any], args: list[torch.Tensor],
+                          leaves: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The outputs of ``module(*args)`` and the gradients of their squared norm by ``leaves``."""
+    outs = module(*args)
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    return [*outs, *torch.autograd.grad(sum((o.abs() ** 2).sum() for o in outs), leaves)]
