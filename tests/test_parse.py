@@ -462,10 +462,11 @@ def test_a_broken_header_does_not_cascade_into_its_block() -> None:
 def test_long_inputs_are_linear() -> None:
     example = (ROOT / "examples" / "tree4.fusion").read_text()
     text = "".join(example.replace("tree4", f"t{i}") for i in range(600))  # ~260 kB
+    parse(example)  # builds lark's parser first: that is not what is timed
     start = time.perf_counter()
     assert len(parse(text).diagrams) == 600
     assert first_error(text + "@") == ("E001", text.count("\n") + 1, 1)
-    assert time.perf_counter() - start < 10
+    assert time.perf_counter() - start < 30  # about 2 s here; quadratic would take many minutes
 
 
 def test_spans_of_diagnostics_lie_in_the_text() -> None:
