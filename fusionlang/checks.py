@@ -6,11 +6,17 @@ so independent mistakes are reported together.
 
 from __future__ import annotations
 
-import networkx as nx
+import heapq
+from collections.abc import Callable
+from graphlib import CycleError, TopologicalSorter
+from typing import TYPE_CHECKING
 
 from . import ir
 from .diagnostics import Diagnostic, Label
 from .limits import DEFAULT, Limits
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 def _diag(diagram: ir.Diagram, code: str, message: str, span: object, **extra: object) -> Diagnostic:
@@ -91,6 +97,8 @@ def check_split_writers(diagram: ir.Diagram) -> list[Diagnostic]:
 
 def dependency_graph(diagram: ir.Diagram) -> nx.DiGraph:
     """Legs as nodes, an edge ``leaf → target`` for every statement."""
+    import networkx as nx  # 0.2 s to import: `fusionc check` needs it only to name a cycle
+
     graph = nx.DiGraph()
     graph.add_nodes_from(leg.name for leg in diagram.legs)
     for statement in diagram.statements:
@@ -99,21 +107,63 @@ def dependency_graph(diagram: ir.Diagram) -> nx.DiGraph:
     return graph
 
 
+def _readers(diagram: ir.Diagram) -> dict[str, list[str]]:
+    """Leg → the targets of the statements that read it, legs in declaration order then first use
+    (the node order of :func:`dependency_graph`)."""
+    readers: dict[str, list[str]] = {leg.name: [] for leg in diagram.legs}
+    for statement in diagram.statements:
+        for ref in statement.leaves:
+            readers.setdefault(ref.leg, []).append(statement.target)
+            readers.setdefault(statement.target, [])
+    return readers
+
+
+def topological_order(diagram: ir.Diagram, key: Callable[[str], int]) -> list[str]:
+    """The legs, each after everything it is computed from, the smallest ``key`` first among the
+    ready ones, ties in node order (networkx's ``lexicographical_topological_sort``)."""
+    readers = _readers(diagram)
+    position = {name: i for i, name in enumerate(readers)}
+    waiting = dict.fromkeys(readers, 0)
+    for targets in readers.values():
+        for target in targets:
+            waiting[target] += 1
+    ready = [(key(name), position[name], name) for name, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        name = heapq.heappop(ready)[2]
+        order.append(name)
+        for target in readers[name]:
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                heapq.heappush(ready, (key(target), position[target], target))
+    if len(order) != len(readers):
+        raise ValueError("the diagram's statements form a cycle (check_cycles reports it)")
+    return order
+
+
 def check_cycles(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
     """Edges must not depend on themselves (a fusion diagram is a directed acyclic network)."""
-    graph = dependency_graph(diagram)
     try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
-        return []
+        TopologicalSorter(_readers(diagram)).prepare()
+    except CycleError:
+        return [_cycle_problem(diagram)]
+    return []
+
+
+def _cycle_problem(diagram: ir.Diagram) -> Diagnostic:
+    import networkx as nx
+
+    graph = dependency_graph(diagram)
+    cycle = nx.find_cycle(graph)
     # Report at the statement written last: the one that closed the cycle.
     closing = max(graph.edges[edge]["statement"] for edge in cycle)
     start = next(i for i, edge in enumerate(cycle) if graph.edges[edge]["statement"] == closing)
     rotated = cycle[start + 1:] + cycle[:start + 1]
     names = [u for u, _ in rotated] + [rotated[0][0]]
     statement = next(s for s in diagram.statements if s.index == closing)
-    return [_diag(diagram, "E109", "edges depend on themselves: " + " -> ".join(names), statement.span,
-                  label="closes the cycle", hint="a fusion diagram flows one way; write the result into a new edge")]
+    return _diag(diagram, "E109", "edges depend on themselves: " + " -> ".join(names), statement.span,
+                 label="closes the cycle", hint="a fusion diagram flows one way; write the result into a new edge")
 
 
 STRUCTURE_CHECKS = (check_usage, check_writer_kinds, check_cycles)

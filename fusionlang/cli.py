@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -261,10 +261,24 @@ def _positive(text: str) -> int:
     return value
 
 
-def _strategy(sub: argparse.ArgumentParser) -> None:
-    from .plan.strategies import AUTO, STRATEGIES  # torch-free
+class _StrategyNames:
+    """argparse's ``choices`` for ``--strategy``, read only when the option is given: importing the
+    planner to list them would double the time of ``fusionc check``, which never plans."""
 
-    sub.add_argument("--strategy", default=AUTO, choices=[AUTO, *STRATEGIES], metavar="NAME",
+    def _names(self) -> list[str]:
+        from .plan.strategies import AUTO, STRATEGIES  # torch-free
+
+        return [AUTO, *STRATEGIES]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+
+def _strategy(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--strategy", default="auto", choices=_StrategyNames(), metavar="NAME",
                      help="plan every statement with this strategy where it applies (default: auto, the time "
                           "model's choice); e.g. full/sparse/q skips every zero of the couplings")
 

@@ -18,10 +18,8 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from itertools import islice
 
-import networkx as nx
-
 from . import ir
-from .checks import dependency_graph
+from .checks import topological_order
 from .diagnostics import Diagnostic
 from .groups import Irrep, Irreps, MulIrrep, selection_problem
 from .limits import DEFAULT, Limits
@@ -62,10 +60,8 @@ class _Inference:
 
 def statement_order(diagram: ir.Diagram) -> list[ir.Statement]:
     """Statements in dependency order (every edge is complete before it is read), stable."""
-    graph = dependency_graph(diagram)
     declared = {leg.name: i for i, leg in enumerate(diagram.legs)}
-    rank = {name: i for i, name in enumerate(nx.lexicographical_topological_sort(
-        graph, key=lambda n: declared.get(n, len(declared))))}
+    rank = {name: i for i, name in enumerate(topological_order(diagram, lambda n: declared.get(n, len(declared))))}
     return sorted(diagram.statements, key=lambda s: (rank[s.target], s.index))
 
 

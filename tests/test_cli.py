@@ -122,3 +122,15 @@ def test_limits_from_the_command_line(capsys: pytest.CaptureFixture[str]) -> Non
 def test_an_unknown_diagram_is_an_error(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run([command, EXAMPLES[0], "--diagram", "NOPE"], capsys)
     assert code == 1 and "E113" in err
+
+
+def test_strategy_choices_are_the_planners_and_read_only_when_given(capsys: pytest.CaptureFixture[str]) -> None:
+    from fusionlang.cli import _parser as argument_parser
+    from fusionlang.plan.strategies import AUTO, STRATEGIES
+
+    assert argument_parser().parse_args(["explain", "x.fusion"]).strategy == AUTO
+    given = argument_parser().parse_args(["compile", "x.fusion", "--strategy", "full/sparse/q"])
+    assert given.strategy == "full/sparse/q"
+    with pytest.raises(SystemExit):
+        argument_parser().parse_args(["compile", "x.fusion", "--strategy", "sparse"])
+    assert f"(choose from {', '.join(map(repr, [AUTO, *STRATEGIES]))})" in capsys.readouterr().err

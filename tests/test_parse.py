@@ -505,3 +505,47 @@ def test_span_type_is_used_for_every_node() -> None:
     file = parse((ROOT / "examples" / "tree4.fusion").read_text())
     spans = [file.diagrams[0].span] + [item.span for item in file.diagrams[0].items]
     assert all(isinstance(s, Span) and s.end > s.start for s in spans)
+
+
+# --- the parser's tables in the disk cache ------------------------------------------------------
+
+def _lark_outcome(parser: object, text: str) -> object:
+    """The tree, or where and why lark stopped: what the diagnostics are made from."""
+    from lark.exceptions import UnexpectedInput
+
+    try:
+        tree = parser.parse(text)  # type: ignore[attr-defined]
+    except UnexpectedInput as failure:
+        return (type(failure).__name__, failure.line, failure.column,
+                sorted(getattr(failure, "expected", None) or getattr(failure, "allowed", None) or ()))
+    spans = [(t.data, t.meta.start_pos, t.meta.end_pos) for t in tree.iter_subtrees() if not t.meta.empty]
+    return tree, spans  # the spans too: every diagnostic's caret comes from them
+
+
+def test_the_parser_tables_come_back_from_the_cache_unchanged(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from fusionlang import cache
+    from fusionlang._resources import read_resource
+
+    monkeypatch.setenv(cache.CACHE_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(cache.NO_CACHE_ENV, raising=False)
+    grammar = read_resource("grammars", "fusion.lark")
+    built = parse_module._cached_parser(grammar)  # an empty cache: built, then stored
+
+    def no_building(grammar: str) -> None:
+        raise AssertionError("built again although the tables are cached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(parse_module, "_build_parser", no_building)
+        loaded = parse_module._cached_parser(grammar)
+    examples = [p.read_text() for p in sorted((ROOT / "examples").glob("*.fusion"))]
+    texts = examples + [text[:cut] + junk for text in examples for cut in range(0, len(text), 97)
+                        for junk in ("", "@", " -> ", "\n}", "[x = ")]
+    outcomes = [_lark_outcome(built, text) for text in texts]
+    assert outcomes == [_lark_outcome(loaded, text) for text in texts]
+    assert 0 < sum(isinstance(o[0], str) for o in outcomes) < len(outcomes)  # both kinds compared
+
+    entries = list(tmp_path.rglob("*.flc"))
+    assert len(entries) == 1
+    entries[0].write_bytes(entries[0].read_bytes()[:-100])  # damaged: rebuilt, not a crash
+    assert _lark_outcome(parse_module._cached_parser(grammar), examples[0]) == outcomes[0]
