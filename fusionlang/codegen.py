@@ -424,11 +424,14 @@ def _weights_expression(step: Step, numel: dict[str, int], complex_weights: bool
     """``self.w[a:b].view(...)`` (or a gather), cast to complex for SU(2), times a scale."""
     name = step.source.removeprefix("self.")
     external = not step.source.startswith("self.")
+    # A module's own weights are the same for every sample: a selection of them never needs the
+    # feature gathers' traced operation (runtime.select_weights)
+    select = "runtime.index_select" if external else "runtime.select_weights"
     if step.index and step.stop:
         blocks = f"{'-1, ' if external else ''}{numel[name] // step.stop}, {step.stop}"
-        text = f"runtime.index_select({step.source}.view({blocks}), -2, {step.index})"
+        text = f"{select}({step.source}.view({blocks}), -2, {step.index})"
     elif step.index:
-        text = f"runtime.index_select({step.source}, -1, {step.index})"
+        text = f"{select}({step.source}, -1, {step.index})"
     elif (step.start, step.stop) == (0, numel[name]):
         text = step.source
     else:

@@ -53,14 +53,20 @@ from fusionlang.runtime_checks import (  # noqa: F401
 )
 
 # Selecting entries (index_select, columns), eagerly and while tracing: apart too, called as runtime.*.
-from fusionlang.runtime_gathers import index_select, select_by_gather, take_columns  # noqa: F401
+from fusionlang.runtime_gathers import (  # noqa: F401
+    index_select,
+    select_by_gather,
+    select_weights,
+    take_columns,
+)
 from fusionlang.runtime_sums import einsum_short_sums  # noqa: F401
 
 __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "check_batch", "check_count",
            "check_edge_index", "check_feature", "check_index", "check_rows", "coupling_table",
            "eager_under_compile", "einsum_short_sums", "eagerly", "in_chunks", "in_one_pass",
            "index_select", "index_table", "irreps", "join", "load_generated", "rebuild",
-           "release_collected", "select_by_gather", "single_graph", "sparse_coupling", "stack_columns",
+           "release_collected", "select_by_gather", "select_weights", "single_graph", "sparse_coupling",
+           "stack_columns",
            "packed_product", "take_columns", "traced_batch", "traced_batch_with_grad", "unpacked"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]

@@ -4,7 +4,9 @@ The other compile tests run ``backend="aot_eager"`` or one thread. Inductor with
 what they could not: its backward of ``index_select`` (the weight blocks of a statement's paths)
 wrote outside the weight gradient (pytorch/pytorch#191837), so the MACE product basis, Cormorant and
 the fusion blocks crashed the process or returned wrong weight gradients when trained compiled.
-Generated code now selects weights with ``runtime.index_select`` (a gather while compiling). The
+Generated code now selects weights with ``runtime.select_weights`` (a gather while compiling with
+gradients; ``index_select`` itself, forward only, for inference) and features with
+``runtime.index_select`` (a gather while compiling with gradients). The
 check runs in a child process: a heap corruption there is a failed test, not a dead test run.
 """
 
@@ -68,8 +70,9 @@ def test_the_gather_is_index_select_with_its_gradient(axis: int) -> None:
     expected = torch.index_select(weights, axis, index)
     seed = torch.randn_like(expected)
     expected_grad = torch.autograd.grad(expected, weights, seed)[0]
-    for select in (runtime.select_by_gather, runtime.index_select, torch.jit.script(runtime.index_select),
-                   torch.jit.script(runtime.select_by_gather)):
+    for select in (runtime.select_by_gather, runtime.index_select, runtime.select_weights,
+                   torch.jit.script(runtime.index_select), torch.jit.script(runtime.select_by_gather),
+                   torch.jit.script(runtime.select_weights)):
         taken = select(weights, axis, index)
         assert torch.equal(taken, expected)
         assert torch.equal(torch.autograd.grad(taken, weights, seed)[0], expected_grad)
@@ -93,6 +96,29 @@ def test_index_select_gathers_only_while_compiling() -> None:
     torch._dynamo.reset()
     assert torch.equal(taken, torch.index_select(weights, -2, index))
     assert any("gather" in op for op in traced) and not any("index_select" in op for op in traced), traced
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as above
+def test_weights_are_gathered_only_for_a_backward() -> None:
+    """``runtime.select_weights`` traced: a gather with gradients (inductor's ``index_select``
+    backward is the bug above), ``index_select`` itself for inference, never the Python-dispatched
+    ``fusionlang::index_select`` that features use (30-40 us a call)."""
+    weights, index = torch.randn(5, 6, 4, requires_grad=True), torch.tensor([3, 0, 1])
+    for grad, wanted, unwanted in ((True, "gather", "index_select"), (False, "index_select", "gather")):
+        traced: list[str] = []
+
+        def record(graph: torch.fx.GraphModule, example: list[torch.Tensor],
+                   kept: list[str] = traced) -> Callable[..., Any]:
+            kept.extend(str(node.target) for node in graph.graph.nodes if node.op == "call_function")
+            return graph.forward
+
+        torch._dynamo.reset()
+        with torch.set_grad_enabled(grad):
+            taken = torch.compile(runtime.select_weights, backend=record)(weights, -2, index)
+        torch._dynamo.reset()
+        assert torch.equal(taken, torch.index_select(weights, -2, index))
+        assert any(wanted in op for op in traced), (grad, traced)
+        assert not any(unwanted in op or "fusionlang" in op for op in traced), (grad, traced)
 
 
 # One-row products that sum 12 terms: the MACE product basis's per-species weighting. Inductor

@@ -134,19 +134,19 @@ class fc_tp(runtime.CompiledModule):
         # fc_tp.fusion:7  the 3 coupled paths into z[32x0e], component by component
         z_paths = z_t_1.reshape(-1, 1, 3, 32, 1)
         # fc_tp.fusion:7  weights of 3 paths
-        w_z_0 = runtime.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0).view(3, 32, 1, 32)
+        w_z_0 = runtime.select_weights(self.weight_z_0.view(11, 1024), -2, self.idx_z_0).view(3, 32, 1, 32)
         # fc_tp.fusion:7  z[32x0e] = Σ_p W_p · coupled path p
         z_0e = torch.einsum("nkpuv,puvw->nwk", [z_paths, w_z_0])
         # fc_tp.fusion:7  the 4 coupled paths into z[32x1o], component by component
         z_paths_1 = z_t_2.reshape(-1, 3, 4, 32, 1)
         # fc_tp.fusion:7  weights of 4 paths
-        w_z_0_1 = runtime.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_1).view(4, 32, 1, 32)
+        w_z_0_1 = runtime.select_weights(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_1).view(4, 32, 1, 32)
         # fc_tp.fusion:7  z[32x1o] = Σ_p W_p · coupled path p
         z_1o = torch.einsum("nkpuv,puvw->nwk", [z_paths_1, w_z_0_1])
         # fc_tp.fusion:7  the 4 coupled paths into z[32x2e], component by component
         z_paths_2 = z_t_3.reshape(-1, 5, 4, 32, 1)
         # fc_tp.fusion:7  weights of 4 paths
-        w_z_0_2 = runtime.index_select(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_2).view(4, 32, 1, 32)
+        w_z_0_2 = runtime.select_weights(self.weight_z_0.view(11, 1024), -2, self.idx_z_0_2).view(4, 32, 1, 32)
         # fc_tp.fusion:7  z[32x2e] = Σ_p W_p · coupled path p
         z_2e = torch.einsum("nkpuv,puvw->nwk", [z_paths_2, w_z_0_2])
         # fc_tp.fusion:6  z: 32x(0e + 1o + 2e) in the mul_ir layout

@@ -157,7 +157,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:7  A, A -> B: 7 paths → B[16x0e + 16x1o]
         B_t_2 = runtime.einsum_short_sums("nuj,nujk->nuk", [A_0e_1o_2e_3o, B_t_1])
         # product_basis.fusion:8  weights of 8 paths
-        w_B_2 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2).view(8, 16)
+        w_B_2 = runtime.select_weights(self.weight_B_2.view(20, 16), -2, self.idx_B_2).view(8, 16)
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 1 of 4) [nui,nuj->nuij]
         B_t_3 = A_0e_1o_2e_3o.view(-1, 16, 16, 1) * A_0e_1o_2e_3o.view(-1, 16, 1, 16)
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e] (step 2 of 4)
@@ -167,7 +167,7 @@ class product_basis(runtime.CompiledModule):
         # product_basis.fusion:8  (A, A), A -> B: 8 paths → B[16x0e]
         B_t_6 = runtime.einsum_short_sums("nul,nulk->nuk", [A_0e_1o_2e_3o, B_t_5])
         # product_basis.fusion:8  weights of 12 paths
-        w_B_2_1 = runtime.index_select(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
+        w_B_2_1 = runtime.select_weights(self.weight_B_2.view(20, 16), -2, self.idx_B_2_1).view(12, 16)
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 2 of 4)
         B_t_7 = runtime.packed_product(self.cg_B_2_1, self.cg_B_2_1_p0_rows, self.cg_B_2_1_p0_cols, w_B_2_1.reshape(12, 16), [16, 16, 16, 3, 16])
         # product_basis.fusion:8  (A, A), A -> B: 12 paths → B[16x1o] (step 3 of 4)
