@@ -161,7 +161,7 @@ def packed_product(values: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
         compiling = torch.compiler.is_compiling()
     if compiling:  # traced: a gather and a scatter (see `index_select`), which take int64 only
         rows, cols = rows.long(), cols.long()
-    terms = values.unsqueeze(1) * index_select(other, 0, cols)
+    terms = values.unsqueeze(1) * select_weights(other, 0, cols)  # batch-free: no traced operation
     zeros = terms.new_zeros(shape).view(-1, terms.shape[1])
     if compiling:
         return zeros.scatter_add(0, rows.unsqueeze(1).expand(terms.shape), terms).view(shape)

@@ -662,6 +662,32 @@ def test_inference_traced_on_the_cpu_keeps_the_column_gather_apart(example: str)
         assert torch.equal(mapped, torch.vmap(lambda t, a=axis: torch.index_select(t, a, index), in_dims=1)(x))
 
 
+@pytest.mark.parametrize("example", ["fc_tp", "tree4"])
+def test_one_sample_is_traced_without_the_operation_and_adds_no_graph(example: str) -> None:
+    """A batch of one sample traced for inference selects with ``index_select`` itself (the
+    operation's Python dispatch would be a third of the call); batches of 5 and 9 then share one
+    dynamic graph with the operation, so the test on the batch size guards nothing new."""
+    result = compiled(ROOT / "examples" / f"{example}.fusion")
+    module = result.module_class(result.diagrams[0].name)(dtype=torch.float64)
+    graphs: list[torch.fx.GraphModule] = []
+
+    def keep(graph: torch.fx.GraphModule, inputs: object) -> object:
+        graphs.append(graph)
+        return graph.forward
+
+    torch._dynamo.reset()
+    traced = torch.compile(module, backend=keep)
+    with torch.no_grad():
+        for batch in (1, 5, 9):
+            args = [a.double() for a in example_inputs(result, result.diagrams[0].name, batch=batch)]
+            assert torch.allclose(traced(*args), module(*args), rtol=1e-12, atol=1e-12)
+    torch._dynamo.reset()
+    assert len(graphs) == 2, [graph.code for graph in graphs]
+    one, many = (graph.code for graph in graphs)
+    assert "index_select" in one and "fusionlang.index_select" not in one
+    assert "fusionlang.index_select" in many
+
+
 def test_the_runtime_does_not_import_the_compiler_stack() -> None:
     """``torch.compiler.disable`` imports ``torch._dynamo`` (1.5 s): the runtime makes
     ``eagerly``'s copy on first use, so compiling and running a module never pays for it."""
