@@ -144,7 +144,7 @@ def topological_order(diagram: ir.Diagram, key: Callable[[str], int]) -> list[st
 
 def check_cycles(diagram: ir.Diagram, limits: Limits = DEFAULT) -> list[Diagnostic]:
     """Edges must not depend on themselves (a fusion diagram is a directed acyclic network)."""
-    try:
+    try:  # graphlib reads the mapping as node → predecessors: reversed edges, the same cycles
         TopologicalSorter(_readers(diagram)).prepare()
     except CycleError:
         return [_cycle_problem(diagram)]

@@ -34,8 +34,9 @@ Decisions (the grammar is ``grammars/fusion.lark``):
   (keywords as names E010, nesting E011, ``lmax`` size E006) run only when the text has no
   syntax error.
 
-The lark parser is built once, lazily, behind a lock (its tables are kept in the disk cache); each
-call parses with its own state, so :func:`parse` is thread-safe. lark trees and exceptions never leave this module.
+The lark parser is built once, lazily, behind a lock (its tables are kept in the disk cache);
+each call parses with its own state, so :func:`parse` is thread-safe. lark trees and exceptions
+never leave this module.
 """
 
 from __future__ import annotations

@@ -66,8 +66,8 @@ __all__ = ["CompiledModule", "Instruction", "LinearInstruction", "TreeSpec", "ch
            "eager_under_compile", "einsum_short_sums", "eagerly", "in_chunks", "in_one_pass",
            "index_select", "index_table", "irreps", "join", "load_generated", "rebuild",
            "release_collected", "select_by_gather", "select_weights", "single_graph", "sparse_coupling",
-           "stack_columns",
-           "packed_product", "take_columns", "traced_batch", "traced_batch_with_grad", "unpacked"]
+           "stack_columns", "packed_product", "take_columns", "traced_batch", "traced_batch_with_grad",
+           "unpacked"]
 
 TreeSpec = str | tuple["TreeSpec", "TreeSpec", str]
 BlockSpec = tuple[Any, ...]  # (offsets, tree, fan_in[, permutation, (numerator, denominator)])

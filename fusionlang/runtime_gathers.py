@@ -36,21 +36,14 @@ def index_select(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tenso
 def select_weights(weights: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
     """``torch.index_select(weights, axis, index)`` for a module's own weights, or any tensor
     without a batch axis (the operand of ``runtime.packed_product``): a few numbers, the same for
-    every sample. Traced for inference on the CPU it stays ``index_select``: inductor writes the
-    selection into a small buffer for the matrix product that reads it (or inlines it into a small
-    product), while
-    ``fusionlang::index_select`` (made for features, :func:`index_select`) costs 30–40 µs a call
-    in Python dispatch (three of ``fc_tp``'s four calls at N = 1, a third of its forward).
-    With gradients, under ``torch.export`` or off the CPU, :func:`select_by_gather`, as there.
+    every sample. Traced, :func:`_traced_selection` without the operation that features use.
 
     >>> select_weights(torch.arange(6.0).view(3, 2), -2, torch.tensor([2, 0])).tolist()
     [[4.0, 5.0], [0.0, 1.0]]
     """
     if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only a block of its own)
         if torch.compiler.is_compiling():
-            if weights.is_cpu and not torch.is_grad_enabled() and not torch.compiler.is_exporting():
-                return torch.index_select(weights, axis, index)
-            return select_by_gather(weights, axis, index)
+            return _traced_selection(weights, axis, index, batched=False)
     return torch.index_select(weights, axis, index)
 
 
@@ -85,20 +78,22 @@ class _TakeColumns(torch.autograd.Function):
         return take_columns(grad, inverse, columns), None, None
 
 
-def _traced_selection(x: torch.Tensor, axis: int, index: torch.Tensor) -> torch.Tensor:
-    """``torch.index_select(x, axis, index)`` while ``torch.compile`` traces: for inference on the
-    CPU the operation ``fusionlang::index_select`` (:data:`_SELECTION`); with gradients, under
-    ``torch.export`` or off the CPU, :func:`select_by_gather`.
+def _traced_selection(x: torch.Tensor, axis: int, index: torch.Tensor, batched: bool = True) -> torch.Tensor:
+    """``torch.index_select(x, axis, index)`` while ``torch.compile`` traces: with gradients, under
+    ``torch.export`` or off the CPU, :func:`select_by_gather`; for inference on the CPU, the
+    operation ``fusionlang::index_select`` (:data:`_SELECTION`) for a batch of features (``x``'s
+    first axis), and ``index_select`` itself otherwise.
 
-    Every caller's ``x`` has the batch axis first. A batch of one sample is traced as
-    ``index_select`` itself: the operation's Python dispatch
-    costs 30-40 µs a call, and without it the compiled forwards at N = 1 ran 1.25x (``fc_tp``),
-    1.34-1.39x (``uvu``) and 1.30x (three-leaf) faster. A dynamic batch axis starts at 2, so the
-    test adds no guard to the graphs of larger batches."""
+    The operation keeps inductor from inlining the gather into the product that reads it, which
+    pays for large batches only: its Python dispatch costs 30-40 µs a call. Without it, ``fc_tp``'s
+    compiled forward at N = 1 ran 1.65-1.70x faster for its weights' selections, and 1.25x (``fc_tp``),
+    1.34-1.39x (``uvu``) and 1.30x (three-leaf) for one sample's features. Inductor writes weights
+    into a small buffer for the matrix product anyway. A dynamic batch axis starts at 2, so the test
+    on one sample adds no guard to the graphs of larger batches."""
     if x.is_cpu and not torch.is_grad_enabled() and not torch.compiler.is_exporting():
-        if x.shape[0] == 1:  # one sample: the gather is cheap inlined, the operation's call is not
-            return torch.index_select(x, axis, index)
-        return _SELECTION(x, axis, index)
+        if batched and x.shape[0] != 1:
+            return _SELECTION(x, axis, index)
+        return torch.index_select(x, axis, index)
     return select_by_gather(x, axis, index)
 
 
