@@ -7,7 +7,6 @@ so independent mistakes are reported together.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
 from graphlib import CycleError, TopologicalSorter
 from typing import TYPE_CHECKING
 
@@ -118,25 +117,27 @@ def _readers(diagram: ir.Diagram) -> dict[str, list[str]]:
     return readers
 
 
-def topological_order(diagram: ir.Diagram, key: Callable[[str], int]) -> list[str]:
-    """The legs, each after everything it is computed from, the smallest ``key`` first among the
-    ready ones, ties in node order (networkx's ``lexicographical_topological_sort``)."""
+def topological_order(diagram: ir.Diagram) -> list[str]:
+    """The legs, each after everything it is computed from; among the ready ones the first in
+    node order, which is declaration order: lowering declares every inferred edge, in the order
+    written. (networkx's ``lexicographical_topological_sort`` keyed on declaration order, which
+    ``infer`` used before, gives the same order without being imported.)"""
     readers = _readers(diagram)
     position = {name: i for i, name in enumerate(readers)}
     waiting = dict.fromkeys(readers, 0)
     for targets in readers.values():
         for target in targets:
             waiting[target] += 1
-    ready = [(key(name), position[name], name) for name, count in waiting.items() if count == 0]
+    ready = [position[name] for name, count in waiting.items() if count == 0]
     heapq.heapify(ready)
-    order = []
+    names, order = list(readers), []
     while ready:
-        name = heapq.heappop(ready)[2]
+        name = names[heapq.heappop(ready)]
         order.append(name)
         for target in readers[name]:
             waiting[target] -= 1
             if waiting[target] == 0:
-                heapq.heappush(ready, (key(target), position[target], target))
+                heapq.heappush(ready, position[target])
     if len(order) != len(readers):
         raise ValueError("the diagram's statements form a cycle (check_cycles reports it)")
     return order

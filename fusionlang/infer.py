@@ -60,8 +60,7 @@ class _Inference:
 
 def statement_order(diagram: ir.Diagram) -> list[ir.Statement]:
     """Statements in dependency order (every edge is complete before it is read), stable."""
-    declared = {leg.name: i for i, leg in enumerate(diagram.legs)}
-    rank = {name: i for i, name in enumerate(topological_order(diagram, lambda n: declared.get(n, len(declared))))}
+    rank = {name: i for i, name in enumerate(topological_order(diagram))}
     return sorted(diagram.statements, key=lambda s: (rank[s.target], s.index))
 
 
