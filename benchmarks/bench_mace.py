@@ -47,6 +47,7 @@ from bench_table import aten_ops, own_copy, traced  # noqa: E402
 
 import fusionlang.api  # noqa: E402
 from fusionlang.importers import load_mace_symmetric_contraction  # noqa: E402
+from fusionlang.tuning import ratio_spread  # noqa: E402
 
 SPECIES = 3
 CORRELATION = 3
@@ -120,15 +121,16 @@ def forward_and_backward(module: Any, A: torch.Tensor, species: torch.Tensor) ->
     return run
 
 
-def medians(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, float]:
-    """Median ms of every run, alternating between them (after one warm-up each)."""
+def rounds(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
+    """The ms of every run in each of ``repeat`` rounds, alternating between them (after one
+    warm-up each): entry ``k`` of every list comes from the same round."""
     for run in runs.values():
         run()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, run in runs.items():
-            times[name].append(run())
-    return {name: statistics.median(t) * 1e3 for name, t in times.items()}
+            times[name].append(run() * 1e3)
+    return times
 
 
 def build(args: argparse.Namespace) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, str]:
@@ -221,9 +223,11 @@ def main() -> None:
     if args.compile:
         modules.update(compiled_forms(modules))
         info += f"; compiled forms within {compiled_error(modules, A, species):.1e} of eager"
-    fwd = medians({name: timer(forward(m, A, species), args.device) for name, m in modules.items()}, args.repeat)
-    both = medians({name: timer(forward_and_backward(m, A, species), args.device) for name, m in modules.items()},
-                   args.repeat)
+    fwd_rounds = rounds({name: timer(forward(m, A, species), args.device) for name, m in modules.items()},
+                        args.repeat)
+    both_rounds = rounds({name: timer(forward_and_backward(m, A, species), args.device)
+                          for name, m in modules.items()}, args.repeat)
+    fwd, both = ({name: statistics.median(t) for name, t in r.items()} for r in (fwd_rounds, both_rounds))
     where = args.device.type if args.device.type != "cpu" else f"cpu, {args.threads} threads"
     print(f"torch {torch.__version__}, {where}, float32, N = {args.nodes}, "
           f"{args.channels}x(0e+1o+2e+3o) -> {args.channels}x(0e+1o), correlation {CORRELATION}, "
@@ -235,10 +239,16 @@ def main() -> None:
               f"{both[name]:10.1f} {both[name] / both['fusionlang']:6.2f}")
     print(ops_line(modules, A, species))
     if args.compile:
-        best = [min(times[n] for n in modules if n.startswith("mace")) / min(times[n] for n in modules
-                if n.startswith("fusionlang")) for times in (fwd, both)]
+        faster = [(min((n for n in modules if n.startswith("mace")), key=times.__getitem__),
+                   min((n for n in modules if n.startswith("fusionlang")), key=times.__getitem__))
+                  for times in (fwd, both)]
+        best = [times[theirs] / times[ours] for times, (theirs, ours) in zip((fwd, both), faster, strict=True)]
         print(f"{'best ratio (faster mace-torch form / faster fusionlang form)':58} {'':10} {best[0]:6.2f} "
               f"{'':10} {best[1]:6.2f}")
+        spread = ["{:.2f}-{:.2f}".format(*ratio_spread(r[theirs], r[ours]))
+                  for r, (theirs, ours) in zip((fwd_rounds, both_rounds), faster, strict=True)]
+        print(f"{'its spread (quartiles of the ratio round by round)':58} {'':4} {spread[0]:>12} "
+              f"{'':4} {spread[1]:>12}")
 
 
 if __name__ == "__main__":

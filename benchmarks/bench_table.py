@@ -9,7 +9,10 @@ and compiled; ``traced``: compiled and called inside ``runtime.single_graph()``,
 every batch instead of running large CPU batches behind the eager graph break), forward (no grad)
 and forward + backward; ``best ratio``: e3nn's faster form over
 fusionlang's faster form (above 1: fusionlang faster); ``ours c/e``: fusionlang's eager time over
-its compiled time (at least 1: compiling does not slow it down). Then, per case: aten operations
+its compiled time (at least 1: compiling does not slow it down); ``best spread`` and ``c/e
+spread``: the lower and upper quartiles of those two ratios taken round by round (the times of
+one round come from back-to-back runs, so a slow phase of the machine hits both sides of a
+round's ratio). Then, per case: aten operations
 of one eager forward at a batch contracted in one pass (counted by a dispatch mode; a CPU batch
 above the module's ``CHUNK`` runs that many operations per chunk), all of them and those that
 compute (*computing*: not views, which change only metadata; on a GPU each is a kernel launch),
@@ -23,8 +26,9 @@ N = 1024 forward, eager against eager, with buffer bytes and the aten operations
 and computing (e3nn is not compiled in the sweep: 20 compilations take longer than the sweep
 itself).
 
-Medians of alternating runs are the fairest comparison on a shared machine; the spread of two
-runs of the script is the noise to quote.
+Medians of alternating runs are the fairest comparison on a shared machine. Quote a ratio with
+its spread, and with the spread of two runs of the script: on this project's machine the same
+code's c/e moved between 0.77 and 1.16 from one run to the next.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,7 +52,7 @@ from bench_tensor_products import _irreps, cases, e3nn_inputs, forward_and_backw
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import fusionlang.api  # noqa: E402
-from fusionlang.tuning import median_ms  # noqa: E402
+from fusionlang.tuning import median_ms, ratio_spread, rounds_ms  # noqa: E402
 
 FORMS = ("ours eager", "ours compiled", "ours traced", "e3nn eager", "e3nn compiled")
 EAGER = ("ours eager", "e3nn eager")
@@ -190,8 +195,8 @@ def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], 
             for form in ("ours compiled", "ours traced", "e3nn compiled"):
                 if form in modules and batch == sizes[0]:
                     compile_s[form] = first_call_seconds(lambda f=form, a=args: modules[f](*a[f]))
-            forward = median_ms({f: (lambda f=f, a=args: modules[f](*a[f])) for f in modules}, repeat)
-        both = median_ms({f: forward_and_backward(modules[f], args[f]) for f in modules}, max(3, repeat // 3))
+            forward = rounds_ms({f: (lambda f=f, a=args: modules[f](*a[f])) for f in modules}, repeat)
+        both = rounds_ms({f: forward_and_backward(modules[f], args[f]) for f in modules}, max(3, repeat // 3))
         for label, ms in (("forward", forward), ("fwd+bwd", both)):
             rows.append(_row(name, batch, label, ms))
     ours, theirs = modules["ours eager"], modules["e3nn eager"]
@@ -209,13 +214,27 @@ def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], 
     return rows
 
 
-def _row(name: str, batch: int, label: str, ms: dict[str, float]) -> str:
-    ms = {f: ms.get(f, float("nan")) for f in FORMS}
-    ours = min(t for t in (ms["ours eager"], ms["ours compiled"], ms["ours traced"]) if t == t)  # nan: not run
-    theirs = min(t for t in (ms["e3nn eager"], ms["e3nn compiled"]) if t == t)
+def _row(name: str, batch: int, label: str, rounds: dict[str, list[float]]) -> str:
+    """One line of the table from the forms' times in each alternating round: their medians, the
+    best ratio (e3nn's faster form over ours, by median) and ours c/e of the medians, and the
+    spread of both ratios (the quartiles of their round by round values,
+    :func:`fusionlang.tuning.ratio_spread`)."""
+    count = len(next(iter(rounds.values())))
+    times = {f: rounds.get(f, [float("nan")] * count) for f in FORMS}
+    ms = {f: statistics.median(t) for f, t in times.items()}
+    ours = min((f for f in FORMS if f.startswith("ours") and ms[f] == ms[f]), key=ms.__getitem__)  # nan: not run
+    theirs = min((f for f in FORMS if f.startswith("e3nn") and ms[f] == ms[f]), key=ms.__getitem__)
     cells = " ".join(f"{ms[f]:13.3f}" for f in FORMS)
-    return (f"{name:8} {batch:6d} {label:8} {cells} {theirs / ours:10.2f} "
-            f"{ms['ours eager'] / ms['ours compiled']:8.2f}")
+    return (f"{name:8} {batch:6d} {label:8} {cells} {ms[theirs] / ms[ours]:10.2f} "
+            f"{ms['ours eager'] / ms['ours compiled']:8.2f} {_spread(times[theirs], times[ours]):>11} "
+            f"{_spread(times['ours eager'], times['ours compiled']):>11}")
+
+
+def _spread(numerator: list[float], denominator: list[float]) -> str:
+    if any(t != t for t in numerator + denominator):
+        return "-"
+    low, high = ratio_spread(numerator, denominator)
+    return f"{low:.2f}-{high:.2f}"
 
 
 def sweep(lmax: int, repeat: int, batch: int = 1024) -> list[str]:
@@ -275,9 +294,10 @@ def main() -> None:
         # rest eagerly and time that instead. A user compiles one form and stays under 8.
         dynamo.config.recompile_limit = 64
     print(f"torch {torch.__version__}, {args.threads} threads, float32, medians of {args.repeat} alternating runs "
-          "(ms); best ratio: e3nn's faster form / ours's faster form; ours c/e: our eager / our compiled")
+          "(ms); best ratio: e3nn's faster form / ours's faster form; ours c/e: our eager / our compiled; "
+          "spread: the quartiles of a ratio taken round by round (the noise)")
     print(f"{'case':8} {'N':>6} {'pass':8} " + " ".join(f"{f:>13}" for f in FORMS) + f" {'best ratio':>10} "
-          f"{'ours c/e':>8}", flush=True)
+          f"{'ours c/e':>8} {'best spread':>11} {'c/e spread':>11}", flush=True)
     for name, text, build in cases():
         if name in args.cases:
             for row in time_case(name, text, build, args.sizes, args.repeat, not args.eager_only):

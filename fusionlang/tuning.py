@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from .plan.strategies import applicable_strategies
 from .source import Source
 from .testing import module_arguments, torch_threads
 
-__all__ = ["Tuning", "median_ms", "tune"]
+__all__ = ["Tuning", "median_ms", "ratio_spread", "rounds_ms", "tune"]
 
 
 @dataclass(frozen=True)
@@ -145,6 +145,13 @@ def _medians(runs: dict[str, Callable[[], None] | None], repeat: int) -> dict[st
 def median_ms(runs: Mapping[str, Callable[[], Any]], repeat: int, warmups: int = 2) -> dict[str, float]:
     """Median milliseconds of every callable over ``repeat`` rounds that alternate between them,
     after ``warmups`` rounds (alternating, a slow phase of a shared machine hits all of them)."""
+    return {label: statistics.median(values) for label, values in rounds_ms(runs, repeat, warmups).items()}
+
+
+def rounds_ms(runs: Mapping[str, Callable[[], Any]], repeat: int, warmups: int = 2) -> dict[str, list[float]]:
+    """Milliseconds of every callable in each of ``repeat`` rounds that alternate between them,
+    after ``warmups`` rounds: entry ``k`` of every list comes from the same round, so ratios of
+    two callables can be taken round by round (:func:`ratio_spread`)."""
     for _ in range(warmups):
         for run in runs.values():
             run()
@@ -153,5 +160,21 @@ def median_ms(runs: Mapping[str, Callable[[], Any]], repeat: int, warmups: int =
         for label, run in runs.items():
             start = time.perf_counter()
             run()
-            samples[label].append(time.perf_counter() - start)
-    return {label: statistics.median(values) * 1e3 for label, values in samples.items()}
+            samples[label].append((time.perf_counter() - start) * 1e3)
+    return samples
+
+
+def ratio_spread(numerator: Sequence[float], denominator: Sequence[float]) -> tuple[float, float]:
+    """The lower and upper quartiles of the round-by-round ratios ``numerator[k] / denominator[k]``
+    (times from :func:`rounds_ms`): the noise to quote beside a ratio of medians. Two runs of one
+    benchmark minutes apart moved its ratios by up to 1.5x on this project's shared machine, so a
+    ratio without its spread says little.
+
+    >>> ratio_spread([2.0, 2.2, 1.8, 2.0], [1.0, 1.0, 1.0, 1.0])
+    (1.95, 2.05)
+    """
+    ratios = [a / b for a, b in zip(numerator, denominator, strict=True)]
+    if len(ratios) == 1:
+        return ratios[0], ratios[0]
+    quartiles = statistics.quantiles(ratios, n=4, method="inclusive")
+    return quartiles[0], quartiles[2]

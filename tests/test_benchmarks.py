@@ -54,6 +54,9 @@ def test_mace_benchmark_compiled_forms_agree_and_give_the_best_ratio() -> None:
     assert {"fusionlang compiled", "fusionlang traced", "mace-torch compiled"} <= set(names)
     best = next(line for line in out.splitlines() if line.startswith("best ratio"))
     assert all(float(ratio) > 0 for ratio in best.split()[-2:])
+    spread = next(line for line in out.splitlines() if line.startswith("its spread"))
+    for low, high in (cell.split("-") for cell in spread.split()[-2:]):   # the quartiles, round by round
+        assert 0 < float(low) <= float(high)
 
 def test_checking_and_coupling_benchmarks_run() -> None:
     checked = run("bench_check.py")
@@ -90,6 +93,9 @@ def test_the_benchmark_table_prints_every_form_case_and_degree() -> None:
     rows = [r for r in (line.split() for line in out.splitlines()) if len(r) > 2 and r[2] in ("forward", "fwd+bwd")]
     assert {r[0] for r in rows} == {"fc_tp", "uvu", "three"} and len(rows) == 3 * 2 * 2
     assert all(math.isfinite(float(r[3])) and math.isfinite(float(r[6])) for r in rows)  # ours and e3nn eager
+    for r in rows:   # the best ratio's spread: its quartiles round by round; c/e has none without compiling
+        low, high = map(float, r[10].split("-"))
+        assert 0 < low <= high and r[11] == "-"
     assert sum("aten ops per forward" in line and " computing)" in line for line in out.splitlines()) == 3
     assert {line.split()[0] + line.split()[1] for line in out.splitlines() if " l=" in line} == {
         "fcl=1", "fcl=2", "uvul=1", "uvul=2"}

@@ -78,3 +78,21 @@ def test_the_command_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
     with pytest.raises(SystemExit) as usage:
         main(["tune", str(path), "--batch", "0"])
     assert usage.value.code == 2
+
+
+def test_rounds_pair_the_runs_and_the_spread_is_their_ratio_quartiles() -> None:
+    """Entry k of every list comes from round k (so a ratio can be taken round by round), and the
+    spread is the quartiles of those ratios, not of either side's times."""
+    from fusionlang.tuning import median_ms, ratio_spread, rounds_ms
+
+    order: list[str] = []
+    found = rounds_ms({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeat=3, warmups=1)
+    assert order == ["a", "b"] * 4 and {len(t) for t in found.values()} == {3}
+    assert all(t >= 0 for times in found.values() for t in times)
+    assert set(median_ms({"a": lambda: None}, repeat=2)) == {"a"}
+    # a machine slowing down hits both sides of each round: the ratio stays put, the times do not
+    slow, fast = [1.0, 2.0, 4.0, 8.0, 16.0], [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert ratio_spread(slow, fast) == (2.0, 2.0)
+    low, high = ratio_spread([3.0, 1.0, 2.0, 4.0, 5.0], [1.0] * 5)
+    assert (low, high) == (2.0, 4.0)
+    assert ratio_spread([3.0], [2.0]) == (1.5, 1.5)
