@@ -8,11 +8,29 @@ TorchScript compiles these; ``torch.compile`` and ``torch.export`` trace :func:`
 
 from __future__ import annotations
 
+import concurrent.futures
 import itertools
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+
+CHUNKS_IN_PARALLEL = True
+"""Whether :func:`in_chunks` may run an inference batch's chunks side by side, one per thread of
+torch's (each operation on one thread), rather than one after another with every operation
+spread over all of them. Side by side, a thread that loses its core to another program slows down
+only its own chunks; spread, every operation waits for it at OpenMP's barrier. Measured with two
+threads (N = 16384, forward, ``docs/performance.md``): with a busy loop on one core, 1.8-2.6x
+faster than spread; on a quiet machine level (``fc_tp``, three-leaf) or 1.25x faster (``uvu``)."""
+
+PARALLEL_CHUNKS_PER_THREAD = 4
+"""Side by side only when every thread gets at least this many chunks: with fewer, a thread left
+with one chunk more than the others costs more than the barriers saved."""
+
+_BORROWING = threading.Lock()  # one batch at a time holds torch's threads (set to 1 while it runs)
+_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_ONE_THREAD = threading.local()
 
 
 def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
@@ -33,8 +51,16 @@ def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torc
     """``contract(*arguments)`` on ``chunk`` samples at a time: the intermediates stay cache-sized.
 
     Without gradients every chunk writes into outputs allocated once (uvu at N = 16384: 1.11-1.17x
-    faster than concatenating). With gradients they are joined (:func:`join`): writes into slices
-    would chain one ``CopySlices`` per chunk, each copying the whole gradient in backward."""
+    faster than concatenating), and where :func:`_parallel_threads` allows, the chunks (of
+    ``chunk`` over the thread count samples) run side by side (:data:`CHUNKS_IN_PARALLEL`). With
+    gradients they are joined (:func:`join`): writes into slices would chain one ``CopySlices`` per
+    chunk, each copying the whole gradient in backward."""
+    threads = _parallel_threads(chunk, arguments)
+    if threads > 1 and _BORROWING.acquire(blocking=False):
+        try:
+            return _side_by_side(contract, max(1, chunk // threads), arguments, threads)
+        finally:
+            _BORROWING.release()
     pieces = [torch.split(argument, chunk) for argument in arguments]
     first = contract(*[piece[0] for piece in pieces])
     parts = itertools.chain([_as_tuple(first)], (_as_tuple(contract(*[piece[k] for piece in pieces]))
@@ -49,6 +75,84 @@ def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torc
                 out[start:start + result.shape[0]] = result
             start += part[0].shape[0]
     return joined[0] if isinstance(first, torch.Tensor) else joined
+
+
+def _parallel_threads(chunk: int, arguments: Sequence[torch.Tensor]) -> int:
+    """How many threads run the chunks side by side: torch's thread count, or 1 (one after
+    another). Side by side only for inference on the CPU with more than one thread and at least
+    :data:`PARALLEL_CHUNKS_PER_THREAD` chunks each, and only where the worker threads would compute
+    what the caller's thread does: they do not inherit its autocast or its Python modes (a
+    ``TorchDispatchMode`` that counts operations would not see theirs), so not under those."""
+    threads = torch.get_num_threads()
+    if not CHUNKS_IN_PARALLEL or threads < 2 or torch.is_grad_enabled():
+        return 1
+    if torch.is_autocast_enabled("cpu") or torch._C._len_torch_function_stack() or \
+            torch._C._len_torch_dispatch_stack():
+        return 1
+    if not all(argument.is_cpu for argument in arguments):
+        return 1
+    size = max(1, chunk // threads)
+    return threads if -(-arguments[0].shape[0] // size) >= PARALLEL_CHUNKS_PER_THREAD * threads else 1
+
+
+def _side_by_side(contract: Callable[..., Any], size: int, arguments: Sequence[torch.Tensor], threads: int) -> Any:
+    """:func:`in_chunks` without gradients, its chunks of ``size`` samples taken in order by
+    ``threads`` threads (this one and a pool's), every operation on one thread: torch's thread
+    count is 1 while it runs (every thread of the process sees that), and restored after."""
+    pieces = [torch.split(argument, size) for argument in arguments]
+    order, taking = iter(range(len(pieces[0]))), threading.Lock()
+    outputs: list[tuple[torch.Tensor, ...]] = []
+    allocated, failed = threading.Event(), threading.Event()
+    first: list[Any] = []
+    inference = torch.is_inference_mode_enabled()
+
+    def work() -> None:
+        if not getattr(_ONE_THREAD, "set", False):
+            torch.set_num_threads(1)  # this thread's own OpenMP and MKL counts as well
+            _ONE_THREAD.set = True
+        try:
+            with torch.inference_mode(inference), torch.no_grad():
+                _take_chunks()
+        except BaseException:
+            failed.set()
+            allocated.set()  # a thread waiting for the outputs stops waiting
+            raise
+
+    def _take_chunks() -> None:
+        while True:
+            with taking:
+                k = next(order, None)
+            if k is None:
+                return
+            result = contract(*[piece[k] for piece in pieces])
+            part = _as_tuple(result)
+            if k == 0:
+                first.append(result)
+                outputs.append(tuple(r.new_empty((arguments[0].shape[0], *r.shape[1:])) for r in part))
+                allocated.set()
+            allocated.wait()
+            if failed.is_set():
+                return
+            for out, r in zip(outputs[0], part, strict=True):
+                out[k * size:k * size + r.shape[0]] = r
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _ONE_THREAD.set = False  # this thread goes back to `previous` below
+    try:
+        pool = _POOLS.get(threads - 1) or _POOLS.setdefault(threads - 1, concurrent.futures.ThreadPoolExecutor(
+            threads - 1, thread_name_prefix="fusionlang-chunks"))
+        helpers = [pool.submit(work) for _ in range(threads - 1)]
+        try:
+            work()
+        finally:
+            for helper in helpers:  # every helper done before the threads are restored
+                helper.exception()
+        for helper in helpers:
+            helper.result()
+    finally:
+        torch.set_num_threads(previous)
+    return outputs[0][0] if isinstance(first[0], torch.Tensor) else outputs[0]
 
 
 def _as_tuple(result: Any) -> tuple[torch.Tensor, ...]:
