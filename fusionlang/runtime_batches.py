@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import itertools
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ PARALLEL_CHUNKS_PER_THREAD = 4
 with one chunk more than the others costs more than the barriers saved."""
 
 _BORROWING = threading.Lock()  # one batch at a time holds torch's threads (set to 1 while it runs)
-_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_POOLS: dict[tuple[int, int], concurrent.futures.ThreadPoolExecutor] = {}
 _ONE_THREAD = threading.local()
 
 
@@ -119,7 +120,7 @@ def _side_by_side(contract: Callable[..., Any], size: int, arguments: Sequence[t
             raise
 
     def _take_chunks() -> None:
-        while True:
+        while not failed.is_set():
             with taking:
                 k = next(order, None)
             if k is None:
@@ -140,19 +141,29 @@ def _side_by_side(contract: Callable[..., Any], size: int, arguments: Sequence[t
     torch.set_num_threads(1)
     _ONE_THREAD.set = False  # this thread goes back to `previous` below
     try:
-        pool = _POOLS.get(threads - 1) or _POOLS.setdefault(threads - 1, concurrent.futures.ThreadPoolExecutor(
-            threads - 1, thread_name_prefix="fusionlang-chunks"))
-        helpers = [pool.submit(work) for _ in range(threads - 1)]
+        helpers = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
         try:
             work()
         finally:
-            for helper in helpers:  # every helper done before the threads are restored
-                helper.exception()
+            for helper in helpers:  # every helper done (or never started) before the threads are restored
+                if not helper.cancel():
+                    helper.exception()
         for helper in helpers:
-            helper.result()
+            if not helper.cancelled():
+                helper.result()
     finally:
         torch.set_num_threads(previous)
     return outputs[0][0] if isinstance(first[0], torch.Tensor) else outputs[0]
+
+
+def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    """The helper threads of :func:`_side_by_side`, made once per process: a child made by
+    ``fork`` (a ``DataLoader`` worker) inherits the parent's pool without its threads, so it makes
+    its own. The caller's thread takes chunks too, and a helper that never starts is cancelled."""
+    key = (os.getpid(), workers)
+    if key not in _POOLS:
+        _POOLS[key] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fusionlang-chunks")
+    return _POOLS[key]
 
 
 def _as_tuple(result: Any) -> tuple[torch.Tensor, ...]:

@@ -163,3 +163,35 @@ def test_batches_from_two_threads_at_once(side_by_side_calls: list[int]) -> None
     assert len(found) == 40 and torch.get_num_threads() == 2
     assert all(torch.allclose(f, expected, rtol=1e-12, atol=1e-12) for f in found)
     assert 0 < len(side_by_side_calls) <= 40
+
+
+def test_a_forked_child_runs_its_batches_without_the_parents_threads(side_by_side_calls: list[int]) -> None:
+    """A child made by ``fork`` (a ``DataLoader`` worker) inherits the parent's pool but not its
+    threads: it makes its own, and a batch there finishes with the right values instead of
+    waiting for a helper that does not exist."""
+    import os
+    import time
+
+    module, args = small_chunks("fc_tp", "fc_tp")
+    with torch.no_grad():
+        expected = module(*args)   # the parent's pool exists now
+    assert side_by_side_calls == [2]
+    pid = os.fork()
+    if pid == 0:   # the child: exit 0 only with the right values and the threads restored
+        ok = False
+        try:
+            with torch.no_grad():
+                found = module(*args)
+            ok = torch.allclose(found, expected, rtol=1e-12, atol=1e-12) and torch.get_num_threads() == 2
+        finally:
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's batch did not finish in 120 s")
