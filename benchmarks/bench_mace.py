@@ -43,11 +43,11 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
-from bench_table import aten_ops, own_copy, traced  # noqa: E402
+from bench_table import aten_ops, faster_ratio, own_copy, traced  # noqa: E402
 
 import fusionlang.api  # noqa: E402
 from fusionlang.importers import load_mace_symmetric_contraction  # noqa: E402
-from fusionlang.tuning import ratio_spread  # noqa: E402
+from fusionlang.tuning import rounds_ms  # noqa: E402
 
 SPECIES = 3
 CORRELATION = 3
@@ -95,13 +95,12 @@ class MaceAsFusion(torch.nn.Module):
         return self.contraction(torch.cat(pieces, -1), one_hot)
 
 
-def timer(fn: Callable[[], Any], device: torch.device) -> Callable[[], float]:
-    def run() -> float:
-        start = time.perf_counter()
+def synchronised(fn: Callable[[], Any], device: torch.device) -> Callable[[], None]:
+    """``fn`` and, on a GPU, a wait for the device (a time then covers the work, not its launch)."""
+    def run() -> None:
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        return time.perf_counter() - start
     return run
 
 
@@ -119,18 +118,6 @@ def forward_and_backward(module: Any, A: torch.Tensor, species: torch.Tensor) ->
         out = module(leaf, species)
         out.backward(torch.ones_like(out))
     return run
-
-
-def rounds(runs: dict[str, Callable[[], float]], repeat: int) -> dict[str, list[float]]:
-    """The ms of every run in each of ``repeat`` rounds, alternating between them (after one
-    warm-up each): entry ``k`` of every list comes from the same round."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeat):
-        for name, run in runs.items():
-            times[name].append(run() * 1e3)
-    return times
 
 
 def build(args: argparse.Namespace) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor, str]:
@@ -223,10 +210,10 @@ def main() -> None:
     if args.compile:
         modules.update(compiled_forms(modules))
         info += f"; compiled forms within {compiled_error(modules, A, species):.1e} of eager"
-    fwd_rounds = rounds({name: timer(forward(m, A, species), args.device) for name, m in modules.items()},
-                        args.repeat)
-    both_rounds = rounds({name: timer(forward_and_backward(m, A, species), args.device)
-                          for name, m in modules.items()}, args.repeat)
+    fwd_rounds = rounds_ms({name: synchronised(forward(m, A, species), args.device)
+                            for name, m in modules.items()}, args.repeat, warmups=1)
+    both_rounds = rounds_ms({name: synchronised(forward_and_backward(m, A, species), args.device)
+                             for name, m in modules.items()}, args.repeat, warmups=1)
     fwd, both = ({name: statistics.median(t) for name, t in r.items()} for r in (fwd_rounds, both_rounds))
     where = args.device.type if args.device.type != "cpu" else f"cpu, {args.threads} threads"
     print(f"torch {torch.__version__}, {where}, float32, N = {args.nodes}, "
@@ -239,17 +226,13 @@ def main() -> None:
               f"{both[name]:10.1f} {both[name] / both['fusionlang']:6.2f}")
     print(ops_line(modules, A, species))
     if args.compile:
-        faster = [(min((n for n in modules if n.startswith("mace")), key=times.__getitem__),
-                   min((n for n in modules if n.startswith("fusionlang")), key=times.__getitem__))
-                  for times in (fwd, both)]
-        best = [times[theirs] / times[ours] for times, (theirs, ours) in zip((fwd, both), faster, strict=True)]
-        print(f"{'best ratio (faster mace-torch form / faster fusionlang form)':58} {'':10} {best[0]:6.2f} "
-              f"{'':10} {best[1]:6.2f}")
-        spread = ["{:.2f}-{:.2f}".format(*ratio_spread(r[theirs], r[ours]))
-                  for r, (theirs, ours) in zip((fwd_rounds, both_rounds), faster, strict=True)]
-        print(f"{'its spread (quartiles of the ratio round by round)':58} {'':4} {spread[0]:>12} "
-              f"{'':4} {spread[1]:>12}")
-
+        mace = [n for n in modules if n.startswith("mace")]
+        ours = [n for n in modules if n.startswith("fusionlang")]
+        best = [faster_ratio(r, mace, ours) for r in (fwd_rounds, both_rounds)]
+        print(f"{'best ratio (faster mace-torch form / faster fusionlang form)':58} {'':10} {best[0][0]:6.2f} "
+              f"{'':10} {best[1][0]:6.2f}")
+        print(f"{'its spread (quartiles of the ratio round by round)':58} {'':4} {best[0][1]:>12} "
+              f"{'':4} {best[1][1]:>12}")
 
 if __name__ == "__main__":
     main()

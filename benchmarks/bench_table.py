@@ -217,17 +217,26 @@ def time_case(name: str, text: str, build: Callable[[], Any], sizes: list[int], 
 def _row(name: str, batch: int, label: str, rounds: dict[str, list[float]]) -> str:
     """One line of the table from the forms' times in each alternating round: their medians, the
     best ratio (e3nn's faster form over ours, by median) and ours c/e of the medians, and the
-    spread of both ratios (the quartiles of their round by round values,
-    :func:`fusionlang.tuning.ratio_spread`)."""
+    spread of both ratios (:func:`faster_ratio`)."""
     count = len(next(iter(rounds.values())))
     times = {f: rounds.get(f, [float("nan")] * count) for f in FORMS}
     ms = {f: statistics.median(t) for f, t in times.items()}
-    ours = min((f for f in FORMS if f.startswith("ours") and ms[f] == ms[f]), key=ms.__getitem__)  # nan: not run
-    theirs = min((f for f in FORMS if f.startswith("e3nn") and ms[f] == ms[f]), key=ms.__getitem__)
+    best, best_spread = faster_ratio(times, [f for f in FORMS if f.startswith("e3nn")],
+                                     [f for f in FORMS if f.startswith("ours")])
     cells = " ".join(f"{ms[f]:13.3f}" for f in FORMS)
-    return (f"{name:8} {batch:6d} {label:8} {cells} {ms[theirs] / ms[ours]:10.2f} "
-            f"{ms['ours eager'] / ms['ours compiled']:8.2f} {_spread(times[theirs], times[ours]):>11} "
+    return (f"{name:8} {batch:6d} {label:8} {cells} {best:10.2f} "
+            f"{ms['ours eager'] / ms['ours compiled']:8.2f} {best_spread:>11} "
             f"{_spread(times['ours eager'], times['ours compiled']):>11}")
+
+
+def faster_ratio(rounds: dict[str, list[float]], theirs: list[str], ours: list[str]) -> tuple[float, str]:
+    """(the median time of the faster of ``theirs`` over that of the faster of ``ours``, that
+    ratio's spread: the quartiles of its round by round values, :func:`fusionlang.tuning.ratio_spread`).
+    A form whose times are nan was not run."""
+    ms = {label: statistics.median(times) for label, times in rounds.items()}
+    faster_theirs = min((f for f in theirs if ms[f] == ms[f]), key=ms.__getitem__)
+    faster_ours = min((f for f in ours if ms[f] == ms[f]), key=ms.__getitem__)
+    return ms[faster_theirs] / ms[faster_ours], _spread(rounds[faster_theirs], rounds[faster_ours])
 
 
 def _spread(numerator: list[float], denominator: list[float]) -> str:

@@ -12,7 +12,7 @@ import concurrent.futures
 import itertools
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,8 +22,8 @@ CHUNKS_IN_PARALLEL = True
 torch's (each operation on one thread), rather than one after another with every operation
 spread over all of them. Side by side, a thread that loses its core to another program slows down
 only its own chunks; spread, every operation waits for it at OpenMP's barrier. Measured with two
-threads (N = 16384, forward, ``docs/performance.md``): with a busy loop on one core, 1.8-2.6x
-faster than spread; on a quiet machine level (``fc_tp``, three-leaf) or 1.25x faster (``uvu``)."""
+threads (N = 16384, forward, ``docs/performance.md``): with a busy loop on one core, 1.4-3.9x
+faster than spread; on a quiet machine level (``fc_tp``, three-leaf) or 1.23x faster (``uvu``)."""
 
 PARALLEL_CHUNKS_PER_THREAD = 4
 """Side by side only when every thread gets at least this many chunks: with fewer, a thread left
@@ -31,7 +31,6 @@ with one chunk more than the others costs more than the barriers saved."""
 
 _BORROWING = threading.Lock()  # one batch at a time holds torch's threads (set to 1 while it runs)
 _POOLS: dict[tuple[int, int], concurrent.futures.ThreadPoolExecutor] = {}
-_ONE_THREAD = threading.local()
 
 
 def in_one_pass(x: torch.Tensor, chunk: int) -> bool:
@@ -52,8 +51,10 @@ def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torc
     """``contract(*arguments)`` on ``chunk`` samples at a time: the intermediates stay cache-sized.
 
     Without gradients every chunk writes into outputs allocated once (uvu at N = 16384: 1.11-1.17x
-    faster than concatenating), and where :func:`_parallel_threads` allows, the chunks (of
-    ``chunk`` over the thread count samples) run side by side (:data:`CHUNKS_IN_PARALLEL`). With
+    faster than concatenating), and where :func:`_parallel_threads` allows, the chunks run side by
+    side (:data:`CHUNKS_IN_PARALLEL`), each of ``chunk`` over the thread count samples: the threads
+    share the cache that ``chunk`` is sized for (chunks of ``chunk`` side by side made ``fc_tp`` at
+    N = 16384 1.19x slower). Other chunk boundaries can change the last bits of the values. With
     gradients they are joined (:func:`join`): writes into slices would chain one ``CopySlices`` per
     chunk, each copying the whole gradient in backward."""
     threads = _parallel_threads(chunk, arguments)
@@ -69,13 +70,21 @@ def in_chunks(contract: Callable[..., Any], chunk: int, arguments: Sequence[torc
     if any(result.requires_grad for result in _as_tuple(first)):
         joined = tuple(join(list(column), 0) for column in zip(*parts, strict=True))
     else:
-        joined = tuple(r.new_empty((arguments[0].shape[0], *r.shape[1:])) for r in _as_tuple(first))
-        start = 0
-        for part in parts:
-            for out, result in zip(joined, part, strict=True):
-                out[start:start + result.shape[0]] = result
-            start += part[0].shape[0]
+        joined = _outputs_like(_as_tuple(first), arguments[0].shape[0])
+        for k, part in enumerate(parts):
+            _write(joined, part, k * chunk)
     return joined[0] if isinstance(first, torch.Tensor) else joined
+
+
+def _outputs_like(part: tuple[torch.Tensor, ...], samples: int) -> tuple[torch.Tensor, ...]:
+    """Outputs for ``samples`` samples, shaped and typed as one chunk's results ``part``."""
+    return tuple(r.new_empty((samples, *r.shape[1:])) for r in part)
+
+
+def _write(outputs: tuple[torch.Tensor, ...], part: tuple[torch.Tensor, ...], start: int) -> None:
+    """One chunk's results into the outputs, from sample ``start`` on."""
+    for out, result in zip(outputs, part, strict=True):
+        out[start:start + result.shape[0]] = result
 
 
 def _parallel_threads(chunk: int, arguments: Sequence[torch.Tensor]) -> int:
@@ -102,44 +111,29 @@ def _side_by_side(contract: Callable[..., Any], size: int, arguments: Sequence[t
     count is 1 while it runs (every thread of the process sees that), and restored after."""
     pieces = [torch.split(argument, size) for argument in arguments]
     order, taking = iter(range(len(pieces[0]))), threading.Lock()
-    outputs: list[tuple[torch.Tensor, ...]] = []
+    outputs: list[tuple[bool, tuple[torch.Tensor, ...]]] = []  # (one tensor, not a tuple; the outputs)
     allocated, failed = threading.Event(), threading.Event()
-    first: list[Any] = []
     inference = torch.is_inference_mode_enabled()
 
     def work() -> None:
-        if not getattr(_ONE_THREAD, "set", False):
-            torch.set_num_threads(1)  # this thread's own OpenMP and MKL counts as well
-            _ONE_THREAD.set = True
         try:
             with torch.inference_mode(inference), torch.no_grad():
-                _take_chunks()
+                while not failed.is_set() and (k := _next(order, taking)) is not None:
+                    result = contract(*[piece[k] for piece in pieces])
+                    if k == 0:
+                        outputs.append((isinstance(result, torch.Tensor),
+                                        _outputs_like(_as_tuple(result), arguments[0].shape[0])))
+                        allocated.set()
+                    allocated.wait()
+                    if not failed.is_set():
+                        _write(outputs[0][1], _as_tuple(result), k * size)
         except BaseException:
             failed.set()
             allocated.set()  # a thread waiting for the outputs stops waiting
             raise
 
-    def _take_chunks() -> None:
-        while not failed.is_set():
-            with taking:
-                k = next(order, None)
-            if k is None:
-                return
-            result = contract(*[piece[k] for piece in pieces])
-            part = _as_tuple(result)
-            if k == 0:
-                first.append(result)
-                outputs.append(tuple(r.new_empty((arguments[0].shape[0], *r.shape[1:])) for r in part))
-                allocated.set()
-            allocated.wait()
-            if failed.is_set():
-                return
-            for out, r in zip(outputs[0], part, strict=True):
-                out[k * size:k * size + r.shape[0]] = r
-
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    _ONE_THREAD.set = False  # this thread goes back to `previous` below
     try:
         helpers = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
         try:
@@ -153,7 +147,13 @@ def _side_by_side(contract: Callable[..., Any], size: int, arguments: Sequence[t
                 helper.result()
     finally:
         torch.set_num_threads(previous)
-    return outputs[0][0] if isinstance(first[0], torch.Tensor) else outputs[0]
+    single, found = outputs[0]
+    return found[0] if single else found
+
+
+def _next(order: Iterator[int], taking: threading.Lock) -> int | None:
+    with taking:
+        return next(order, None)
 
 
 def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
@@ -161,8 +161,9 @@ def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
     ``fork`` (a ``DataLoader`` worker) inherits the parent's pool without its threads, so it makes
     its own. The caller's thread takes chunks too, and a helper that never starts is cancelled."""
     key = (os.getpid(), workers)
-    if key not in _POOLS:
-        _POOLS[key] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fusionlang-chunks")
+    if key not in _POOLS:  # each helper thread's own OpenMP and MKL counts set to 1 once, as it starts
+        _POOLS[key] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="fusionlang-chunks",
+                                                            initializer=torch.set_num_threads, initargs=(1,))
     return _POOLS[key]
 
 

@@ -44,8 +44,8 @@ def side_by_side_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 def small_chunks(example: str, name: str) -> tuple[torch.nn.Module, list[torch.Tensor]]:
-    """``name`` of examples/``example`` with ``CHUNK`` 4, in float64, and 37 samples: chunks of 2 side
-    by side (the last one of 1), 9 of 4 one after another."""
+    """``name`` of examples/``example`` with ``CHUNK`` 4, in float64, and 37 samples: 19 chunks of 2
+    side by side, 10 of 4 one after another (the last one of 1 either way)."""
     result = api.compile(ROOT / "examples" / f"{example}.fusion")
     cls = result.module_class(name)
     module = type(cls.__name__, (cls,), {"CHUNK": 4})(dtype=torch.float64)
