@@ -342,7 +342,8 @@ def emit_linear(b: Builder, model: StatementModel, paths: list[PathModel]) -> st
     terms = []
     for path in paths:  # one fan_in per output entry by default; `path_normalization` may differ per path
         x = piece_var(b, entry_piece(b, path.leaves[0]))
-        w = _weight_value(b, model, [path], 1.0 / math.sqrt(path.fan_in))
+        # (a fan-in of 1 scales by nothing: no multiplication by 1.0 in the forward and backward)
+        w = _weight_value(b, model, [path], 1.0 / math.sqrt(path.fan_in) if path.fan_in != 1 else None)
         terms.append(_linear_term(b, model, path, x, w))
     if len(terms) > 1:
         args = tuple(terms)

@@ -283,14 +283,14 @@ class mace_product_basis__s0_0(runtime.CompiledModule):
         A_pieces = torch.split(A, [16, 48, A.shape[1] - 64], 1)
         # mace.fusion:20  A[16x0e] as [n, 16, 1]
         A_0e = A_pieces[0].view(-1, 16, 1)
-        # mace.fusion:20  weights of path 0, times 1/sqrt(1)
-        w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16) * 1.0
+        # mace.fusion:20  weights of path 0
+        w_out_0 = weights_out_0[:, 0:16].view(-1, 1, 16)
         # mace.fusion:20  out[16x0e] ← A[16x0e] · W [nuk,npu->nuk]
         out_0e = A_0e.view(-1, 16, 1) * w_out_0.view(-1, 16, 1)
         # mace.fusion:20  A[16x1o] as [n, 16, 3]
         A_1o = A_pieces[1].view(-1, 16, 3)
-        # mace.fusion:20  weights of path 1, times 1/sqrt(1)
-        w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16) * 1.0
+        # mace.fusion:20  weights of path 1
+        w_out_0_1 = weights_out_0[:, 16:32].view(-1, 1, 16)
         # mace.fusion:20  out[16x1o] ← A[16x1o] · W [nuk,npu->nuk]
         out_1o = A_1o.view(-1, 16, 3) * w_out_0_1.view(-1, 16, 1)
         # mace.fusion:19  out: 16x(0e + 1o) in the mul_ir layout
