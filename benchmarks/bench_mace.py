@@ -234,5 +234,6 @@ def main() -> None:
         print(f"{'its spread (quartiles of the ratio round by round)':58} {'':4} {best[0][1]:>12} "
               f"{'':4} {best[1][1]:>12}")
 
+
 if __name__ == "__main__":
     main()

@@ -36,6 +36,8 @@ def _weight_value(b: Builder, model: StatementModel, paths: Sequence[PathModel],
                   split: tuple[int, ...] = ()) -> str:
     """``[(n,) P, *block]``: the weight blocks of ``paths`` (a view when they are consecutive);
     the path axis is viewed as ``split`` when given."""
+    if scale == 1.0:  # (a fan-in of 1: no multiplication by 1.0 in the forward and the backward)
+        scale = None
     block = paths[0].block
     starts = tuple(p.offset for p in paths)
     size = paths[0].block_size
@@ -342,8 +344,7 @@ def emit_linear(b: Builder, model: StatementModel, paths: list[PathModel]) -> st
     terms = []
     for path in paths:  # one fan_in per output entry by default; `path_normalization` may differ per path
         x = piece_var(b, entry_piece(b, path.leaves[0]))
-        # (a fan-in of 1 scales by nothing: no multiplication by 1.0 in the forward and backward)
-        w = _weight_value(b, model, [path], 1.0 / math.sqrt(path.fan_in) if path.fan_in != 1 else None)
+        w = _weight_value(b, model, [path], 1.0 / math.sqrt(path.fan_in))
         terms.append(_linear_term(b, model, path, x, w))
     if len(terms) > 1:
         args = tuple(terms)
